@@ -1,0 +1,52 @@
+package naming
+
+import (
+	"strings"
+	"testing"
+)
+
+func TestLinkNamesFitIFNAMSIZ(t *testing.T) {
+	long := strings.Repeat("tenant-network-", 5)
+	names := []string{
+		BridgeName("blue"), BridgeName(long), BridgeName("has/slash"),
+		VRFName("blue"), VRFName(long),
+		VXLANName(16777215),
+		HostVethName(long, strings.Repeat("c", 64), "eth0"),
+	}
+	for _, n := range names {
+		if len(n) == 0 || len(n) > MaxIfNameLen {
+			t.Errorf("%q: length %d, want 1..%d", n, len(n), MaxIfNameLen)
+		}
+		if !ifNameSafe.MatchString(n) {
+			t.Errorf("%q has characters unsafe in an interface name", n)
+		}
+	}
+	if got := BridgeName("blue"); got != "br-blue" {
+		t.Errorf("BridgeName(blue) = %q", got)
+	}
+	if got := VXLANName(42); got != "vxlan-42" {
+		t.Errorf("VXLANName(42) = %q", got)
+	}
+}
+
+func TestDerivedNamesAreDeterministicAndDistinct(t *testing.T) {
+	a := HostVethName("net", "ctr1", "eth0")
+	if a != HostVethName("net", "ctr1", "eth0") {
+		t.Fatal("HostVethName is not deterministic")
+	}
+	seen := map[string]bool{}
+	for _, in := range [][3]string{{"net", "ctr1", "eth0"}, {"net", "ctr1", "eth1"}, {"net", "ctr2", "eth0"}, {"net2", "ctr1", "eth0"}, {"ne", "tctr1", "eth0"}} {
+		for _, n := range []string{HostVethName(in[0], in[1], in[2]), AttachmentChain(in[0], in[1], in[2])} {
+			if seen[n] {
+				t.Errorf("collision: %q", n)
+			}
+			seen[n] = true
+		}
+	}
+	if c := AttachmentChain("n", "c", "i"); len(c) > 28 {
+		t.Errorf("chain %q longer than 28 bytes", c)
+	}
+	if !strings.HasPrefix(AttachmentTag("n", "c", "i"), NetworkTag("n")) {
+		t.Error("AttachmentTag does not start with NetworkTag")
+	}
+}

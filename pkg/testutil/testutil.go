@@ -1,0 +1,169 @@
+// Package testutil holds what the privileged tests share: building the
+// plugin binaries once, a lab of namespaces per test, and running a plugin
+// binary inside a node namespace the way a runtime does.
+package testutil
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/containernetworking/cni/pkg/types"
+	"github.com/containernetworking/plugins/pkg/ns"
+
+	"github.com/vxvrf/cni/pkg/netsim"
+)
+
+// Plugins are the project's binaries, in chain order.
+var Plugins = []string{"infra-ensure", "vrf-vxlan-bridge", "lockfile-ipam", "veth-attach", "sysctl-firewall"}
+
+// RequireRoot skips the test unless it runs as root (it creates namespaces).
+func RequireRoot(t testing.TB) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: creates network namespaces")
+	}
+}
+
+// RepoRoot is the directory holding go.mod.
+func RepoRoot() (string, error) {
+	out, err := exec.Command("go", "env", "GOMOD").Output()
+	if err != nil {
+		return "", fmt.Errorf("go env GOMOD: %w", err)
+	}
+	return filepath.Dir(strings.TrimSpace(string(out))), nil
+}
+
+var (
+	buildOnce sync.Once
+	binDir    string
+	buildErr  error
+)
+
+// PluginDir returns a directory holding freshly built plugin binaries. It
+// uses $VXVRF_BIN when set (make test points it at bin/), else builds
+// all plugins once per test process.
+func PluginDir(t testing.TB) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		if d := os.Getenv("VXVRF_BIN"); d != "" {
+			binDir, buildErr = filepath.Abs(d)
+			return
+		}
+		binDir, buildErr = os.MkdirTemp("", "vxvrf-bin-")
+		if buildErr != nil {
+			return
+		}
+		root, err := RepoRoot()
+		if err != nil {
+			buildErr = err
+			return
+		}
+		for _, p := range Plugins {
+			cmd := exec.Command("go", "build", "-o", filepath.Join(binDir, p), "./plugins/"+p)
+			cmd.Dir = root
+			cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+			if out, err := cmd.CombinedOutput(); err != nil {
+				buildErr = fmt.Errorf("build %s: %w: %s", p, err, out)
+				return
+			}
+		}
+	})
+	if buildErr != nil {
+		t.Fatalf("plugin binaries: %v", buildErr)
+	}
+	return binDir
+}
+
+// NewLab creates a lab of namespaces removed when the test ends.
+func NewLab(t testing.TB, name string) *netsim.Lab {
+	t.Helper()
+	RequireRoot(t)
+	lab, err := netsim.New(name)
+	if err != nil {
+		t.Fatalf("lab %s: %v", name, err)
+	}
+	t.Cleanup(func() {
+		if err := lab.Close(); err != nil {
+			t.Errorf("close lab: %v", err)
+		}
+	})
+	return lab
+}
+
+// Invocation is one exec of a plugin binary.
+type Invocation struct {
+	Plugin      string // binary name in PluginDir
+	Command     string // ADD, DEL, CHECK, STATUS, GC, VERSION
+	ContainerID string
+	NetNS       string // CNI_NETNS
+	IfName      string
+	Args        string // CNI_ARGS
+	Config      []byte // stdin
+	Env         []string
+}
+
+// Outcome is what the plugin printed and how it exited.
+type Outcome struct {
+	Stdout []byte
+	Stderr []byte
+	Err    error // non-nil when the exit code was not 0
+}
+
+// CNIError decodes stdout as a CNI error; it fails the test if stdout is not one.
+func (o Outcome) CNIError(t testing.TB) *types.Error {
+	t.Helper()
+	if o.Err == nil {
+		t.Fatalf("expected the plugin to fail, it printed %s", o.Stdout)
+	}
+	var e types.Error
+	if err := json.Unmarshal(o.Stdout, &e); err != nil || e.Code == 0 {
+		t.Fatalf("stdout is not a CNI error (%v): %q (stderr %q)", err, o.Stdout, o.Stderr)
+	}
+	return &e
+}
+
+// Run executes the plugin inside the namespace in (the node), as a runtime would.
+func Run(t testing.TB, in ns.NetNS, inv Invocation) Outcome {
+	t.Helper()
+	dir := PluginDir(t)
+	var out Outcome
+	err := in.Do(func(ns.NetNS) error {
+		cmd := exec.Command(filepath.Join(dir, inv.Plugin))
+		cmd.Env = append([]string{
+			"CNI_COMMAND=" + inv.Command,
+			"CNI_CONTAINERID=" + inv.ContainerID,
+			"CNI_NETNS=" + inv.NetNS,
+			"CNI_IFNAME=" + inv.IfName,
+			"CNI_ARGS=" + inv.Args,
+			"CNI_PATH=" + dir,
+			"PATH=" + os.Getenv("PATH"),
+		}, inv.Env...)
+		cmd.Stdin = bytes.NewReader(inv.Config)
+		var stdout, stderr bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &stdout, &stderr
+		out.Err = cmd.Run()
+		out.Stdout, out.Stderr = stdout.Bytes(), stderr.Bytes()
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("enter namespace: %v", err)
+	}
+	return out
+}
+
+// MustRun is Run that fails the test unless the plugin exits 0.
+func MustRun(t testing.TB, in ns.NetNS, inv Invocation) []byte {
+	t.Helper()
+	o := Run(t, in, inv)
+	if o.Err != nil {
+		t.Fatalf("%s %s: %v\nstdout: %s\nstderr: %s", inv.Plugin, inv.Command, o.Err, o.Stdout, o.Stderr)
+	}
+	return o.Stdout
+}

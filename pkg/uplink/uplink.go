@@ -1,0 +1,86 @@
+// Package uplink resolves the node's uplink: the interface VXLAN rides on
+// and egress leaves by, and its VTEP address. infra-ensure, vrf-vxlan-bridge
+// and sysctl-firewall resolve it the same way.
+package uplink
+
+import (
+	"errors"
+	"fmt"
+	"net"
+
+	"github.com/containernetworking/plugins/pkg/netlinksafe"
+	"github.com/vishvananda/netlink"
+)
+
+// ErrNoDefaultRoute means no uplink was configured and none could be found.
+var ErrNoDefaultRoute = errors.New("no default route in the node's network namespace; set the uplink explicitly")
+
+// Find returns the named link, or the interface of the default route (IPv4
+// first, then IPv6) when name is empty.
+func Find(name string) (netlink.Link, error) {
+	if name != "" {
+		l, err := netlinksafe.LinkByName(name)
+		if err != nil {
+			return nil, fmt.Errorf("uplink %q: %w", name, err)
+		}
+		return l, nil
+	}
+	for _, family := range []int{netlink.FAMILY_V4, netlink.FAMILY_V6} {
+		routes, err := netlinksafe.RouteListFiltered(family, &netlink.Route{Table: 254}, netlink.RT_FILTER_TABLE)
+		if err != nil {
+			return nil, fmt.Errorf("list routes: %w", err)
+		}
+		for _, r := range routes {
+			if isDefault(r) && r.LinkIndex > 0 {
+				l, err := netlink.LinkByIndex(r.LinkIndex)
+				if err != nil {
+					return nil, fmt.Errorf("default route link %d: %w", r.LinkIndex, err)
+				}
+				return l, nil
+			}
+		}
+	}
+	return nil, ErrNoDefaultRoute
+}
+
+func isDefault(r netlink.Route) bool {
+	if r.Dst == nil {
+		return true
+	}
+	ones, _ := r.Dst.Mask.Size()
+	return ones == 0
+}
+
+// Address returns the first global unicast address of link, preferring
+// IPv4. want, when set, must be one of the link's addresses.
+func Address(link netlink.Link, want net.IP) (net.IP, error) {
+	addrs, err := netlinksafe.AddrList(link, netlink.FAMILY_ALL)
+	if err != nil {
+		return nil, fmt.Errorf("list addresses of %s: %w", link.Attrs().Name, err)
+	}
+	var v6 net.IP
+	for _, a := range addrs {
+		if want != nil {
+			if a.IP.Equal(want) {
+				return want, nil
+			}
+			continue
+		}
+		if !a.IP.IsGlobalUnicast() {
+			continue
+		}
+		if a.IP.To4() != nil {
+			return a.IP, nil
+		}
+		if v6 == nil {
+			v6 = a.IP
+		}
+	}
+	if want != nil {
+		return nil, fmt.Errorf("address %s is not on uplink %s", want, link.Attrs().Name)
+	}
+	if v6 != nil {
+		return v6, nil
+	}
+	return nil, fmt.Errorf("uplink %s has no global address", link.Attrs().Name)
+}
