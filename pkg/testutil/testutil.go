@@ -41,42 +41,56 @@ func RepoRoot() (string, error) {
 }
 
 var (
-	buildOnce sync.Once
-	binDir    string
-	buildErr  error
+	mu     sync.Mutex
+	binDir string
+	built  = map[string]bool{}
 )
 
-// PluginDir returns a directory holding freshly built plugin binaries. It
-// uses $VXVRF_BIN when set (make test points it at bin/), else builds
-// all plugins once per test process.
-func PluginDir(t testing.TB) string {
+// PluginDir returns the directory of plugin binaries (CNI_PATH for the
+// tests) after making sure the named plugins are in it. It uses $VXVRF_BIN
+// when set (make test points it at bin/); otherwise it builds each named
+// plugin once per test process from this checkout.
+func PluginDir(t testing.TB, plugins ...string) string {
 	t.Helper()
-	buildOnce.Do(func() {
+	mu.Lock()
+	defer mu.Unlock()
+	if binDir == "" {
 		if d := os.Getenv("VXVRF_BIN"); d != "" {
-			binDir, buildErr = filepath.Abs(d)
-			return
-		}
-		binDir, buildErr = os.MkdirTemp("", "vxvrf-bin-")
-		if buildErr != nil {
-			return
-		}
-		root, err := RepoRoot()
-		if err != nil {
-			buildErr = err
-			return
-		}
-		for _, p := range Plugins {
-			cmd := exec.Command("go", "build", "-o", filepath.Join(binDir, p), "./plugins/"+p)
-			cmd.Dir = root
-			cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-			if out, err := cmd.CombinedOutput(); err != nil {
-				buildErr = fmt.Errorf("build %s: %w: %s", p, err, out)
-				return
+			abs, err := filepath.Abs(d)
+			if err != nil {
+				t.Fatalf("VXVRF_BIN: %v", err)
 			}
+			binDir = abs
+			for _, p := range Plugins {
+				built[p] = true
+			}
+		} else {
+			d, err := os.MkdirTemp("", "vxvrf-bin-")
+			if err != nil {
+				t.Fatalf("bin dir: %v", err)
+			}
+			binDir = d
 		}
-	})
-	if buildErr != nil {
-		t.Fatalf("plugin binaries: %v", buildErr)
+	}
+	root := ""
+	for _, p := range plugins {
+		if built[p] {
+			continue
+		}
+		if root == "" {
+			r, err := RepoRoot()
+			if err != nil {
+				t.Fatal(err)
+			}
+			root = r
+		}
+		cmd := exec.Command("go", "build", "-o", filepath.Join(binDir, p), "./plugins/"+p)
+		cmd.Dir = root
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("build %s: %v: %s", p, err, out)
+		}
+		built[p] = true
 	}
 	return binDir
 }
@@ -129,10 +143,12 @@ func (o Outcome) CNIError(t testing.TB) *types.Error {
 	return &e
 }
 
-// Run executes the plugin inside the namespace in (the node), as a runtime would.
+// Run executes the plugin inside the namespace in (the node), as a runtime
+// would, with CNI_PATH set to PluginDir. A plugin that delegates (to IPAM)
+// needs its delegate built first: call PluginDir(t, "lockfile-ipam").
 func Run(t testing.TB, in ns.NetNS, inv Invocation) Outcome {
 	t.Helper()
-	dir := PluginDir(t)
+	dir := PluginDir(t, inv.Plugin)
 	var out Outcome
 	err := in.Do(func(ns.NetNS) error {
 		cmd := exec.Command(filepath.Join(dir, inv.Plugin))
