@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# Installs what the tests and the demo need on a fresh Debian machine:
+# system packages (iproute2, iptables, ping) and, through the Go toolchain,
+# cnitool and the reference plugins used by the swap tests, into .tools/.
+# Idempotent: a second run only checks.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+CNITOOL_VERSION=${CNITOOL_VERSION:-v1.3.0}
+PLUGINS_VERSION=${PLUGINS_VERSION:-v1.9.1}
+TOOLS=${TOOLS:-$PWD/.tools}
+export GOFLAGS=${GOFLAGS:--buildvcs=false}
+
+log() { printf '[deps] %s\n' "$*" >&2; }
+
+pkgs="iproute2 iptables iputils-ping"
+missing=""
+for p in $pkgs; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing="$missing $p"
+done
+if [ -n "$missing" ]; then
+  [ "$(id -u)" = 0 ] || { log "needs root to install:$missing"; exit 1; }
+  log "apt-get install:$missing"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $missing >/dev/null
+fi
+
+# mod_version BINARY MODULE: the module version a Go binary was built from.
+mod_version() { [ -x "$1" ] && go version -m "$1" 2>/dev/null | awk -v m="$2" '$1=="mod" && $2==m {print $3}'; }
+
+mkdir -p "$TOOLS/bin" "$TOOLS/cni"
+if [ "$(mod_version "$TOOLS/bin/cnitool" github.com/containernetworking/cni)" != "$CNITOOL_VERSION" ]; then
+  log "go install cnitool@$CNITOOL_VERSION"
+  (cd /tmp && GOBIN="$TOOLS/bin" go install "github.com/containernetworking/cni/cnitool@$CNITOOL_VERSION")
+fi
+need=""
+for p in ipam/host-local main/bridge meta/tuning meta/firewall meta/portmap meta/bandwidth main/loopback; do
+  b="$TOOLS/cni/$(basename "$p")"
+  [ "$(mod_version "$b" github.com/containernetworking/plugins)" = "$PLUGINS_VERSION" ] ||
+    need="$need github.com/containernetworking/plugins/plugins/$p@$PLUGINS_VERSION"
+done
+if [ -n "$need" ]; then
+  log "go install reference plugins @$PLUGINS_VERSION"
+  (cd /tmp && CGO_ENABLED=0 GOBIN="$TOOLS/cni" go install $need)
+fi
