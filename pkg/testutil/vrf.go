@@ -1,0 +1,28 @@
+package testutil
+
+import (
+	"os"
+	"testing"
+
+	"github.com/vxvrf/cni/pkg/netsim"
+)
+
+// RequireVRFEnv, when "1", turns a missing VRF into a test failure instead
+// of a skip. The VM harness sets it: there the VRF tests must run.
+const RequireVRFEnv = "VXVRF_REQUIRE_VRF"
+
+// RequireVRF skips the test, saying why, when the kernel cannot create a
+// VRF device; it probes inside n (a lab namespace), never in the host.
+func RequireVRF(t testing.TB, n *netsim.NS) {
+	t.Helper()
+	if _, err := n.In("ip", "link", "add", "vrfprobe", "type", "vrf", "table", "4242"); err != nil {
+		msg := "kernel has no VRF support (CONFIG_NET_VRF); the VRF tests run in the VM (make test-vrf)"
+		if os.Getenv(RequireVRFEnv) == "1" {
+			t.Fatalf("%s: %v", msg, err)
+		}
+		t.Skip(msg)
+	}
+	if _, err := n.In("ip", "link", "del", "vrfprobe"); err != nil {
+		t.Fatalf("remove VRF probe: %v", err)
+	}
+}
