@@ -74,12 +74,15 @@ func RequirePrevResult(conf *types.PluginConf, plugin string) (*current.Result, 
 	return res, nil
 }
 
-// NewResult returns prev (or an empty result) at the config's version.
-func NewResult(prev *current.Result, cniVersion string) *current.Result {
+// NewResult returns prev, or an empty result, ready to be extended and
+// printed with types.PrintResult(res, conf.CNIVersion). The result keeps the
+// library's own version so that PrintResult converts it to the config's
+// (0.3.x/0.4.0 results need ips[].version, which only conversion adds).
+func NewResult(prev *current.Result) *current.Result {
 	if prev == nil {
 		prev = &current.Result{}
 	}
-	prev.CNIVersion = cniVersion
+	prev.CNIVersion = current.ImplementedSpecVersion
 	return prev
 }
 

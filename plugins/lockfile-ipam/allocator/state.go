@@ -1,0 +1,273 @@
+package allocator
+
+import (
+	"errors"
+	"fmt"
+	"math/big"
+	"net"
+	"sort"
+
+	current "github.com/containernetworking/cni/pkg/types/100"
+	"github.com/containernetworking/plugins/pkg/ip"
+)
+
+// StateVersion is the format version written into every state file.
+const StateVersion = 1
+
+// Lease is the addresses held by one attachment (containerID, ifname).
+type Lease struct {
+	ContainerID string   `json:"containerID"`
+	IfName      string   `json:"ifname"`
+	IPs         []net.IP `json:"ips"`
+}
+
+// State is the content of one network's state file.
+type State struct {
+	Version int     `json:"version"`
+	Network string  `json:"network"`
+	Leases  []Lease `json:"leases"`
+	// LastReserved is the round-robin cursor: range set (its String())
+	// → the address last handed out from it.
+	LastReserved map[string]net.IP `json:"lastReserved"`
+}
+
+// NewState returns an empty state for network.
+func NewState(network string) *State {
+	return &State{Version: StateVersion, Network: network, Leases: []Lease{}, LastReserved: map[string]net.IP{}}
+}
+
+// Errors of Allocate; the plugin maps them to CNI codes.
+var (
+	ErrDuplicate   = errors.New("duplicate allocation")
+	ErrExhausted   = errors.New("no free address")
+	ErrRequested   = errors.New("requested address not available")
+	ErrUnsatisfied = errors.New("requested address not in any range set")
+)
+
+// Find returns the index of the lease of (containerID, ifName), or -1.
+func (st *State) Find(containerID, ifName string) int {
+	for i, l := range st.Leases {
+		if l.ContainerID == containerID && l.IfName == ifName {
+			return i
+		}
+	}
+	return -1
+}
+
+// used is the set of leased addresses.
+func (st *State) used() map[string]bool {
+	u := map[string]bool{}
+	for _, l := range st.Leases {
+		for _, a := range l.IPs {
+			u[a.String()] = true
+		}
+	}
+	return u
+}
+
+// Allocate leases one address per range set to (containerID, ifName).
+// requested addresses are honoured first (each must fall into a distinct
+// range set); the other sets get the next free address after the set's
+// cursor, round robin, skipping gateways. On error st is unchanged.
+func (st *State) Allocate(sets []RangeSet, containerID, ifName string, requested []net.IP) ([]*current.IPConfig, error) {
+	if i := st.Find(containerID, ifName); i >= 0 {
+		return nil, fmt.Errorf("%w: container %q ifname %q already holds %v", ErrDuplicate, containerID, ifName, st.Leases[i].IPs)
+	}
+	used := st.used()
+	picked := make([]net.IP, len(sets))
+	for _, req := range requested {
+		c, err := canonicalIP(req)
+		if err != nil {
+			return nil, fmt.Errorf("%w: %v", ErrUnsatisfied, err)
+		}
+		found := false
+		for si, set := range sets {
+			r, ok := set.RangeFor(c)
+			if !ok {
+				continue
+			}
+			found = true
+			switch {
+			case picked[si] != nil:
+				return nil, fmt.Errorf("%w: %s and %s both fall into range set %d (%s); one address per range set", ErrRequested, picked[si], c, si, set)
+			case c.Equal(r.Gateway):
+				return nil, fmt.Errorf("%w: %s is the gateway of range %s", ErrRequested, c, r)
+			case used[c.String()]:
+				return nil, fmt.Errorf("%w: %s is already leased", ErrRequested, c)
+			}
+			picked[si] = c
+			break
+		}
+		if !found {
+			return nil, fmt.Errorf("%w: %s", ErrUnsatisfied, c)
+		}
+	}
+	for si, set := range sets {
+		if picked[si] != nil {
+			continue
+		}
+		a := nextFree(set, st.LastReserved[set.String()], used)
+		if a == nil {
+			return nil, fmt.Errorf("%w in range set %d (%s)", ErrExhausted, si, set)
+		}
+		picked[si] = a
+	}
+	out := make([]*current.IPConfig, len(sets))
+	for si, set := range sets {
+		r, _ := set.RangeFor(picked[si])
+		out[si] = &current.IPConfig{
+			Address: net.IPNet{IP: picked[si], Mask: r.Subnet.Mask},
+			Gateway: r.Gateway,
+		}
+		st.LastReserved[set.String()] = picked[si]
+	}
+	st.Leases = append(st.Leases, Lease{ContainerID: containerID, IfName: ifName, IPs: picked})
+	return out, nil
+}
+
+// nextFree walks the set from the address after last (or from the first
+// range's start when last is not in the set), wrapping around once, and
+// returns the first address that is neither a gateway nor used.
+func nextFree(set RangeSet, last net.IP, used map[string]bool) net.IP {
+	ri, cur := 0, net.IP(nil)
+	for i := range set {
+		if last != nil && set[i].Contains(last) {
+			ri, cur = i, last
+			break
+		}
+	}
+	var start net.IP
+	for {
+		r := &set[ri]
+		switch {
+		case cur == nil:
+			cur = r.RangeStart
+		case cur.Equal(r.RangeEnd):
+			ri = (ri + 1) % len(set)
+			r = &set[ri]
+			cur = r.RangeStart
+		default:
+			cur = ip.NextIP(cur)
+		}
+		if start == nil {
+			start = cur
+		} else if cur.Equal(start) {
+			return nil
+		}
+		if !cur.Equal(r.Gateway) && !used[cur.String()] {
+			return cur
+		}
+	}
+}
+
+// Release removes the lease of (containerID, ifName); it reports whether
+// there was one.
+func (st *State) Release(containerID, ifName string) bool {
+	i := st.Find(containerID, ifName)
+	if i < 0 {
+		return false
+	}
+	st.Leases = append(st.Leases[:i], st.Leases[i+1:]...)
+	return true
+}
+
+// Retain keeps only the leases for which keep is true and returns the
+// removed ones.
+func (st *State) Retain(keep func(containerID, ifName string) bool) []Lease {
+	var kept, removed []Lease
+	for _, l := range st.Leases {
+		if keep(l.ContainerID, l.IfName) {
+			kept = append(kept, l)
+		} else {
+			removed = append(removed, l)
+		}
+	}
+	if kept == nil {
+		kept = []Lease{}
+	}
+	st.Leases = kept
+	return removed
+}
+
+// Free is the number of addresses still available in set: its size minus
+// the gateways inside its ranges and the leased addresses inside it.
+func (st *State) Free(set RangeSet) *big.Int {
+	n := new(big.Int)
+	for i := range set {
+		n.Add(n, set[i].size())
+		if set[i].Contains(set[i].Gateway) {
+			n.Sub(n, big.NewInt(1))
+		}
+	}
+	seen := map[string]bool{}
+	for _, l := range st.Leases {
+		for _, a := range l.IPs {
+			if r, ok := set.RangeFor(a); ok && !a.Equal(r.Gateway) && !seen[a.String()] {
+				seen[a.String()] = true
+				n.Sub(n, big.NewInt(1))
+			}
+		}
+	}
+	if n.Sign() < 0 {
+		n.SetInt64(0)
+	}
+	return n
+}
+
+// Normalize makes a decoded state usable: nil maps and slices become empty,
+// addresses canonical, leases sorted for a stable file.
+func (st *State) Normalize() {
+	if st.Leases == nil {
+		st.Leases = []Lease{}
+	}
+	if st.LastReserved == nil {
+		st.LastReserved = map[string]net.IP{}
+	}
+	for i := range st.Leases {
+		for j, a := range st.Leases[i].IPs {
+			if c, err := canonicalIP(a); err == nil {
+				st.Leases[i].IPs[j] = c
+			}
+		}
+	}
+	sort.SliceStable(st.Leases, func(i, j int) bool {
+		a, b := st.Leases[i], st.Leases[j]
+		if a.ContainerID != b.ContainerID {
+			return a.ContainerID < b.ContainerID
+		}
+		return a.IfName < b.IfName
+	})
+}
+
+// Validate reports a decoded state that cannot be trusted: wrong version,
+// another network, empty keys, unparsable addresses or duplicates.
+func (st *State) Validate(network string) error {
+	if st.Version != StateVersion {
+		return fmt.Errorf("unsupported state version %d (want %d)", st.Version, StateVersion)
+	}
+	if st.Network != network {
+		return fmt.Errorf("state belongs to network %q, not %q", st.Network, network)
+	}
+	keys := map[[2]string]bool{}
+	addrs := map[string]bool{}
+	for _, l := range st.Leases {
+		if l.ContainerID == "" || l.IfName == "" {
+			return fmt.Errorf("lease with empty containerID or ifname")
+		}
+		k := [2]string{l.ContainerID, l.IfName}
+		if keys[k] {
+			return fmt.Errorf("two leases for container %q ifname %q", l.ContainerID, l.IfName)
+		}
+		keys[k] = true
+		for _, a := range l.IPs {
+			if a == nil {
+				return fmt.Errorf("lease of container %q has an invalid address", l.ContainerID)
+			}
+			if addrs[a.String()] {
+				return fmt.Errorf("address %s leased twice", a)
+			}
+			addrs[a.String()] = true
+		}
+	}
+	return nil
+}

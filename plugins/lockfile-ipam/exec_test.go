@@ -1,0 +1,551 @@
+package main
+
+// Exec tests: the real binary, driven the way a runtime drives it. IPAM
+// touches no namespace, so the binary is exec'd directly with a temp
+// dataDir (no root needed); CNI_NETNS points at a path that does not exist,
+// which is what IPAM sees for a pod whose netns is already gone.
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/containernetworking/cni/pkg/types"
+	current "github.com/containernetworking/cni/pkg/types/100"
+	"github.com/gofrs/flock"
+
+	"github.com/vxvrf/cni/pkg/testutil"
+	"github.com/vxvrf/cni/plugins/lockfile-ipam/allocator"
+	"github.com/vxvrf/cni/plugins/lockfile-ipam/store"
+)
+
+const fakeNetNS = "/var/run/netns/li-absent"
+
+type outcome struct {
+	stdout, stderr []byte
+	err            error
+}
+
+func (o outcome) cniError(t *testing.T) *types.Error {
+	t.Helper()
+	if o.err == nil {
+		t.Fatalf("expected failure, got success: %s", o.stdout)
+	}
+	var e types.Error
+	if err := json.Unmarshal(o.stdout, &e); err != nil || e.Code == 0 {
+		t.Fatalf("stdout is not a CNI error (%v): %q stderr %q", err, o.stdout, o.stderr)
+	}
+	return &e
+}
+
+func run(t *testing.T, command, cid, ifname, cniArgs string, stdin []byte) outcome {
+	t.Helper()
+	dir := testutil.PluginDir(t, pluginName)
+	cmd := exec.Command(filepath.Join(dir, pluginName))
+	cmd.Env = []string{
+		"CNI_COMMAND=" + command,
+		"CNI_CONTAINERID=" + cid,
+		"CNI_NETNS=" + fakeNetNS,
+		"CNI_IFNAME=" + ifname,
+		"CNI_ARGS=" + cniArgs,
+		"CNI_PATH=" + dir,
+	}
+	cmd.Stdin = bytes.NewReader(stdin)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	return outcome{stdout.Bytes(), stderr.Bytes(), err}
+}
+
+func mustRun(t *testing.T, command, cid, ifname, cniArgs string, stdin []byte) []byte {
+	t.Helper()
+	o := run(t, command, cid, ifname, cniArgs, stdin)
+	if o.err != nil {
+		t.Fatalf("%s %s/%s: %v\nstdout: %s\nstderr: %s", command, cid, ifname, o.err, o.stdout, o.stderr)
+	}
+	return o.stdout
+}
+
+// netConf renders a config; form "delegated" uses type veth-attach with
+// ipam.type lockfile-ipam, form "stage" uses type lockfile-ipam.
+func netConf(t *testing.T, version, form, dataDir, ipamExtra, topExtra string) []byte {
+	t.Helper()
+	typ, ipamType := "veth-attach", "lockfile-ipam"
+	if form == "stage" {
+		typ, ipamType = "lockfile-ipam", ""
+	}
+	s := fmt.Sprintf(`{"cniVersion":%q,"name":"li-net","type":%q,"ipam":{"type":%q,"dataDir":%q%s}%s}`,
+		version, typ, ipamType, dataDir, ipamExtra, topExtra)
+	return []byte(s)
+}
+
+const dualStack = `,"ranges":[[{"subnet":"10.77.0.0/24"}],[{"subnet":"fd77::/64"}]],"routes":[{"dst":"0.0.0.0/0"}]`
+
+func leases(t *testing.T, dataDir string) []allocator.Lease {
+	t.Helper()
+	p, _ := store.Paths(dataDir, "li-net")
+	data, err := os.ReadFile(p)
+	if os.IsNotExist(err) {
+		return nil
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := store.Decode(data, "li-net")
+	if err != nil {
+		t.Fatalf("state file: %v", err)
+	}
+	return st.Leases
+}
+
+// withPrev adds prevResult (rendered at version) to a config.
+func withPrev(t *testing.T, stdin []byte, prev *current.Result, version string) []byte {
+	t.Helper()
+	conv, err := prev.GetAsVersion(version)
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, err := json.Marshal(conv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var m map[string]any
+	if err := json.Unmarshal(stdin, &m); err != nil {
+		t.Fatal(err)
+	}
+	var p any
+	json.Unmarshal(raw, &p)
+	m["prevResult"] = p
+	out, _ := json.Marshal(m)
+	return out
+}
+
+func upstreamResult(t *testing.T) *current.Result {
+	t.Helper()
+	var r current.Result
+	err := json.Unmarshal([]byte(`{"cniVersion":"1.1.0",
+		"interfaces":[{"name":"eth0","mac":"00:11:22:33:44:55"},{"name":"br-li"}],
+		"ips":[{"address":"192.168.200.5/24","interface":0}],
+		"routes":[{"dst":"192.168.0.0/16"}],
+		"dns":{"nameservers":["192.168.200.53"]}}`), &r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &r
+}
+
+func TestExecLifecycleAllVersions(t *testing.T) {
+	for _, ver := range []string{"0.3.1", "0.4.0", "1.0.0", "1.1.0"} {
+		for _, form := range []string{"delegated", "stage"} {
+			t.Run(ver+"/"+form, func(t *testing.T) {
+				dataDir := t.TempDir()
+				stdin := netConf(t, ver, form, dataDir, dualStack, "")
+				if form == "stage" {
+					stdin = withPrev(t, stdin, upstreamResult(t), ver)
+				}
+				out := mustRun(t, "ADD", "c1", "eth0", "", stdin)
+
+				// Raw shape.
+				var raw map[string]any
+				if err := json.Unmarshal(out, &raw); err != nil {
+					t.Fatal(err)
+				}
+				if raw["cniVersion"] != ver {
+					t.Errorf("cniVersion %v, want %s", raw["cniVersion"], ver)
+				}
+				ips, _ := raw["ips"].([]any)
+				ifaces, hasIfaces := raw["interfaces"]
+				var ours []map[string]any
+				switch form {
+				case "delegated":
+					if hasIfaces {
+						t.Errorf("delegated result carries interfaces: %v", ifaces)
+					}
+					if len(ips) != 2 {
+						t.Fatalf("ips %v", ips)
+					}
+					for _, i := range ips {
+						ours = append(ours, i.(map[string]any))
+					}
+				case "stage":
+					if l, _ := ifaces.([]any); len(l) != 2 {
+						t.Errorf("stage result lost prevResult interfaces: %v", ifaces)
+					}
+					if len(ips) != 3 {
+						t.Fatalf("ips %v", ips)
+					}
+					first := ips[0].(map[string]any)
+					if first["address"] != "192.168.200.5/24" || first["interface"] != float64(0) {
+						t.Errorf("prevResult ip changed: %v", first)
+					}
+					ours = []map[string]any{ips[1].(map[string]any), ips[2].(map[string]any)}
+					dns, _ := raw["dns"].(map[string]any)
+					if ns, _ := dns["nameservers"].([]any); len(ns) != 1 {
+						t.Errorf("prevResult dns lost: %v", raw["dns"])
+					}
+					if rts, _ := raw["routes"].([]any); len(rts) != 2 {
+						t.Errorf("routes %v want prevResult's + ours", rts)
+					}
+				}
+				if ours[0]["address"] != "10.77.0.2/24" || ours[0]["gateway"] != "10.77.0.1" || ours[1]["address"] != "fd77::2/64" {
+					t.Errorf("our ips %v", ours)
+				}
+				for _, i := range ours {
+					if _, ok := i["interface"]; ok {
+						t.Errorf("our ip carries an interface index: %v", i)
+					}
+					_, hasVersion := i["version"]
+					if wantVersion := ver == "0.3.1" || ver == "0.4.0"; hasVersion != wantVersion {
+						t.Errorf("ips[].version present=%v at %s", hasVersion, ver)
+					}
+				}
+				if l := leases(t, dataDir); len(l) != 1 || l[0].ContainerID != "c1" || l[0].IfName != "eth0" || len(l[0].IPs) != 2 {
+					t.Fatalf("leases %v", l)
+				}
+
+				// CHECK (from 0.4.0): with the ADD output as prevResult.
+				checkIn := stdin
+				if form == "stage" {
+					var res map[string]any
+					json.Unmarshal(out, &res)
+					var m map[string]any
+					json.Unmarshal(stdin, &m)
+					m["prevResult"] = res
+					checkIn, _ = json.Marshal(m)
+				}
+				if ver == "0.3.1" {
+					if e := run(t, "CHECK", "c1", "eth0", "", checkIn).cniError(t); e.Code != types.ErrIncompatibleCNIVersion {
+						t.Errorf("CHECK at 0.3.1: code %d", e.Code)
+					}
+				} else {
+					mustRun(t, "CHECK", "c1", "eth0", "", checkIn)
+					if e := run(t, "CHECK", "c2", "eth0", "", checkIn).cniError(t); e.Code != ErrNoLease {
+						t.Errorf("CHECK of unknown container: code %d", e.Code)
+					}
+					if form == "stage" {
+						// prevResult lacking our addresses → CHECK fails.
+						bad := withPrev(t, netConf(t, ver, form, dataDir, dualStack, ""), upstreamResult(t), ver)
+						if e := run(t, "CHECK", "c1", "eth0", "", bad).cniError(t); e.Code != ErrNoLease {
+							t.Errorf("CHECK with prevResult lacking leased ips: code %d", e.Code)
+						}
+					}
+				}
+
+				// DEL, DEL (second without prevResult, with an empty netns).
+				mustRun(t, "DEL", "c1", "eth0", "", stdin)
+				if l := leases(t, dataDir); len(l) != 0 {
+					t.Fatalf("after DEL leases %v", l)
+				}
+				mustRun(t, "DEL", "c1", "eth0", "", netConf(t, ver, form, dataDir, dualStack, ""))
+				if ver != "0.3.1" {
+					if e := run(t, "CHECK", "c1", "eth0", "", checkIn).cniError(t); e.Code != ErrNoLease {
+						t.Errorf("CHECK after DEL: code %d", e.Code)
+					}
+				}
+				// Only the state file and the lock file remain.
+				entries, _ := os.ReadDir(dataDir)
+				if len(entries) != 2 {
+					t.Errorf("data dir holds %d entries, want state + lock", len(entries))
+				}
+			})
+		}
+	}
+}
+
+func TestExecDelUnknownAndNoDataDir(t *testing.T) {
+	dataDir := filepath.Join(t.TempDir(), "never-created")
+	stdin := netConf(t, "1.1.0", "delegated", dataDir, dualStack, "")
+	mustRun(t, "DEL", "nobody", "eth0", "", stdin)
+	if _, err := os.Stat(dataDir); !os.IsNotExist(err) {
+		t.Errorf("DEL created the data dir: %v", err)
+	}
+	// DEL with an invalid range still releases: it needs no range validation.
+	dataDir = t.TempDir()
+	mustRun(t, "ADD", "c1", "eth0", "", netConf(t, "1.1.0", "delegated", dataDir, dualStack, ""))
+	mustRun(t, "DEL", "c1", "eth0", "", netConf(t, "1.1.0", "delegated", dataDir, `,"subnet":"10.0.0.1/24"`, ""))
+	if l := leases(t, dataDir); len(l) != 0 {
+		t.Fatalf("leases %v", l)
+	}
+}
+
+func TestExecDuplicateAdd(t *testing.T) {
+	dataDir := t.TempDir()
+	stdin := netConf(t, "1.0.0", "delegated", dataDir, dualStack, "")
+	mustRun(t, "ADD", "c1", "eth0", "", stdin)
+	p, _ := store.Paths(dataDir, "li-net")
+	before, _ := os.ReadFile(p)
+	e := run(t, "ADD", "c1", "eth0", "", stdin).cniError(t)
+	if e.Code != ErrDuplicateAllocation || !strings.Contains(e.Msg, "duplicate allocation") {
+		t.Fatalf("second ADD: %+v", e)
+	}
+	after, _ := os.ReadFile(p)
+	if !bytes.Equal(before, after) {
+		t.Fatalf("state changed by the failed ADD:\n%s\n%s", before, after)
+	}
+	// Same container, other ifname: a separate attachment.
+	mustRun(t, "ADD", "c1", "net1", "", stdin)
+	if l := leases(t, dataDir); len(l) != 2 {
+		t.Fatalf("leases %v", l)
+	}
+}
+
+func TestExecRequestedIP(t *testing.T) {
+	dataDir := t.TempDir()
+	stdin := netConf(t, "1.0.0", "delegated", dataDir, dualStack, "")
+	out := mustRun(t, "ADD", "c1", "eth0", "K8S_POD_NAMESPACE=ns;K8S_POD_NAME=p;IP=10.77.0.50,fd77::50", stdin)
+	if !bytes.Contains(out, []byte("10.77.0.50/24")) || !bytes.Contains(out, []byte("fd77::50/64")) {
+		t.Fatalf("requested ips not honoured: %s", out)
+	}
+	// args.cni.ips wins over CNI_ARGS.
+	out = mustRun(t, "ADD", "c2", "eth0", "IP=10.77.0.60", netConf(t, "1.0.0", "delegated", dataDir, dualStack, `,"args":{"cni":{"ips":["10.77.0.61"]}}`))
+	if !bytes.Contains(out, []byte("10.77.0.61/24")) {
+		t.Fatalf("args.cni.ips not honoured: %s", out)
+	}
+	// Unsatisfiable: nothing allocated.
+	e := run(t, "ADD", "c3", "eth0", "IP=192.0.2.1", stdin).cniError(t)
+	if e.Code != ErrRequestedIP {
+		t.Fatalf("unsatisfiable request: %+v", e)
+	}
+	e = run(t, "ADD", "c3", "eth0", "IP=10.77.0.50", stdin).cniError(t)
+	if e.Code != ErrRequestedIP {
+		t.Fatalf("taken request: %+v", e)
+	}
+	if l := leases(t, dataDir); len(l) != 2 {
+		t.Fatalf("failed requests left leases: %v", l)
+	}
+}
+
+func TestExecStatus(t *testing.T) {
+	dataDir := t.TempDir()
+	stdin := netConf(t, "1.1.0", "delegated", dataDir, `,"ranges":[[{"subnet":"10.78.0.0/30"}]]`, "") // one usable host
+	mustRun(t, "STATUS", "", "", "", stdin)
+	mustRun(t, "ADD", "c1", "eth0", "", stdin)
+	if e := run(t, "STATUS", "", "", "", stdin).cniError(t); e.Code != 50 {
+		t.Fatalf("STATUS when exhausted: %+v", e)
+	}
+	if e := run(t, "ADD", "c2", "eth0", "", stdin).cniError(t); e.Code != ErrNoAddress || !strings.Contains(e.Msg, "no free address") {
+		t.Fatalf("ADD when exhausted: %+v", e)
+	}
+	mustRun(t, "DEL", "c1", "eth0", "", stdin)
+	mustRun(t, "STATUS", "", "", "", stdin)
+
+	// Data dir that cannot be created: 50.
+	blocker := filepath.Join(t.TempDir(), "file")
+	os.WriteFile(blocker, nil, 0o644)
+	if e := run(t, "STATUS", "", "", "", netConf(t, "1.1.0", "delegated", filepath.Join(blocker, "sub"), dualStack, "")).cniError(t); e.Code != 50 {
+		t.Fatalf("STATUS unwritable: %+v", e)
+	}
+	// STATUS needs 1.1.0.
+	if e := run(t, "STATUS", "", "", "", netConf(t, "1.0.0", "delegated", dataDir, dualStack, "")).cniError(t); e.Code != types.ErrIncompatibleCNIVersion {
+		t.Fatalf("STATUS at 1.0.0: %+v", e)
+	}
+}
+
+func gcConf(t *testing.T, dataDir, list string) []byte {
+	return netConf(t, "1.1.0", "delegated", dataDir, dualStack, list)
+}
+
+func TestExecGC(t *testing.T) {
+	dataDir := t.TempDir()
+	stdin := netConf(t, "1.1.0", "delegated", dataDir, dualStack, "")
+	for _, c := range []string{"c1", "c2", "c3"} {
+		mustRun(t, "ADD", c, "eth0", "", stdin)
+	}
+	ids := func() string {
+		var s []string
+		for _, l := range leases(t, dataDir) {
+			s = append(s, l.ContainerID)
+		}
+		sort.Strings(s)
+		return strings.Join(s, ",")
+	}
+	// Missing key (what cnitool gc sends): release nothing.
+	o := run(t, "GC", "", "", "", stdin)
+	if o.err != nil || ids() != "c1,c2,c3" || !bytes.Contains(o.stderr, []byte("releasing nothing")) {
+		t.Fatalf("GC without key: err %v stderr %s leases %s", o.err, o.stderr, ids())
+	}
+	// Partial list (c2 valid, and c1 valid only on another ifname).
+	mustRun(t, "GC", "", "", "", gcConf(t, dataDir, `,"cni.dev/valid-attachments":[{"containerID":"c2","ifname":"eth0"},{"containerID":"c1","ifname":"net9"}]`))
+	if ids() != "c2" {
+		t.Fatalf("GC partial: leases %s", ids())
+	}
+	// The older key is accepted.
+	mustRun(t, "ADD", "c4", "eth0", "", stdin)
+	mustRun(t, "GC", "", "", "", gcConf(t, dataDir, `,"cni.dev/attachments":[{"containerID":"c4","ifname":"eth0"}]`))
+	if ids() != "c4" {
+		t.Fatalf("GC old key: leases %s", ids())
+	}
+	// Empty list: everything goes.
+	mustRun(t, "GC", "", "", "", gcConf(t, dataDir, `,"cni.dev/valid-attachments":[]`))
+	if ids() != "" {
+		t.Fatalf("GC empty list: leases %s", ids())
+	}
+	// GC needs 1.1.0.
+	if e := run(t, "GC", "", "", "", netConf(t, "1.0.0", "delegated", dataDir, dualStack, "")).cniError(t); e.Code != types.ErrIncompatibleCNIVersion {
+		t.Fatalf("GC at 1.0.0: %+v", e)
+	}
+}
+
+func TestExecConcurrent(t *testing.T) {
+	for _, n := range []int{20, 100} {
+		t.Run(fmt.Sprint(n), func(t *testing.T) {
+			dataDir := t.TempDir()
+			stdin := netConf(t, "1.1.0", "delegated", dataDir, dualStack, "")
+			testutil.PluginDir(t, pluginName) // build before the stampede
+			outs := make([]outcome, n)
+			var wg sync.WaitGroup
+			for i := 0; i < n; i++ {
+				wg.Add(1)
+				go func(i int) {
+					defer wg.Done()
+					outs[i] = run(t, "ADD", fmt.Sprintf("li-c%03d", i), "eth0", "", stdin)
+				}(i)
+			}
+			wg.Wait()
+			seen := map[string]bool{}
+			for i, o := range outs {
+				if o.err != nil {
+					t.Fatalf("ADD %d: %v %s", i, o.err, o.stdout)
+				}
+				var r current.Result
+				if err := json.Unmarshal(o.stdout, &r); err != nil || len(r.IPs) != 2 {
+					t.Fatalf("ADD %d result %s", i, o.stdout)
+				}
+				for _, ipc := range r.IPs {
+					if seen[ipc.Address.IP.String()] {
+						t.Fatalf("address %s handed out twice", ipc.Address.IP)
+					}
+					seen[ipc.Address.IP.String()] = true
+				}
+			}
+			if l := leases(t, dataDir); len(l) != n {
+				t.Fatalf("%d leases, want %d", len(l), n)
+			}
+			for i := 0; i < n; i++ {
+				wg.Add(1)
+				go func(i int) {
+					defer wg.Done()
+					outs[i] = run(t, "DEL", fmt.Sprintf("li-c%03d", i), "eth0", "", stdin)
+				}(i)
+			}
+			wg.Wait()
+			for i, o := range outs {
+				if o.err != nil {
+					t.Fatalf("DEL %d: %v %s", i, o.err, o.stdout)
+				}
+			}
+			if l := leases(t, dataDir); len(l) != 0 {
+				t.Fatalf("leases left: %v", l)
+			}
+			entries, _ := os.ReadDir(dataDir)
+			if len(entries) != 2 {
+				t.Fatalf("data dir holds %d entries (temp files left?)", len(entries))
+			}
+		})
+	}
+}
+
+func TestExecErrors(t *testing.T) {
+	dataDir := t.TempDir()
+	cases := []struct {
+		name    string
+		command string
+		stdin   []byte
+		code    uint
+	}{
+		{"malformed json", "ADD", []byte(`{"cniVersion":"1.0.0","name":"li-net","type":"lockfile-ipam",`), types.ErrDecodingFailure},
+		{"bad range", "ADD", netConf(t, "1.0.0", "delegated", dataDir, `,"ranges":[[{"subnet":"10.79.0.0/24","rangeStart":"10.80.0.1"}]]`, ""), types.ErrInvalidNetworkConfig},
+		{"bad cidr", "ADD", netConf(t, "1.0.0", "delegated", dataDir, `,"subnet":"10.79.0.0/99"`, ""), types.ErrInvalidNetworkConfig},
+		{"version 0.2.0", "ADD", netConf(t, "0.2.0", "delegated", dataDir, dualStack, ""), types.ErrIncompatibleCNIVersion},
+		{"version 9.9.9", "ADD", netConf(t, "9.9.9", "delegated", dataDir, dualStack, ""), types.ErrIncompatibleCNIVersion},
+		{"bad prevResult", "ADD", netConf(t, "1.0.0", "stage", dataDir, dualStack, `,"prevResult":{"ips":[{"address":"nope"}]}`), types.ErrDecodingFailure},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			if e := run(t, c.command, "c1", "eth0", "", c.stdin).cniError(t); e.Code != c.code {
+				t.Fatalf("code %d (%s), want %d", e.Code, e.Msg, c.code)
+			}
+		})
+	}
+	if l := leases(t, dataDir); len(l) != 0 {
+		t.Fatalf("failed ADDs left leases: %v", l)
+	}
+}
+
+func TestExecCorruptState(t *testing.T) {
+	dataDir := t.TempDir()
+	p, _ := store.Paths(dataDir, "li-net")
+	garbage := []byte("{\"version\":1,\"network\":\"li-net\",\"leases\":[")
+	os.WriteFile(p, garbage, 0o644)
+	stdin := netConf(t, "1.1.0", "delegated", dataDir, dualStack, "")
+	for _, cmd := range []string{"ADD", "DEL", "CHECK"} {
+		if e := run(t, cmd, "c1", "eth0", "", stdin).cniError(t); e.Code != types.ErrIOFailure || !strings.Contains(e.Msg, "corrupt state file") {
+			t.Errorf("%s: %+v", cmd, e)
+		}
+	}
+	if e := run(t, "STATUS", "", "", "", stdin).cniError(t); e.Code != 50 {
+		t.Errorf("STATUS: %+v", e)
+	}
+	if got, _ := os.ReadFile(p); !bytes.Equal(got, garbage) {
+		t.Fatalf("corrupt state file was overwritten: %s", got)
+	}
+}
+
+func TestExecLockTimeout(t *testing.T) {
+	dataDir := t.TempDir()
+	_, lockPath := store.Paths(dataDir, "li-net")
+	holder := flock.New(lockPath)
+	if err := holder.Lock(); err != nil {
+		t.Fatal(err)
+	}
+	defer holder.Unlock()
+	stdin := netConf(t, "1.1.0", "delegated", dataDir, dualStack+`,"lockTimeout":"100ms"`, "")
+	if e := run(t, "ADD", "c1", "eth0", "", stdin).cniError(t); e.Code != types.ErrTryAgainLater {
+		t.Fatalf("ADD under held lock: %+v", e)
+	}
+	holder.Unlock()
+	mustRun(t, "ADD", "c1", "eth0", "", stdin)
+}
+
+func TestExecStageWithoutPrevResultAndDNS(t *testing.T) {
+	dataDir := t.TempDir()
+	resolv := filepath.Join(t.TempDir(), "resolv.conf")
+	os.WriteFile(resolv, []byte("nameserver 10.77.0.53\nnameserver 192.168.200.53\nsearch svc.local\n"), 0o644)
+	ipam := dualStack + fmt.Sprintf(`,"resolvConf":%q`, resolv)
+
+	// Stage form without prevResult: a result with just our ips, routes, dns.
+	out := mustRun(t, "ADD", "c1", "eth0", "", netConf(t, "1.0.0", "stage", dataDir, ipam, ""))
+	var r current.Result
+	if err := json.Unmarshal(out, &r); err != nil {
+		t.Fatal(err)
+	}
+	if len(r.Interfaces) != 0 || len(r.IPs) != 2 || r.IPs[0].Interface != nil || len(r.Routes) != 1 ||
+		strings.Join(r.DNS.Nameservers, ",") != "10.77.0.53,192.168.200.53" || strings.Join(r.DNS.Search, ",") != "svc.local" {
+		t.Fatalf("result %s", out)
+	}
+
+	// Stage form with prevResult dns: merged, no duplicates.
+	stdin := withPrev(t, netConf(t, "1.0.0", "stage", dataDir, ipam, ""), upstreamResult(t), "1.0.0")
+	out = mustRun(t, "ADD", "c2", "eth0", "", stdin)
+	r = current.Result{}
+	json.Unmarshal(out, &r)
+	if strings.Join(r.DNS.Nameservers, ",") != "192.168.200.53,10.77.0.53" || len(r.IPs) != 3 {
+		t.Fatalf("merged result %s", out)
+	}
+
+	// Delegated form ignores a prevResult.
+	del := withPrev(t, netConf(t, "1.0.0", "delegated", dataDir, ipam, ""), upstreamResult(t), "1.0.0")
+	out = mustRun(t, "ADD", "c3", "eth0", "", del)
+	r = current.Result{}
+	json.Unmarshal(out, &r)
+	if len(r.Interfaces) != 0 || len(r.IPs) != 2 {
+		t.Fatalf("delegated result with prevResult %s", out)
+	}
+}

@@ -1,0 +1,268 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"os"
+
+	"github.com/containernetworking/cni/pkg/skel"
+	"github.com/containernetworking/cni/pkg/types"
+	current "github.com/containernetworking/cni/pkg/types/100"
+
+	"github.com/vxvrf/cni/pkg/cniutil"
+	"github.com/vxvrf/cni/plugins/lockfile-ipam/allocator"
+	"github.com/vxvrf/cni/plugins/lockfile-ipam/store"
+)
+
+// Plugin-specific CNI error codes (spec: 100 and up belong to plugins).
+const (
+	ErrDuplicateAllocation uint = 100 // (containerID, ifname) already holds a lease
+	ErrNoAddress           uint = 101 // a range set has no free address
+	ErrRequestedIP         uint = 102 // a requested address cannot be given out
+	ErrNoLease             uint = 103 // CHECK: no lease / prevResult lacks the leased addresses
+)
+
+func cmdAdd(args *skel.CmdArgs) error {
+	conf, err := parseConfig(args.StdinData, args.Args)
+	if err != nil {
+		return err
+	}
+	if err := cniutil.GuardNetNS(args.Netns); err != nil {
+		return err
+	}
+	var prev *current.Result
+	if conf.Stage {
+		// Parse prevResult before allocating, so a bad one leaks nothing.
+		if prev, err = cniutil.PrevResult(&conf.PluginConf); err != nil {
+			return err
+		}
+	}
+	var ips []*current.IPConfig
+	err = withState(conf, func(st *allocator.State) (bool, error) {
+		ips, err = st.Allocate(conf.Sets, args.ContainerID, args.IfName, conf.Requested)
+		return err == nil, allocError(err)
+	})
+	if err != nil {
+		return err
+	}
+	return types.PrintResult(buildResult(conf, prev, ips), conf.CNIVersion)
+}
+
+// buildResult is the abbreviated IPAM result (delegated form) or prevResult
+// with our ips (no interface index), routes and dns appended (stage form).
+func buildResult(conf *NetConf, prev *current.Result, ips []*current.IPConfig) *current.Result {
+	if !conf.Stage {
+		prev = nil
+	}
+	res := cniutil.NewResult(prev)
+	res.IPs = append(res.IPs, ips...)
+	for _, r := range conf.IPAM.Routes {
+		rc := *r
+		res.Routes = append(res.Routes, &rc)
+	}
+	mergeDNS(&res.DNS, conf.DNS)
+	return res
+}
+
+// mergeDNS adds what dst lacks from src.
+func mergeDNS(dst *types.DNS, src types.DNS) {
+	has := func(list []string, s string) bool {
+		for _, x := range list {
+			if x == s {
+				return true
+			}
+		}
+		return false
+	}
+	for _, s := range src.Nameservers {
+		if !has(dst.Nameservers, s) {
+			dst.Nameservers = append(dst.Nameservers, s)
+		}
+	}
+	if dst.Domain == "" {
+		dst.Domain = src.Domain
+	}
+	for _, s := range src.Search {
+		if !has(dst.Search, s) {
+			dst.Search = append(dst.Search, s)
+		}
+	}
+	for _, s := range src.Options {
+		if !has(dst.Options, s) {
+			dst.Options = append(dst.Options, s)
+		}
+	}
+}
+
+func cmdDel(args *skel.CmdArgs) error {
+	conf, err := parseBase(args.StdinData)
+	if err != nil {
+		return err
+	}
+	if err := cniutil.GuardNetNS(args.Netns); err != nil {
+		return err
+	}
+	if _, err := os.Stat(conf.DataDir); errors.Is(err, os.ErrNotExist) {
+		return nil // nothing was ever leased here
+	}
+	return withState(conf, func(st *allocator.State) (bool, error) {
+		return st.Release(args.ContainerID, args.IfName), nil
+	})
+}
+
+func cmdCheck(args *skel.CmdArgs) error {
+	conf, err := parseConfig(args.StdinData, args.Args)
+	if err != nil {
+		return err
+	}
+	if err := cniutil.GuardNetNS(args.Netns); err != nil {
+		return err
+	}
+	var prev *current.Result
+	if conf.Stage {
+		if prev, err = cniutil.PrevResult(&conf.PluginConf); err != nil {
+			return err
+		}
+	}
+	var leased []net.IP
+	err = withState(conf, func(st *allocator.State) (bool, error) {
+		i := st.Find(args.ContainerID, args.IfName)
+		if i < 0 {
+			return false, cniutil.Errorf(ErrNoLease, "no lease for container %q ifname %q in network %q", args.ContainerID, args.IfName, conf.Name)
+		}
+		leased = st.Leases[i].IPs
+		return false, nil
+	})
+	if err != nil {
+		return err
+	}
+	return checkPrevResult(prev, leased)
+}
+
+// checkPrevResult verifies that every leased address is in prevResult.
+func checkPrevResult(prev *current.Result, leased []net.IP) error {
+	if prev == nil {
+		return nil
+	}
+	for _, a := range leased {
+		found := false
+		for _, ipc := range prev.IPs {
+			if ipc.Address.IP.Equal(a) {
+				found = true
+				break
+			}
+		}
+		if !found {
+			return cniutil.Errorf(ErrNoLease, "leased address %s is missing from prevResult", a)
+		}
+	}
+	return nil
+}
+
+func cmdGC(args *skel.CmdArgs) error {
+	conf, err := parseBase(args.StdinData)
+	if err != nil {
+		return err
+	}
+	valid, present, err := cniutil.ValidAttachments(args.StdinData)
+	if err != nil {
+		return err
+	}
+	if !present {
+		fmt.Fprintf(os.Stderr, "%s: GC of network %q without cni.dev/valid-attachments: releasing nothing\n", pluginName, conf.Name)
+		return nil
+	}
+	if _, err := os.Stat(conf.DataDir); errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	return withState(conf, func(st *allocator.State) (bool, error) {
+		removed := st.Retain(func(cid, ifname string) bool {
+			return valid[cniutil.Attachment{ContainerID: cid, IfName: ifname}]
+		})
+		for _, l := range removed {
+			fmt.Fprintf(os.Stderr, "%s: GC released %v of container %q ifname %q\n", pluginName, l.IPs, l.ContainerID, l.IfName)
+		}
+		return len(removed) > 0, nil
+	})
+}
+
+func cmdStatus(args *skel.CmdArgs) error {
+	conf, err := parseConfig(args.StdinData, args.Args)
+	if err != nil {
+		return err
+	}
+	if err := checkWritable(conf.DataDir); err != nil {
+		return cniutil.Errorf(cniutil.ErrPluginNotAvailable, "data dir %s is not writable: %v", conf.DataDir, err)
+	}
+	err = withState(conf, func(st *allocator.State) (bool, error) {
+		for i, set := range conf.Sets {
+			if st.Free(set).Sign() == 0 {
+				return false, cniutil.Errorf(cniutil.ErrPluginNotAvailable, "no free address in range set %d (%s)", i, set)
+			}
+		}
+		return false, nil
+	})
+	// A state file that cannot be read means ADD cannot be served either.
+	var cerr *types.Error
+	if errors.As(err, &cerr) && cerr.Code == types.ErrIOFailure {
+		return cniutil.Errorf(cniutil.ErrPluginNotAvailable, "%s", cerr.Msg)
+	}
+	return err
+}
+
+// checkWritable creates dir if needed and a file in it.
+func checkWritable(dir string) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	f, err := os.CreateTemp(dir, ".status-probe-*")
+	if err != nil {
+		return err
+	}
+	f.Close()
+	return os.Remove(f.Name())
+}
+
+// withState runs fn on the network's state under the lock and saves the
+// state when fn reports a change. Lock timeout → 11, I/O and corrupt
+// state → 5.
+func withState(conf *NetConf, fn func(*allocator.State) (bool, error)) error {
+	s, err := store.Open(conf.DataDir, conf.Name, conf.Timeout)
+	if errors.Is(err, store.ErrLockTimeout) {
+		return cniutil.Errorf(types.ErrTryAgainLater, "%v", err)
+	}
+	if err != nil {
+		return cniutil.Errorf(types.ErrIOFailure, "%v", err)
+	}
+	defer s.Close()
+	st, err := s.Load()
+	if err != nil {
+		return cniutil.Errorf(types.ErrIOFailure, "%v", err)
+	}
+	changed, err := fn(st)
+	if err != nil {
+		return err
+	}
+	if changed {
+		if err := s.Save(st); err != nil {
+			return cniutil.Errorf(types.ErrIOFailure, "save state: %v", err)
+		}
+	}
+	return nil
+}
+
+// allocError maps allocator errors to CNI errors.
+func allocError(err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, allocator.ErrDuplicate):
+		return cniutil.Errorf(ErrDuplicateAllocation, "%v", err)
+	case errors.Is(err, allocator.ErrExhausted):
+		return cniutil.Errorf(ErrNoAddress, "%v", err)
+	case errors.Is(err, allocator.ErrRequested), errors.Is(err, allocator.ErrUnsatisfied):
+		return cniutil.Errorf(ErrRequestedIP, "%v", err)
+	}
+	return err
+}

@@ -1,0 +1,136 @@
+package store
+
+import (
+	"errors"
+	"net"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/gofrs/flock"
+
+	"github.com/vxvrf/cni/plugins/lockfile-ipam/allocator"
+)
+
+func TestRoundTrip(t *testing.T) {
+	dir := t.TempDir()
+	s, err := Open(dir, "net1", time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := s.Load()
+	if err != nil || len(st.Leases) != 0 {
+		t.Fatalf("empty load: %v %v", st, err)
+	}
+	st.Leases = append(st.Leases,
+		allocator.Lease{ContainerID: "b", IfName: "eth0", IPs: []net.IP{net.ParseIP("10.0.0.3").To4(), net.ParseIP("fd00::3")}},
+		allocator.Lease{ContainerID: "a", IfName: "eth0", IPs: []net.IP{net.ParseIP("10.0.0.2").To4()}})
+	st.LastReserved["10.0.0.1-10.0.0.254"] = net.ParseIP("10.0.0.3").To4()
+	if err := s.Save(st); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	s, err = Open(dir, "net1", time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	got, err := s.Load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got.Leases) != 2 || got.Leases[0].ContainerID != "a" || got.Leases[1].IPs[1].String() != "fd00::3" ||
+		got.LastReserved["10.0.0.1-10.0.0.254"].String() != "10.0.0.3" || got.Network != "net1" {
+		t.Fatalf("round trip: %+v", got)
+	}
+	// Only the state and lock files remain; no temp files.
+	entries, _ := os.ReadDir(dir)
+	var names []string
+	for _, e := range entries {
+		names = append(names, e.Name())
+	}
+	if len(names) != 2 || names[0] != "net1.json" || names[1] != "net1.lock" {
+		t.Fatalf("dir holds %v", names)
+	}
+}
+
+func TestStaleTempRemoved(t *testing.T) {
+	dir := t.TempDir()
+	stale := filepath.Join(dir, ".net1.json.tmp-123")
+	if err := os.WriteFile(stale, []byte("{"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	s, err := Open(dir, "net1", time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if err := s.Save(allocator.NewState("net1")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(stale); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("stale temp file still there: %v", err)
+	}
+}
+
+func TestCorruptNotOverwritten(t *testing.T) {
+	for name, content := range map[string]string{
+		"garbage":       "not json",
+		"empty":         "",
+		"wrong network": `{"version":1,"network":"other","leases":[],"lastReserved":{}}`,
+		"bad ip":        `{"version":1,"network":"net1","leases":[{"containerID":"a","ifname":"eth0","ips":["10.0.0.300"]}],"lastReserved":{}}`,
+		"unknown key":   `{"version":1,"network":"net1","leases":[],"lastReserved":{},"x":1}`,
+		"version":       `{"version":7,"network":"net1","leases":[],"lastReserved":{}}`,
+	} {
+		t.Run(name, func(t *testing.T) {
+			dir := t.TempDir()
+			p := filepath.Join(dir, "net1.json")
+			if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			s, err := Open(dir, "net1", time.Second)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer s.Close()
+			if _, err := s.Load(); !errors.Is(err, ErrCorrupt) {
+				t.Fatalf("want ErrCorrupt, got %v", err)
+			}
+			if b, _ := os.ReadFile(p); string(b) != content {
+				t.Fatalf("file changed to %q", b)
+			}
+		})
+	}
+}
+
+func TestLockTimeout(t *testing.T) {
+	dir := t.TempDir()
+	_, lockPath := Paths(dir, "net1")
+	holder := flock.New(lockPath)
+	if err := holder.Lock(); err != nil {
+		t.Fatal(err)
+	}
+	defer holder.Unlock()
+	if _, err := Open(dir, "net1", 50*time.Millisecond); !errors.Is(err, ErrLockTimeout) {
+		t.Fatalf("want ErrLockTimeout, got %v", err)
+	}
+	// Another network's lock is independent.
+	s, err := Open(dir, "net2", 50*time.Millisecond)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	holder.Unlock()
+	s, err = Open(dir, "net1", time.Second)
+	if err != nil {
+		t.Fatalf("after release: %v", err)
+	}
+	s.Close()
+	if _, err := os.Stat(lockPath); err != nil {
+		t.Fatalf("lock file removed: %v", err)
+	}
+}
