@@ -1,0 +1,70 @@
+package main
+
+import (
+	"fmt"
+	"net"
+	"path/filepath"
+
+	"github.com/containernetworking/cni/pkg/types"
+
+	"github.com/vxvrf/cni/pkg/cniutil"
+	"github.com/vxvrf/cni/pkg/naming"
+)
+
+// DefaultStateDir is where the chain keeps node-local state.
+const DefaultStateDir = "/run/vxvrf"
+
+// NetConf is the infra-ensure configuration.
+type NetConf struct {
+	types.PluginConf
+	// Uplink is the interface VXLAN rides on and egress leaves by; empty
+	// means the interface of the default route.
+	Uplink string `json:"uplink,omitempty"`
+	// LocalAddress is the VTEP address; it must be on the uplink. Empty
+	// means the uplink's first global address.
+	LocalAddress string `json:"localAddress,omitempty"`
+	// StateDir is created (0755) for the stages' node-local state.
+	StateDir string `json:"stateDir,omitempty"`
+
+	localIP net.IP
+}
+
+// parseConfig decodes stdin, sets the defaults and validates.
+func parseConfig(stdin []byte) (*NetConf, error) {
+	conf := &NetConf{}
+	if err := cniutil.Decode(stdin, conf); err != nil {
+		return nil, err
+	}
+	if conf.Uplink != "" && (len(conf.Uplink) > naming.MaxIfNameLen || !validIfName(conf.Uplink)) {
+		return nil, cniutil.InvalidConfig(fmt.Errorf("uplink %q is not a valid interface name", conf.Uplink))
+	}
+	if conf.LocalAddress != "" {
+		conf.localIP = net.ParseIP(conf.LocalAddress)
+		if conf.localIP == nil {
+			return nil, cniutil.InvalidConfig(fmt.Errorf("localAddress %q is not an IP address", conf.LocalAddress))
+		}
+		if !conf.localIP.IsGlobalUnicast() {
+			return nil, cniutil.InvalidConfig(fmt.Errorf("localAddress %s is not a global unicast address", conf.LocalAddress))
+		}
+	}
+	if conf.StateDir == "" {
+		conf.StateDir = DefaultStateDir
+	}
+	if !filepath.IsAbs(conf.StateDir) {
+		return nil, cniutil.InvalidConfig(fmt.Errorf("stateDir %q must be an absolute path", conf.StateDir))
+	}
+	conf.StateDir = filepath.Clean(conf.StateDir)
+	return conf, nil
+}
+
+func validIfName(s string) bool {
+	if s == "." || s == ".." {
+		return false
+	}
+	for _, r := range s {
+		if r <= ' ' || r == '/' || r == ':' || r > 0x7e {
+			return false
+		}
+	}
+	return true
+}

@@ -1,0 +1,51 @@
+package main
+
+import (
+	"errors"
+	"testing"
+
+	"github.com/containernetworking/cni/pkg/types"
+)
+
+func TestParseConfigDefaults(t *testing.T) {
+	conf, err := parseConfig([]byte(`{"cniVersion":"1.0.0","name":"n","type":"infra-ensure"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if conf.StateDir != DefaultStateDir || conf.Uplink != "" || conf.localIP != nil {
+		t.Errorf("defaults: %+v", conf)
+	}
+	conf, err = parseConfig([]byte(`{"cniVersion":"1.0.0","name":"n","type":"infra-ensure","uplink":"bond0.100","localAddress":"fd00::5","stateDir":"/var/run/x/../vx"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if conf.Uplink != "bond0.100" || conf.localIP.String() != "fd00::5" || conf.StateDir != "/var/run/vx" {
+		t.Errorf("parsed: %+v", conf)
+	}
+}
+
+func TestParseConfigErrors(t *testing.T) {
+	for _, c := range []struct {
+		name, json string
+		code       uint
+	}{
+		{"malformed", `{"cniVersion":`, types.ErrDecodingFailure},
+		{"uplink too long", `{"uplink":"eth0123456789012"}`, 7},
+		{"uplink slash", `{"uplink":"a/b"}`, 7},
+		{"bad local", `{"localAddress":"10.0.0"}`, 7},
+		{"loopback local", `{"localAddress":"127.0.0.1"}`, 7},
+		{"relative stateDir", `{"stateDir":"run/vxvrf"}`, 7},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			in := c.json
+			if c.code != types.ErrDecodingFailure {
+				in = `{"cniVersion":"1.0.0","name":"n","type":"infra-ensure",` + c.json[1:]
+			}
+			_, err := parseConfig([]byte(in))
+			var te *types.Error
+			if !errors.As(err, &te) || te.Code != c.code {
+				t.Fatalf("err = %v, want CNI code %d", err, c.code)
+			}
+		})
+	}
+}

@@ -1,0 +1,217 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"os"
+
+	"github.com/containernetworking/cni/pkg/skel"
+	"github.com/containernetworking/cni/pkg/types"
+	current "github.com/containernetworking/cni/pkg/types/100"
+	"github.com/vishvananda/netlink"
+
+	"github.com/vxvrf/cni/pkg/cniutil"
+	"github.com/vxvrf/cni/pkg/sysctl"
+	"github.com/vxvrf/cni/pkg/uplink"
+)
+
+func cmdAdd(args *skel.CmdArgs) error {
+	if err := cniutil.GuardNetNS(args.Netns); err != nil {
+		return err
+	}
+	conf, err := parseConfig(args.StdinData)
+	if err != nil {
+		return err
+	}
+	prev, err := cniutil.PrevResult(&conf.PluginConf)
+	if err != nil {
+		return err
+	}
+	link, err := resolveUplink(conf, types.ErrInvalidNetworkConfig, types.ErrTryAgainLater)
+	if err != nil {
+		return err
+	}
+	if err := probeFeatures(); err != nil {
+		return err
+	}
+	if err := ensureSysctls(link.Attrs().Name); err != nil {
+		return err
+	}
+	if err := ensureStateDir(conf.StateDir); err != nil {
+		return err
+	}
+	result := cniutil.NewResult(prev)
+	appendUplink(result, link)
+	return types.PrintResult(result, conf.CNIVersion)
+}
+
+// cmdDel has nothing to undo per attachment: the node prerequisites stay
+// for the other attachments and networks.
+func cmdDel(args *skel.CmdArgs) error { return nil }
+
+func cmdCheck(args *skel.CmdArgs) error {
+	if err := cniutil.GuardNetNS(args.Netns); err != nil {
+		return err
+	}
+	conf, err := parseConfig(args.StdinData)
+	if err != nil {
+		return err
+	}
+	if _, err := resolveUplink(conf, types.ErrInvalidNetworkConfig, types.ErrTryAgainLater); err != nil {
+		return err
+	}
+	if err := checkSysctls(); err != nil {
+		return cniutil.Errorf(types.ErrInternal, "infra-ensure check: %v", err)
+	}
+	if st, err := os.Stat(conf.StateDir); err != nil || !st.IsDir() {
+		return cniutil.Errorf(types.ErrInternal, "infra-ensure check: stateDir %s is missing", conf.StateDir)
+	}
+	return nil
+}
+
+// cmdStatus answers 50 unless an ADD could succeed: the uplink exists, is
+// up and carries the VTEP address, and the kernel has a bridge.
+func cmdStatus(args *skel.CmdArgs) error {
+	conf, err := parseConfig(args.StdinData)
+	if err != nil {
+		return err
+	}
+	if _, err := resolveUplink(conf, cniutil.ErrPluginNotAvailable, cniutil.ErrPluginNotAvailable); err != nil {
+		return err
+	}
+	if err := probeFeatures(); err != nil {
+		return cniutil.Errorf(cniutil.ErrPluginNotAvailable, "%s", err.(*types.Error).Msg)
+	}
+	return nil
+}
+
+// cmdGC has nothing to release: infra-ensure keeps no per-attachment state.
+func cmdGC(args *skel.CmdArgs) error { return nil }
+
+// resolveUplink finds the uplink, checks that it is up and that it carries
+// the local address. missing is the code for a configured uplink that does
+// not exist; notReady for one that is down or lacks its address.
+func resolveUplink(conf *NetConf, missing, notReady uint) (netlink.Link, error) {
+	link, err := uplink.Find(conf.Uplink)
+	if err != nil {
+		if errors.Is(err, uplink.ErrNoDefaultRoute) {
+			return nil, cniutil.Errorf(notReady, "infra-ensure: %v", err)
+		}
+		var nf netlink.LinkNotFoundError
+		if errors.As(err, &nf) {
+			return nil, cniutil.Errorf(missing, "infra-ensure: uplink %q does not exist in the node's network namespace", conf.Uplink)
+		}
+		return nil, cniutil.Errorf(types.ErrInternal, "infra-ensure: %v", err)
+	}
+	a := link.Attrs()
+	if a.Flags&net.FlagUp == 0 || (a.OperState != netlink.OperUp && a.OperState != netlink.OperUnknown) {
+		return nil, cniutil.Errorf(notReady, "infra-ensure: uplink %s is not up (state %s)", a.Name, a.OperState)
+	}
+	if _, err := uplink.Address(link, conf.localIP); err != nil {
+		code := notReady
+		if conf.localIP != nil {
+			code = missing
+		}
+		return nil, cniutil.Errorf(code, "infra-ensure: localAddress: %v", err)
+	}
+	return link, nil
+}
+
+// probeFeatures checks the kernel features the topology needs that can be
+// seen without creating devices. Built-in bridge and vxlan show up in
+// /sys/module (they have parameters); veth does not, so it is assumed, as
+// is VRF, which vrf-vxlan-bridge probes when it creates the VRF.
+func probeFeatures() error {
+	if _, err := os.Stat("/sys/module"); err != nil {
+		return nil // no sysfs view of modules: nothing to probe cheaply
+	}
+	if _, err := os.Stat("/sys/module/bridge"); err != nil {
+		return cniutil.Errorf(types.ErrInternal, "infra-ensure: the kernel has no Linux bridge support (CONFIG_BRIDGE): /sys/module/bridge is missing")
+	}
+	if _, err := os.Stat("/sys/module/vxlan"); err != nil {
+		fmt.Fprintln(os.Stderr, "infra-ensure: warning: /sys/module/vxlan is missing; networks with vxlan will fail (CONFIG_VXLAN)")
+	}
+	return nil
+}
+
+// setting is one node sysctl the topology needs.
+type setting struct{ key, value string }
+
+// nodeSysctls lists the sysctls to hold in the node namespace. Keys the
+// kernel does not have (no IPv6, no L3 master devices) are left out.
+func nodeSysctls() []setting {
+	s := []setting{{"net.ipv4.ip_forward", "1"}}
+	if sysctl.Exists("net.ipv6.conf.all.forwarding") {
+		s = append(s, setting{"net.ipv6.conf.all.forwarding", "1"})
+	}
+	// L3 master device (VRF) support: sockets bound in the default VRF
+	// accept connections arriving through a VRF.
+	if sysctl.Exists("net.ipv4.tcp_l3mdev_accept") {
+		s = append(s, setting{"net.ipv4.tcp_l3mdev_accept", "1"})
+		if sysctl.Exists("net.ipv4.udp_l3mdev_accept") {
+			s = append(s, setting{"net.ipv4.udp_l3mdev_accept", "1"})
+		}
+	}
+	return s
+}
+
+// ensureSysctls writes the node sysctls, skipping those already right.
+// Before IPv6 forwarding goes on, an uplink that accepts router
+// advertisements (accept_ra=1) is switched to accept_ra=2, so the node
+// keeps its SLAAC address and default route.
+func ensureSysctls(uplinkName string) error {
+	raKey := "net/ipv6/conf/" + uplinkName + "/accept_ra"
+	if sysctl.Exists("net.ipv6.conf.all.forwarding") && sysctl.Exists(raKey) {
+		if fwd, _ := sysctl.Get("net.ipv6.conf.all.forwarding"); fwd != "1" {
+			if ra, _ := sysctl.Get(raKey); ra == "1" {
+				if err := sysctl.Set(raKey, "2"); err != nil {
+					return cniutil.Errorf(types.ErrInternal, "infra-ensure: %v", err)
+				}
+			}
+		}
+	}
+	for _, s := range nodeSysctls() {
+		if sysctl.Check(s.key, s.value) == nil {
+			continue
+		}
+		if err := sysctl.Set(s.key, s.value); err != nil {
+			return cniutil.Errorf(types.ErrInternal, "infra-ensure: %v", err)
+		}
+	}
+	return nil
+}
+
+// checkSysctls verifies every node sysctl holds.
+func checkSysctls() error {
+	var errs []error
+	for _, s := range nodeSysctls() {
+		if err := sysctl.Check(s.key, s.value); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func ensureStateDir(dir string) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return cniutil.Errorf(types.ErrIOFailure, "infra-ensure: create stateDir: %v", err)
+	}
+	return nil
+}
+
+// appendUplink adds the uplink as a host interface (no sandbox) unless the
+// result already lists it.
+func appendUplink(result *current.Result, link netlink.Link) {
+	a := link.Attrs()
+	for _, i := range result.Interfaces {
+		if i.Name == a.Name && i.Sandbox == "" {
+			return
+		}
+	}
+	result.Interfaces = append(result.Interfaces, &current.Interface{
+		Name: a.Name,
+		Mac:  a.HardwareAddr.String(),
+		Mtu:  a.MTU,
+	})
+}

@@ -1,0 +1,202 @@
+package main
+
+import (
+	"fmt"
+	"net"
+
+	"github.com/containernetworking/cni/pkg/types"
+
+	"github.com/vxvrf/cni/pkg/cniutil"
+	"github.com/vxvrf/cni/pkg/naming"
+)
+
+// Limits and defaults of the configuration.
+const (
+	MaxVNI           = 1<<24 - 1
+	DefaultVXLANPort = 4789
+	MaxTable         = 1<<32 - 1
+	// DefaultMTU is the bridge MTU when no uplink can be found.
+	DefaultMTU = 1500
+	// VXLAN encapsulation overhead: outer Ethernet 14 + IP (20 or 40) +
+	// UDP 8 + VXLAN 8.
+	OverheadIPv4 = 50
+	OverheadIPv6 = 70
+)
+
+// reservedTables are the kernel's default (253), main (254) and local (255) tables.
+var reservedTables = map[int64]string{253: "default", 254: "main", 255: "local"}
+
+// NetConf is the vrf-vxlan-bridge configuration.
+type NetConf struct {
+	types.PluginConf
+	VRF    *VRFConf   `json:"vrf,omitempty"`
+	Bridge BridgeConf `json:"bridge,omitempty"`
+	VXLAN  *VXLANConf `json:"vxlan,omitempty"`
+}
+
+// VRFConf configures the network's VRF; absent means no VRF.
+type VRFConf struct {
+	Name  string `json:"name,omitempty"`
+	Table int64  `json:"table"`
+}
+
+// BridgeConf configures the network's bridge.
+type BridgeConf struct {
+	Name string `json:"name,omitempty"`
+	MTU  int    `json:"mtu,omitempty"`
+	MAC  string `json:"mac,omitempty"`
+
+	mac net.HardwareAddr
+}
+
+// VXLANConf configures the VXLAN device; absent means a single-node network.
+type VXLANConf struct {
+	VNI      int64    `json:"vni"`
+	Port     int      `json:"port,omitempty"`
+	Learning *bool    `json:"learning,omitempty"`
+	Group    string   `json:"group,omitempty"`
+	Remotes  []string `json:"remotes,omitempty"`
+	EVPN     bool     `json:"evpn,omitempty"`
+	Local    string   `json:"local,omitempty"`
+	Dev      string   `json:"dev,omitempty"`
+
+	group   net.IP
+	remotes []net.IP
+	local   net.IP
+}
+
+// Name is the VXLAN device name of the configured VNI.
+func (v *VXLANConf) Name() string { return naming.VXLANName(uint32(v.VNI)) }
+
+// learning is the effective learning flag: the configured one, else on
+// (off with evpn).
+func (v *VXLANConf) learning() bool {
+	if v.Learning != nil {
+		return *v.Learning
+	}
+	return !v.EVPN
+}
+
+// parseConfig decodes stdin, sets the defaults and validates. The bridge
+// MTU default depends on the uplink and is settled in the node namespace
+// (see bridgeMTU).
+func parseConfig(stdin []byte) (*NetConf, error) {
+	conf := &NetConf{}
+	if err := cniutil.Decode(stdin, conf); err != nil {
+		return nil, err
+	}
+	bad := func(format string, a ...any) (*NetConf, error) {
+		return nil, cniutil.InvalidConfig(fmt.Errorf(format, a...))
+	}
+	if conf.VRF != nil {
+		if conf.VRF.Name == "" {
+			conf.VRF.Name = naming.VRFName(conf.Name)
+		}
+		if !validIfName(conf.VRF.Name) {
+			return bad("vrf.name %q is not a valid interface name", conf.VRF.Name)
+		}
+		t := conf.VRF.Table
+		if t < 1 || t > MaxTable {
+			return bad("vrf.table %d: must be 1..%d", t, int64(MaxTable))
+		}
+		if r, ok := reservedTables[t]; ok {
+			return bad("vrf.table %d is the kernel's reserved %s table", t, r)
+		}
+	}
+	if conf.Bridge.Name == "" {
+		conf.Bridge.Name = naming.BridgeName(conf.Name)
+	}
+	if !validIfName(conf.Bridge.Name) {
+		return bad("bridge.name %q is not a valid interface name", conf.Bridge.Name)
+	}
+	if conf.Bridge.MTU != 0 && (conf.Bridge.MTU < 68 || conf.Bridge.MTU > 65535) {
+		return bad("bridge.mtu %d: must be 68..65535", conf.Bridge.MTU)
+	}
+	if conf.Bridge.MAC != "" {
+		mac, err := net.ParseMAC(conf.Bridge.MAC)
+		if err != nil || len(mac) != 6 {
+			return bad("bridge.mac %q is not an Ethernet MAC address", conf.Bridge.MAC)
+		}
+		if mac[0]&1 != 0 {
+			return bad("bridge.mac %s is a multicast address", conf.Bridge.MAC)
+		}
+		conf.Bridge.mac = mac
+	}
+	if conf.VRF != nil && conf.VRF.Name == conf.Bridge.Name {
+		return bad("vrf.name and bridge.name are both %q", conf.VRF.Name)
+	}
+	if v := conf.VXLAN; v != nil {
+		if v.VNI < 1 || v.VNI > MaxVNI {
+			return bad("vxlan.vni %d: must be 1..%d", v.VNI, MaxVNI)
+		}
+		if v.Port == 0 {
+			v.Port = DefaultVXLANPort
+		}
+		if v.Port < 1 || v.Port > 65535 {
+			return bad("vxlan.port %d: must be 1..65535", v.Port)
+		}
+		modes := 0
+		if v.Group != "" {
+			modes++
+			v.group = net.ParseIP(v.Group)
+			if v.group == nil || !v.group.IsMulticast() {
+				return bad("vxlan.group %q is not a multicast IP address", v.Group)
+			}
+		}
+		if len(v.Remotes) > 0 {
+			modes++
+			seen := map[string]bool{}
+			for _, r := range v.Remotes {
+				ip := net.ParseIP(r)
+				if ip == nil || !ip.IsGlobalUnicast() {
+					return bad("vxlan.remotes: %q is not a unicast IP address", r)
+				}
+				if !seen[ip.String()] {
+					seen[ip.String()] = true
+					v.remotes = append(v.remotes, ip)
+				}
+			}
+		}
+		if v.EVPN {
+			modes++
+			if v.Learning != nil && *v.Learning {
+				return bad("vxlan.learning must be false with evpn: the EVPN speaker fills the FDB")
+			}
+		}
+		if modes > 1 {
+			return bad("vxlan: group, remotes and evpn are alternatives; set at most one")
+		}
+		if v.Local != "" {
+			v.local = net.ParseIP(v.Local)
+			if v.local == nil || !v.local.IsGlobalUnicast() {
+				return bad("vxlan.local %q is not a unicast IP address", v.Local)
+			}
+		}
+		if v.Dev != "" && !validIfName(v.Dev) {
+			return bad("vxlan.dev %q is not a valid interface name", v.Dev)
+		}
+		if v.local != nil {
+			for _, ip := range append([]net.IP{v.group}, v.remotes...) {
+				if ip != nil && (ip.To4() == nil) != (v.local.To4() == nil) {
+					return bad("vxlan: %s and local %s are of different IP families", ip, v.local)
+				}
+			}
+		}
+		if conf.VRF != nil && conf.VRF.Name == v.Name() || conf.Bridge.Name == v.Name() {
+			return bad("device name %q is used twice", v.Name())
+		}
+	}
+	return conf, nil
+}
+
+func validIfName(s string) bool {
+	if s == "" || len(s) > naming.MaxIfNameLen || s == "." || s == ".." {
+		return false
+	}
+	for _, r := range s {
+		if r <= ' ' || r == '/' || r == ':' || r > 0x7e {
+			return false
+		}
+	}
+	return true
+}

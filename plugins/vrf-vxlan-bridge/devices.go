@@ -1,0 +1,400 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"net"
+	"syscall"
+
+	"github.com/containernetworking/cni/pkg/types"
+	current "github.com/containernetworking/cni/pkg/types/100"
+	"github.com/containernetworking/plugins/pkg/netlinksafe"
+	"github.com/vishvananda/netlink"
+
+	"github.com/vxvrf/cni/pkg/cniutil"
+	"github.com/vxvrf/cni/pkg/sysctl"
+	"github.com/vxvrf/cni/pkg/uplink"
+)
+
+// underlay is the resolved uplink of the VXLAN device.
+type underlay struct {
+	link  netlink.Link
+	local net.IP // VTEP source address
+}
+
+// overhead is the VXLAN encapsulation overhead on this underlay.
+func (u *underlay) overhead() int {
+	if u.local.To4() == nil {
+		return OverheadIPv6
+	}
+	return OverheadIPv4
+}
+
+// findUplink returns the link VXLAN rides on: vxlan.dev, else the first
+// host interface of prevResult (what infra-ensure reported), else the
+// default-route interface.
+func findUplink(conf *NetConf, prev *current.Result) (netlink.Link, error) {
+	if conf.VXLAN != nil && conf.VXLAN.Dev != "" {
+		return uplink.Find(conf.VXLAN.Dev)
+	}
+	if prev != nil {
+		for _, i := range prev.Interfaces {
+			if i.Sandbox == "" && i.Name != "" {
+				return uplink.Find(i.Name)
+			}
+		}
+	}
+	return uplink.Find("")
+}
+
+// resolveUnderlay resolves the uplink and VTEP address of the VXLAN device.
+func resolveUnderlay(conf *NetConf, prev *current.Result) (*underlay, error) {
+	link, err := findUplink(conf, prev)
+	if err != nil {
+		var nf netlink.LinkNotFoundError
+		if errors.As(err, &nf) {
+			return nil, cniutil.Errorf(types.ErrInvalidNetworkConfig, "vxlan: %v", err)
+		}
+		return nil, cniutil.Errorf(types.ErrTryAgainLater, "vxlan: %v", err)
+	}
+	local, err := uplink.Address(link, conf.VXLAN.local)
+	if err != nil {
+		return nil, cniutil.Errorf(types.ErrInvalidNetworkConfig, "vxlan.local: %v", err)
+	}
+	v := conf.VXLAN
+	for _, ip := range append([]net.IP{v.group}, v.remotes...) {
+		if ip != nil && (ip.To4() == nil) != (local.To4() == nil) {
+			return nil, cniutil.Errorf(types.ErrInvalidNetworkConfig, "vxlan: %s and the VTEP address %s are of different IP families", ip, local)
+		}
+	}
+	return &underlay{link: link, local: local}, nil
+}
+
+// bridgeMTU is bridge.mtu, else the uplink MTU minus the VXLAN overhead
+// (when there is VXLAN), else the uplink MTU, else 1500. With VXLAN it
+// refuses a bridge MTU the underlay cannot carry.
+func bridgeMTU(conf *NetConf, prev *current.Result, u *underlay) (int, error) {
+	if u != nil {
+		max := u.link.Attrs().MTU - u.overhead()
+		if conf.Bridge.MTU == 0 {
+			return max, nil
+		}
+		if conf.Bridge.MTU > max {
+			return 0, cniutil.Errorf(types.ErrInvalidNetworkConfig, "bridge.mtu %d does not fit the uplink %s: MTU %d minus VXLAN overhead %d allows at most %d",
+				conf.Bridge.MTU, u.link.Attrs().Name, u.link.Attrs().MTU, u.overhead(), max)
+		}
+		return conf.Bridge.MTU, nil
+	}
+	if conf.Bridge.MTU != 0 {
+		return conf.Bridge.MTU, nil
+	}
+	if l, err := findUplink(conf, prev); err == nil {
+		return l.Attrs().MTU, nil
+	}
+	return DefaultMTU, nil
+}
+
+// ensureLink creates want, or returns the existing link of that name when
+// it has the same type (EEXIST from a concurrent ADD is fine).
+func ensureLink(want netlink.Link) (netlink.Link, bool, error) {
+	name := want.Attrs().Name
+	err := netlink.LinkAdd(want)
+	created := err == nil
+	if err != nil && !errors.Is(err, syscall.EEXIST) {
+		return nil, false, fmt.Errorf("create %s %s: %w", want.Type(), name, err)
+	}
+	l, err := netlinksafe.LinkByName(name)
+	if err != nil {
+		if !created && cniutil.IsGone(err) {
+			return nil, false, cniutil.Errorf(types.ErrInvalidNetworkConfig,
+				"create %s %s: the kernel says it exists but no link has that name: another device holds the same identity (for vxlan: the same VNI and port)", want.Type(), name)
+		}
+		return nil, false, fmt.Errorf("look up %s %s: %w", want.Type(), name, err)
+	}
+	if l.Type() != want.Type() {
+		return nil, false, cniutil.Errorf(types.ErrInvalidNetworkConfig, "%s exists but is a %s device, not a %s", name, l.Type(), want.Type())
+	}
+	return l, created, nil
+}
+
+// deleteLink removes the named link; a missing one is fine.
+func deleteLink(name string) error {
+	l, err := netlinksafe.LinkByName(name)
+	if err != nil {
+		if cniutil.IsGone(err) {
+			return nil
+		}
+		return fmt.Errorf("look up %s: %w", name, err)
+	}
+	if err := netlink.LinkDel(l); err != nil && !errors.Is(err, syscall.ENODEV) {
+		return fmt.Errorf("delete %s: %w", name, err)
+	}
+	return nil
+}
+
+func setUp(l netlink.Link) error {
+	if l.Attrs().Flags&net.FlagUp != 0 {
+		return nil
+	}
+	if err := netlink.LinkSetUp(l); err != nil {
+		return fmt.Errorf("set %s up: %w", l.Attrs().Name, err)
+	}
+	return nil
+}
+
+// setMaster enslaves l to master unless it already is; a link enslaved to
+// something else is an error (another network or the operator owns it).
+func setMaster(l, master netlink.Link) error {
+	a := l.Attrs()
+	switch a.MasterIndex {
+	case master.Attrs().Index:
+		return nil
+	case 0:
+		if err := netlink.LinkSetMasterByIndex(l, master.Attrs().Index); err != nil {
+			return fmt.Errorf("set master of %s to %s: %w", a.Name, master.Attrs().Name, err)
+		}
+		return nil
+	default:
+		return cniutil.Errorf(types.ErrInvalidNetworkConfig, "%s is enslaved to another device (index %d), not to %s", a.Name, a.MasterIndex, master.Attrs().Name)
+	}
+}
+
+// ensureVRF creates or verifies the network's VRF with its table.
+func ensureVRF(c *VRFConf) (netlink.Link, bool, error) {
+	l, created, err := ensureLink(&netlink.Vrf{LinkAttrs: netlink.LinkAttrs{Name: c.Name}, Table: uint32(c.Table)})
+	if err != nil {
+		if errors.Is(err, syscall.EOPNOTSUPP) {
+			return nil, false, cniutil.Errorf(types.ErrInvalidNetworkConfig,
+				"vrf %s: the kernel has no VRF support (CONFIG_NET_VRF, module vrf); remove the vrf key or use a kernel with VRF", c.Name)
+		}
+		return nil, false, err
+	}
+	if err := checkVRFLink(l, c); err != nil {
+		return l, created, err
+	}
+	return l, created, setUp(l)
+}
+
+func checkVRFLink(l netlink.Link, c *VRFConf) error {
+	vrf, ok := l.(*netlink.Vrf)
+	if !ok {
+		return cniutil.Errorf(types.ErrInvalidNetworkConfig, "%s is a %s device, not a vrf", c.Name, l.Type())
+	}
+	if int64(vrf.Table) != c.Table {
+		return cniutil.Errorf(types.ErrInvalidNetworkConfig, "vrf %s exists with table %d, the config says %d", c.Name, vrf.Table, c.Table)
+	}
+	return nil
+}
+
+// ensureBridge creates or adjusts the bridge (MTU, MAC), enslaves it to the
+// VRF and sets it up.
+func ensureBridge(c *BridgeConf, mtu int, vrf netlink.Link) (netlink.Link, bool, error) {
+	l, created, err := ensureLink(&netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: c.Name, HardwareAddr: c.mac}})
+	if err != nil {
+		return nil, false, err
+	}
+	// The kernel keeps a bridge MTU set through a change (not at creation)
+	// instead of following its smallest port, and back to 1500 when the
+	// last port leaves. A change to the current value is a no-op, so a new
+	// bridge that already has the wanted MTU takes a step aside first.
+	if created && l.Attrs().MTU == mtu {
+		if err := netlink.LinkSetMTU(l, mtu-1); err != nil {
+			return l, created, fmt.Errorf("set mtu %d on bridge %s: %w", mtu-1, c.Name, err)
+		}
+		l.Attrs().MTU = mtu - 1
+	}
+	if l.Attrs().MTU != mtu {
+		if err := netlink.LinkSetMTU(l, mtu); err != nil {
+			return l, created, fmt.Errorf("set mtu %d on bridge %s: %w", mtu, c.Name, err)
+		}
+	}
+	if c.mac != nil && !bytes.Equal(l.Attrs().HardwareAddr, c.mac) {
+		if err := netlink.LinkSetHardwareAddr(l, c.mac); err != nil {
+			return l, created, fmt.Errorf("set mac %s on bridge %s: %w", c.mac, c.Name, err)
+		}
+	}
+	if vrf != nil {
+		// Enslaving to a VRF cycles the bridge; keep its IPv6 addresses
+		// (gateways) across that (plugins#1151).
+		if key := "net/ipv6/conf/" + c.Name + "/keep_addr_on_down"; l.Attrs().MasterIndex == 0 && sysctl.Exists(key) {
+			if err := sysctl.Set(key, "1"); err != nil {
+				return l, created, err
+			}
+		}
+		if err := setMaster(l, vrf); err != nil {
+			return l, created, err
+		}
+	}
+	return l, created, setUp(l)
+}
+
+// ensureVXLAN creates or verifies the VXLAN device and plugs it into the bridge.
+func ensureVXLAN(c *VXLANConf, u *underlay, mtu int, br netlink.Link) (netlink.Link, bool, error) {
+	want := &netlink.Vxlan{
+		LinkAttrs:    netlink.LinkAttrs{Name: c.Name(), MTU: mtu},
+		VxlanId:      int(c.VNI),
+		VtepDevIndex: u.link.Attrs().Index,
+		SrcAddr:      u.local,
+		Group:        c.group,
+		Port:         c.Port,
+		Learning:     c.learning(),
+	}
+	l, created, err := ensureLink(want)
+	if err != nil {
+		if errors.Is(err, syscall.EOPNOTSUPP) {
+			return nil, false, cniutil.Errorf(types.ErrInvalidNetworkConfig, "vxlan %s: the kernel has no VXLAN support (CONFIG_VXLAN)", c.Name())
+		}
+		return nil, false, err
+	}
+	if err := checkVXLANLink(l, c, u); err != nil {
+		return l, created, err
+	}
+	if l.Attrs().MTU != mtu {
+		if err := netlink.LinkSetMTU(l, mtu); err != nil {
+			return l, created, fmt.Errorf("set mtu %d on %s: %w", mtu, c.Name(), err)
+		}
+	}
+	if err := setMaster(l, br); err != nil {
+		return l, created, err
+	}
+	if c.EVPN {
+		// What an EVPN speaker (FRR) expects of the bridge port: no MAC
+		// learning on it, ARP/ND suppression.
+		if err := netlink.LinkSetLearning(l, false); err != nil {
+			return l, created, fmt.Errorf("bridge port learning off on %s: %w", c.Name(), err)
+		}
+		if err := netlink.LinkSetBrNeighSuppress(l, true); err != nil {
+			return l, created, fmt.Errorf("neigh_suppress on %s: %w", c.Name(), err)
+		}
+	}
+	return l, created, setUp(l)
+}
+
+// checkVXLANLink compares an existing VXLAN device with the config.
+func checkVXLANLink(l netlink.Link, c *VXLANConf, u *underlay) error {
+	vx, ok := l.(*netlink.Vxlan)
+	if !ok {
+		return cniutil.Errorf(types.ErrInvalidNetworkConfig, "%s is a %s device, not a vxlan", c.Name(), l.Type())
+	}
+	var diffs []string
+	if vx.VxlanId != int(c.VNI) {
+		diffs = append(diffs, fmt.Sprintf("vni %d (want %d)", vx.VxlanId, c.VNI))
+	}
+	if vx.Port != c.Port {
+		diffs = append(diffs, fmt.Sprintf("port %d (want %d)", vx.Port, c.Port))
+	}
+	if vx.Learning != c.learning() {
+		diffs = append(diffs, fmt.Sprintf("learning %t (want %t)", vx.Learning, c.learning()))
+	}
+	if !ipEqual(vx.Group, c.group) {
+		diffs = append(diffs, fmt.Sprintf("group %s (want %s)", vx.Group, c.group))
+	}
+	if u != nil {
+		if !ipEqual(vx.SrcAddr, u.local) {
+			diffs = append(diffs, fmt.Sprintf("local %s (want %s)", vx.SrcAddr, u.local))
+		}
+		if vx.VtepDevIndex != u.link.Attrs().Index {
+			diffs = append(diffs, fmt.Sprintf("dev index %d (want %s, index %d)", vx.VtepDevIndex, u.link.Attrs().Name, u.link.Attrs().Index))
+		}
+	}
+	if len(diffs) > 0 {
+		return cniutil.Errorf(types.ErrInvalidNetworkConfig, "vxlan %s exists with other attributes: %v; delete it (or run GC) to recreate", c.Name(), diffs)
+	}
+	return nil
+}
+
+func ipEqual(a, b net.IP) bool {
+	if len(a) == 0 || a.IsUnspecified() {
+		return len(b) == 0 || b.IsUnspecified()
+	}
+	return a.Equal(b)
+}
+
+var zeroMAC = net.HardwareAddr{0, 0, 0, 0, 0, 0}
+
+// floodEntries returns the all-zero FDB entries (head-end replication
+// destinations) of the VXLAN device.
+func floodEntries(vx netlink.Link) (map[string]netlink.Neigh, error) {
+	var list []netlink.Neigh
+	var err error
+	for i := 0; i < 5; i++ {
+		list, err = netlink.NeighList(vx.Attrs().Index, syscall.AF_BRIDGE)
+		if !errors.Is(err, netlink.ErrDumpInterrupted) {
+			break
+		}
+	}
+	if err != nil {
+		return nil, fmt.Errorf("list fdb of %s: %w", vx.Attrs().Name, err)
+	}
+	out := map[string]netlink.Neigh{}
+	for _, n := range list {
+		if bytes.Equal(n.HardwareAddr, zeroMAC) && n.IP != nil && n.LinkIndex == vx.Attrs().Index {
+			out[n.IP.String()] = n
+		}
+	}
+	return out, nil
+}
+
+func floodNeigh(vx netlink.Link, ip net.IP) *netlink.Neigh {
+	return &netlink.Neigh{
+		LinkIndex:    vx.Attrs().Index,
+		Family:       syscall.AF_BRIDGE,
+		Flags:        netlink.NTF_SELF,
+		State:        netlink.NUD_PERMANENT,
+		HardwareAddr: zeroMAC,
+		IP:           ip,
+	}
+}
+
+// ensureRemotes makes the all-zero FDB entries of the VXLAN device equal
+// the configured remotes: missing ones are appended, ones no longer listed
+// are removed. The list in the config is the truth.
+func ensureRemotes(vx netlink.Link, remotes []net.IP) error {
+	have, err := floodEntries(vx)
+	if err != nil {
+		return err
+	}
+	want := map[string]bool{}
+	for _, ip := range remotes {
+		want[ip.String()] = true
+		if _, ok := have[ip.String()]; ok {
+			continue
+		}
+		if err := netlink.NeighAppend(floodNeigh(vx, ip)); err != nil && !errors.Is(err, syscall.EEXIST) {
+			return fmt.Errorf("fdb append 00:00:00:00:00:00 dst %s dev %s: %w", ip, vx.Attrs().Name, err)
+		}
+	}
+	for s, n := range have {
+		if want[s] {
+			continue
+		}
+		if err := netlink.NeighDel(floodNeigh(vx, n.IP)); err != nil && !errors.Is(err, syscall.ENOENT) {
+			return fmt.Errorf("fdb del 00:00:00:00:00:00 dst %s dev %s: %w", s, vx.Attrs().Name, err)
+		}
+	}
+	return nil
+}
+
+// checkRemotes verifies every configured remote has its flood entry.
+func checkRemotes(vx netlink.Link, remotes []net.IP) error {
+	have, err := floodEntries(vx)
+	if err != nil {
+		return err
+	}
+	var missing []string
+	for _, ip := range remotes {
+		if _, ok := have[ip.String()]; !ok {
+			missing = append(missing, ip.String())
+		}
+	}
+	if len(missing) > 0 {
+		return fmt.Errorf("vxlan %s lacks the flood (all-zero fdb) entries for remotes %v", vx.Attrs().Name, missing)
+	}
+	return nil
+}
+
+func hostInterface(l netlink.Link) *current.Interface {
+	a := l.Attrs()
+	return &current.Interface{Name: a.Name, Mac: a.HardwareAddr.String(), Mtu: a.MTU}
+}

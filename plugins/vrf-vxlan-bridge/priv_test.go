@@ -1,0 +1,575 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/containernetworking/plugins/pkg/netlinksafe"
+	"github.com/containernetworking/plugins/pkg/ns"
+	"github.com/vishvananda/netlink"
+
+	"github.com/vxvrf/cni/pkg/cniutil"
+	"github.com/vxvrf/cni/pkg/naming"
+	"github.com/vxvrf/cni/pkg/netsim"
+	"github.com/vxvrf/cni/pkg/testutil"
+)
+
+const plugin = "vrf-vxlan-bridge"
+
+type result struct {
+	CNIVersion string `json:"cniVersion"`
+	Interfaces []struct {
+		Name    string `json:"name"`
+		Mac     string `json:"mac"`
+		Mtu     int    `json:"mtu"`
+		Sandbox string `json:"sandbox"`
+	} `json:"interfaces"`
+}
+
+func (r result) names() []string {
+	var n []string
+	for _, i := range r.Interfaces {
+		n = append(n, i.Name)
+	}
+	return n
+}
+
+// netConf renders a config; extra holds the plugin keys as JSON fragments.
+func netConf(ver, name string, extra map[string]any) []byte {
+	m := map[string]any{"cniVersion": ver, "name": name, "type": plugin}
+	for k, v := range extra {
+		m[k] = v
+	}
+	b, _ := json.Marshal(m)
+	return b
+}
+
+// labNode makes a lab with one node and one pod namespace.
+func labNode(t *testing.T, name string) (*netsim.Node, *netsim.NS) {
+	t.Helper()
+	lab := testutil.NewLab(t, name)
+	node, err := lab.AddNode("n1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	pod, err := lab.AddNS("p1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return node, pod
+}
+
+func inv(cmd, cid string, pod *netsim.NS, config []byte) testutil.Invocation {
+	p := ""
+	if pod != nil {
+		p = pod.Path
+	}
+	return testutil.Invocation{Plugin: plugin, Command: cmd, ContainerID: cid, NetNS: p, IfName: "eth0", Config: config}
+}
+
+// link reads a link inside the node; nil when it does not exist.
+func link(t *testing.T, node *netsim.Node, name string) netlink.Link {
+	t.Helper()
+	var l netlink.Link
+	err := node.Do(func(ns.NetNS) error {
+		var err error
+		l, err = netlinksafe.LinkByName(name)
+		if cniutil.IsGone(err) {
+			l, err = nil, nil
+		}
+		return err
+	})
+	if err != nil {
+		t.Fatalf("link %s: %v", name, err)
+	}
+	return l
+}
+
+func mustLink(t *testing.T, node *netsim.Node, name string) netlink.Link {
+	t.Helper()
+	l := link(t, node, name)
+	if l == nil {
+		t.Fatalf("link %s does not exist in the node", name)
+	}
+	return l
+}
+
+// TestLifecycle runs ADD, CHECK, DEL, DEL for every version, with and
+// without a prevResult from infra-ensure, and checks the devices.
+func TestLifecycle(t *testing.T) {
+	node, pod := labNode(t, "vb-life")
+	for i, ver := range []string{"0.3.1", "0.4.0", "1.0.0", "1.1.0"} {
+		t.Run(ver, func(t *testing.T) {
+			netName := fmt.Sprintf("life%d", i)
+			vni := 100 + i
+			extra := map[string]any{"vxlan": map[string]any{"vni": vni}}
+			withPrev := i%2 == 0
+			if withPrev {
+				extra["prevResult"] = map[string]any{"cniVersion": ver, "interfaces": []any{map[string]any{"name": "eth0"}}}
+			}
+			conf := netConf(ver, netName, extra)
+			out := testutil.MustRun(t, node.NetNS, inv("ADD", "c1", pod, conf))
+			var res result
+			if err := json.Unmarshal(out, &res); err != nil {
+				t.Fatalf("result %s: %v", out, err)
+			}
+			if res.CNIVersion != ver {
+				t.Errorf("result cniVersion %q, want %q", res.CNIVersion, ver)
+			}
+			br, vx := naming.BridgeName(netName), naming.VXLANName(uint32(vni))
+			want := []string{br, vx}
+			if withPrev {
+				want = append([]string{"eth0"}, want...)
+			}
+			if strings.Join(res.names(), ",") != strings.Join(want, ",") {
+				t.Errorf("result interfaces %v, want %v", res.names(), want)
+			}
+			for _, i := range res.Interfaces {
+				if i.Sandbox != "" {
+					t.Errorf("interface %s has sandbox %q", i.Name, i.Sandbox)
+				}
+				if i.Mac == "" && i.Name != "eth0" {
+					t.Errorf("interface %s has no mac", i.Name)
+				}
+			}
+			if ver >= "1.0.0" && res.Interfaces[len(res.Interfaces)-1].Mtu != 1450 {
+				t.Errorf("vxlan mtu in result %d, want 1450", res.Interfaces[len(res.Interfaces)-1].Mtu)
+			}
+			bl := mustLink(t, node, br)
+			if bl.Type() != "bridge" || bl.Attrs().MTU != 1450 || bl.Attrs().OperState == netlink.OperDown {
+				t.Errorf("bridge %s: type %s mtu %d state %s", br, bl.Type(), bl.Attrs().MTU, bl.Attrs().OperState)
+			}
+			vl, ok := mustLink(t, node, vx).(*netlink.Vxlan)
+			if !ok {
+				t.Fatalf("%s is not a vxlan", vx)
+			}
+			eth0 := mustLink(t, node, "eth0")
+			if vl.VxlanId != vni || vl.Port != 4789 || !vl.Learning || vl.MasterIndex != bl.Attrs().Index ||
+				vl.VtepDevIndex != eth0.Attrs().Index || !vl.SrcAddr.Equal(node.Addr) || vl.MTU != 1450 {
+				t.Errorf("vxlan %s: %+v", vx, vl)
+			}
+			if ver != "0.3.1" {
+				testutil.MustRun(t, node.NetNS, inv("CHECK", "c1", pod, conf))
+			}
+			testutil.MustRun(t, node.NetNS, inv("DEL", "c1", pod, conf))
+			testutil.MustRun(t, node.NetNS, inv("DEL", "c1", nil, conf))
+			if link(t, node, br) == nil || link(t, node, vx) == nil {
+				t.Error("DEL removed a shared device")
+			}
+		})
+	}
+}
+
+// TestNoVXLAN: a single-node network gets a bridge with the uplink's MTU.
+func TestNoVXLAN(t *testing.T) {
+	node, pod := labNode(t, "vb-novx")
+	conf := netConf("1.1.0", "solo", map[string]any{"bridge": map[string]any{"mac": "02:aa:bb:cc:dd:01"}})
+	var res result
+	if err := json.Unmarshal(testutil.MustRun(t, node.NetNS, inv("ADD", "c1", pod, conf)), &res); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Join(res.names(), ",") != naming.BridgeName("solo") {
+		t.Errorf("interfaces %v", res.names())
+	}
+	bl := mustLink(t, node, naming.BridgeName("solo"))
+	if bl.Attrs().MTU != 1500 || bl.Attrs().HardwareAddr.String() != "02:aa:bb:cc:dd:01" {
+		t.Errorf("bridge mtu %d mac %s", bl.Attrs().MTU, bl.Attrs().HardwareAddr)
+	}
+	testutil.MustRun(t, node.NetNS, inv("CHECK", "c1", pod, conf))
+}
+
+// TestCheckDetectsRemoval: CHECK fails once the vxlan or the bridge is gone
+// and passes again after the next ADD re-creates it.
+func TestCheckDetectsRemoval(t *testing.T) {
+	node, pod := labNode(t, "vb-chk")
+	conf := netConf("1.1.0", "chk", map[string]any{"vxlan": map[string]any{"vni": 300}})
+	testutil.MustRun(t, node.NetNS, inv("ADD", "c1", pod, conf))
+	testutil.MustRun(t, node.NetNS, inv("CHECK", "c1", pod, conf))
+	for _, dev := range []string{"vxlan-300", naming.BridgeName("chk")} {
+		if _, err := node.In("ip", "link", "del", dev); err != nil {
+			t.Fatal(err)
+		}
+		o := testutil.Run(t, node.NetNS, inv("CHECK", "c1", pod, conf))
+		e := o.CNIError(t)
+		if !strings.Contains(e.Msg, dev) {
+			t.Errorf("CHECK error %q does not name %s", e.Msg, dev)
+		}
+		testutil.MustRun(t, node.NetNS, inv("ADD", "c2", pod, conf))
+		testutil.MustRun(t, node.NetNS, inv("CHECK", "c2", pod, conf))
+	}
+	// A vxlan taken out of the bridge is caught too.
+	if _, err := node.In("ip", "link", "set", "vxlan-300", "nomaster"); err != nil {
+		t.Fatal(err)
+	}
+	testutil.Run(t, node.NetNS, inv("CHECK", "c1", pod, conf)).CNIError(t)
+}
+
+func fdbDsts(t *testing.T, node *netsim.Node, dev string) []string {
+	t.Helper()
+	out, err := node.In("bridge", "fdb", "show", "dev", dev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var dsts []string
+	for _, line := range strings.Split(string(out), "\n") {
+		f := strings.Fields(line)
+		if len(f) > 2 && f[0] == "00:00:00:00:00:00" && f[1] == "dst" {
+			dsts = append(dsts, f[2])
+		}
+	}
+	return dsts
+}
+
+// TestRemotes: head-end replication entries follow the remotes list.
+func TestRemotes(t *testing.T) {
+	node, pod := labNode(t, "vb-rem")
+	vx := map[string]any{"vni": 400, "remotes": []string{"198.18.0.21"}}
+	conf := netConf("1.1.0", "rem", map[string]any{"vxlan": vx})
+	testutil.MustRun(t, node.NetNS, inv("ADD", "c1", pod, conf))
+	if got := fdbDsts(t, node, "vxlan-400"); strings.Join(got, ",") != "198.18.0.21" {
+		t.Fatalf("flood entries %v, want [198.18.0.21]", got)
+	}
+	testutil.MustRun(t, node.NetNS, inv("CHECK", "c1", pod, conf))
+
+	vx["remotes"] = []string{"198.18.0.21", "198.18.0.22"}
+	conf = netConf("1.1.0", "rem", map[string]any{"vxlan": vx})
+	// CHECK with the longer list fails before the ADD that adds the entry.
+	testutil.Run(t, node.NetNS, inv("CHECK", "c1", pod, conf)).CNIError(t)
+	for _, cid := range []string{"c2", "c3"} {
+		testutil.MustRun(t, node.NetNS, inv("ADD", cid, pod, conf))
+		got := fdbDsts(t, node, "vxlan-400")
+		if strings.Join(got, ",") != "198.18.0.21,198.18.0.22" {
+			t.Fatalf("after ADD %s: flood entries %v, want each remote once", cid, got)
+		}
+	}
+	testutil.MustRun(t, node.NetNS, inv("CHECK", "c1", pod, conf))
+
+	vx["remotes"] = []string{"198.18.0.22"}
+	testutil.MustRun(t, node.NetNS, inv("ADD", "c4", pod, netConf("1.1.0", "rem", map[string]any{"vxlan": vx})))
+	if got := fdbDsts(t, node, "vxlan-400"); strings.Join(got, ",") != "198.18.0.22" {
+		t.Fatalf("after dropping a remote: flood entries %v, want [198.18.0.22]", got)
+	}
+}
+
+// TestEVPN: learning off on the device and on its bridge port.
+func TestEVPN(t *testing.T) {
+	node, pod := labNode(t, "vb-evpn")
+	conf := netConf("1.1.0", "ev", map[string]any{"vxlan": map[string]any{"vni": 450, "evpn": true}})
+	testutil.MustRun(t, node.NetNS, inv("ADD", "c1", pod, conf))
+	vl := mustLink(t, node, "vxlan-450").(*netlink.Vxlan)
+	if vl.Learning {
+		t.Error("vxlan learning on with evpn")
+	}
+	out, err := node.In("ip", "-d", "-j", "link", "show", "vxlan-450")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var links []struct {
+		Info struct {
+			Slave struct {
+				Learning      bool `json:"learning"`
+				NeighSuppress bool `json:"neigh_suppress"`
+			} `json:"info_slave_data"`
+		} `json:"linkinfo"`
+	}
+	if err := json.Unmarshal(out, &links); err != nil || len(links) != 1 {
+		t.Fatalf("ip -j link: %v: %s", err, out)
+	}
+	if links[0].Info.Slave.Learning || !links[0].Info.Slave.NeighSuppress {
+		t.Errorf("bridge port of vxlan-450: %+v, want learning off, neigh_suppress on", links[0].Info.Slave)
+	}
+	testutil.MustRun(t, node.NetNS, inv("CHECK", "c1", pod, conf))
+}
+
+// TestGC: no key keeps the devices, a non-empty list keeps them, an empty
+// list removes them; GC again is fine.
+func TestGC(t *testing.T) {
+	node, pod := labNode(t, "vb-gc")
+	extra := map[string]any{"vxlan": map[string]any{"vni": 500}}
+	conf := netConf("1.1.0", "gc", extra)
+	testutil.MustRun(t, node.NetNS, inv("ADD", "c1", pod, conf))
+	br := naming.BridgeName("gc")
+	gc := func(list any) {
+		t.Helper()
+		e := map[string]any{"vxlan": map[string]any{"vni": 500}}
+		if list != nil {
+			e["cni.dev/valid-attachments"] = list
+		}
+		testutil.MustRun(t, node.NetNS, testutil.Invocation{Plugin: plugin, Command: "GC", Config: netConf("1.1.0", "gc", e)})
+	}
+	gc(nil)
+	if link(t, node, br) == nil || link(t, node, "vxlan-500") == nil {
+		t.Fatal("GC without valid-attachments removed devices")
+	}
+	gc([]map[string]string{{"containerID": "c1", "ifname": "eth0"}})
+	if link(t, node, br) == nil || link(t, node, "vxlan-500") == nil {
+		t.Fatal("GC with a live attachment removed devices")
+	}
+	gc([]any{})
+	if link(t, node, br) != nil || link(t, node, "vxlan-500") != nil {
+		t.Fatal("GC with an empty list left devices")
+	}
+	gc([]any{})
+	if link(t, node, "eth0") == nil {
+		t.Fatal("GC removed the uplink")
+	}
+}
+
+// TestConcurrentAdds: 20 parallel ADDs for different containers all
+// succeed and share one bridge and one vxlan.
+func TestConcurrentAdds(t *testing.T) {
+	node, pod := labNode(t, "vb-par")
+	testutil.PluginDir(t, plugin)
+	conf := netConf("1.1.0", "par", map[string]any{"vxlan": map[string]any{"vni": 600, "remotes": []string{"198.18.0.31", "198.18.0.32"}}})
+	var wg sync.WaitGroup
+	outs := make([]testutil.Outcome, 20)
+	for i := range outs {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			outs[i] = testutil.Run(t, node.NetNS, inv("ADD", fmt.Sprintf("c%d", i), pod, conf))
+		}(i)
+	}
+	wg.Wait()
+	for i, o := range outs {
+		if o.Err != nil {
+			t.Errorf("ADD c%d: %v: %s %s", i, o.Err, o.Stdout, o.Stderr)
+		}
+	}
+	out, err := node.In("ip", "-j", "link", "show", "type", "bridge")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var links []struct {
+		Name string `json:"ifname"`
+	}
+	if err := json.Unmarshal(out, &links); err != nil {
+		t.Fatal(err)
+	}
+	if len(links) != 1 || links[0].Name != naming.BridgeName("par") {
+		t.Errorf("bridges %v, want exactly %s", links, naming.BridgeName("par"))
+	}
+	if got := fdbDsts(t, node, "vxlan-600"); strings.Join(got, ",") != "198.18.0.31,198.18.0.32" {
+		t.Errorf("flood entries %v", got)
+	}
+	testutil.MustRun(t, node.NetNS, inv("CHECK", "c0", pod, conf))
+}
+
+// TestHostNetNS: CNI_NETNS naming the node's own namespace is refused with
+// code 8 before anything is created.
+func TestHostNetNS(t *testing.T) {
+	node, _ := labNode(t, "vb-hostns")
+	conf := netConf("1.1.0", "hns", map[string]any{"vxlan": map[string]any{"vni": 700}})
+	o := testutil.Run(t, node.NetNS, testutil.Invocation{Plugin: plugin, Command: "ADD", ContainerID: "c1", NetNS: node.Path, IfName: "eth0", Config: conf})
+	if e := o.CNIError(t); e.Code != 8 {
+		t.Errorf("code %d (%s), want 8", e.Code, e.Msg)
+	}
+	if link(t, node, naming.BridgeName("hns")) != nil || link(t, node, "vxlan-700") != nil {
+		t.Error("devices created despite the refused netns")
+	}
+}
+
+// TestRollback: an ADD that fails after creating the bridge removes it.
+func TestRollback(t *testing.T) {
+	node, pod := labNode(t, "vb-rb")
+	// A bridge squatting on the VXLAN device's name makes ensureVXLAN fail.
+	if _, err := node.In("ip", "link", "add", "vxlan-800", "type", "bridge"); err != nil {
+		t.Fatal(err)
+	}
+	conf := netConf("1.1.0", "rb", map[string]any{"vxlan": map[string]any{"vni": 800}})
+	e := testutil.Run(t, node.NetNS, inv("ADD", "c1", pod, conf)).CNIError(t)
+	if !strings.Contains(e.Msg, "vxlan-800") {
+		t.Errorf("error %q does not name vxlan-800", e.Msg)
+	}
+	if link(t, node, naming.BridgeName("rb")) != nil {
+		t.Error("failed ADD left the bridge it created")
+	}
+	if link(t, node, "vxlan-800") == nil {
+		t.Error("failed ADD removed a device it did not create")
+	}
+}
+
+// TestBadMTU: a bridge MTU the underlay cannot carry is a config error.
+func TestBadMTU(t *testing.T) {
+	node, pod := labNode(t, "vb-mtu")
+	conf := netConf("1.1.0", "mtu", map[string]any{"bridge": map[string]any{"mtu": 1500}, "vxlan": map[string]any{"vni": 900}})
+	if e := testutil.Run(t, node.NetNS, inv("ADD", "c1", pod, conf)).CNIError(t); e.Code != 7 {
+		t.Errorf("code %d (%s), want 7", e.Code, e.Msg)
+	}
+	if link(t, node, naming.BridgeName("mtu")) != nil {
+		t.Error("bridge created despite the config error")
+	}
+}
+
+// TestStatus: with vxlan, STATUS needs the uplink.
+func TestStatus(t *testing.T) {
+	node, _ := labNode(t, "vb-st")
+	st := func(extra map[string]any) testutil.Outcome {
+		return testutil.Run(t, node.NetNS, testutil.Invocation{Plugin: plugin, Command: "STATUS", Config: netConf("1.1.0", "st", extra)})
+	}
+	for _, extra := range []map[string]any{nil, {"vxlan": map[string]any{"vni": 1}}, {"vxlan": map[string]any{"vni": 1, "dev": "eth0"}}} {
+		if o := st(extra); o.Err != nil {
+			t.Errorf("STATUS %v: %v %s", extra, o.Err, o.Stdout)
+		}
+	}
+	if e := st(map[string]any{"vxlan": map[string]any{"vni": 1, "dev": "eth9"}}).CNIError(t); e.Code != 50 {
+		t.Errorf("missing dev: code %d (%s), want 50", e.Code, e.Msg)
+	}
+	if _, err := node.In("ip", "link", "set", "eth0", "down"); err != nil {
+		t.Fatal(err)
+	}
+	if e := st(map[string]any{"vxlan": map[string]any{"vni": 1, "dev": "eth0"}}).CNIError(t); e.Code != 50 {
+		t.Errorf("uplink down: code %d (%s), want 50", e.Code, e.Msg)
+	}
+	// Down means no default route either: the default uplink is missing.
+	if e := st(map[string]any{"vxlan": map[string]any{"vni": 1}}).CNIError(t); e.Code != 50 {
+		t.Errorf("no default route: code %d (%s), want 50", e.Code, e.Msg)
+	}
+}
+
+// vrfSupported creates a VRF in the node to find out whether the kernel has VRF.
+func vrfSupported(t *testing.T, node *netsim.Node) bool {
+	t.Helper()
+	out, err := node.In("ip", "link", "add", "vb-probe", "type", "vrf", "table", "4000")
+	if err != nil {
+		if msg := strings.ToLower(string(out)); strings.Contains(msg, "not supported") || strings.Contains(msg, "unknown device type") {
+			return false
+		}
+		t.Fatalf("probe vrf: %v", err)
+	}
+	if _, err := node.In("ip", "link", "del", "vb-probe"); err != nil {
+		t.Fatal(err)
+	}
+	return true
+}
+
+// TestVRFUnsupported: on a kernel without VRF the ADD fails with code 7,
+// says why, and leaves nothing behind.
+func TestVRFUnsupported(t *testing.T) {
+	node, pod := labNode(t, "vb-novrf")
+	if vrfSupported(t, node) {
+		t.Skip("kernel has VRF; TestVRF covers it")
+	}
+	conf := netConf("1.1.0", "nv", map[string]any{"vrf": map[string]any{"table": 100}, "vxlan": map[string]any{"vni": 1000}})
+	e := testutil.Run(t, node.NetNS, inv("ADD", "c1", pod, conf)).CNIError(t)
+	if e.Code != 7 || !strings.Contains(e.Msg, "CONFIG_NET_VRF") {
+		t.Errorf("error %d %q, want 7 naming CONFIG_NET_VRF", e.Code, e.Msg)
+	}
+	for _, dev := range []string{naming.VRFName("nv"), naming.BridgeName("nv"), "vxlan-1000"} {
+		if link(t, node, dev) != nil {
+			t.Errorf("%s left behind", dev)
+		}
+	}
+}
+
+// TestVRF: the VRF path (needs CONFIG_NET_VRF; runs in the VM).
+func TestVRF(t *testing.T) {
+	node, pod := labNode(t, "vb-vrf")
+	if !vrfSupported(t, node) {
+		t.Skip("kernel has no VRF (CONFIG_NET_VRF); VRF tests run in the VM")
+	}
+	conf := netConf("1.1.0", "red", map[string]any{"vrf": map[string]any{"table": 100}, "vxlan": map[string]any{"vni": 1100}})
+	var res result
+	if err := json.Unmarshal(testutil.MustRun(t, node.NetNS, inv("ADD", "c1", pod, conf)), &res); err != nil {
+		t.Fatal(err)
+	}
+	vrf, br := naming.VRFName("red"), naming.BridgeName("red")
+	if strings.Join(res.names(), ",") != strings.Join([]string{vrf, br, "vxlan-1100"}, ",") {
+		t.Errorf("interfaces %v", res.names())
+	}
+	vl, ok := mustLink(t, node, vrf).(*netlink.Vrf)
+	if !ok || vl.Table != 100 {
+		t.Fatalf("vrf %s: %+v", vrf, vl)
+	}
+	if mustLink(t, node, br).Attrs().MasterIndex != vl.Index {
+		t.Error("bridge not enslaved to the vrf")
+	}
+	testutil.MustRun(t, node.NetNS, inv("CHECK", "c1", pod, conf))
+	testutil.MustRun(t, node.NetNS, inv("ADD", "c2", pod, conf))
+
+	// Same VRF name, other table: refused.
+	other := netConf("1.1.0", "red", map[string]any{"vrf": map[string]any{"table": 101}, "vxlan": map[string]any{"vni": 1100}})
+	if e := testutil.Run(t, node.NetNS, inv("ADD", "c3", pod, other)).CNIError(t); e.Code != 7 {
+		t.Errorf("table conflict: code %d (%s)", e.Code, e.Msg)
+	}
+	if e := testutil.Run(t, node.NetNS, inv("CHECK", "c1", pod, other)).CNIError(t); !strings.Contains(e.Msg, "table") {
+		t.Errorf("CHECK with another table: %q", e.Msg)
+	}
+	// The bridge taken out of the VRF is caught by CHECK.
+	if _, err := node.In("ip", "link", "set", br, "nomaster"); err != nil {
+		t.Fatal(err)
+	}
+	testutil.Run(t, node.NetNS, inv("CHECK", "c1", pod, conf)).CNIError(t)
+
+	gc := netConf("1.1.0", "red", map[string]any{"vrf": map[string]any{"table": 100}, "vxlan": map[string]any{"vni": 1100}, "cni.dev/valid-attachments": []any{}})
+	testutil.MustRun(t, node.NetNS, testutil.Invocation{Plugin: plugin, Command: "GC", Config: gc})
+	for _, dev := range []string{vrf, br, "vxlan-1100"} {
+		if link(t, node, dev) != nil {
+			t.Errorf("GC left %s", dev)
+		}
+	}
+}
+
+// TestVNIConflict: a foreign VXLAN device holding the same VNI and port is
+// reported clearly, and the bridge this ADD created is rolled back.
+func TestVNIConflict(t *testing.T) {
+	node, pod := labNode(t, "vb-vni")
+	if _, err := node.In("ip", "link", "add", "foreign", "type", "vxlan", "id", "1200", "dstport", "4789", "dev", "eth0"); err != nil {
+		t.Fatal(err)
+	}
+	conf := netConf("1.1.0", "vni", map[string]any{"vxlan": map[string]any{"vni": 1200}})
+	e := testutil.Run(t, node.NetNS, inv("ADD", "c1", pod, conf)).CNIError(t)
+	if e.Code != 7 || !strings.Contains(e.Msg, "same VNI") {
+		t.Errorf("error %d %q, want 7 explaining the VNI conflict", e.Code, e.Msg)
+	}
+	if link(t, node, naming.BridgeName("vni")) != nil {
+		t.Error("failed ADD left its bridge")
+	}
+}
+
+// TestTraffic: two nodes, the bridges joined by the VXLAN devices this
+// plugin built, in each BUM mode that needs no external speaker. Packets
+// of exactly the bridge MTU cross with don't-fragment; one byte more is
+// refused.
+func TestTraffic(t *testing.T) {
+	for _, mode := range []string{"remotes", "group"} {
+		t.Run(mode, func(t *testing.T) {
+			lab := testutil.NewLab(t, "vb-tr"+mode[:1])
+			var nodes []*netsim.Node
+			for _, n := range []string{"n1", "n2"} {
+				node, err := lab.AddNode(n)
+				if err != nil {
+					t.Fatal(err)
+				}
+				nodes = append(nodes, node)
+			}
+			pod, err := lab.AddNS("p1")
+			if err != nil {
+				t.Fatal(err)
+			}
+			br := naming.BridgeName("tr")
+			for i, node := range nodes {
+				vx := map[string]any{"vni": 1300}
+				if mode == "group" {
+					vx["group"] = "239.1.1.13"
+				} else {
+					vx["remotes"] = []string{nodes[1-i].Addr.String()}
+				}
+				testutil.MustRun(t, node.NetNS, inv("ADD", "c1", pod, netConf("1.1.0", "tr", map[string]any{"vxlan": vx})))
+				if _, err := node.In("ip", "addr", "add", fmt.Sprintf("10.99.0.%d/24", i+1), "dev", br); err != nil {
+					t.Fatal(err)
+				}
+			}
+			// 1450 (bridge MTU) - 20 (IP) - 8 (ICMP) = 1422 bytes of payload.
+			if out, err := nodes[0].In("ping", "-c", "2", "-W", "3", "-M", "do", "-s", "1422", "10.99.0.2"); err != nil {
+				t.Fatalf("no traffic over vxlan (%s): %v\n%s", mode, err, out)
+			}
+			if _, err := nodes[0].In("ping", "-c", "1", "-W", "1", "-M", "do", "-s", "1423", "10.99.0.2"); err == nil {
+				t.Error("a packet larger than the bridge MTU went through with DF set")
+			}
+		})
+	}
+}

@@ -1,0 +1,251 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"net"
+
+	"github.com/containernetworking/cni/pkg/skel"
+	"github.com/containernetworking/cni/pkg/types"
+	"github.com/containernetworking/plugins/pkg/netlinksafe"
+	"github.com/vishvananda/netlink"
+
+	"github.com/vxvrf/cni/pkg/cniutil"
+	"github.com/vxvrf/cni/pkg/uplink"
+)
+
+func cmdAdd(args *skel.CmdArgs) error {
+	if err := cniutil.GuardNetNS(args.Netns); err != nil {
+		return err
+	}
+	conf, err := parseConfig(args.StdinData)
+	if err != nil {
+		return err
+	}
+	prev, err := cniutil.PrevResult(&conf.PluginConf)
+	if err != nil {
+		return err
+	}
+	var u *underlay
+	if conf.VXLAN != nil {
+		if u, err = resolveUnderlay(conf, prev); err != nil {
+			return err
+		}
+	}
+	mtu, err := bridgeMTU(conf, prev, u)
+	if err != nil {
+		return err
+	}
+
+	// Roll back the devices this ADD created if a later step fails.
+	var created []string
+	success := false
+	defer func() {
+		if success {
+			return
+		}
+		for i := len(created) - 1; i >= 0; i-- {
+			_ = deleteLink(created[i])
+		}
+	}()
+	track := func(l netlink.Link, isNew bool) {
+		if isNew {
+			created = append(created, l.Attrs().Name)
+		}
+	}
+
+	var names []string
+	var vrf netlink.Link
+	if conf.VRF != nil {
+		l, isNew, err := ensureVRF(conf.VRF)
+		if l != nil {
+			track(l, isNew)
+		}
+		if err != nil {
+			return wrap(err)
+		}
+		vrf = l
+		names = append(names, conf.VRF.Name)
+	}
+	br, isNew, err := ensureBridge(&conf.Bridge, mtu, vrf)
+	if br != nil {
+		track(br, isNew)
+	}
+	if err != nil {
+		return wrap(err)
+	}
+	names = append(names, conf.Bridge.Name)
+	if conf.VXLAN != nil {
+		vx, isNew, err := ensureVXLAN(conf.VXLAN, u, mtu, br)
+		if vx != nil {
+			track(vx, isNew)
+		}
+		if err != nil {
+			return wrap(err)
+		}
+		if len(conf.VXLAN.remotes) > 0 {
+			if err := ensureRemotes(vx, conf.VXLAN.remotes); err != nil {
+				return wrap(err)
+			}
+		}
+		names = append(names, conf.VXLAN.Name())
+	}
+
+	result := cniutil.NewResult(prev)
+	for _, n := range names {
+		l, err := netlinksafe.LinkByName(n)
+		if err != nil {
+			return wrap(fmt.Errorf("re-read %s: %w", n, err))
+		}
+		result.Interfaces = append(result.Interfaces, hostInterface(l))
+	}
+	success = true
+	return types.PrintResult(result, conf.CNIVersion)
+}
+
+// wrap keeps a *types.Error and turns anything else into an internal error
+// naming the plugin.
+func wrap(err error) error {
+	var te *types.Error
+	if errors.As(err, &te) {
+		return te
+	}
+	return cniutil.Errorf(types.ErrInternal, "vrf-vxlan-bridge: %v", err)
+}
+
+// cmdDel releases nothing: the VRF, bridge and VXLAN are shared by every
+// attachment of the network and stay until GC says the network is empty.
+func cmdDel(args *skel.CmdArgs) error { return nil }
+
+func cmdCheck(args *skel.CmdArgs) error {
+	if err := cniutil.GuardNetNS(args.Netns); err != nil {
+		return err
+	}
+	conf, err := parseConfig(args.StdinData)
+	if err != nil {
+		return err
+	}
+	prev, err := cniutil.PrevResult(&conf.PluginConf)
+	if err != nil {
+		return err
+	}
+	var u *underlay
+	if conf.VXLAN != nil {
+		if u, err = resolveUnderlay(conf, prev); err != nil {
+			return err
+		}
+	}
+	mtu, err := bridgeMTU(conf, prev, u)
+	if err != nil {
+		return err
+	}
+	if err := checkDevices(conf, u, mtu); err != nil {
+		return wrap(fmt.Errorf("check: %w", err))
+	}
+	return nil
+}
+
+// checkDevices verifies the devices exist with the configured attributes.
+func checkDevices(conf *NetConf, u *underlay, mtu int) error {
+	var vrf netlink.Link
+	if conf.VRF != nil {
+		l, err := netlinksafe.LinkByName(conf.VRF.Name)
+		if err != nil {
+			return fmt.Errorf("vrf %s: %w", conf.VRF.Name, err)
+		}
+		if err := checkVRFLink(l, conf.VRF); err != nil {
+			return err
+		}
+		vrf = l
+	}
+	br, err := netlinksafe.LinkByName(conf.Bridge.Name)
+	if err != nil {
+		return fmt.Errorf("bridge %s: %w", conf.Bridge.Name, err)
+	}
+	if br.Type() != "bridge" {
+		return fmt.Errorf("%s is a %s device, not a bridge", conf.Bridge.Name, br.Type())
+	}
+	a := br.Attrs()
+	if vrf != nil && a.MasterIndex != vrf.Attrs().Index {
+		return fmt.Errorf("bridge %s is not enslaved to vrf %s", a.Name, conf.VRF.Name)
+	}
+	if a.MTU != mtu {
+		return fmt.Errorf("bridge %s has mtu %d, want %d", a.Name, a.MTU, mtu)
+	}
+	if conf.Bridge.mac != nil && !bytes.Equal(a.HardwareAddr, conf.Bridge.mac) {
+		return fmt.Errorf("bridge %s has mac %s, want %s", a.Name, a.HardwareAddr, conf.Bridge.mac)
+	}
+	if a.Flags&net.FlagUp == 0 {
+		return fmt.Errorf("bridge %s is down", a.Name)
+	}
+	if conf.VXLAN == nil {
+		return nil
+	}
+	vx, err := netlinksafe.LinkByName(conf.VXLAN.Name())
+	if err != nil {
+		return fmt.Errorf("vxlan %s: %w", conf.VXLAN.Name(), err)
+	}
+	if err := checkVXLANLink(vx, conf.VXLAN, u); err != nil {
+		return err
+	}
+	if vx.Attrs().MasterIndex != a.Index {
+		return fmt.Errorf("vxlan %s is not a port of bridge %s", conf.VXLAN.Name(), a.Name)
+	}
+	if vx.Attrs().Flags&net.FlagUp == 0 {
+		return fmt.Errorf("vxlan %s is down", conf.VXLAN.Name())
+	}
+	return checkRemotes(vx, conf.VXLAN.remotes)
+}
+
+// cmdStatus answers 50 when VXLAN is configured and its uplink is missing,
+// down or without the VTEP address.
+func cmdStatus(args *skel.CmdArgs) error {
+	conf, err := parseConfig(args.StdinData)
+	if err != nil {
+		return err
+	}
+	if conf.VXLAN == nil {
+		return nil
+	}
+	link, err := uplink.Find(conf.VXLAN.Dev)
+	if err != nil {
+		return cniutil.Errorf(cniutil.ErrPluginNotAvailable, "vrf-vxlan-bridge: vxlan uplink: %v", err)
+	}
+	if link.Attrs().Flags&net.FlagUp == 0 {
+		return cniutil.Errorf(cniutil.ErrPluginNotAvailable, "vrf-vxlan-bridge: vxlan uplink %s is down", link.Attrs().Name)
+	}
+	if _, err := uplink.Address(link, conf.VXLAN.local); err != nil {
+		return cniutil.Errorf(cniutil.ErrPluginNotAvailable, "vrf-vxlan-bridge: vxlan VTEP address: %v", err)
+	}
+	return nil
+}
+
+// cmdGC removes the network's VXLAN, bridge and VRF when the runtime says
+// the network has no attachment left (an empty valid-attachments list).
+// Without the key, or with attachments left, it keeps everything.
+func cmdGC(args *skel.CmdArgs) error {
+	conf, err := parseConfig(args.StdinData)
+	if err != nil {
+		return err
+	}
+	valid, present, err := cniutil.ValidAttachments(args.StdinData)
+	if err != nil {
+		return err
+	}
+	if !present || len(valid) > 0 {
+		return nil
+	}
+	var errs []error
+	if conf.VXLAN != nil {
+		errs = append(errs, deleteLink(conf.VXLAN.Name()))
+	}
+	errs = append(errs, deleteLink(conf.Bridge.Name))
+	if conf.VRF != nil {
+		errs = append(errs, deleteLink(conf.VRF.Name))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return wrap(fmt.Errorf("gc: %w", err))
+	}
+	return nil
+}
