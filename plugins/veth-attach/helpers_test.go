@@ -1,0 +1,214 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+
+	current "github.com/containernetworking/cni/pkg/types/100"
+
+	"github.com/vxvrf/cni/pkg/naming"
+	"github.com/vxvrf/cni/pkg/netsim"
+	"github.com/vxvrf/cni/pkg/testutil"
+)
+
+const (
+	testNet    = "vanet"
+	testBridge = "br-test"
+	subnet     = "10.77.0.0/24"
+	gateway    = "10.77.0.1"
+)
+
+var (
+	refOnce  sync.Once
+	refDir   string
+	refErr   error
+	refBuilt bool // refDir is ours to remove
+)
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if refBuilt {
+		_ = os.RemoveAll(refDir)
+	}
+	os.Exit(code)
+}
+
+// refPluginDir returns a directory holding the reference host-local IPAM:
+// $VXVRF_REF_BIN or /opt/cni/bin when it is there, else built once with
+// `go install` (works offline through the module cache/proxy).
+func refPluginDir(t *testing.T) string {
+	t.Helper()
+	refOnce.Do(func() {
+		for _, d := range []string{os.Getenv("VXVRF_REF_BIN"), "/opt/cni/bin"} {
+			if d == "" {
+				continue
+			}
+			if _, err := os.Stat(filepath.Join(d, "host-local")); err == nil {
+				refDir = d
+				return
+			}
+		}
+		d, err := os.MkdirTemp("", "va-ref-")
+		if err != nil {
+			refErr = err
+			return
+		}
+		refDir, refBuilt = d, true
+		cmd := exec.Command("go", "install", "github.com/containernetworking/plugins/plugins/ipam/host-local@v1.9.1")
+		cmd.Env = append(os.Environ(), "GOBIN="+d, "CGO_ENABLED=0")
+		cmd.Dir = d
+		if out, err := cmd.CombinedOutput(); err != nil {
+			refErr = fmt.Errorf("go install host-local: %v: %s", err, out)
+			return
+		}
+		refDir, refBuilt = d, true
+	})
+	if refErr != nil {
+		t.Fatal(refErr)
+	}
+	return refDir
+}
+
+// env is the extra environment of every exec: CNI_PATH with host-local.
+func env(t *testing.T) []string {
+	return []string{"CNI_PATH=" + testutil.PluginDir(t, "veth-attach") + string(os.PathListSeparator) + refPluginDir(t)}
+}
+
+// newNode makes a lab with one node holding bridge br-test (up).
+func newNode(t *testing.T, name string) (*netsim.Lab, *netsim.Node) {
+	t.Helper()
+	lab := testutil.NewLab(t, name)
+	node, err := lab.AddNode("n1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustIn(t, node.NS, "ip", "link", "add", testBridge, "type", "bridge")
+	mustIn(t, node.NS, "ip", "link", "set", testBridge, "up")
+	return lab, node
+}
+
+func addPod(t *testing.T, lab *netsim.Lab, role string) *netsim.NS {
+	t.Helper()
+	p, err := lab.AddNS(role)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func mustIn(t *testing.T, n *netsim.NS, name string, args ...string) string {
+	t.Helper()
+	out, err := n.In(name, args...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(out)
+}
+
+// hostLocal is a host-local ipam block with its own dataDir.
+func hostLocal(dataDir string, rangeStart, rangeEnd string) map[string]any {
+	r := map[string]any{"subnet": subnet, "gateway": gateway}
+	if rangeStart != "" {
+		r["rangeStart"], r["rangeEnd"] = rangeStart, rangeEnd
+	}
+	return map[string]any{
+		"type":    "host-local",
+		"dataDir": dataDir,
+		"ranges":  [][]map[string]any{{r}},
+		"routes":  []map[string]any{{"dst": "0.0.0.0/0"}},
+	}
+}
+
+// bridgePrev is a prevResult as vrf-vxlan-bridge leaves it: uplink, bridge.
+func bridgePrev(ver string) map[string]any {
+	return map[string]any{
+		"cniVersion": ver,
+		"interfaces": []map[string]any{{"name": "eth0"}, {"name": testBridge}},
+	}
+}
+
+func config(t *testing.T, ver string, extra map[string]any) []byte {
+	t.Helper()
+	c := map[string]any{"cniVersion": ver, "name": testNet, "type": "veth-attach"}
+	for k, v := range extra {
+		c[k] = v
+	}
+	b, err := json.Marshal(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// withPrev returns conf with prevResult replaced by result (raw JSON).
+func withPrev(t *testing.T, conf []byte, result []byte) []byte {
+	t.Helper()
+	var c map[string]any
+	if err := json.Unmarshal(conf, &c); err != nil {
+		t.Fatal(err)
+	}
+	var r any
+	if err := json.Unmarshal(result, &r); err != nil {
+		t.Fatal(err)
+	}
+	c["prevResult"] = r
+	b, _ := json.Marshal(c)
+	return b
+}
+
+func inv(cmd, cid string, pod *netsim.NS, conf []byte, e []string) testutil.Invocation {
+	netns := ""
+	if pod != nil {
+		netns = pod.Path
+	}
+	return testutil.Invocation{Plugin: "veth-attach", Command: cmd, ContainerID: cid, NetNS: netns, IfName: "eth0", Config: conf, Env: e}
+}
+
+func parseResult(t *testing.T, out []byte) *current.Result {
+	t.Helper()
+	var r current.Result
+	if err := json.Unmarshal(out, &r); err != nil {
+		t.Fatalf("result %s: %v", out, err)
+	}
+	return &r
+}
+
+func hostVeth(cid string) string { return naming.HostVethName(testNet, cid, "eth0") }
+
+func linkExists(n *netsim.NS, name string) bool {
+	_, err := n.In("ip", "link", "show", name)
+	return err == nil
+}
+
+// leases lists host-local's reservation files in dataDir.
+func leases(t *testing.T, dataDir string) []string {
+	t.Helper()
+	entries, err := os.ReadDir(filepath.Join(dataDir, testNet))
+	if err != nil && !os.IsNotExist(err) {
+		t.Fatal(err)
+	}
+	var ips []string
+	for _, e := range entries {
+		if !strings.HasPrefix(e.Name(), "lock") && !strings.HasPrefix(e.Name(), "last_reserved") {
+			ips = append(ips, e.Name())
+		}
+	}
+	return ips
+}
+
+func podIP(t *testing.T, r *current.Result) string {
+	t.Helper()
+	for _, ipc := range r.IPs {
+		if ipc.Interface != nil && r.Interfaces[*ipc.Interface].Sandbox != "" {
+			return ipc.Address.IP.String()
+		}
+	}
+	t.Fatalf("no pod ip in %+v", r)
+	return ""
+}

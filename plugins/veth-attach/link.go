@@ -1,0 +1,367 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"syscall"
+	"time"
+
+	"github.com/containernetworking/cni/pkg/skel"
+	"github.com/containernetworking/cni/pkg/types"
+	current "github.com/containernetworking/cni/pkg/types/100"
+	"github.com/containernetworking/plugins/pkg/ip"
+	"github.com/containernetworking/plugins/pkg/ipam"
+	"github.com/containernetworking/plugins/pkg/netlinksafe"
+	"github.com/containernetworking/plugins/pkg/ns"
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netlink/nl"
+
+	"github.com/vxvrf/cni/pkg/cniutil"
+	"github.com/vxvrf/cni/pkg/naming"
+)
+
+// ifaNoDAD is IFA_F_NODAD: the gateway address on the bridge is usable at once.
+const ifaNoDAD = 0x02
+
+// mainTable is the kernel's main routing table.
+const mainTable = 254
+
+// findBridge returns the bridge to attach to: the configured one, else the
+// last host interface of prevResult that is a Linux bridge in this netns.
+func findBridge(name string, prev *current.Result) (netlink.Link, error) {
+	if name != "" {
+		l, err := netlinksafe.LinkByName(name)
+		if err != nil {
+			return nil, cniutil.Errorf(types.ErrInvalidNetworkConfig, "bridge %q (key \"bridge\"): %v", name, err)
+		}
+		if l.Type() != "bridge" {
+			return nil, cniutil.Errorf(types.ErrInvalidNetworkConfig, "bridge %q (key \"bridge\") is a %s, not a bridge", name, l.Type())
+		}
+		return l, nil
+	}
+	if prev != nil {
+		for i := len(prev.Interfaces) - 1; i >= 0; i-- {
+			iface := prev.Interfaces[i]
+			if iface.Sandbox != "" {
+				continue
+			}
+			if l, err := netlinksafe.LinkByName(iface.Name); err == nil && l.Type() == "bridge" {
+				return l, nil
+			}
+		}
+	}
+	return nil, cniutil.Errorf(types.ErrInvalidNetworkConfig,
+		"no bridge: set the \"bridge\" key or chain veth-attach after a stage that puts a bridge in prevResult")
+}
+
+// checkFree refuses an attachment whose pod interface or host veth already
+// exists, before anything is created.
+func checkFree(podNS ns.NetNS, ifName, hostName string) error {
+	err := podNS.Do(func(ns.NetNS) error {
+		if _, err := netlinksafe.LinkByName(ifName); err == nil {
+			return fmt.Errorf("interface %q already exists in %s", ifName, podNS.Path())
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	if _, err := netlinksafe.LinkByName(hostName); err == nil {
+		return fmt.Errorf("host veth %q already exists: this attachment was already added", hostName)
+	}
+	return nil
+}
+
+// ensureVeth creates the veth pair from inside the pod netns; the host end
+// lands in hostNS under its deterministic name.
+func ensureVeth(podNS, hostNS ns.NetNS, ifName, hostName string, mtu int, mac string) (net.Interface, net.Interface, error) {
+	var hostIf, podIf net.Interface
+	err := podNS.Do(func(ns.NetNS) error {
+		var err error
+		hostIf, podIf, err = ip.SetupVethWithName(ifName, hostName, mtu, mac, hostNS)
+		return err
+	})
+	if err != nil {
+		return hostIf, podIf, fmt.Errorf("create veth %s/%s: %w", ifName, hostName, err)
+	}
+	return hostIf, podIf, nil
+}
+
+// ensurePort tags the host veth, plugs it into the bridge and brings it up.
+func ensurePort(hostName, tag string, br netlink.Link, hairpin bool) error {
+	l, err := netlinksafe.LinkByName(hostName)
+	if err != nil {
+		return fmt.Errorf("host veth %q: %w", hostName, err)
+	}
+	if err := netlink.LinkSetAlias(l, tag); err != nil {
+		return fmt.Errorf("set alias of %q: %w", hostName, err)
+	}
+	if err := netlink.LinkSetMaster(l, br); err != nil {
+		return fmt.Errorf("attach %q to bridge %q: %w", hostName, br.Attrs().Name, err)
+	}
+	if hairpin {
+		if err := netlink.LinkSetHairpin(l, true); err != nil {
+			return fmt.Errorf("hairpin on %q: %w", hostName, err)
+		}
+	}
+	if err := netlink.LinkSetUp(br); err != nil {
+		return fmt.Errorf("set bridge %q up: %w", br.Attrs().Name, err)
+	}
+	if err := netlink.LinkSetUp(l); err != nil {
+		return fmt.Errorf("set %q up: %w", hostName, err)
+	}
+	return nil
+}
+
+// configurePod puts the addresses and routes on the pod interface and
+// brings it up (ipam.ConfigureIface also settles IPv6 DAD).
+func configurePod(podNS ns.NetNS, podIf net.Interface, ips []*current.IPConfig, routes []*types.Route) error {
+	return podNS.Do(func(ns.NetNS) error {
+		if len(ips) == 0 {
+			l, err := netlinksafe.LinkByName(podIf.Name)
+			if err == nil {
+				err = netlink.LinkSetUp(l)
+			}
+			if err != nil {
+				return fmt.Errorf("set %q up: %w", podIf.Name, err)
+			}
+			return nil
+		}
+		sub := &current.Result{Interfaces: []*current.Interface{{Name: podIf.Name}}, Routes: routes}
+		for _, ipc := range ips {
+			c := *ipc
+			c.Interface = current.Int(0)
+			sub.IPs = append(sub.IPs, &c)
+		}
+		if err := ipam.ConfigureIface(podIf.Name, sub); err != nil {
+			return fmt.Errorf("configure %q: %w", podIf.Name, err)
+		}
+		return nil
+	})
+}
+
+// ensureGateways puts each ip's gateway (with the ip's prefix length) on
+// the bridge. The address is shared by every attachment, so EEXIST is
+// fine. When the bridge is in a VRF, the pod subnet also gets a main-table
+// route into the VRF so the node reaches its pods.
+func ensureGateways(br netlink.Link, ips []*current.IPConfig) error {
+	var vrf netlink.Link
+	if mi := br.Attrs().MasterIndex; mi != 0 {
+		if m, err := netlink.LinkByIndex(mi); err == nil && m.Type() == "vrf" {
+			vrf = m
+		}
+	}
+	for _, ipc := range ips {
+		if ipc.Gateway != nil {
+			addr := &netlink.Addr{IPNet: &net.IPNet{IP: ipc.Gateway, Mask: ipc.Address.Mask}}
+			if ipc.Gateway.To4() == nil {
+				addr.Flags = ifaNoDAD
+			}
+			if err := netlink.AddrAdd(br, addr); err != nil && !errors.Is(err, syscall.EEXIST) {
+				return fmt.Errorf("add gateway %s to bridge %q: %w", addr.IPNet, br.Attrs().Name, err)
+			}
+		}
+		if vrf != nil {
+			subnet := &net.IPNet{IP: ipc.Address.IP.Mask(ipc.Address.Mask), Mask: ipc.Address.Mask}
+			r := &netlink.Route{Dst: subnet, LinkIndex: vrf.Attrs().Index, Table: mainTable}
+			if err := netlink.RouteAdd(r); err != nil && !errors.Is(err, syscall.EEXIST) {
+				return fmt.Errorf("route %s dev %s: %w", subnet, vrf.Attrs().Name, err)
+			}
+		}
+	}
+	return nil
+}
+
+// Bridge port states (IFLA_BRPORT_STATE).
+const (
+	brStateListening  = 1
+	brStateLearning   = 2
+	brStateForwarding = 3
+)
+
+// portState reads the bridge port state of link index idx.
+func portState(idx int) (uint8, error) {
+	req := nl.NewNetlinkRequest(syscall.RTM_GETLINK, syscall.NLM_F_DUMP)
+	req.AddData(nl.NewIfInfomsg(syscall.AF_BRIDGE))
+	msgs, err := req.Execute(syscall.NETLINK_ROUTE, 0)
+	if err != nil {
+		return 0, err
+	}
+	for _, m := range msgs {
+		ans := nl.DeserializeIfInfomsg(m)
+		if int(ans.Index) != idx {
+			continue
+		}
+		attrs, err := nl.ParseRouteAttr(m[ans.Len():])
+		if err != nil {
+			return 0, err
+		}
+		for _, a := range attrs {
+			if a.Attr.Type&^syscall.NLA_F_NESTED != syscall.IFLA_PROTINFO {
+				continue
+			}
+			infos, err := nl.ParseRouteAttr(a.Value)
+			if err != nil {
+				return 0, err
+			}
+			for _, in := range infos {
+				if in.Attr.Type == nl.IFLA_BRPORT_STATE && len(in.Value) > 0 {
+					return in.Value[0], nil
+				}
+			}
+		}
+	}
+	return 0, fmt.Errorf("link %d is not a bridge port", idx)
+}
+
+// waitForwarding polls (bounded, ~3 s) until the host veth's bridge port
+// forwards. A port still listening/learning after that (STP with a forward
+// delay) is reported on stderr and accepted: it will forward soon. A port
+// that is disabled or blocking is an error.
+func waitForwarding(hostName string) error {
+	l, err := netlinksafe.LinkByName(hostName)
+	if err != nil {
+		return fmt.Errorf("host veth %q: %w", hostName, err)
+	}
+	var state uint8
+	for _, d := range []time.Duration{0, 10, 50, 100, 250, 500, 1000, 1000} {
+		time.Sleep(d * time.Millisecond)
+		state, err = portState(l.Attrs().Index)
+		if err == nil && state == brStateForwarding {
+			return nil
+		}
+	}
+	switch {
+	case err != nil:
+		return fmt.Errorf("bridge port %q state: %w", hostName, err)
+	case state == brStateListening || state == brStateLearning:
+		fmt.Fprintf(os.Stderr, "veth-attach: bridge port %q still in STP state %d after 3s; not waiting longer\n", hostName, state)
+		return nil
+	}
+	return fmt.Errorf("bridge port %q not forwarding after 3s (state %d)", hostName, state)
+}
+
+// deleteHostVeth removes the host end (and so the pair); absent is fine.
+func deleteHostVeth(hostName string) error {
+	l, err := netlinksafe.LinkByName(hostName)
+	if err != nil {
+		if cniutil.IsGone(err) {
+			return nil
+		}
+		return fmt.Errorf("lookup host veth %q: %w", hostName, err)
+	}
+	return delLink(l)
+}
+
+// deletePodVeth removes the pod end if it is a veth; absent is fine.
+func deletePodVeth(ifName string) error {
+	l, err := netlinksafe.LinkByName(ifName)
+	if err != nil {
+		if cniutil.IsGone(err) {
+			return nil
+		}
+		return fmt.Errorf("lookup %q: %w", ifName, err)
+	}
+	if l.Type() != "veth" {
+		return nil
+	}
+	return delLink(l)
+}
+
+// delLink deletes l. ENODEV is success: the kernel removes a veth pair by
+// itself when the pod netns goes away, possibly between lookup and delete.
+func delLink(l netlink.Link) error {
+	if err := netlink.LinkDel(l); err != nil && !errors.Is(err, syscall.ENODEV) && !cniutil.IsGone(err) {
+		return fmt.Errorf("delete %q: %w", l.Attrs().Name, err)
+	}
+	return nil
+}
+
+// checkAttachment verifies the pod interface (MAC, addresses, routes, veth
+// peer) and the host veth (on the bridge).
+func checkAttachment(args *skel.CmdArgs, conf *NetConf, prev *current.Result, br netlink.Link) error {
+	podIdx := -1
+	for i, iface := range prev.Interfaces {
+		if iface.Name == args.IfName && iface.Sandbox == args.Netns {
+			podIdx = i
+		}
+	}
+	if podIdx < 0 {
+		return fmt.Errorf("prevResult has no interface %q with sandbox %q", args.IfName, args.Netns)
+	}
+	want := prev.Interfaces[podIdx]
+	var ips []*current.IPConfig
+	for _, ipc := range prev.IPs {
+		if ipc.Interface != nil && *ipc.Interface == podIdx {
+			ips = append(ips, ipc)
+		}
+	}
+
+	hostName := naming.HostVethName(conf.Name, args.ContainerID, args.IfName)
+	host, err := netlinksafe.LinkByName(hostName)
+	if err != nil {
+		return fmt.Errorf("host veth %q: %w", hostName, err)
+	}
+	if host.Attrs().MasterIndex != br.Attrs().Index {
+		return fmt.Errorf("host veth %q is not a port of bridge %q", hostName, br.Attrs().Name)
+	}
+	if conf.Hairpin {
+		pi, err := netlinksafe.LinkGetProtinfo(host)
+		if err != nil {
+			return fmt.Errorf("host veth %q port flags: %w", hostName, err)
+		}
+		if !pi.Hairpin {
+			return fmt.Errorf("host veth %q: hairpin mode is off, config asks for it", hostName)
+		}
+	}
+
+	return ns.WithNetNSPath(args.Netns, func(ns.NetNS) error {
+		l, err := netlinksafe.LinkByName(args.IfName)
+		if err != nil {
+			return fmt.Errorf("pod interface %q: %w", args.IfName, err)
+		}
+		if want.Mac != "" && l.Attrs().HardwareAddr.String() != want.Mac {
+			return fmt.Errorf("pod interface %q has MAC %s, prevResult says %s", args.IfName, l.Attrs().HardwareAddr, want.Mac)
+		}
+		_, peer, err := ip.GetVethPeerIfindex(args.IfName)
+		if err != nil {
+			return fmt.Errorf("pod interface %q: %w", args.IfName, err)
+		}
+		if peer != host.Attrs().Index {
+			return fmt.Errorf("pod interface %q is not the peer of host veth %q", args.IfName, hostName)
+		}
+		if err := ip.ValidateExpectedInterfaceIPs(args.IfName, ips); err != nil {
+			return fmt.Errorf("pod interface %q: %w", args.IfName, err)
+		}
+		if err := ip.ValidateExpectedRoute(prev.Routes); err != nil {
+			return fmt.Errorf("pod netns routes: %w", err)
+		}
+		return nil
+	})
+}
+
+// gcHostVeths deletes this network's host veths whose attachment is not in
+// valid. It keeps going after errors and returns them all.
+func gcHostVeths(prefix string, valid map[cniutil.Attachment]bool) []error {
+	links, err := netlinksafe.LinkList()
+	if err != nil {
+		return []error{fmt.Errorf("list links: %w", err)}
+	}
+	var errs []error
+	for _, l := range links {
+		if l.Type() != "veth" {
+			continue
+		}
+		a, ok := parseTag(prefix, l.Attrs().Alias)
+		if !ok || valid[a] {
+			continue
+		}
+		fmt.Fprintf(os.Stderr, "veth-attach GC: deleting %s (%s)\n", l.Attrs().Name, l.Attrs().Alias)
+		if err := delLink(l); err != nil {
+			errs = append(errs, fmt.Errorf("gc: %w", err))
+		}
+	}
+	return errs
+}

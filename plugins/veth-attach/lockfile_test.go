@@ -1,0 +1,70 @@
+package main
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/vxvrf/cni/pkg/naming"
+	"github.com/vxvrf/cni/pkg/testutil"
+)
+
+// TestDelegateLockfileIPAM: veth-attach delegates ADD, CHECK, STATUS, GC and
+// DEL to the project's lockfile-ipam. Skipped while lockfile-ipam does not
+// build (it is developed alongside).
+func TestDelegateLockfileIPAM(t *testing.T) {
+	testutil.RequireRoot(t)
+	root, err := testutil.RepoRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	build := exec.Command("go", "build", "-o", "/dev/null", "./plugins/lockfile-ipam")
+	build.Dir = root
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Skipf("lockfile-ipam does not build yet: %v: %s", err, out)
+	}
+	testutil.PluginDir(t, "lockfile-ipam")
+	lab, node := newNode(t, "va-lf")
+	e := env(t)
+	data := t.TempDir()
+	ipam := hostLocal(data, "", "")
+	ipam["type"] = "lockfile-ipam"
+	conf := config(t, "1.1.0", map[string]any{"ipam": ipam, "prevResult": bridgePrev("1.1.0")})
+	p1, p2 := addPod(t, lab, "p1"), addPod(t, lab, "p2")
+	out1 := testutil.MustRun(t, node.NetNS, inv("ADD", "c1", p1, conf, e))
+	r1 := parseResult(t, out1)
+	r2 := parseResult(t, testutil.MustRun(t, node.NetNS, inv("ADD", "c2", p2, conf, e)))
+	mustIn(t, p1, "ping", "-c1", "-W2", podIP(t, r2))
+	mustIn(t, p2, "ping", "-c1", "-W2", gateway)
+	if a := mustIn(t, p1, "ip", "-o", "-4", "addr", "show", "eth0"); !strings.Contains(a, podIP(t, r1)) {
+		t.Errorf("pod address: %s", a)
+	}
+	testutil.MustRun(t, node.NetNS, inv("CHECK", "c1", p1, withPrev(t, conf, out1), e))
+	testutil.MustRun(t, node.NetNS, testutil.Invocation{Plugin: "veth-attach", Command: "STATUS", Config: conf, Env: e})
+	// GC keeping only c2: c1's host veth goes (and its lease, lockfile-ipam's part).
+	gcConf := config(t, "1.1.0", map[string]any{"ipam": ipam, "cni.dev/valid-attachments": []map[string]string{{"containerID": "c2", "ifname": "eth0"}}})
+	testutil.MustRun(t, node.NetNS, testutil.Invocation{Plugin: "veth-attach", Command: "GC", Config: gcConf, Env: e})
+	if linkExists(node.NS, hostVeth("c1")) || !linkExists(node.NS, hostVeth("c2")) {
+		t.Error("GC [c2]: wrong host veths removed")
+	}
+	state := func() string {
+		b, _ := os.ReadFile(filepath.Join(data, naming.LeaseFile(testNet)))
+		return string(b)
+	}
+	if s := state(); strings.Contains(s, `"c1"`) || !strings.Contains(s, `"c2"`) {
+		t.Errorf("lease state after GC [c2]: %s", s)
+	}
+	for _, cid := range []string{"c1", "c2"} {
+		d := inv("DEL", cid, nil, conf, e)
+		testutil.MustRun(t, node.NetNS, d)
+		testutil.MustRun(t, node.NetNS, d)
+	}
+	if linkExists(node.NS, hostVeth("c2")) {
+		t.Error("DEL left c2's host veth")
+	}
+	if s := state(); strings.Contains(s, `"c2"`) {
+		t.Errorf("lease state after DEL: %s", s)
+	}
+}

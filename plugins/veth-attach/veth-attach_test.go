@@ -1,0 +1,148 @@
+package main
+
+import (
+	"encoding/json"
+	"strings"
+	"testing"
+
+	"github.com/containernetworking/cni/pkg/types"
+
+	"github.com/vxvrf/cni/pkg/netsim"
+	"github.com/vxvrf/cni/pkg/testutil"
+)
+
+// TestBadInput: errors come back as CNI error JSON with the right code and
+// nothing is created.
+func TestBadInput(t *testing.T) {
+	lab, node := newNode(t, "va-bad")
+	pod := addPod(t, lab, "p1")
+	e := env(t)
+	good := config(t, "1.0.0", map[string]any{"prevResult": bridgePrev("1.0.0")})
+	cases := []struct {
+		name string
+		inv  testutil.Invocation
+		code uint
+	}{
+		{"long ifname", func() testutil.Invocation {
+			i := inv("ADD", "c1", pod, good, e)
+			i.IfName = "eth0123456789012"
+			return i
+		}(), types.ErrInvalidEnvironmentVariables},
+		{"malformed json", inv("ADD", "c1", pod, []byte(`{"cniVersion":"1.0.0","name":`), e), types.ErrDecodingFailure},
+		{"bad mtu", inv("ADD", "c1", pod, config(t, "1.0.0", map[string]any{"mtu": 10, "prevResult": bridgePrev("1.0.0")}), e), types.ErrInvalidNetworkConfig},
+		{"no bridge", inv("ADD", "c1", pod, config(t, "1.0.0", nil), e), types.ErrInvalidNetworkConfig},
+		{"missing bridge", inv("ADD", "c1", pod, config(t, "1.0.0", map[string]any{"bridge": "br-nope"}), e), types.ErrInvalidNetworkConfig},
+		{"not a bridge", inv("ADD", "c1", pod, config(t, "1.0.0", map[string]any{"bridge": "eth0"}), e), types.ErrInvalidNetworkConfig},
+		{"node netns", inv("ADD", "c1", node.NS, good, e), types.ErrInvalidNetNS},
+		{"node netns DEL", inv("DEL", "c1", node.NS, good, e), types.ErrInvalidNetNS},
+		{"CHECK at 0.3.1", inv("CHECK", "c1", pod, config(t, "0.3.1", map[string]any{"prevResult": bridgePrev("0.3.1")}), e), types.ErrIncompatibleCNIVersion},
+	}
+	for _, c := range cases {
+		o := testutil.Run(t, node.NetNS, c.inv)
+		cerr := o.CNIError(t)
+		if cerr.Code != c.code {
+			t.Errorf("%s: code %d (%s), want %d", c.name, cerr.Code, cerr.Msg, c.code)
+		}
+		if c.name == "no bridge" && !strings.Contains(cerr.Msg, `"bridge"`) {
+			t.Errorf("no bridge: message does not name the key: %s", cerr.Msg)
+		}
+	}
+	if linkExists(node.NS, hostVeth("c1")) {
+		t.Errorf("a failed ADD left host veth %s", hostVeth("c1"))
+	}
+	if out := mustIn(t, pod, "ip", "-o", "link"); strings.Contains(out, "eth0") {
+		t.Errorf("a failed ADD left eth0 in the pod: %s", out)
+	}
+	// The node netns case must not have created a pod iface in the node either.
+	if out := mustIn(t, node.NS, "ip", "-o", "link", "show", "type", "veth"); strings.Count(out, "\n") != 1 {
+		t.Errorf("node has unexpected veths: %s", out)
+	}
+}
+
+// TestLifecycle runs ADD (delegated IPAM) → traffic → CHECK → broken CHECK →
+// DEL → DEL for every supported version.
+func TestLifecycle(t *testing.T) {
+	for _, ver := range []string{"0.3.1", "0.4.0", "1.0.0", "1.1.0"} {
+		t.Run(ver, func(t *testing.T) {
+			lab, node := newNode(t, "va-l"+strings.ReplaceAll(ver, ".", ""))
+			e := env(t)
+			data := t.TempDir()
+			conf := config(t, ver, map[string]any{"ipam": hostLocal(data, "", ""), "prevResult": bridgePrev(ver)})
+
+			pods := []string{"p1", "p2"}
+			results := map[string][]byte{}
+			ips := map[string]string{}
+			podNS := map[string]*netsim.NS{}
+			for _, p := range pods {
+				pod := addPod(t, lab, p)
+				podNS[p] = pod
+				out := testutil.MustRun(t, node.NetNS, inv("ADD", "cid-"+p, pod, conf, e))
+				results[p] = out
+				var raw map[string]any
+				_ = json.Unmarshal(out, &raw)
+				if raw["cniVersion"] != ver {
+					t.Fatalf("result version %v, want %s", raw["cniVersion"], ver)
+				}
+				ip0, _ := raw["ips"].([]any)[0].(map[string]any)
+				if _, has := ip0["version"]; has != (ver == "0.3.1" || ver == "0.4.0") {
+					t.Errorf("ips[].version present=%v at %s: %s", has, ver, out)
+				}
+				r := parseResult(t, out)
+				if len(r.Interfaces) != 4 {
+					t.Fatalf("want uplink, bridge, host veth, pod iface; got %s", out)
+				}
+				hv, pi := r.Interfaces[2], r.Interfaces[3]
+				if hv.Name != hostVeth("cid-"+p) || hv.Sandbox != "" || pi.Name != "eth0" || pi.Sandbox != pod.Path || pi.Mac == "" {
+					t.Fatalf("interfaces: %s", out)
+				}
+				if len(r.IPs) != 1 || r.IPs[0].Interface == nil || *r.IPs[0].Interface != 3 {
+					t.Fatalf("ips must point at the pod iface: %s", out)
+				}
+				ips[p] = podIP(t, r)
+
+				addrs := mustIn(t, pod, "ip", "-o", "-4", "addr", "show", "eth0")
+				if !strings.Contains(addrs, ips[p]+"/24") {
+					t.Errorf("pod %s lacks %s: %s", p, ips[p], addrs)
+				}
+				if rt := mustIn(t, pod, "ip", "route", "show", "default"); !strings.Contains(rt, "via "+gateway) {
+					t.Errorf("pod %s default route: %q", p, rt)
+				}
+				if l := mustIn(t, node.NS, "ip", "-o", "link", "show", hv.Name); !strings.Contains(l, "master "+testBridge) {
+					t.Errorf("host veth not on the bridge: %s", l)
+				}
+				if a := mustIn(t, node.NS, "ip", "-d", "link", "show", hv.Name); !strings.Contains(a, "alias vxvrf:"+testNet+":cid-"+p+":eth0") {
+					t.Errorf("host veth alias: %s", a)
+				}
+			}
+			if a := mustIn(t, node.NS, "ip", "-o", "-4", "addr", "show", testBridge); strings.Count(a, gateway+"/24") != 1 {
+				t.Errorf("bridge gateway address: %q", a)
+			}
+			p1 := podNS["p1"]
+			mustIn(t, p1, "ping", "-c1", "-W2", ips["p2"])
+			mustIn(t, p1, "ping", "-c1", "-W2", gateway)
+
+			if ver != "0.3.1" {
+				check := inv("CHECK", "cid-p1", p1, withPrev(t, conf, results["p1"]), e)
+				testutil.MustRun(t, node.NetNS, check)
+				mustIn(t, p1, "ip", "addr", "del", ips["p1"]+"/24", "dev", "eth0")
+				if o := testutil.Run(t, node.NetNS, check); o.Err == nil {
+					t.Errorf("CHECK passed with the pod address removed")
+				} else if !strings.Contains(string(o.Stdout), ips["p1"]) {
+					t.Errorf("CHECK error should name the missing address: %s", o.Stdout)
+				}
+			}
+			for _, p := range pods {
+				pod := podNS[p]
+				del := inv("DEL", "cid-"+p, pod, withPrev(t, conf, results[p]), e)
+				testutil.MustRun(t, node.NetNS, del)
+				testutil.MustRun(t, node.NetNS, del)
+				if linkExists(node.NS, hostVeth("cid-"+p)) || linkExists(pod, "eth0") {
+					t.Errorf("DEL left links of %s", p)
+				}
+			}
+			if l := leases(t, data); len(l) != 0 {
+				t.Errorf("DEL left leases %v", l)
+			}
+		})
+	}
+}
