@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"syscall"
 
 	cnins "github.com/containernetworking/cni/pkg/ns"
 	"github.com/containernetworking/cni/pkg/types"
@@ -104,14 +105,16 @@ func GuardNetNS(netnsPath string) error {
 }
 
 // IsGone reports whether err only says that the thing to delete is already
-// gone: a missing netns or link. DEL treats these as success.
+// gone: a missing netns or link. DEL treats these as success. ENODEV
+// covers the race where the kernel removes a veth pair with its netns
+// between our lookup and our delete.
 func IsGone(err error) bool {
 	if err == nil {
 		return false
 	}
 	var nsErr ns.NSPathNotExistErr
 	var linkErr netlink.LinkNotFoundError
-	return errors.As(err, &nsErr) || errors.As(err, &linkErr) || errors.Is(err, ip.ErrLinkNotFound)
+	return errors.As(err, &nsErr) || errors.As(err, &linkErr) || errors.Is(err, ip.ErrLinkNotFound) || errors.Is(err, syscall.ENODEV)
 }
 
 // Attachment names one (containerID, ifname) attachment of a network.

@@ -65,7 +65,7 @@ func PluginDir(t testing.TB, plugins ...string) string {
 				built[p] = true
 			}
 		} else {
-			d, err := os.MkdirTemp("", "vxvrf-bin-")
+			d, err := processBinDir()
 			if err != nil {
 				t.Fatalf("bin dir: %v", err)
 			}
@@ -93,6 +93,22 @@ func PluginDir(t testing.TB, plugins ...string) string {
 		built[p] = true
 	}
 	return binDir
+}
+
+// processBinDir returns a fresh directory for this test process's binaries,
+// "vxvrf-bin-<pid>" under the temp dir, and removes those of processes that
+// have exited (a test binary has no hook to remove its own).
+func processBinDir() (string, error) {
+	tmp := os.TempDir()
+	old, _ := filepath.Glob(filepath.Join(tmp, "vxvrf-bin-*"))
+	for _, d := range old {
+		pid := strings.TrimPrefix(filepath.Base(d), "vxvrf-bin-")
+		if _, err := os.Stat(filepath.Join("/proc", pid)); os.IsNotExist(err) {
+			_ = os.RemoveAll(d)
+		}
+	}
+	d := filepath.Join(tmp, fmt.Sprintf("vxvrf-bin-%d", os.Getpid()))
+	return d, os.MkdirAll(d, 0o755)
 }
 
 // NewLab creates a lab of namespaces removed when the test ends.

@@ -1,0 +1,191 @@
+package chain
+
+import (
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/containernetworking/plugins/pkg/netlinksafe"
+	"github.com/containernetworking/plugins/pkg/ns"
+
+	"github.com/vxvrf/cni/pkg/naming"
+	"github.com/vxvrf/cni/pkg/netsim"
+)
+
+// Attachment is what Leftovers looks for of one (containerID, ifname).
+type Attachment struct {
+	RT  RuntimeConf
+	IPs []net.IP
+	Pod *netsim.NS // the pod namespace, or nil when it is gone
+}
+
+// ProjectHooks are sysctl-firewall's project-wide chains (one per table,
+// shared by every network of the node). They may stay, empty, with the jump
+// into them, after the last attachment leaves.
+var ProjectHooks = map[string]bool{
+	naming.Prefix + "-FORWARD":     true,
+	naming.Prefix + "-POSTROUTING": true,
+	naming.Prefix + "-PREROUTING":  true,
+}
+
+// NetworkRules returns the iptables-save lines that belong to network or to
+// any attachment: rules tagged for the network, project chains other than
+// the hooks, and any rule inside a project chain.
+func NetworkRules(rules, network string) []string {
+	var out []string
+	for _, l := range strings.Split(rules, "\n") {
+		f := strings.Fields(l)
+		switch {
+		case strings.Contains(l, naming.NetworkTag(network)):
+			out = append(out, l)
+		case len(f) > 0 && strings.HasPrefix(f[0], ":"+naming.Prefix+"-") && !ProjectHooks[f[0][1:]]:
+			out = append(out, l)
+		case len(f) > 1 && f[0] == "-A" && strings.HasPrefix(f[1], naming.Prefix+"-"):
+			out = append(out, l)
+		}
+	}
+	return out
+}
+
+// Ruleset is iptables-save and ip6tables-save of the node.
+func Ruleset(node *netsim.NS) (string, error) {
+	v4, err := node.In("iptables-save")
+	if err != nil {
+		return "", err
+	}
+	v6, err := node.In("ip6tables-save")
+	if err != nil {
+		return "", err
+	}
+	return string(v4) + string(v6), nil
+}
+
+// Links maps every link of the node to its alias.
+func Links(node ns.NetNS) (map[string]string, error) {
+	out := map[string]string{}
+	err := node.Do(func(ns.NetNS) error {
+		ls, err := netlinksafe.LinkList()
+		if err != nil {
+			return err
+		}
+		for _, l := range ls {
+			out[l.Attrs().Name] = l.Attrs().Alias
+		}
+		return nil
+	})
+	return out, err
+}
+
+// StateFiles maps every regular file under dirs to its content.
+func StateFiles(dirs ...string) map[string]string {
+	out := map[string]string{}
+	for _, dir := range dirs {
+		_ = filepath.Walk(dir, func(path string, info os.FileInfo, err error) error {
+			if err != nil || !info.Mode().IsRegular() {
+				return nil
+			}
+			if b, err := os.ReadFile(path); err == nil {
+				out[path] = string(b)
+			}
+			return nil
+		})
+	}
+	return out
+}
+
+// Leftovers lists what of the attachments remains: host veth or a link
+// tagged for them, iptables chains and tagged rules, routes to their
+// addresses, state files under stateDirs that name the container, the
+// libcni cache entry, and the pod interface.
+func (c *Chain) Leftovers(node *netsim.NS, atts []Attachment, stateDirs ...string) []string {
+	var left []string
+	network := c.List.Name
+	links, err := Links(node.NetNS)
+	if err != nil {
+		left = append(left, "list links: "+err.Error())
+	}
+	rules, err := Ruleset(node)
+	if err != nil {
+		left = append(left, "iptables-save: "+err.Error())
+	}
+	var routes string
+	for _, args := range [][]string{{"route", "show", "table", "all"}, {"-6", "route", "show", "table", "all"}} {
+		out, err := node.In("ip", args...)
+		if err != nil {
+			left = append(left, err.Error())
+		}
+		routes += string(out)
+	}
+	files := StateFiles(stateDirs...)
+	for _, a := range atts {
+		rt := a.RT.libcni()
+		cid, ifn := rt.ContainerID, rt.IfName
+		veth := naming.HostVethName(network, cid, ifn)
+		tag := naming.AttachmentTag(network, cid, ifn)
+		if _, ok := links[veth]; ok {
+			left = append(left, fmt.Sprintf("%s: host veth %s", cid, veth))
+		}
+		for name, alias := range links {
+			if alias == tag && name != veth {
+				left = append(left, fmt.Sprintf("%s: link %s tagged %s", cid, name, tag))
+			}
+		}
+		for _, l := range strings.Split(rules, "\n") {
+			if strings.Contains(l, naming.AttachmentChain(network, cid, ifn)) || strings.Contains(l, tag) {
+				left = append(left, fmt.Sprintf("%s: iptables %s", cid, l))
+			}
+		}
+		for _, ip := range a.IPs {
+			for _, l := range strings.Split(routes, "\n") {
+				for _, f := range strings.Fields(l) {
+					if f == ip.String() || strings.HasPrefix(f, ip.String()+"/") {
+						left = append(left, fmt.Sprintf("%s: route %q", cid, l))
+					}
+				}
+			}
+		}
+		for path, content := range files {
+			if strings.Contains(content, cid) {
+				left = append(left, fmt.Sprintf("%s: state file %s names it: %s", cid, path, strings.TrimSpace(content)))
+			}
+		}
+		if _, err := os.Stat(c.CacheFile(a.RT)); err == nil {
+			left = append(left, fmt.Sprintf("%s: libcni cache entry %s", cid, c.CacheFile(a.RT)))
+		}
+		if a.Pod != nil {
+			if _, err := os.Stat(a.Pod.Path); err == nil {
+				if out, err := a.Pod.In("ip", "-o", "link", "show", ifn); err == nil {
+					left = append(left, fmt.Sprintf("%s: the pod still has %s: %s", cid, ifn, strings.TrimSpace(string(out))))
+				}
+			}
+		}
+	}
+	return left
+}
+
+// NetworkLeftovers lists what remains of the network itself once it has no
+// attachments and GC ran with an empty list: its bridge and VRF, links
+// tagged for it, and its iptables rules (the empty project hooks may stay).
+func (c *Chain) NetworkLeftovers(node *netsim.NS) []string {
+	var left []string
+	network := c.List.Name
+	links, err := Links(node.NetNS)
+	if err != nil {
+		left = append(left, "list links: "+err.Error())
+	}
+	for name, alias := range links {
+		if name == naming.BridgeName(network) || name == naming.VRFName(network) || strings.HasPrefix(alias, naming.NetworkTag(network)) {
+			left = append(left, fmt.Sprintf("link %s (alias %q)", name, alias))
+		}
+	}
+	rules, err := Ruleset(node)
+	if err != nil {
+		left = append(left, "iptables-save: "+err.Error())
+	}
+	for _, l := range NetworkRules(rules, network) {
+		left = append(left, "iptables "+l)
+	}
+	return left
+}
