@@ -13,8 +13,10 @@ import (
 	"path/filepath"
 
 	"github.com/containernetworking/cni/libcni"
+	"github.com/containernetworking/cni/pkg/invoke"
 	"github.com/containernetworking/cni/pkg/types"
 	current "github.com/containernetworking/cni/pkg/types/100"
+	"github.com/containernetworking/cni/pkg/version"
 	"github.com/containernetworking/plugins/pkg/ns"
 )
 
@@ -85,7 +87,12 @@ func New(list *libcni.NetworkConfigList, cniPath []string, cacheDir string, node
 		Node:     node,
 		CNIPath:  cniPath,
 		CacheDir: cacheDir,
-		cni:      libcni.NewCNIConfigWithCacheDir(cniPath, cacheDir, nil),
+		// An explicit exec: libcni's lazy default is not safe for
+		// concurrent ADDs on one CNIConfig.
+		cni: libcni.NewCNIConfigWithCacheDir(cniPath, cacheDir, &invoke.DefaultExec{
+			RawExec:       &invoke.RawExec{Stderr: os.Stderr},
+			PluginDecoder: version.PluginDecoder{},
+		}),
 	}, nil
 }
 
