@@ -1,0 +1,96 @@
+package main
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+
+	"github.com/containernetworking/cni/pkg/types"
+
+	"github.com/vxvrf/cni/pkg/cniutil"
+	"github.com/vxvrf/cni/pkg/naming"
+	"github.com/vxvrf/cni/pkg/sysctl"
+)
+
+// ifNamePlaceholder in a sysctl key stands for the interface the key is
+// applied to: CNI_IFNAME in the pod, the host veth on the node.
+const ifNamePlaceholder = "IFNAME"
+
+// NetConf is the sysctl-firewall configuration.
+type NetConf struct {
+	types.PluginConf
+	// Sysctls are written in the pod netns.
+	Sysctls map[string]string `json:"sysctls,omitempty"`
+	// HostSysctls are written on the node, for the host veth.
+	HostSysctls map[string]string `json:"hostSysctls,omitempty"`
+	// Masquerade NATs pod traffic leaving for outside the pod subnet.
+	Masquerade bool `json:"masquerade,omitempty"`
+	// AntiSpoofing drops pod packets whose source is not a pod address.
+	AntiSpoofing bool `json:"antiSpoofing,omitempty"`
+	// Uplink limits masquerade to traffic leaving by this interface;
+	// empty means any interface but the pod's bridge.
+	Uplink string `json:"uplink,omitempty"`
+}
+
+// kv is one resolved sysctl: a key in slash form and its value.
+type kv struct {
+	Key   string
+	Value string
+}
+
+// parseConfig decodes stdin and validates it. Sysctl keys are checked
+// against the net.* tree with a placeholder interface name; duplicates
+// after substitution are caught by resolveSysctls.
+func parseConfig(stdin []byte) (*NetConf, error) {
+	conf := &NetConf{}
+	if err := cniutil.Decode(stdin, conf); err != nil {
+		return nil, err
+	}
+	for what, m := range map[string]map[string]string{"sysctls": conf.Sysctls, "hostSysctls": conf.HostSysctls} {
+		if _, err := resolveSysctls(m, "eth0"); err != nil {
+			return nil, cniutil.InvalidConfig(fmt.Errorf("%s: %w", what, err))
+		}
+	}
+	if conf.Uplink != "" && (len(conf.Uplink) > naming.MaxIfNameLen || !validIfName(conf.Uplink)) {
+		return nil, cniutil.InvalidConfig(fmt.Errorf("uplink %q is not a valid interface name", conf.Uplink))
+	}
+	return conf, nil
+}
+
+// resolveSysctls substitutes ifName for IFNAME in every key, converts keys
+// to slash form (so interface names with dots survive) and validates them.
+// The result is sorted by key. Two keys naming the same sysctl are refused.
+func resolveSysctls(m map[string]string, ifName string) ([]kv, error) {
+	out := make([]kv, 0, len(m))
+	seen := map[string]string{}
+	for key, value := range m {
+		k := key
+		if !strings.Contains(k, "/") {
+			k = strings.ReplaceAll(k, ".", "/")
+		}
+		k = strings.ReplaceAll(k, ifNamePlaceholder, ifName)
+		p, err := sysctl.Path(k)
+		if err != nil {
+			return nil, err
+		}
+		if prev, dup := seen[p]; dup {
+			return nil, fmt.Errorf("sysctl keys %q and %q name the same sysctl %s", prev, key, p)
+		}
+		seen[p] = key
+		out = append(out, kv{Key: k, Value: value})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Key < out[j].Key })
+	return out, nil
+}
+
+func validIfName(s string) bool {
+	if s == "." || s == ".." {
+		return false
+	}
+	for _, r := range s {
+		if r <= ' ' || r == '/' || r == ':' || r > 0x7e {
+			return false
+		}
+	}
+	return true
+}

@@ -1,0 +1,106 @@
+package main
+
+import (
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	current "github.com/containernetworking/cni/pkg/types/100"
+
+	"github.com/vxvrf/cni/pkg/naming"
+	"github.com/vxvrf/cni/pkg/testutil"
+)
+
+// TestDualStack: an IPv6 pod address gets ip6tables rules, and with
+// anti-spoofing the pod still reaches its IPv6 gateway (neighbour
+// discovery from link-local and :: passes) while a spoofed source does not.
+func TestDualStack(t *testing.T) {
+	testutil.RequireRoot(t)
+	n := newNode(t, "sf-v6")
+	n.sh(t, "ip", "-6", "addr", "add", "fd66::1/64", "dev", bridge, "nodad")
+	p := n.addPod(t, "p", "sfh-v6", "10.66.0.30/24")
+	for _, c := range [][]string{
+		{"-6", "addr", "add", "fd66::30/64", "dev", "eth0", "nodad"},
+		{"-6", "addr", "add", "fd66::99/128", "dev", "eth0", "nodad"},
+	} {
+		if _, err := p.In("ip", c...); err != nil {
+			t.Fatal(err)
+		}
+	}
+	prev := p.prevResult(t)
+	idx := 2
+	prev.IPs = append(prev.IPs, &current.IPConfig{
+		Address:   net.IPNet{IP: net.ParseIP("fd66::30"), Mask: net.CIDRMask(64, 128)},
+		Gateway:   net.ParseIP("fd66::1"),
+		Interface: &idx,
+	})
+	if !p.ping(t, "fd66::1", "fd66::99") {
+		t.Fatal("spoofed IPv6 ping fails before ADD: the test could not show anything")
+	}
+	cid := "sf-v6"
+	chain := naming.AttachmentChain(testNet, cid, "eth0")
+	conf := config(t, "1.1.0", map[string]any{"antiSpoofing": true, "masquerade": true}, prev)
+	n.mustRun(t, "ADD", cid, p, conf)
+	s6 := n.sh(t, "ip6tables-save")
+	for _, want := range []string{
+		"-A " + chain + " -s fd66::30/128 -j ACCEPT",
+		"-A " + chain + " -s fd66::30/128 ! -d fd66::/64 ! -o " + bridge + " -j MASQUERADE",
+		"-A " + chain + " ! -s fd66::30/128 -m physdev --physdev-in sfh-v6 -j DROP",
+	} {
+		if !strings.Contains(s6, want) {
+			t.Fatalf("ip6tables-save lacks %q:\n%s", want, s6)
+		}
+	}
+	if got := strings.TrimSpace(n.sh(t, "cat", "/proc/sys/net/bridge/bridge-nf-call-ip6tables")); got != "1" {
+		t.Fatalf("bridge-nf-call-ip6tables = %s", got)
+	}
+	n.mustRun(t, "CHECK", cid, p, conf)
+	// Clear the neighbour cache so the ping needs neighbour discovery again.
+	_, _ = p.In("ip", "-6", "neigh", "flush", "dev", "eth0")
+	if !p.ping(t, "fd66::1", "fd66::30") {
+		t.Fatal("pod cannot ping its IPv6 gateway with anti-spoofing on")
+	}
+	if p.ping(t, "fd66::1", "fd66::99") {
+		t.Fatal("spoofed IPv6 ping still works with anti-spoofing")
+	}
+	if !p.ping(t, gateway, "") {
+		t.Fatal("pod cannot ping its IPv4 gateway")
+	}
+	n.mustRun(t, "DEL", cid, nil, config(t, "1.1.0", nil, nil))
+	if s := n.sh(t, "ip6tables-save") + n.save(t); strings.Contains(s, chain) {
+		t.Fatalf("DEL left %s:\n%s", chain, s)
+	}
+}
+
+// TestRollback: ADD that fails after the IPv4 chains exist (ip6tables is
+// broken) removes them again, and the failure is a CNI error.
+func TestRollback(t *testing.T) {
+	testutil.RequireRoot(t)
+	n := newNode(t, "sf-rb")
+	p := n.addPod(t, "p", "sfh-rb", "10.66.0.40/24")
+	prev := p.prevResult(t)
+	idx := 2
+	prev.IPs = append(prev.IPs, &current.IPConfig{
+		Address:   net.IPNet{IP: net.ParseIP("fd66::40"), Mask: net.CIDRMask(64, 128)},
+		Interface: &idx,
+	})
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "ip6tables"), []byte("#!/bin/sh\necho broken >&2\nexit 3\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	cid := "sf-rb"
+	chain := naming.AttachmentChain(testNet, cid, "eth0")
+	conf := config(t, "1.1.0", map[string]any{"masquerade": true}, prev)
+	o := n.run(t, "ADD", cid, p, conf, "PATH="+dir+":"+os.Getenv("PATH"))
+	if e := o.CNIError(t); !strings.Contains(e.Msg, "ipv6") {
+		t.Fatalf("ADD failed, but not at the IPv6 step after the IPv4 chains: %s", e.Msg)
+	}
+	if s := n.save(t); strings.Contains(s, chain) {
+		t.Fatalf("failed ADD left its IPv4 chain:\n%s", s)
+	}
+	// The same ADD with a working ip6tables succeeds: nothing was left over.
+	n.mustRun(t, "ADD", cid, p, conf)
+	n.mustRun(t, "DEL", cid, p, conf)
+}

@@ -1,0 +1,220 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"net"
+	"reflect"
+	"strings"
+	"testing"
+
+	"github.com/containernetworking/cni/pkg/types"
+	current "github.com/containernetworking/cni/pkg/types/100"
+
+	"github.com/vxvrf/cni/pkg/netsim"
+	"github.com/vxvrf/cni/pkg/testutil"
+)
+
+const (
+	plugin  = "sysctl-firewall"
+	testNet = "sfnet"
+	bridge  = "br-sf"
+	gateway = "10.66.0.1"
+)
+
+// node is a lab node with a bridge carrying the pod gateway.
+type node struct {
+	lab *netsim.Lab
+	*netsim.Node
+}
+
+func newNode(t *testing.T, lab string) *node {
+	t.Helper()
+	l := testutil.NewLab(t, lab)
+	n, err := l.AddNode("n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	nd := &node{lab: l, Node: n}
+	nd.sh(t, "ip", "link", "add", bridge, "type", "bridge")
+	nd.sh(t, "ip", "link", "set", bridge, "up")
+	nd.sh(t, "ip", "addr", "add", gateway+"/24", "dev", bridge)
+	nd.sh(t, "sysctl", "-qw", "net.ipv4.ip_forward=1")
+	return nd
+}
+
+func (n *node) sh(t *testing.T, name string, args ...string) string {
+	t.Helper()
+	out, err := n.In(name, args...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(out)
+}
+
+// pod is a pod netns wired to the node's bridge by a veth that this test
+// (not a plugin of ours) created, with an arbitrary host veth name.
+type pod struct {
+	*netsim.NS
+	hostVeth string
+	addr     string // CIDR
+}
+
+func (n *node) addPod(t *testing.T, role, hostVeth, cidr string) *pod {
+	t.Helper()
+	p, err := n.lab.AddNS(role)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n.sh(t, "ip", "link", "add", hostVeth, "type", "veth", "peer", "name", "eth0", "netns", p.Name)
+	n.sh(t, "ip", "link", "set", hostVeth, "master", bridge, "up")
+	for _, c := range [][]string{
+		{"addr", "add", cidr, "dev", "eth0"},
+		{"link", "set", "eth0", "up"},
+		{"route", "add", "default", "via", gateway},
+	} {
+		if _, err := p.In("ip", c...); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return &pod{NS: p, hostVeth: hostVeth, addr: cidr}
+}
+
+// prevResult describes the pod as veth-attach would: bridge, host veth,
+// pod interface (with sandbox), and the address pointing at it.
+func (p *pod) prevResult(t *testing.T) *current.Result {
+	t.Helper()
+	ip, n, err := net.ParseCIDR(p.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	idx := 2
+	return &current.Result{
+		CNIVersion: "1.1.0",
+		Interfaces: []*current.Interface{{Name: bridge}, {Name: p.hostVeth}, {Name: "eth0", Sandbox: p.Path}},
+		IPs: []*current.IPConfig{{
+			Address:   net.IPNet{IP: ip, Mask: n.Mask},
+			Gateway:   net.ParseIP(gateway),
+			Interface: &idx,
+		}},
+		Routes: []*types.Route{{Dst: net.IPNet{IP: net.IPv4zero, Mask: net.CIDRMask(0, 32)}, GW: net.ParseIP(gateway)}},
+	}
+}
+
+// config renders a network config at version v with extra keys and, when
+// prev is not nil, prevResult converted to v.
+func config(t *testing.T, v string, extra map[string]any, prev *current.Result) []byte {
+	t.Helper()
+	m := map[string]any{"cniVersion": v, "name": testNet, "type": plugin}
+	for k, val := range extra {
+		m[k] = val
+	}
+	if prev != nil {
+		m["prevResult"] = asVersion(t, prev, v)
+	}
+	b, err := json.Marshal(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// asVersion is prev converted to v, as generic JSON.
+func asVersion(t *testing.T, prev *current.Result, v string) any {
+	t.Helper()
+	r, err := prev.GetAsVersion(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := json.Marshal(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out any
+	if err := json.Unmarshal(b, &out); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+func jsonEqual(t *testing.T, got []byte, want any) {
+	t.Helper()
+	var g any
+	if err := json.Unmarshal(got, &g); err != nil {
+		t.Fatalf("output %q: %v", got, err)
+	}
+	if !reflect.DeepEqual(g, want) {
+		t.Fatalf("output differs from prevResult:\n got  %s\n want %v", got, want)
+	}
+}
+
+func (n *node) run(t *testing.T, cmd, cid string, p *pod, conf []byte, env ...string) testutil.Outcome {
+	t.Helper()
+	inv := testutil.Invocation{Plugin: plugin, Command: cmd, ContainerID: cid, IfName: "eth0", Config: conf, Env: env}
+	if p != nil {
+		inv.NetNS = p.Path
+	}
+	return testutil.Run(t, n.NS.NetNS, inv)
+}
+
+func (n *node) mustRun(t *testing.T, cmd, cid string, p *pod, conf []byte, env ...string) []byte {
+	t.Helper()
+	o := n.run(t, cmd, cid, p, conf, env...)
+	if o.Err != nil {
+		t.Fatalf("%s %s: %v\nstdout: %s\nstderr: %s", cmd, cid, o.Err, o.Stdout, o.Stderr)
+	}
+	return o.Stdout
+}
+
+// save is iptables-save (v4) of the node.
+func (n *node) save(t *testing.T) string {
+	t.Helper()
+	return n.sh(t, "iptables-save")
+}
+
+// ping from the pod; true when a reply came back (to any of 3 probes, so
+// a loaded machine does not turn a slow first ARP into a failure).
+func (p *pod) ping(t *testing.T, dst string, src string) bool {
+	t.Helper()
+	args := []string{"-c", "3", "-i", "0.2", "-W", "2"}
+	if src != "" {
+		args = append(args, "-I", src)
+	}
+	_, err := p.In("ping", append(args, dst)...)
+	return err == nil
+}
+
+func (p *pod) read(t *testing.T, path string) string {
+	t.Helper()
+	out, err := p.In("cat", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.TrimSpace(string(out))
+}
+
+// counter returns the packet count of the first rule of chain (table)
+// whose text contains match, from `iptables -S -v`-like listing.
+func (n *node) counter(t *testing.T, table, chain, match string) int {
+	t.Helper()
+	out := n.sh(t, "iptables", "-t", table, "-L", chain, "-n", "-v", "-x")
+	for _, line := range strings.Split(out, "\n") {
+		if strings.Contains(line, match) {
+			var pkts int
+			if _, err := fmt.Sscan(strings.TrimSpace(line), &pkts); err == nil {
+				return pkts
+			}
+		}
+	}
+	t.Fatalf("no rule matching %q in %s/%s:\n%s", match, table, chain, out)
+	return 0
+}
+
+func mustJSON(t *testing.T, v any) []byte {
+	t.Helper()
+	b, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}

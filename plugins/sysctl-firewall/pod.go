@@ -1,0 +1,163 @@
+package main
+
+import (
+	"fmt"
+	"net"
+
+	"github.com/containernetworking/cni/pkg/types"
+	current "github.com/containernetworking/cni/pkg/types/100"
+	"github.com/containernetworking/plugins/pkg/netlinksafe"
+	"github.com/containernetworking/plugins/pkg/ns"
+	"github.com/vishvananda/netlink"
+
+	"github.com/vxvrf/cni/pkg/cniutil"
+	"github.com/vxvrf/cni/pkg/sysctl"
+)
+
+// podInfo is the pod side of an attachment as the kernel and prevResult
+// describe it.
+type podInfo struct {
+	Addrs    []PodAddr
+	HostVeth string // "" when the pod interface is not a veth
+	Bridge   string // master of the host veth when it is a bridge
+}
+
+// findPod finds the pod interface in prevResult (sandbox == netns, name ==
+// ifname), its addresses (ips pointing at it) and its veth peer in the
+// node netns, whatever plugin created the veth.
+func findPod(prev *current.Result, netnsPath, ifName string) (*podInfo, error) {
+	idx := -1
+	for i, iface := range prev.Interfaces {
+		if iface.Sandbox == netnsPath && iface.Name == ifName {
+			idx = i
+			break
+		}
+	}
+	if idx < 0 {
+		return nil, cniutil.Errorf(types.ErrInvalidNetworkConfig,
+			"prevResult has no interface %q with sandbox %q", ifName, netnsPath)
+	}
+	pod := &podInfo{}
+	for _, ipc := range prev.IPs {
+		if ipc.Interface == nil || *ipc.Interface != idx {
+			continue
+		}
+		a := PodAddr{IP: ipc.Address.IP}
+		a.Subnet = &net.IPNet{IP: ipc.Address.IP.Mask(ipc.Address.Mask), Mask: ipc.Address.Mask}
+		pod.Addrs = append(pod.Addrs, a)
+	}
+	peer, podIndex := 0, 0
+	err := ns.WithNetNSPath(netnsPath, func(ns.NetNS) error {
+		link, err := netlinksafe.LinkByName(ifName)
+		if err != nil {
+			return fmt.Errorf("pod interface %s: %w", ifName, err)
+		}
+		veth, ok := link.(*netlink.Veth)
+		if !ok {
+			return nil
+		}
+		podIndex = link.Attrs().Index
+		peer = link.Attrs().ParentIndex
+		if peer == 0 {
+			if peer, err = netlink.VethPeerIndex(veth); err != nil {
+				return fmt.Errorf("veth peer of %s: %w", ifName, err)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	if peer == 0 {
+		return pod, nil
+	}
+	host, err := netlink.LinkByIndex(peer)
+	if err != nil {
+		return nil, fmt.Errorf("host end (ifindex %d) of pod interface %s: %w", peer, ifName, err)
+	}
+	if host.Type() != "veth" || host.Attrs().ParentIndex != podIndex {
+		return nil, fmt.Errorf("ifindex %d in the node netns (%s %s) is not the peer of pod interface %s",
+			peer, host.Type(), host.Attrs().Name, ifName)
+	}
+	pod.HostVeth = host.Attrs().Name
+	if m := host.Attrs().MasterIndex; m != 0 {
+		master, err := netlink.LinkByIndex(m)
+		if err != nil {
+			return nil, fmt.Errorf("master of %s: %w", pod.HostVeth, err)
+		}
+		if master.Type() == "bridge" {
+			pod.Bridge = master.Attrs().Name
+		}
+	}
+	return pod, nil
+}
+
+// bridgeNFKey is the node sysctl that makes bridged frames of a family
+// traverse iptables (per netns since Linux 5.3).
+func bridgeNFKey(f Family) string {
+	if f == V6 {
+		return "net/bridge/bridge-nf-call-ip6tables"
+	}
+	return "net/bridge/bridge-nf-call-iptables"
+}
+
+// ensurePodSysctls writes the sysctls inside the pod netns.
+func ensurePodSysctls(netnsPath string, kvs []kv) error {
+	if len(kvs) == 0 {
+		return nil
+	}
+	return ns.WithNetNSPath(netnsPath, func(ns.NetNS) error {
+		return ensureHostSysctls(kvs)
+	})
+}
+
+// ensureHostSysctls writes the sysctls in the current (node) netns,
+// skipping those that already hold the value.
+func ensureHostSysctls(kvs []kv) error {
+	for _, s := range kvs {
+		if sysctl.Check(s.Key, s.Value) == nil {
+			continue
+		}
+		if err := sysctl.Set(s.Key, s.Value); err != nil {
+			return fmt.Errorf("sysctl: %w", err)
+		}
+	}
+	return nil
+}
+
+func checkPodSysctls(netnsPath string, kvs []kv) error {
+	if len(kvs) == 0 {
+		return nil
+	}
+	return ns.WithNetNSPath(netnsPath, func(ns.NetNS) error {
+		return checkHostSysctls(kvs)
+	})
+}
+
+func checkHostSysctls(kvs []kv) error {
+	for _, s := range kvs {
+		if err := sysctl.Check(s.Key, s.Value); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// requireSysctls refuses (code 7) keys that name no sysctl, in the pod
+// netns or on the node, before anything is written.
+func requireSysctls(netnsPath string, pod, host []kv) error {
+	missing := func(kvs []kv, where string) error {
+		for _, s := range kvs {
+			if !sysctl.Exists(s.Key) {
+				return cniutil.Errorf(types.ErrInvalidNetworkConfig, "sysctl %s does not exist %s", s.Key, where)
+			}
+		}
+		return nil
+	}
+	if len(pod) > 0 {
+		if err := ns.WithNetNSPath(netnsPath, func(ns.NetNS) error { return missing(pod, "in the pod netns") }); err != nil {
+			return err
+		}
+	}
+	return missing(host, "on the node (antiSpoofing on a bridge needs br_netfilter)")
+}

@@ -1,0 +1,266 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/containernetworking/cni/pkg/skel"
+	"github.com/containernetworking/cni/pkg/types"
+	current "github.com/containernetworking/cni/pkg/types/100"
+	"github.com/coreos/go-iptables/iptables"
+
+	"github.com/vxvrf/cni/pkg/cniutil"
+)
+
+// attachment names one (network, containerID, ifname).
+type attachment struct {
+	Network     string
+	ContainerID string
+	IfName      string
+}
+
+func attachmentOf(conf *NetConf, args *skel.CmdArgs) attachment {
+	return attachment{Network: conf.Name, ContainerID: args.ContainerID, IfName: args.IfName}
+}
+
+// plan is what ADD and CHECK derive from config, prevResult and the
+// kernel before changing anything.
+type plan struct {
+	pod   *podInfo
+	podKV []kv
+	hostK []kv
+	rules Rules
+}
+
+func makePlan(conf *NetConf, args *skel.CmdArgs, prev *current.Result) (*plan, error) {
+	pod, err := findPod(prev, args.Netns, args.IfName)
+	if err != nil {
+		return nil, err
+	}
+	if pod.HostVeth == "" && (len(conf.HostSysctls) > 0 || conf.AntiSpoofing) {
+		return nil, cniutil.Errorf(types.ErrInvalidNetworkConfig,
+			"hostSysctls and antiSpoofing need the pod interface %s to be a veth with its peer in the node netns", args.IfName)
+	}
+	p := &plan{pod: pod}
+	if p.podKV, err = resolveSysctls(conf.Sysctls, args.IfName); err != nil {
+		return nil, cniutil.InvalidConfig(fmt.Errorf("sysctls: %w", err))
+	}
+	if p.hostK, err = resolveSysctls(conf.HostSysctls, pod.HostVeth); err != nil {
+		return nil, cniutil.InvalidConfig(fmt.Errorf("hostSysctls: %w", err))
+	}
+	p.rules = renderRules(RuleInput{
+		Addrs:        pod.Addrs,
+		HostVeth:     pod.HostVeth,
+		Bridge:       pod.Bridge,
+		Uplink:       conf.Uplink,
+		Masquerade:   conf.Masquerade,
+		AntiSpoofing: conf.AntiSpoofing,
+	})
+	if conf.AntiSpoofing && pod.Bridge != "" {
+		for _, f := range p.rules.Families() {
+			p.hostK = append(p.hostK, kv{Key: bridgeNFKey(f), Value: "1"})
+		}
+	}
+	return p, nil
+}
+
+func cmdAdd(args *skel.CmdArgs) error {
+	if err := cniutil.GuardNetNS(args.Netns); err != nil {
+		return err
+	}
+	conf, err := parseConfig(args.StdinData)
+	if err != nil {
+		return err
+	}
+	prev, err := cniutil.RequirePrevResult(&conf.PluginConf, "sysctl-firewall")
+	if err != nil {
+		return err
+	}
+	p, err := makePlan(conf, args, prev)
+	if err != nil {
+		return err
+	}
+	if err := requireSysctls(args.Netns, p.podKV, p.hostK); err != nil {
+		return err
+	}
+	if err := ensurePodSysctls(args.Netns, p.podKV); err != nil {
+		return err
+	}
+	if err := ensureHostSysctls(p.hostK); err != nil {
+		return err
+	}
+	if err := ensureRules(attachmentOf(conf, args), p.rules); err != nil {
+		return err
+	}
+	return types.PrintResult(cniutil.NewResult(prev), conf.CNIVersion)
+}
+
+// ensureRules installs the attachment's rules for every family that has
+// some; on failure it removes the chains it created.
+func ensureRules(a attachment, rules Rules) (err error) {
+	type made struct {
+		ipt    *iptables.IPTables
+		tables []string
+	}
+	var done []made
+	defer func() {
+		if err == nil {
+			return
+		}
+		for _, m := range done {
+			if len(m.tables) > 0 {
+				_ = deleteAttachment(m.ipt, a, m.tables)
+			}
+		}
+	}()
+	for _, f := range rules.Families() {
+		ipt, err := newIPTables(f)
+		if err != nil {
+			return err
+		}
+		created, err := ensureAttachment(ipt, a, rules[f])
+		done = append(done, made{ipt, created})
+		if err != nil {
+			if errors.Is(err, errAttachmentExists) {
+				return cniutil.Errorf(types.ErrInternal, "%s: %v (ADD repeated without DEL?)", f, err)
+			}
+			return fmt.Errorf("%s firewall: %w", f, err)
+		}
+	}
+	return nil
+}
+
+// cmdDel removes the attachment's chains and jumps in both families and
+// every table. It needs neither prevResult nor the netns; sysctls are not
+// restored (the pod netns goes away with the pod, the host veth too).
+func cmdDel(args *skel.CmdArgs) error {
+	// Only the refusal of the host netns counts: a missing netns is normal.
+	if err := cniutil.GuardNetNS(args.Netns); err != nil {
+		var e *types.Error
+		if errors.As(err, &e) && e.Code == types.ErrInvalidNetNS {
+			return err
+		}
+	}
+	conf, err := parseConfig(args.StdinData)
+	if err != nil {
+		return err
+	}
+	return deleteRules(attachmentOf(conf, args), delFamilies(conf))
+}
+
+// delFamilies is both families, or only those of prevResult's addresses
+// when DEL got a prevResult that has some (ADD derived its rules from the
+// same result, so the other family has nothing). It saves the execs of a
+// family that was never used.
+func delFamilies(conf *NetConf) []Family {
+	prev, err := cniutil.PrevResult(&conf.PluginConf)
+	if err != nil || prev == nil || len(prev.IPs) == 0 {
+		return Families
+	}
+	var out []Family
+	for _, f := range Families {
+		for _, ipc := range prev.IPs {
+			if familyOf(ipc.Address.IP) == f {
+				out = append(out, f)
+				break
+			}
+		}
+	}
+	return out
+}
+
+func deleteRules(a attachment, families []Family) error {
+	var errs []error
+	for _, f := range families {
+		ipt, err := newIPTables(f)
+		if err != nil {
+			// No binary for this family: ADD cannot have made rules in it.
+			continue
+		}
+		if err := deleteAttachment(ipt, a, nil); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", f, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func cmdCheck(args *skel.CmdArgs) error {
+	if err := cniutil.GuardNetNS(args.Netns); err != nil {
+		return err
+	}
+	conf, err := parseConfig(args.StdinData)
+	if err != nil {
+		return err
+	}
+	prev, err := cniutil.RequirePrevResult(&conf.PluginConf, "sysctl-firewall")
+	if err != nil {
+		return err
+	}
+	p, err := makePlan(conf, args, prev)
+	if err != nil {
+		return err
+	}
+	if err := checkPodSysctls(args.Netns, p.podKV); err != nil {
+		return cniutil.Errorf(types.ErrInternal, "sysctl-firewall check: pod: %v", err)
+	}
+	if err := checkHostSysctls(p.hostK); err != nil {
+		return cniutil.Errorf(types.ErrInternal, "sysctl-firewall check: host: %v", err)
+	}
+	a := attachmentOf(conf, args)
+	for _, f := range p.rules.Families() {
+		ipt, err := newIPTables(f)
+		if err != nil {
+			return err
+		}
+		if err := checkAttachment(ipt, f, a, p.rules[f]); err != nil {
+			return cniutil.Errorf(types.ErrInternal, "sysctl-firewall check: %v", err)
+		}
+	}
+	return nil
+}
+
+// cmdStatus answers 50 unless the iptables binary runs.
+func cmdStatus(args *skel.CmdArgs) error {
+	if _, err := parseConfig(args.StdinData); err != nil {
+		return err
+	}
+	if _, err := newIPTables(V4); err != nil {
+		return cniutil.Errorf(cniutil.ErrPluginNotAvailable, "sysctl-firewall: %v", err)
+	}
+	return nil
+}
+
+// cmdGC deletes every attachment of this network found in the project
+// chains that is not in cni.dev/valid-attachments. Without that key it
+// releases nothing.
+func cmdGC(args *skel.CmdArgs) error {
+	conf, err := parseConfig(args.StdinData)
+	if err != nil {
+		return err
+	}
+	valid, present, err := cniutil.ValidAttachments(args.StdinData)
+	if err != nil || !present {
+		return err
+	}
+	var errs []error
+	for _, f := range Families {
+		ipt, err := newIPTables(f)
+		if err != nil {
+			continue
+		}
+		found, err := listAttachments(ipt, conf.Name)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", f, err))
+		}
+		for at := range found {
+			if valid[at] {
+				continue
+			}
+			a := attachment{Network: conf.Name, ContainerID: at.ContainerID, IfName: at.IfName}
+			if err := deleteAttachment(ipt, a, nil); err != nil {
+				errs = append(errs, fmt.Errorf("%s %s/%s: %w", f, at.ContainerID, at.IfName, err))
+			}
+		}
+	}
+	return errors.Join(errs...)
+}

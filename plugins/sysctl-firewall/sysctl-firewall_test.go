@@ -1,0 +1,168 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"strings"
+	"testing"
+
+	"github.com/containernetworking/cni/pkg/types"
+
+	"github.com/vxvrf/cni/pkg/cniutil"
+	"github.com/vxvrf/cni/pkg/naming"
+	"github.com/vxvrf/cni/pkg/testutil"
+)
+
+// hostBridgeNF is the machine's own value, read only: the tests must not change it.
+func hostBridgeNF(t *testing.T) string {
+	b, err := os.ReadFile("/proc/sys/net/bridge/bridge-nf-call-iptables")
+	if err != nil {
+		return "absent"
+	}
+	return strings.TrimSpace(string(b))
+}
+
+func TestLifecycleAllVersions(t *testing.T) {
+	testutil.RequireRoot(t)
+	before := hostBridgeNF(t)
+	n := newNode(t, "sf-life")
+	p := n.addPod(t, "p", "sfh-life", "10.66.0.5/24")
+	prev := p.prevResult(t)
+	extra := map[string]any{
+		"sysctls":      map[string]string{"net.ipv4.conf.IFNAME.accept_redirects": "0", "net.ipv4.ip_unprivileged_port_start": "80"},
+		"hostSysctls":  map[string]string{"net.ipv6.conf.IFNAME.accept_ra": "0"},
+		"masquerade":   true,
+		"antiSpoofing": true,
+	}
+	for _, v := range cniutil.Versions.SupportedVersions() {
+		t.Run(v, func(t *testing.T) {
+			cid := "sf-life-" + strings.ReplaceAll(v, ".", "")
+			chain := naming.AttachmentChain(testNet, cid, "eth0")
+			tag := naming.AttachmentTag(testNet, cid, "eth0")
+			conf := config(t, v, extra, prev)
+
+			// Reset what an earlier version set, so this one must set it again.
+			_, _ = p.In("sysctl", "-qw", "net.ipv4.conf.eth0.accept_redirects=1")
+			n.sh(t, "sysctl", "-qw", "net.ipv6.conf."+p.hostVeth+".accept_ra=1")
+
+			out := n.mustRun(t, "ADD", cid, p, conf)
+			jsonEqual(t, out, asVersion(t, prev, v))
+
+			if got := p.read(t, "/proc/sys/net/ipv4/conf/eth0/accept_redirects"); got != "0" {
+				t.Fatalf("pod accept_redirects = %s", got)
+			}
+			if got := p.read(t, "/proc/sys/net/ipv4/ip_unprivileged_port_start"); got != "80" {
+				t.Fatalf("pod ip_unprivileged_port_start = %s", got)
+			}
+			if got := strings.TrimSpace(n.sh(t, "cat", "/proc/sys/net/ipv6/conf/"+p.hostVeth+"/accept_ra")); got != "0" {
+				t.Fatalf("host veth accept_ra = %s", got)
+			}
+			if got := strings.TrimSpace(n.sh(t, "cat", "/proc/sys/net/bridge/bridge-nf-call-iptables")); got != "1" {
+				t.Fatalf("node bridge-nf-call-iptables = %s", got)
+			}
+			save := n.save(t)
+			for _, want := range []string{
+				"-A FORWARD -j VXVRF-FORWARD",
+				"-A POSTROUTING -j VXVRF-POSTROUTING",
+				"-A PREROUTING -j VXVRF-PREROUTING",
+				fmt.Sprintf(`-A VXVRF-FORWARD -m comment --comment "%s" -j %s`, tag, chain),
+				fmt.Sprintf(`-A VXVRF-POSTROUTING -m comment --comment "%s" -j %s`, tag, chain),
+				fmt.Sprintf(`-A VXVRF-PREROUTING -m comment --comment "%s" -j %s`, tag, chain),
+				"-A " + chain + " -s 10.66.0.5/32 -j ACCEPT",
+				"-A " + chain + " -d 10.66.0.5/32 -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT",
+				"-A " + chain + " -s 10.66.0.5/32 ! -d 10.66.0.0/24 ! -o " + bridge + " -j MASQUERADE",
+				"-A " + chain + " ! -s 10.66.0.5/32 -m physdev --physdev-in " + p.hostVeth + " -j DROP",
+			} {
+				if !strings.Contains(save, want) {
+					t.Fatalf("iptables-save lacks %q:\n%s", want, save)
+				}
+			}
+			// No IPv6 address: nothing in ip6tables.
+			if s := n.sh(t, "ip6tables-save"); strings.Contains(s, chain) {
+				t.Fatalf("ip6tables has %s:\n%s", chain, s)
+			}
+
+			if v == "0.3.1" {
+				if e := n.run(t, "CHECK", cid, p, conf).CNIError(t); e.Code != types.ErrIncompatibleCNIVersion {
+					t.Fatalf("CHECK at 0.3.1: %+v", e)
+				}
+			} else {
+				n.mustRun(t, "CHECK", cid, p, conf)
+				// A rule removed → CHECK fails; restored → passes.
+				n.sh(t, "iptables", "-t", "nat", "-D", chain, "-s", "10.66.0.5/32", "!", "-d", "10.66.0.0/24", "!", "-o", bridge, "-j", "MASQUERADE")
+				n.run(t, "CHECK", cid, p, conf).CNIError(t)
+				n.sh(t, "iptables", "-t", "nat", "-A", chain, "-s", "10.66.0.5/32", "!", "-d", "10.66.0.0/24", "!", "-o", bridge, "-j", "MASQUERADE")
+				n.mustRun(t, "CHECK", cid, p, conf)
+				// The project jump removed → fails.
+				n.sh(t, "iptables", "-t", "raw", "-D", "VXVRF-PREROUTING", "-m", "comment", "--comment", tag, "-j", chain)
+				n.run(t, "CHECK", cid, p, conf).CNIError(t)
+				n.sh(t, "iptables", "-t", "raw", "-A", "VXVRF-PREROUTING", "-m", "comment", "--comment", tag, "-j", chain)
+				n.mustRun(t, "CHECK", cid, p, conf)
+				// A pod sysctl flipped → fails.
+				if _, err := p.In("sysctl", "-qw", "net.ipv4.conf.eth0.accept_redirects=1"); err != nil {
+					t.Fatal(err)
+				}
+				n.run(t, "CHECK", cid, p, conf).CNIError(t)
+				if _, err := p.In("sysctl", "-qw", "net.ipv4.conf.eth0.accept_redirects=0"); err != nil {
+					t.Fatal(err)
+				}
+				// A host sysctl flipped → fails.
+				n.sh(t, "sysctl", "-qw", "net.ipv6.conf."+p.hostVeth+".accept_ra=1")
+				n.run(t, "CHECK", cid, p, conf).CNIError(t)
+				n.sh(t, "sysctl", "-qw", "net.ipv6.conf."+p.hostVeth+".accept_ra=0")
+				n.mustRun(t, "CHECK", cid, p, conf)
+			}
+
+			// A second ADD for the same attachment fails and leaves the first intact.
+			n.run(t, "ADD", cid, p, conf).CNIError(t)
+			if v != "0.3.1" {
+				n.mustRun(t, "CHECK", cid, p, conf)
+			}
+
+			n.mustRun(t, "DEL", cid, p, conf)
+			save = n.save(t)
+			if strings.Contains(save, chain) || strings.Contains(save, tag) {
+				t.Fatalf("DEL left %s / %s:\n%s", chain, tag, save)
+			}
+			n.mustRun(t, "DEL", cid, p, conf)
+		})
+	}
+	if after := hostBridgeNF(t); after != before {
+		t.Fatalf("machine's bridge-nf-call-iptables changed: %s → %s", before, after)
+	}
+}
+
+func TestBadInput(t *testing.T) {
+	testutil.RequireRoot(t)
+	n := newNode(t, "sf-bad")
+	p := n.addPod(t, "p", "sfh-bad", "10.66.0.6/24")
+	prev := p.prevResult(t)
+	wrong := p.prevResult(t)
+	wrong.Interfaces[2].Name = "eth9"
+	before := n.save(t)
+	for name, tc := range map[string]struct {
+		conf []byte
+		code uint
+	}{
+		"no prevResult":              {config(t, "1.0.0", nil, nil), types.ErrInvalidNetworkConfig},
+		"kernel key":                 {config(t, "1.0.0", map[string]any{"sysctls": map[string]string{"kernel.pid_max": "4096"}}, prev), types.ErrInvalidNetworkConfig},
+		"escape":                     {config(t, "1.0.0", map[string]any{"sysctls": map[string]string{"net/../kernel/pid_max": "4096"}}, prev), types.ErrInvalidNetworkConfig},
+		"unknown sysctl":             {config(t, "1.0.0", map[string]any{"sysctls": map[string]string{"net.ipv4.no_such_knob": "1"}}, prev), types.ErrInvalidNetworkConfig},
+		"malformed":                  {[]byte(`{"cniVersion":"1.0.0","name":"sfnet","type":"sysctl-firewall",`), types.ErrDecodingFailure},
+		"wrong ifname in prevResult": {config(t, "1.0.0", nil, wrong), types.ErrInvalidNetworkConfig},
+	} {
+		t.Run(name, func(t *testing.T) {
+			if e := n.run(t, "ADD", "sf-bad", p, tc.conf).CNIError(t); e.Code != tc.code {
+				t.Fatalf("code %d (%s), want %d", e.Code, e.Msg, tc.code)
+			}
+		})
+	}
+	if after := n.save(t); after != before {
+		t.Fatalf("bad input changed iptables:\n%s", after)
+	}
+	// The plugin's own netns as CNI_NETNS is refused (code 8).
+	o := testutil.Run(t, n.NS.NetNS, testutil.Invocation{Plugin: plugin, Command: "ADD", ContainerID: "sf-bad", NetNS: n.Path, IfName: "eth0", Config: config(t, "1.0.0", nil, prev)})
+	if e := o.CNIError(t); e.Code != types.ErrInvalidNetNS {
+		t.Fatalf("own netns: %+v", e)
+	}
+}

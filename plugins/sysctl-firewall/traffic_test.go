@@ -1,0 +1,259 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/vxvrf/cni/pkg/naming"
+	"github.com/vxvrf/cni/pkg/netsim"
+	"github.com/vxvrf/cni/pkg/testutil"
+)
+
+// TestTraffic proves the rules with real packets. The underlay has no
+// route back to the pod subnet, so the external address answers the pod
+// only when the node masquerades; a spoofed source reaches the gateway
+// only without anti-spoofing.
+func TestTraffic(t *testing.T) {
+	testutil.RequireRoot(t)
+	n := newNode(t, "sf-pkt")
+	p := n.addPod(t, "p", "sfh-pkt", "10.66.0.7/24")
+	const spoofed = "10.66.0.99"
+	if _, err := p.In("ip", "addr", "add", spoofed+"/32", "dev", "eth0"); err != nil {
+		t.Fatal(err)
+	}
+	ext := netsim.UnderlayGateway
+
+	// Without the plugin: spoofing works, egress does not.
+	if !p.ping(t, gateway, spoofed) {
+		t.Fatal("spoofed ping to the gateway fails before ADD: the test could not show anything")
+	}
+	if p.ping(t, ext, "") {
+		t.Fatal("pod reaches the underlay without masquerade: the underlay must not route the pod subnet")
+	}
+
+	// bridge-nf-call-iptables off in the node (so ADD must turn it on for
+	// anti-spoofing to work) and in the pod (to show the setting is per
+	// netns: the node's write must not reach it, nor the machine).
+	const bnf = "net.bridge.bridge-nf-call-iptables"
+	n.sh(t, "sysctl", "-qw", bnf+"=0")
+	if _, err := p.In("sysctl", "-qw", bnf+"=0"); err != nil {
+		t.Fatal(err)
+	}
+	machine := hostBridgeNF(t)
+
+	cid := "sf-pkt"
+	chain := naming.AttachmentChain(testNet, cid, "eth0")
+	conf := config(t, "1.1.0", map[string]any{"masquerade": true, "antiSpoofing": true, "uplink": "eth0"}, p.prevResult(t))
+	n.mustRun(t, "ADD", cid, p, conf)
+	if got := strings.TrimSpace(n.sh(t, "sysctl", "-n", bnf)); got != "1" {
+		t.Fatalf("node %s = %s after ADD", bnf, got)
+	}
+	if got := p.read(t, "/proc/sys/net/bridge/bridge-nf-call-iptables"); got != "0" {
+		t.Fatalf("pod %s = %s: not per netns", bnf, got)
+	}
+	if got := hostBridgeNF(t); got != machine {
+		t.Fatalf("machine's %s changed: %s → %s", bnf, machine, got)
+	}
+
+	if !p.ping(t, gateway, "") {
+		t.Fatal("pod cannot ping its gateway with its own address")
+	}
+	drops := n.counter(t, "raw", chain, "DROP")
+	if p.ping(t, gateway, spoofed) {
+		t.Fatal("spoofed ping to the gateway still works with antiSpoofing")
+	}
+	if got := n.counter(t, "raw", chain, "DROP"); got <= drops {
+		t.Fatalf("raw DROP counter did not move (%d → %d)", drops, got)
+	}
+	masq := n.counter(t, "nat", chain, "MASQUERADE")
+	if !p.ping(t, ext, "") {
+		t.Fatal("pod cannot reach the external address with masquerade")
+	}
+	if got := n.counter(t, "nat", chain, "MASQUERADE"); got <= masq {
+		t.Fatalf("MASQUERADE counter did not move (%d → %d)", masq, got)
+	}
+
+	// DEL as after a failed ADD on a deleted sandbox: no prevResult, no netns.
+	n.mustRun(t, "DEL", cid, nil, config(t, "1.1.0", map[string]any{"masquerade": true, "antiSpoofing": true}, nil))
+	if s := n.save(t); strings.Contains(s, chain) {
+		t.Fatalf("DEL without prevResult/netns left rules:\n%s", s)
+	}
+	if !p.ping(t, gateway, spoofed) {
+		t.Fatal("spoofed ping still dropped after DEL")
+	}
+}
+
+func TestGC(t *testing.T) {
+	testutil.RequireRoot(t)
+	n := newNode(t, "sf-gc")
+	pa := n.addPod(t, "pa", "sfh-gca", "10.66.0.11/24")
+	pb := n.addPod(t, "pb", "sfh-gcb", "10.66.0.12/24")
+	extra := map[string]any{"masquerade": true}
+	n.mustRun(t, "ADD", "sf-gc-a", pa, config(t, "1.1.0", extra, pa.prevResult(t)))
+	n.mustRun(t, "ADD", "sf-gc-b", pb, config(t, "1.1.0", extra, pb.prevResult(t)))
+	chainA := naming.AttachmentChain(testNet, "sf-gc-a", "eth0")
+	chainB := naming.AttachmentChain(testNet, "sf-gc-b", "eth0")
+	// Another network's attachment on the same node must survive GC of ours.
+	other := map[string]any{"cniVersion": "1.1.0", "name": "sfother", "type": plugin, "prevResult": asVersion(t, pb.prevResult(t), "1.1.0")}
+	otherConf := mustJSON(t, other)
+	n.mustRun(t, "ADD", "sf-gc-b", pb, otherConf)
+	chainOther := naming.AttachmentChain("sfother", "sf-gc-b", "eth0")
+
+	gc := func(valid any) {
+		m := map[string]any{"cniVersion": "1.1.0", "name": testNet, "type": plugin}
+		if valid != nil {
+			m["cni.dev/valid-attachments"] = valid
+		}
+		n.mustRun(t, "GC", "", nil, mustJSON(t, m))
+	}
+	has := func(chain string) bool { return strings.Contains(n.save(t), chain) }
+
+	gc(nil) // no key: nothing released
+	if !has(chainA) || !has(chainB) {
+		t.Fatal("GC without valid-attachments released something")
+	}
+	gc([]map[string]string{{"containerID": "sf-gc-a", "ifname": "eth0"}})
+	if !has(chainA) || has(chainB) {
+		t.Fatalf("GC keeping a: a=%v b=%v", has(chainA), has(chainB))
+	}
+	gc([]map[string]string{})
+	if has(chainA) || has(chainB) {
+		t.Fatal("GC with an empty list left rules")
+	}
+	if !has(chainOther) {
+		t.Fatal("GC removed another network's attachment")
+	}
+}
+
+func TestStatus(t *testing.T) {
+	testutil.RequireRoot(t)
+	n := newNode(t, "sf-st")
+	conf := config(t, "1.1.0", nil, nil)
+	n.mustRun(t, "STATUS", "", nil, conf)
+	empty := t.TempDir()
+	o := n.run(t, "STATUS", "", nil, conf, "PATH="+empty)
+	if e := o.CNIError(t); e.Code != 50 {
+		t.Fatalf("STATUS without iptables: %+v", e)
+	}
+}
+
+// TestConcurrentAdd: 20 parallel ADDs on a fresh node all succeed and
+// create the project chains and their jumps exactly once; 20 parallel DELs
+// leave no attachment behind.
+func TestConcurrentAdd(t *testing.T) {
+	testutil.RequireRoot(t)
+	n := newNode(t, "sf-par")
+	const count = 20
+	pods := make([]*pod, count)
+	for i := range pods {
+		pods[i] = n.addPod(t, fmt.Sprintf("p%d", i), fmt.Sprintf("sfh-par%d", i), fmt.Sprintf("10.66.0.%d/24", 100+i))
+	}
+	testutil.PluginDir(t, plugin)
+	extra := map[string]any{"masquerade": true, "antiSpoofing": true}
+	parallel := func(cmd string) {
+		var wg sync.WaitGroup
+		errs := make([]string, count)
+		for i, p := range pods {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				o := n.run(t, cmd, fmt.Sprintf("sf-par-%d", i), p, config(t, "1.1.0", extra, p.prevResult(t)))
+				if o.Err != nil {
+					errs[i] = fmt.Sprintf("%s %d: %v %s", cmd, i, o.Err, o.Stdout)
+				}
+			}()
+		}
+		wg.Wait()
+		for _, e := range errs {
+			if e != "" {
+				t.Error(e)
+			}
+		}
+		if t.Failed() {
+			t.FailNow()
+		}
+	}
+	parallel("ADD")
+	s := n.save(t)
+	for _, jump := range []string{"-A FORWARD -j VXVRF-FORWARD", "-A POSTROUTING -j VXVRF-POSTROUTING", "-A PREROUTING -j VXVRF-PREROUTING"} {
+		if c := strings.Count(s, jump); c != 1 {
+			t.Fatalf("%q appears %d times:\n%s", jump, c, s)
+		}
+	}
+	if c := strings.Count(s, "-A VXVRF-FORWARD -m comment"); c != count {
+		t.Fatalf("%d attachment jumps in VXVRF-FORWARD, want %d", c, count)
+	}
+	parallel("DEL")
+	if s := n.save(t); strings.Contains(s, `--comment "vxvrf:`) {
+		t.Fatalf("parallel DEL left attachments:\n%s", s)
+	}
+}
+
+// TestExecCount counts iptables execs per ADD and DEL through wrappers on
+// PATH (the numbers are in the README).
+func TestExecCount(t *testing.T) {
+	testutil.RequireRoot(t)
+	n := newNode(t, "sf-cnt")
+	p := n.addPod(t, "p", "sfh-cnt", "10.66.0.20/24")
+	dir := t.TempDir()
+	log := filepath.Join(dir, "log")
+	for _, bin := range []string{"iptables", "ip6tables"} {
+		real, err := findBin(bin)
+		if err != nil {
+			t.Skip(err)
+		}
+		script := fmt.Sprintf("#!/bin/sh\necho %s \"$@\" >> %s\nexec %s \"$@\"\n", bin, log, real)
+		if err := os.WriteFile(filepath.Join(dir, bin), []byte(script), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	env := "PATH=" + dir + ":" + os.Getenv("PATH")
+	count := func() int {
+		b, _ := os.ReadFile(log)
+		_ = os.Remove(log)
+		return strings.Count(string(b), "\n")
+	}
+	for _, tc := range []struct {
+		name  string
+		extra map[string]any
+		add   int // upper bounds, warm project chains
+		del   int // DEL with prevResult (IPv4 only)
+		bare  int // DEL without prevResult (both families)
+	}{
+		{"filter only", nil, 6, 8, 12},
+		{"masquerade+antiSpoofing", map[string]any{"masquerade": true, "antiSpoofing": true}, 14, 16, 20},
+	} {
+		conf := config(t, "1.1.0", tc.extra, p.prevResult(t))
+		// Warm up the project-wide chains, as on a node with pods.
+		n.mustRun(t, "ADD", "sf-cnt-warm", p, conf)
+		n.mustRun(t, "DEL", "sf-cnt-warm", p, conf)
+		count()
+		n.mustRun(t, "ADD", "sf-cnt", p, conf, env)
+		add := count()
+		n.mustRun(t, "DEL", "sf-cnt", p, conf, env)
+		del := count()
+		n.mustRun(t, "ADD", "sf-cnt", p, conf)
+		count()
+		n.mustRun(t, "DEL", "sf-cnt", nil, config(t, "1.1.0", tc.extra, nil), env)
+		bare := count()
+		t.Logf("%s: ADD %d iptables execs, DEL %d, DEL without prevResult %d", tc.name, add, del, bare)
+		if add > tc.add || del > tc.del || bare > tc.bare {
+			t.Fatalf("%s: ADD %d (max %d), DEL %d (max %d), bare DEL %d (max %d) iptables execs",
+				tc.name, add, tc.add, del, tc.del, bare, tc.bare)
+		}
+	}
+}
+
+func findBin(name string) (string, error) {
+	for _, d := range filepath.SplitList(os.Getenv("PATH")) {
+		p := filepath.Join(d, name)
+		if st, err := os.Stat(p); err == nil && !st.IsDir() {
+			return p, nil
+		}
+	}
+	return "", fmt.Errorf("%s not found", name)
+}
