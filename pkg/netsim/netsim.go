@@ -70,7 +70,11 @@ func (n *NS) In(name string, args ...string) ([]byte, error) {
 // New creates a lab named name with its underlay namespace. name should be
 // short and unique per concurrent lab; leftovers of an earlier lab of the
 // same name are removed first.
+//
+// $VXVRF_LAB_PREFIX, when set, is put in front of every lab name, so two
+// runs of the suite on one machine keep apart.
 func New(name string) (*Lab, error) {
+	name = os.Getenv("VXVRF_LAB_PREFIX") + name
 	Sweep(name + "-")
 	l := &Lab{Name: name}
 	u, err := l.AddNS("underlay")
