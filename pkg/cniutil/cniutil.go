@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"syscall"
 
 	cnins "github.com/containernetworking/cni/pkg/ns"
@@ -148,4 +149,24 @@ func ValidAttachments(stdin []byte) (valid map[Attachment]bool, present bool, er
 		valid[Attachment{ContainerID: a.ContainerID, IfName: a.IfName}] = true
 	}
 	return valid, true, nil
+}
+
+// MergeDNS adds to dst what it lacks from src: nameservers, search domains
+// and options not already there, and the domain when dst has none.
+func MergeDNS(dst *types.DNS, src types.DNS) {
+	dst.Nameservers = appendMissing(dst.Nameservers, src.Nameservers)
+	dst.Search = appendMissing(dst.Search, src.Search)
+	dst.Options = appendMissing(dst.Options, src.Options)
+	if dst.Domain == "" {
+		dst.Domain = src.Domain
+	}
+}
+
+func appendMissing(dst, src []string) []string {
+	for _, s := range src {
+		if !slices.Contains(dst, s) {
+			dst = append(dst, s)
+		}
+	}
+	return dst
 }

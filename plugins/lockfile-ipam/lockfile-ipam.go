@@ -61,38 +61,8 @@ func buildResult(conf *NetConf, prev *current.Result, ips []*current.IPConfig) *
 		rc := *r
 		res.Routes = append(res.Routes, &rc)
 	}
-	mergeDNS(&res.DNS, conf.DNS)
+	cniutil.MergeDNS(&res.DNS, conf.DNS)
 	return res
-}
-
-// mergeDNS adds what dst lacks from src.
-func mergeDNS(dst *types.DNS, src types.DNS) {
-	has := func(list []string, s string) bool {
-		for _, x := range list {
-			if x == s {
-				return true
-			}
-		}
-		return false
-	}
-	for _, s := range src.Nameservers {
-		if !has(dst.Nameservers, s) {
-			dst.Nameservers = append(dst.Nameservers, s)
-		}
-	}
-	if dst.Domain == "" {
-		dst.Domain = src.Domain
-	}
-	for _, s := range src.Search {
-		if !has(dst.Search, s) {
-			dst.Search = append(dst.Search, s)
-		}
-	}
-	for _, s := range src.Options {
-		if !has(dst.Options, s) {
-			dst.Options = append(dst.Options, s)
-		}
-	}
 }
 
 func cmdDel(args *skel.CmdArgs) error {

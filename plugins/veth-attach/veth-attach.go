@@ -95,7 +95,7 @@ func cmdAdd(args *skel.CmdArgs) error {
 		newIPs, routes = ipamRes.IPs, ipamRes.Routes
 		res.IPs = append(res.IPs, ipamRes.IPs...)
 		res.Routes = append(res.Routes, ipamRes.Routes...)
-		mergeDNS(&res.DNS, ipamRes.DNS)
+		cniutil.MergeDNS(&res.DNS, ipamRes.DNS)
 	} else {
 		for _, ipc := range res.IPs {
 			if ipc.Interface == nil {
@@ -124,19 +124,6 @@ func cmdAdd(args *skel.CmdArgs) error {
 	}
 	success = true
 	return types.PrintResult(res, conf.CNIVersion)
-}
-
-func mergeDNS(dst *types.DNS, src types.DNS) {
-	if dst.IsEmpty() {
-		*dst = src
-		return
-	}
-	dst.Nameservers = append(dst.Nameservers, src.Nameservers...)
-	dst.Search = append(dst.Search, src.Search...)
-	dst.Options = append(dst.Options, src.Options...)
-	if dst.Domain == "" {
-		dst.Domain = src.Domain
-	}
 }
 
 func cmdDel(args *skel.CmdArgs) error {
