@@ -213,6 +213,13 @@ func ensureBridge(c *BridgeConf, mtu int, vrf netlink.Link) (netlink.Link, bool,
 		if err := netlink.LinkSetHardwareAddr(l, c.mac); err != nil {
 			return l, created, fmt.Errorf("set mac %s on bridge %s: %w", c.mac, c.Name, err)
 		}
+	} else if c.mac == nil && created {
+		// A bridge whose MAC was never set takes its lowest port's MAC, so
+		// the gateway's MAC would move as pods come and go. Setting the
+		// random MAC it was born with pins it.
+		if err := netlink.LinkSetHardwareAddr(l, l.Attrs().HardwareAddr); err != nil {
+			return l, created, fmt.Errorf("pin mac of bridge %s: %w", c.Name, err)
+		}
 	}
 	if vrf != nil {
 		// Enslaving to a VRF cycles the bridge; keep its IPv6 addresses
