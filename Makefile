@@ -13,7 +13,7 @@ GOTEST   := $(GO) test -count=1
 SHELL    := /bin/bash
 export GOFLAGS ?= -buildvcs=false
 
-.PHONY: all build demo test test-vrf deps test-unit vet fmt tidy install clean
+.PHONY: all build demo test test-vrf deps test-unit vet fmt tidy install image clean
 
 all: build
 
@@ -54,11 +54,22 @@ fmt:
 tidy:
 	$(GO) mod tidy
 
-# Installs the binaries (atomically: temp file, then rename) into $(DESTDIR)$(CNI_BIN_DIR).
-CNI_BIN_DIR ?= /opt/cni/bin
-install: build
-	install -d $(DESTDIR)$(CNI_BIN_DIR)
-	for p in $(PLUGINS); do install -m 0755 $(BIN)/$$p $(DESTDIR)$(CNI_BIN_DIR)/.$$p.tmp && mv -f $(DESTDIR)$(CNI_BIN_DIR)/.$$p.tmp $(DESTDIR)$(CNI_BIN_DIR)/$$p; done
+# Installs the binaries atomically (temp file, then rename) into
+# $(DESTDIR)$(CNI_BIN_DIR) with the same installer the DaemonSet runs; with
+# CLUSTER_CONFIG (and NODE_NAME, NODE_IP) it also renders this node's conflist.
+CNI_BIN_DIR    ?= /opt/cni/bin
+CNI_CONF_DIR   ?= /etc/cni/net.d
+CLUSTER_CONFIG ?=
+install: build $(BIN)/vxvrf-installer
+	$(BIN)/vxvrf-installer --once --root '$(or $(DESTDIR),/)' --src $(BIN) --plugins '$(PLUGINS)' \
+		--cni-bin-dir $(CNI_BIN_DIR) --cni-conf-dir $(CNI_CONF_DIR) $(if $(CLUSTER_CONFIG),--config '$(CLUSTER_CONFIG)')
+
+$(BIN)/vxvrf-installer: FORCE
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $@ ./deploy/installer
+
+# An OCI image of the installer and the plugins, built without a Docker daemon.
+image:
+	VERSION=$(VERSION) ./deploy/build-image.sh
 
 clean:
 	rm -rf $(BIN)
