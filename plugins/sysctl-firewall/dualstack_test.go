@@ -4,6 +4,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -74,8 +75,10 @@ func TestDualStack(t *testing.T) {
 	}
 }
 
-// TestRollback: ADD that fails after the IPv4 chains exist (ip6tables is
-// broken) removes them again, and the failure is a CNI error.
+// TestRollback: ADD that fails after the IPv4 chains exist (the IPv6
+// tools are broken: ip6tables itself, so there is no restore next to it
+// and the per-rule path fails; or only ip6tables-restore) removes them
+// again, and the failure is a CNI error.
 func TestRollback(t *testing.T) {
 	testutil.RequireRoot(t)
 	n := newNode(t, "sf-rb")
@@ -86,21 +89,96 @@ func TestRollback(t *testing.T) {
 		Address:   net.IPNet{IP: net.ParseIP("fd66::40"), Mask: net.CIDRMask(64, 128)},
 		Interface: &idx,
 	})
+	real6, err := findBin("ip6tables")
+	if err != nil {
+		t.Skip(err)
+	}
+	broken := "#!/bin/sh\necho broken >&2\nexit 3\n"
+	for name, files := range map[string]map[string]string{
+		"ip6tables":         {"ip6tables": broken},
+		"ip6tables-restore": {"ip6tables": "#!/bin/sh\nexec " + real6 + " \"$@\"\n", "ip6tables-restore": broken},
+	} {
+		t.Run(name, func(t *testing.T) {
+			dir := t.TempDir()
+			for f, body := range files {
+				if err := os.WriteFile(filepath.Join(dir, f), []byte(body), 0o755); err != nil {
+					t.Fatal(err)
+				}
+			}
+			cid := "sf-rb"
+			chain := naming.AttachmentChain(testNet, cid, "eth0")
+			conf := config(t, "1.1.0", map[string]any{"masquerade": true}, prev)
+			o := n.run(t, "ADD", cid, p, conf, "PATH="+dir+":"+os.Getenv("PATH"))
+			if e := o.CNIError(t); !strings.Contains(e.Msg, "ipv6") {
+				t.Fatalf("ADD failed, but not at the IPv6 step after the IPv4 chains: %s", e.Msg)
+			}
+			if s := n.save(t) + n.sh(t, "ip6tables-save"); strings.Contains(s, chain) {
+				t.Fatalf("failed ADD left its chain:\n%s", s)
+			}
+			// The same ADD with working tools succeeds: nothing was left over.
+			n.mustRun(t, "ADD", cid, p, conf)
+			n.mustRun(t, "DEL", cid, p, conf)
+		})
+	}
+}
+
+// TestRollbackPartial: iptables-restore commits table by table, so a
+// restore that fails in its last table (raw) has already committed filter
+// and nat. ADD retries once (as for a missing project chain), then fails
+// and deletes exactly the chains of the committed tables; another
+// attachment of the node is untouched.
+func TestRollbackPartial(t *testing.T) {
+	testutil.RequireRoot(t)
+	n := newNode(t, "sf-rbp")
+	p := n.addPod(t, "p", "sfh-rbp", "10.66.0.41/24")
+	q := n.addPod(t, "q", "sfh-rbq", "10.66.0.42/24")
+	extra := map[string]any{"masquerade": true, "antiSpoofing": true}
+	n.mustRun(t, "ADD", "sf-rbp-other", q, config(t, "1.1.0", extra, q.prevResult(t)))
+	before := n.save(t)
+	realRestore, err := findBin("iptables-restore")
+	if err != nil {
+		t.Skip(err)
+	}
+	realIPT, err := findBin("iptables")
+	if err != nil {
+		t.Skip(err)
+	}
 	dir := t.TempDir()
-	if err := os.WriteFile(filepath.Join(dir, "ip6tables"), []byte("#!/bin/sh\necho broken >&2\nexit 3\n"), 0o755); err != nil {
-		t.Fatal(err)
+	// The raw table's DROP rule gets a target that does not exist.
+	files := map[string]string{
+		"iptables":         "#!/bin/sh\nexec " + realIPT + " \"$@\"\n",
+		"iptables-restore": "#!/bin/sh\nsed 's/-j DROP/-j SFNOSUCH/' | " + realRestore + " \"$@\"\n",
 	}
-	cid := "sf-rb"
+	for f, body := range files {
+		if err := os.WriteFile(filepath.Join(dir, f), []byte(body), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cid := "sf-rbp"
 	chain := naming.AttachmentChain(testNet, cid, "eth0")
-	conf := config(t, "1.1.0", map[string]any{"masquerade": true}, prev)
+	conf := config(t, "1.1.0", extra, p.prevResult(t))
 	o := n.run(t, "ADD", cid, p, conf, "PATH="+dir+":"+os.Getenv("PATH"))
-	if e := o.CNIError(t); !strings.Contains(e.Msg, "ipv6") {
-		t.Fatalf("ADD failed, but not at the IPv6 step after the IPv4 chains: %s", e.Msg)
+	if e := o.CNIError(t); !strings.Contains(e.Msg, "raw") {
+		t.Fatalf("ADD failed, but not in the raw table: %s", e.Msg)
 	}
-	if s := n.save(t); strings.Contains(s, chain) {
-		t.Fatalf("failed ADD left its IPv4 chain:\n%s", s)
+	if after := n.save(t); strings.Contains(after, chain) || stripSaveComments(after) != stripSaveComments(before) {
+		t.Fatalf("failed ADD changed iptables:\nbefore:\n%s\nafter:\n%s", before, after)
 	}
-	// The same ADD with a working ip6tables succeeds: nothing was left over.
 	n.mustRun(t, "ADD", cid, p, conf)
+	n.mustRun(t, "CHECK", cid, p, conf)
 	n.mustRun(t, "DEL", cid, p, conf)
+}
+
+var saveCounters = regexp.MustCompile(`\[\d+:\d+\]`)
+
+// stripSaveComments drops iptables-save's "#" lines (they carry a date)
+// and zeroes chain counters.
+func stripSaveComments(s string) string {
+	var out []string
+	for _, l := range strings.Split(s, "\n") {
+		if !strings.HasPrefix(l, "#") {
+			out = append(out, saveCounters.ReplaceAllString(l, "[0:0]"))
+		}
+	}
+	return strings.Join(out, "\n")
 }

@@ -28,7 +28,7 @@ type node struct {
 	*netsim.Node
 }
 
-func newNode(t *testing.T, lab string) *node {
+func newNode(t testing.TB, lab string) *node {
 	t.Helper()
 	l := testutil.NewLab(t, lab)
 	n, err := l.AddNode("n")
@@ -43,7 +43,7 @@ func newNode(t *testing.T, lab string) *node {
 	return nd
 }
 
-func (n *node) sh(t *testing.T, name string, args ...string) string {
+func (n *node) sh(t testing.TB, name string, args ...string) string {
 	t.Helper()
 	out, err := n.In(name, args...)
 	if err != nil {
@@ -60,7 +60,7 @@ type pod struct {
 	addr     string // CIDR
 }
 
-func (n *node) addPod(t *testing.T, role, hostVeth, cidr string) *pod {
+func (n *node) addPod(t testing.TB, role, hostVeth, cidr string) *pod {
 	t.Helper()
 	p, err := n.lab.AddNS(role)
 	if err != nil {
@@ -82,7 +82,7 @@ func (n *node) addPod(t *testing.T, role, hostVeth, cidr string) *pod {
 
 // prevResult describes the pod as veth-attach would: bridge, host veth,
 // pod interface (with sandbox), and the address pointing at it.
-func (p *pod) prevResult(t *testing.T) *current.Result {
+func (p *pod) prevResult(t testing.TB) *current.Result {
 	t.Helper()
 	ip, n, err := net.ParseCIDR(p.addr)
 	if err != nil {
@@ -103,7 +103,7 @@ func (p *pod) prevResult(t *testing.T) *current.Result {
 
 // config renders a network config at version v with extra keys and, when
 // prev is not nil, prevResult converted to v.
-func config(t *testing.T, v string, extra map[string]any, prev *current.Result) []byte {
+func config(t testing.TB, v string, extra map[string]any, prev *current.Result) []byte {
 	t.Helper()
 	m := map[string]any{"cniVersion": v, "name": testNet, "type": plugin}
 	for k, val := range extra {
@@ -120,7 +120,7 @@ func config(t *testing.T, v string, extra map[string]any, prev *current.Result) 
 }
 
 // asVersion is prev converted to v, as generic JSON.
-func asVersion(t *testing.T, prev *current.Result, v string) any {
+func asVersion(t testing.TB, prev *current.Result, v string) any {
 	t.Helper()
 	r, err := prev.GetAsVersion(v)
 	if err != nil {
@@ -137,7 +137,7 @@ func asVersion(t *testing.T, prev *current.Result, v string) any {
 	return out
 }
 
-func jsonEqual(t *testing.T, got []byte, want any) {
+func jsonEqual(t testing.TB, got []byte, want any) {
 	t.Helper()
 	var g any
 	if err := json.Unmarshal(got, &g); err != nil {
@@ -148,7 +148,7 @@ func jsonEqual(t *testing.T, got []byte, want any) {
 	}
 }
 
-func (n *node) run(t *testing.T, cmd, cid string, p *pod, conf []byte, env ...string) testutil.Outcome {
+func (n *node) run(t testing.TB, cmd, cid string, p *pod, conf []byte, env ...string) testutil.Outcome {
 	t.Helper()
 	inv := testutil.Invocation{Plugin: plugin, Command: cmd, ContainerID: cid, IfName: "eth0", Config: conf, Env: env}
 	if p != nil {
@@ -157,7 +157,7 @@ func (n *node) run(t *testing.T, cmd, cid string, p *pod, conf []byte, env ...st
 	return testutil.Run(t, n.NS.NetNS, inv)
 }
 
-func (n *node) mustRun(t *testing.T, cmd, cid string, p *pod, conf []byte, env ...string) []byte {
+func (n *node) mustRun(t testing.TB, cmd, cid string, p *pod, conf []byte, env ...string) []byte {
 	t.Helper()
 	o := n.run(t, cmd, cid, p, conf, env...)
 	if o.Err != nil {
@@ -167,14 +167,14 @@ func (n *node) mustRun(t *testing.T, cmd, cid string, p *pod, conf []byte, env .
 }
 
 // save is iptables-save (v4) of the node.
-func (n *node) save(t *testing.T) string {
+func (n *node) save(t testing.TB) string {
 	t.Helper()
 	return n.sh(t, "iptables-save")
 }
 
 // ping from the pod; true when a reply came back (to any of 3 probes, so
 // a loaded machine does not turn a slow first ARP into a failure).
-func (p *pod) ping(t *testing.T, dst string, src string) bool {
+func (p *pod) ping(t testing.TB, dst string, src string) bool {
 	t.Helper()
 	args := []string{"-c", "3", "-i", "0.2", "-W", "2"}
 	if src != "" {
@@ -184,7 +184,7 @@ func (p *pod) ping(t *testing.T, dst string, src string) bool {
 	return err == nil
 }
 
-func (p *pod) read(t *testing.T, path string) string {
+func (p *pod) read(t testing.TB, path string) string {
 	t.Helper()
 	out, err := p.In("cat", path)
 	if err != nil {
@@ -195,7 +195,7 @@ func (p *pod) read(t *testing.T, path string) string {
 
 // counter returns the packet count of the first rule of chain (table)
 // whose text contains match, from `iptables -S -v`-like listing.
-func (n *node) counter(t *testing.T, table, chain, match string) int {
+func (n *node) counter(t testing.TB, table, chain, match string) int {
 	t.Helper()
 	out := n.sh(t, "iptables", "-t", table, "-L", chain, "-n", "-v", "-x")
 	for _, line := range strings.Split(out, "\n") {
@@ -210,7 +210,7 @@ func (n *node) counter(t *testing.T, table, chain, match string) int {
 	return 0
 }
 
-func mustJSON(t *testing.T, v any) []byte {
+func mustJSON(t testing.TB, v any) []byte {
 	t.Helper()
 	b, err := json.Marshal(v)
 	if err != nil {

@@ -188,9 +188,9 @@ func checkAttachment(ipt *iptables.IPTables, f Family, a attachment, tables map[
 }
 
 // listAttachments returns the attachments of network that have a jump in
-// any project chain of this family.
-func listAttachments(ipt *iptables.IPTables, network string) (map[cniutil.Attachment]bool, error) {
-	found := map[cniutil.Attachment]bool{}
+// any project chain of this family, with the tables where they do.
+func listAttachments(ipt *iptables.IPTables, network string) (map[cniutil.Attachment][]string, error) {
+	found := map[cniutil.Attachment][]string{}
 	var errs []error
 	for _, h := range Hooks {
 		// iptables-nft answers -S on a chain of a table it never created
@@ -207,7 +207,9 @@ func listAttachments(ipt *iptables.IPTables, network string) (map[cniutil.Attach
 			continue
 		}
 		for _, a := range parseTags(lines, network) {
-			found[a] = true
+			if !contains(found[a], h.Table) {
+				found[a] = append(found[a], h.Table)
+			}
 		}
 	}
 	return found, errors.Join(errs...)

@@ -7,7 +7,6 @@ import (
 	"github.com/containernetworking/cni/pkg/skel"
 	"github.com/containernetworking/cni/pkg/types"
 	current "github.com/containernetworking/cni/pkg/types/100"
-	"github.com/coreos/go-iptables/iptables"
 
 	"github.com/vxvrf/cni/pkg/cniutil"
 )
@@ -96,10 +95,11 @@ func cmdAdd(args *skel.CmdArgs) error {
 }
 
 // ensureRules installs the attachment's rules for every family that has
-// some; on failure it removes the chains it created.
+// some (one iptables-restore per family on the common path); on failure it
+// removes the chains it created.
 func ensureRules(a attachment, rules Rules) (err error) {
 	type made struct {
-		ipt    *iptables.IPTables
+		x      *xtables
 		tables []string
 	}
 	var done []made
@@ -109,17 +109,14 @@ func ensureRules(a attachment, rules Rules) (err error) {
 		}
 		for _, m := range done {
 			if len(m.tables) > 0 {
-				_ = deleteAttachment(m.ipt, a, m.tables)
+				_ = m.x.del(a, m.tables, false)
 			}
 		}
 	}()
 	for _, f := range rules.Families() {
-		ipt, err := newIPTables(f)
-		if err != nil {
-			return err
-		}
-		created, err := ensureAttachment(ipt, a, rules[f])
-		done = append(done, made{ipt, created})
+		x := newXtables(f)
+		created, err := x.add(a, rules[f])
+		done = append(done, made{x, created})
 		if err != nil {
 			if errors.Is(err, errAttachmentExists) {
 				return cniutil.Errorf(types.ErrInternal, "%s: %v (ADD repeated without DEL?)", f, err)
@@ -145,7 +142,22 @@ func cmdDel(args *skel.CmdArgs) error {
 	if err != nil {
 		return err
 	}
-	return deleteRules(attachmentOf(conf, args), delFamilies(conf))
+	return deleteRules(attachmentOf(conf, args), delFamilies(conf), delTables(conf))
+}
+
+// delTables are the tables this config gives rules in (filter always, nat
+// with masquerade, raw with antiSpoofing): DEL's restore deletes jump and
+// chain there and checks the other tables for a leftover chain (an ADD
+// with another config); see renderDel.
+func delTables(conf *NetConf) []string {
+	out := []string{"filter"}
+	if conf.Masquerade {
+		out = append(out, "nat")
+	}
+	if conf.AntiSpoofing {
+		out = append(out, "raw")
+	}
+	return out
 }
 
 // delFamilies is both families, or only those of prevResult's addresses
@@ -169,15 +181,10 @@ func delFamilies(conf *NetConf) []Family {
 	return out
 }
 
-func deleteRules(a attachment, families []Family) error {
+func deleteRules(a attachment, families []Family, tables []string) error {
 	var errs []error
 	for _, f := range families {
-		ipt, err := newIPTables(f)
-		if err != nil {
-			// No binary for this family: ADD cannot have made rules in it.
-			continue
-		}
-		if err := deleteAttachment(ipt, a, nil); err != nil {
+		if err := newXtables(f).del(a, tables, true); err != nil {
 			errs = append(errs, fmt.Errorf("%s: %w", f, err))
 		}
 	}
@@ -208,7 +215,13 @@ func cmdCheck(args *skel.CmdArgs) error {
 	}
 	a := attachmentOf(conf, args)
 	for _, f := range p.rules.Families() {
-		ipt, err := newIPTables(f)
+		x := newXtables(f)
+		if x.check(a, p.rules[f]) {
+			continue
+		}
+		// Something is missing (or no restore): go-iptables rule by rule
+		// names the first missing piece.
+		ipt, err := x.iptables()
 		if err != nil {
 			return err
 		}
@@ -231,8 +244,9 @@ func cmdStatus(args *skel.CmdArgs) error {
 }
 
 // cmdGC deletes every attachment of this network found in the project
-// chains that is not in cni.dev/valid-attachments. Without that key it
-// releases nothing.
+// chains that is not in cni.dev/valid-attachments (one restore each, for
+// the tables where its jump was found). Without that key it releases
+// nothing.
 func cmdGC(args *skel.CmdArgs) error {
 	conf, err := parseConfig(args.StdinData)
 	if err != nil {
@@ -244,7 +258,11 @@ func cmdGC(args *skel.CmdArgs) error {
 	}
 	var errs []error
 	for _, f := range Families {
-		ipt, err := newIPTables(f)
+		x := newXtables(f)
+		if x.path == "" {
+			continue
+		}
+		ipt, err := x.iptables()
 		if err != nil {
 			continue
 		}
@@ -252,12 +270,12 @@ func cmdGC(args *skel.CmdArgs) error {
 		if err != nil {
 			errs = append(errs, fmt.Errorf("%s: %w", f, err))
 		}
-		for at := range found {
+		for at, tables := range found {
 			if valid[at] {
 				continue
 			}
 			a := attachment{Network: conf.Name, ContainerID: at.ContainerID, IfName: at.IfName}
-			if err := deleteAttachment(ipt, a, nil); err != nil {
+			if err := x.del(a, tables, true); err != nil {
 				errs = append(errs, fmt.Errorf("%s %s/%s: %w", f, at.ContainerID, at.IfName, err))
 			}
 		}

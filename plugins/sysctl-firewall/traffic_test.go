@@ -193,15 +193,17 @@ func TestConcurrentAdd(t *testing.T) {
 	}
 }
 
-// TestExecCount counts iptables execs per ADD and DEL through wrappers on
-// PATH (the numbers are in the README).
+// TestExecCount counts iptables execs (iptables, ip6tables and their
+// -restore) per ADD and DEL through wrappers on PATH (the numbers are in
+// the README). The wrappers are scripts, so the plugin takes the restore
+// next to them (findRestore), which runs the real one.
 func TestExecCount(t *testing.T) {
 	testutil.RequireRoot(t)
 	n := newNode(t, "sf-cnt")
 	p := n.addPod(t, "p", "sfh-cnt", "10.66.0.20/24")
 	dir := t.TempDir()
 	log := filepath.Join(dir, "log")
-	for _, bin := range []string{"iptables", "ip6tables"} {
+	for _, bin := range []string{"iptables", "ip6tables", "iptables-restore", "ip6tables-restore"} {
 		real, err := findBin(bin)
 		if err != nil {
 			t.Skip(err)
@@ -212,9 +214,11 @@ func TestExecCount(t *testing.T) {
 		}
 	}
 	env := "PATH=" + dir + ":" + os.Getenv("PATH")
+	var lines string
 	count := func() int {
 		b, _ := os.ReadFile(log)
 		_ = os.Remove(log)
+		lines += string(b)
 		return strings.Count(string(b), "\n")
 	}
 	for _, tc := range []struct {
@@ -224,26 +228,32 @@ func TestExecCount(t *testing.T) {
 		del   int // DEL with prevResult (IPv4 only)
 		bare  int // DEL without prevResult (both families)
 	}{
-		{"filter only", nil, 6, 8, 12},
-		{"masquerade+antiSpoofing", map[string]any{"masquerade": true, "antiSpoofing": true}, 14, 16, 20},
+		{"filter only", nil, 1, 1, 6},
+		{"masquerade+antiSpoofing", map[string]any{"masquerade": true, "antiSpoofing": true}, 1, 1, 6},
 	} {
 		conf := config(t, "1.1.0", tc.extra, p.prevResult(t))
 		// Warm up the project-wide chains, as on a node with pods.
 		n.mustRun(t, "ADD", "sf-cnt-warm", p, conf)
 		n.mustRun(t, "DEL", "sf-cnt-warm", p, conf)
 		count()
+		lines = ""
 		n.mustRun(t, "ADD", "sf-cnt", p, conf, env)
 		add := count()
+		n.mustRun(t, "CHECK", "sf-cnt", p, conf, env)
+		check := count()
 		n.mustRun(t, "DEL", "sf-cnt", p, conf, env)
 		del := count()
 		n.mustRun(t, "ADD", "sf-cnt", p, conf)
 		count()
 		n.mustRun(t, "DEL", "sf-cnt", nil, config(t, "1.1.0", tc.extra, nil), env)
 		bare := count()
-		t.Logf("%s: ADD %d iptables execs, DEL %d, DEL without prevResult %d", tc.name, add, del, bare)
-		if add > tc.add || del > tc.del || bare > tc.bare {
-			t.Fatalf("%s: ADD %d (max %d), DEL %d (max %d), bare DEL %d (max %d) iptables execs",
-				tc.name, add, tc.add, del, tc.del, bare, tc.bare)
+		if s := n.save(t) + n.sh(t, "ip6tables-save"); strings.Contains(s, "vxvrf:"+testNet+":sf-cnt:") {
+			t.Fatalf("%s: DEL left rules:\n%s", tc.name, s)
+		}
+		t.Logf("%s: ADD %d iptables execs, CHECK %d, DEL %d, DEL without prevResult %d\n%s", tc.name, add, check, del, bare, lines)
+		if add > tc.add || check > 1 || del > tc.del || bare > tc.bare {
+			t.Fatalf("%s: ADD %d (max %d), CHECK %d (max 1), DEL %d (max %d), bare DEL %d (max %d) iptables execs",
+				tc.name, add, tc.add, check, del, tc.del, bare, tc.bare)
 		}
 	}
 }
