@@ -13,7 +13,7 @@ GOTEST   := $(GO) test -count=1
 SHELL    := /bin/bash
 export GOFLAGS ?= -buildvcs=false
 
-.PHONY: all build demo test test-vrf deps test-unit vet fmt tidy install image clean
+.PHONY: all build demo demo-cluster test test-vrf deps test-unit vet fmt tidy install image clean
 
 all: build
 
@@ -29,6 +29,10 @@ deps:
 
 demo: build deps
 	$(GO) run ./integration/demo -bin $(BIN) -conflist conflist/vxvrf.conflist
+
+# Three simulated nodes, a router and an external host: prints who reaches whom.
+demo-cluster: build deps
+	$(GO) run ./integration/cluster-demo -bin $(BIN)
 
 # Everything; as root (the tests create network namespaces, never touching the host's own).
 test: build deps vet

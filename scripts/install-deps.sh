@@ -43,3 +43,10 @@ if [ -n "$need" ]; then
   log "go install reference plugins @$PLUGINS_VERSION"
   (cd /tmp && CGO_ENABLED=0 GOBIN="$TOOLS/cni" go install $need)
 fi
+
+# FRR for the evpn test, unpacked (not installed: the package would start FRR
+# in this machine's own network namespace) into /var/cache/vxvrf-frr.
+if ! integration/cluster/frr-extract.sh >/dev/null 2>&1; then
+  apt-get update -qq
+  integration/cluster/frr-extract.sh >&2
+fi

@@ -20,7 +20,7 @@ cd "$(dirname "$0")/.."
 ROOT=$PWD
 export GOFLAGS=${GOFLAGS:--buildvcs=false} CGO_ENABLED=0
 GO=${GO:-go}
-VRF_PKGS=${VRF_PKGS:-./integration/vrf ./plugins/vrf-vxlan-bridge ./plugins/veth-attach}
+VRF_PKGS=${VRF_PKGS:-./integration/vrf ./integration/cluster ./plugins/vrf-vxlan-bridge ./plugins/veth-attach}
 REQUIRED_PKGS="./integration/vrf"
 PLUGINS="infra-ensure vrf-vxlan-bridge lockfile-ipam veth-attach sysctl-firewall"
 RUN_PATTERN=${VRF_RUN:-VRF}

@@ -32,12 +32,23 @@ type NetConf struct {
 	VRF    *VRFConf   `json:"vrf,omitempty"`
 	Bridge BridgeConf `json:"bridge,omitempty"`
 	VXLAN  *VXLANConf `json:"vxlan,omitempty"`
+	// AnycastGateway gives every node's bridge the same gateway MAC
+	// (bridge.mac, else naming.AnycastGatewayMAC) and keeps ARP/ND for
+	// the gateway on the node; see anycast().
+	AnycastGateway bool `json:"anycastGateway,omitempty"`
 }
+
+// anycast is whether the bridge is an anycast gateway: anycastGateway, or a
+// fixed bridge.mac (the same MAC on every node needs the same protections).
+func (c *NetConf) anycast() bool { return c.AnycastGateway || c.Bridge.mac != nil }
 
 // VRFConf configures the network's VRF; absent means no VRF.
 type VRFConf struct {
 	Name  string `json:"name,omitempty"`
 	Table int64  `json:"table"`
+	// Egress routes the VRF's traffic for outside the overlay through the
+	// node's uplink (see egress.go).
+	Egress bool `json:"egress,omitempty"`
 }
 
 // BridgeConf configures the network's bridge.
@@ -102,6 +113,9 @@ func parseConfig(stdin []byte) (*NetConf, error) {
 		if r, ok := reservedTables[t]; ok {
 			return bad("vrf.table %d is the kernel's reserved %s table", t, r)
 		}
+		if conf.VRF.Egress && t > MaxEgressTable {
+			return bad("vrf.table %d: with vrf.egress the table is also the conntrack zone and mark, at most %d", t, MaxEgressTable)
+		}
 	}
 	if conf.Bridge.Name == "" {
 		conf.Bridge.Name = naming.BridgeName(conf.Name)
@@ -121,6 +135,9 @@ func parseConfig(stdin []byte) (*NetConf, error) {
 			return bad("bridge.mac %s is a multicast address", conf.Bridge.MAC)
 		}
 		conf.Bridge.mac = mac
+	}
+	if conf.AnycastGateway && conf.Bridge.mac == nil {
+		conf.Bridge.mac = naming.AnycastGatewayMAC(conf.Name)
 	}
 	if conf.VRF != nil && conf.VRF.Name == conf.Bridge.Name {
 		return bad("vrf.name and bridge.name are both %q", conf.VRF.Name)

@@ -131,3 +131,42 @@ func TestParseConfigGood(t *testing.T) {
 		}
 	}
 }
+
+func TestParseConfigAnycast(t *testing.T) {
+	for _, tc := range []struct {
+		conf    string
+		anycast bool
+		mac     string
+	}{
+		{`{"cniVersion":"1.0.0","name":"red","type":"x","vxlan":{"vni":7}}`, false, ""},
+		{`{"cniVersion":"1.0.0","name":"red","type":"x","anycastGateway":true,"vxlan":{"vni":7}}`, true, naming.AnycastGatewayMAC("red").String()},
+		{`{"cniVersion":"1.0.0","name":"red","type":"x","anycastGateway":true,"bridge":{"mac":"02:00:00:00:00:09"}}`, true, "02:00:00:00:00:09"},
+		{`{"cniVersion":"1.0.0","name":"red","type":"x","bridge":{"mac":"02:00:00:00:00:09"}}`, true, "02:00:00:00:00:09"},
+	} {
+		conf, err := parseConfig([]byte(tc.conf))
+		if err != nil {
+			t.Fatalf("%s: %v", tc.conf, err)
+		}
+		if conf.anycast() != tc.anycast || conf.Bridge.mac.String() != tc.mac {
+			t.Errorf("%s: anycast %t mac %q, want %t %q", tc.conf, conf.anycast(), conf.Bridge.mac, tc.anycast, tc.mac)
+		}
+	}
+	if _, err := parseConfig([]byte(`{"cniVersion":"1.0.0","name":"red","type":"x","anycastGateway":"yes"}`)); err == nil {
+		t.Error("anycastGateway as a string accepted")
+	}
+}
+
+func TestParseConfigEgress(t *testing.T) {
+	conf, err := parseConfig([]byte(`{"cniVersion":"1.0.0","name":"red","type":"x","vrf":{"table":100,"egress":true}}`))
+	if err != nil || !conf.VRF.Egress {
+		t.Fatalf("%+v %v", conf, err)
+	}
+	if EgressMark(100) != 0x640000 {
+		t.Errorf("mark %#x", EgressMark(100))
+	}
+	_, err = parseConfig([]byte(`{"cniVersion":"1.0.0","name":"red","type":"x","vrf":{"table":70000,"egress":true}}`))
+	var te *types.Error
+	if !errors.As(err, &te) || te.Code != 7 {
+		t.Errorf("table 70000 with egress: %v, want code 7", err)
+	}
+}

@@ -189,7 +189,7 @@ func checkVRFLink(l netlink.Link, c *VRFConf) error {
 
 // ensureBridge creates or adjusts the bridge (MTU, MAC), enslaves it to the
 // VRF and sets it up.
-func ensureBridge(c *BridgeConf, mtu int, vrf netlink.Link) (netlink.Link, bool, error) {
+func ensureBridge(c *BridgeConf, mtu int, vrf netlink.Link, anycast bool) (netlink.Link, bool, error) {
 	l, created, err := ensureLink(&netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: c.Name, HardwareAddr: c.mac}})
 	if err != nil {
 		return nil, false, err
@@ -233,11 +233,21 @@ func ensureBridge(c *BridgeConf, mtu int, vrf netlink.Link) (netlink.Link, bool,
 			return l, created, err
 		}
 	}
+	if anycast {
+		// Every node's bridge has the same MAC, so the same IPv6 link-local
+		// address: it is an anycast address like the gateway itself, and DAD
+		// across the overlay would only mark it failed.
+		if key := "net/ipv6/conf/" + c.Name + "/accept_dad"; sysctl.Exists(key) {
+			if err := sysctl.Set(key, "0"); err != nil {
+				return l, created, err
+			}
+		}
+	}
 	return l, created, setUp(l)
 }
 
 // ensureVXLAN creates or verifies the VXLAN device and plugs it into the bridge.
-func ensureVXLAN(c *VXLANConf, u *underlay, mtu int, br netlink.Link) (netlink.Link, bool, error) {
+func ensureVXLAN(c *VXLANConf, u *underlay, mtu int, br netlink.Link, anycast bool) (netlink.Link, bool, error) {
 	want := &netlink.Vxlan{
 		LinkAttrs:    netlink.LinkAttrs{Name: c.Name(), MTU: mtu},
 		VxlanId:      int(c.VNI),
@@ -265,14 +275,26 @@ func ensureVXLAN(c *VXLANConf, u *underlay, mtu int, br netlink.Link) (netlink.L
 	if err := setMaster(l, br); err != nil {
 		return l, created, err
 	}
+	// The network's gateway address is on every node's bridge: ARP/ND for
+	// it must be answered by the pod's own node, never flooded into the
+	// overlay (every node would answer, and the last answer - another
+	// node's bridge - would win). neigh_suppress on the VXLAN port does
+	// that: the bridge does not flood requests for its own addresses to
+	// the port (it also answers requests for neighbours it knows behind
+	// the port, which is what EVPN speakers expect).
+	if err := netlink.LinkSetBrNeighSuppress(l, true); err != nil {
+		return l, created, fmt.Errorf("neigh_suppress on %s: %w", c.Name(), err)
+	}
+	if anycast {
+		if err := ensureAnycast(l, br.Attrs().HardwareAddr, u.local, c); err != nil {
+			return l, created, err
+		}
+	}
 	if c.EVPN {
 		// What an EVPN speaker (FRR) expects of the bridge port: no MAC
-		// learning on it, ARP/ND suppression.
+		// learning on it (and neigh_suppress, above).
 		if err := netlink.LinkSetLearning(l, false); err != nil {
 			return l, created, fmt.Errorf("bridge port learning off on %s: %w", c.Name(), err)
-		}
-		if err := netlink.LinkSetBrNeighSuppress(l, true); err != nil {
-			return l, created, fmt.Errorf("neigh_suppress on %s: %w", c.Name(), err)
 		}
 	}
 	return l, created, setUp(l)
@@ -354,6 +376,19 @@ func floodNeigh(vx netlink.Link, ip net.IP) *netlink.Neigh {
 	}
 }
 
+// peers is the remotes list without the node's own VTEP address, so every
+// node can carry the same list (all nodes): a flood entry pointing at
+// oneself would hand every flooded frame back to this node.
+func peers(remotes []net.IP, local net.IP) []net.IP {
+	out := make([]net.IP, 0, len(remotes))
+	for _, ip := range remotes {
+		if !ip.Equal(local) {
+			out = append(out, ip)
+		}
+	}
+	return out
+}
+
 // ensureRemotes makes the all-zero FDB entries of the VXLAN device equal
 // the configured remotes: missing ones are appended, ones no longer listed
 // are removed. The list in the config is the truth.
@@ -404,4 +439,63 @@ func checkRemotes(vx netlink.Link, remotes []net.IP) error {
 func hostInterface(l netlink.Link) *current.Interface {
 	a := l.Attrs()
 	return &current.Interface{Name: a.Name, Mac: a.HardwareAddr.String(), Mtu: a.MTU}
+}
+
+// ensureAnycast keeps the anycast gateway node-local on the VXLAN port vx
+// of a bridge whose MAC is gw (neigh_suppress, set on every VXLAN port,
+// already keeps ARP/ND for the gateway on the node). In learning modes it
+// pins gw with a permanent FDB entry of the VXLAN device pointing at this
+// node's VTEP: the VXLAN device then never learns gw from another node and
+// drops frames arriving with gw as source (another node's bridge
+// speaking), so neither its FDB nor the bridge's ever sees the gateway MAC
+// move. The bridge never sends to gw through the port (gw is its own,
+// local, MAC), so the entry carries no traffic.
+func ensureAnycast(vx netlink.Link, gw net.HardwareAddr, local net.IP, c *VXLANConf) error {
+	if !c.learning() {
+		return nil
+	}
+	if err := netlink.NeighSet(anycastNeigh(vx, gw, local)); err != nil {
+		return fmt.Errorf("fdb replace %s dst %s dev %s self permanent: %w", gw, local, vx.Attrs().Name, err)
+	}
+	return nil
+}
+
+func anycastNeigh(vx netlink.Link, gw net.HardwareAddr, local net.IP) *netlink.Neigh {
+	return &netlink.Neigh{
+		LinkIndex:    vx.Attrs().Index,
+		Family:       syscall.AF_BRIDGE,
+		Flags:        netlink.NTF_SELF,
+		State:        netlink.NUD_PERMANENT,
+		HardwareAddr: gw,
+		IP:           local,
+	}
+}
+
+// checkNeighSuppress verifies neigh_suppress on the VXLAN port.
+func checkNeighSuppress(vx netlink.Link) error {
+	pi, err := netlink.LinkGetProtinfo(vx)
+	if err != nil {
+		return fmt.Errorf("bridge port flags of %s: %w", vx.Attrs().Name, err)
+	}
+	if !pi.NeighSuppress {
+		return fmt.Errorf("vxlan %s: neigh_suppress is off: ARP/ND for the gateway would cross the overlay", vx.Attrs().Name)
+	}
+	return nil
+}
+
+// checkAnycast verifies the anycast gateway's FDB pin.
+func checkAnycast(vx netlink.Link, gw net.HardwareAddr, local net.IP, c *VXLANConf) error {
+	if !c.learning() {
+		return nil
+	}
+	list, err := netlink.NeighList(vx.Attrs().Index, syscall.AF_BRIDGE)
+	if err != nil {
+		return fmt.Errorf("list fdb of %s: %w", vx.Attrs().Name, err)
+	}
+	for _, n := range list {
+		if bytes.Equal(n.HardwareAddr, gw) && n.Flags&netlink.NTF_SELF != 0 && n.State&netlink.NUD_PERMANENT != 0 && ipEqual(n.IP, local) {
+			return nil
+		}
+	}
+	return fmt.Errorf("vxlan %s lacks the permanent fdb entry %s dst %s for the anycast gateway", vx.Attrs().Name, gw, local)
 }

@@ -573,3 +573,80 @@ func TestTraffic(t *testing.T) {
 		})
 	}
 }
+
+// TestAnycastDevices: anycastGateway gives the bridge the derived MAC,
+// accept_dad 0, neigh_suppress on the VXLAN port and the permanent FDB pin
+// of the gateway MAC to the local VTEP; CHECK notices when the pin or
+// neigh_suppress goes. (The behaviour across nodes is proven in
+// integration/cluster TestAnycastGateway.)
+func TestAnycastDevices(t *testing.T) {
+	node, pod := labNode(t, "vb-any")
+	conf := netConf("1.1.0", "any", map[string]any{"anycastGateway": true, "vxlan": map[string]any{"vni": 460, "remotes": []string{"198.18.0.22"}}})
+	testutil.MustRun(t, node.NetNS, inv("ADD", "c1", pod, conf))
+	mac := naming.AnycastGatewayMAC("any").String()
+	br := naming.BridgeName("any")
+	if got := mustLink(t, node, br).Attrs().HardwareAddr.String(); got != mac {
+		t.Errorf("bridge MAC %s, want %s", got, mac)
+	}
+	if out, err := node.In("cat", "/proc/sys/net/ipv6/conf/"+br+"/accept_dad"); err != nil || strings.TrimSpace(string(out)) != "0" {
+		t.Errorf("accept_dad on %s: %q %v, want 0", br, out, err)
+	}
+	out, err := node.In("bridge", "fdb", "show", "dev", "vxlan-460")
+	if err != nil {
+		t.Fatal(err)
+	}
+	pin := mac + " dst " + node.Addr.String() + " self permanent"
+	if !strings.Contains(string(out), pin) {
+		t.Errorf("no %q in the VXLAN FDB:\n%s", pin, out)
+	}
+	testutil.MustRun(t, node.NetNS, inv("CHECK", "c1", pod, conf))
+	testutil.MustRun(t, node.NetNS, inv("ADD", "c2", pod, conf)) // idempotent
+	if _, err := node.In("bridge", "fdb", "del", mac, "dev", "vxlan-460", "self", "dst", node.Addr.String()); err != nil {
+		t.Fatal(err)
+	}
+	testutil.Run(t, node.NetNS, inv("CHECK", "c1", pod, conf)).CNIError(t)
+	testutil.MustRun(t, node.NetNS, inv("ADD", "c3", pod, conf)) // restores it
+	testutil.MustRun(t, node.NetNS, inv("CHECK", "c1", pod, conf))
+	if _, err := node.In("bridge", "link", "set", "dev", "vxlan-460", "neigh_suppress", "off"); err != nil {
+		t.Fatal(err)
+	}
+	testutil.Run(t, node.NetNS, inv("CHECK", "c1", pod, conf)).CNIError(t)
+}
+
+// TestVRFEgress: vrf.egress copies the node's default route into the VRF
+// table and adds the reply rule (fwmark table<<16/0xffff0000 lookup
+// table); CHECK notices the rule gone; GC removes rule and routes. (The
+// traffic is proven in integration/cluster TestTenantEgressVRF.)
+func TestVRFEgress(t *testing.T) {
+	node, pod := labNode(t, "vb-vegr")
+	testutil.RequireVRF(t, node.NS)
+	vrf := map[string]any{"table": 300, "egress": true}
+	conf := netConf("1.1.0", "egr", map[string]any{"vrf": vrf, "vxlan": map[string]any{"vni": 1300}})
+	testutil.MustRun(t, node.NetNS, inv("ADD", "c1", pod, conf))
+	out, err := node.In("ip", "route", "show", "table", "300")
+	if err != nil || !strings.Contains(string(out), "default via "+netsim.UnderlayGateway+" dev eth0") {
+		t.Errorf("table 300 lacks the egress default route: %s %v", out, err)
+	}
+	rule := "fwmark 0x12c0000/0xffff0000 lookup 300"
+	if out, _ := node.In("ip", "rule", "show"); !strings.Contains(string(out), rule) {
+		t.Errorf("no rule %q:\n%s", rule, out)
+	}
+	testutil.MustRun(t, node.NetNS, inv("CHECK", "c1", pod, conf))
+	testutil.MustRun(t, node.NetNS, inv("ADD", "c2", pod, conf)) // idempotent
+	if out, _ := node.In("ip", "rule", "show"); strings.Count(string(out), rule) != 1 {
+		t.Errorf("rule %q not exactly once after a second ADD:\n%s", rule, out)
+	}
+	if _, err := node.In("ip", "rule", "del", "pref", "900"); err != nil {
+		t.Fatal(err)
+	}
+	testutil.Run(t, node.NetNS, inv("CHECK", "c1", pod, conf)).CNIError(t)
+	gc := netConf("1.1.0", "egr", map[string]any{"vrf": vrf, "vxlan": map[string]any{"vni": 1300}, "cni.dev/valid-attachments": []any{}})
+	testutil.MustRun(t, node.NetNS, inv("ADD", "c3", pod, conf))
+	testutil.MustRun(t, node.NetNS, testutil.Invocation{Plugin: plugin, Command: "GC", Config: gc})
+	if out, _ := node.In("ip", "rule", "show"); strings.Contains(string(out), "lookup 300") {
+		t.Errorf("GC left the rule:\n%s", out)
+	}
+	if out, _ := node.In("ip", "route", "show", "table", "300"); strings.TrimSpace(string(out)) != "" {
+		t.Errorf("GC left routes in table 300:\n%s", out)
+	}
+}

@@ -8,6 +8,7 @@ import (
 
 	"github.com/containernetworking/cni/pkg/skel"
 	"github.com/containernetworking/cni/pkg/types"
+	current "github.com/containernetworking/cni/pkg/types/100"
 	"github.com/containernetworking/plugins/pkg/netlinksafe"
 	"github.com/vishvananda/netlink"
 
@@ -40,13 +41,16 @@ func cmdAdd(args *skel.CmdArgs) error {
 
 	// Roll back the devices this ADD created if a later step fails.
 	var created []string
-	success := false
+	success, vrfCreated := false, false
 	defer func() {
 		if success {
 			return
 		}
 		for i := len(created) - 1; i >= 0; i-- {
 			_ = deleteLink(created[i])
+		}
+		if vrfCreated {
+			_ = deleteEgress(conf.VRF.Table)
 		}
 	}()
 	track := func(l netlink.Link, isNew bool) {
@@ -66,9 +70,10 @@ func cmdAdd(args *skel.CmdArgs) error {
 			return wrap(err)
 		}
 		vrf = l
+		vrfCreated = isNew
 		names = append(names, conf.VRF.Name)
 	}
-	br, isNew, err := ensureBridge(&conf.Bridge, mtu, vrf)
+	br, isNew, err := ensureBridge(&conf.Bridge, mtu, vrf, conf.anycast())
 	if br != nil {
 		track(br, isNew)
 	}
@@ -77,7 +82,7 @@ func cmdAdd(args *skel.CmdArgs) error {
 	}
 	names = append(names, conf.Bridge.Name)
 	if conf.VXLAN != nil {
-		vx, isNew, err := ensureVXLAN(conf.VXLAN, u, mtu, br)
+		vx, isNew, err := ensureVXLAN(conf.VXLAN, u, mtu, br, conf.anycast())
 		if vx != nil {
 			track(vx, isNew)
 		}
@@ -85,11 +90,21 @@ func cmdAdd(args *skel.CmdArgs) error {
 			return wrap(err)
 		}
 		if len(conf.VXLAN.remotes) > 0 {
-			if err := ensureRemotes(vx, conf.VXLAN.remotes); err != nil {
+			if err := ensureRemotes(vx, peers(conf.VXLAN.remotes, u.local)); err != nil {
 				return wrap(err)
 			}
 		}
 		names = append(names, conf.VXLAN.Name())
+	}
+
+	if conf.VRF != nil && conf.VRF.Egress {
+		up, err := egressUplink(conf, prev, u)
+		if err != nil {
+			return err
+		}
+		if err := ensureEgress(conf.VRF, up); err != nil {
+			return wrap(err)
+		}
 	}
 
 	result := cniutil.NewResult(prev)
@@ -143,7 +158,28 @@ func cmdCheck(args *skel.CmdArgs) error {
 	if err := checkDevices(conf, u, mtu); err != nil {
 		return wrap(fmt.Errorf("check: %w", err))
 	}
+	if conf.VRF != nil && conf.VRF.Egress {
+		up, err := egressUplink(conf, prev, u)
+		if err != nil {
+			return err
+		}
+		if err := checkEgress(conf.VRF, up); err != nil {
+			return wrap(fmt.Errorf("check: %w", err))
+		}
+	}
 	return nil
+}
+
+// egressUplink is the VXLAN uplink, else the uplink found as for VXLAN.
+func egressUplink(conf *NetConf, prev *current.Result, u *underlay) (netlink.Link, error) {
+	if u != nil {
+		return u.link, nil
+	}
+	l, err := findUplink(conf, prev)
+	if err != nil {
+		return nil, cniutil.Errorf(types.ErrInvalidNetworkConfig, "vrf.egress: %v", err)
+	}
+	return l, nil
 }
 
 // checkDevices verifies the devices exist with the configured attributes.
@@ -195,7 +231,16 @@ func checkDevices(conf *NetConf, u *underlay, mtu int) error {
 	if vx.Attrs().Flags&net.FlagUp == 0 {
 		return fmt.Errorf("vxlan %s is down", conf.VXLAN.Name())
 	}
-	return checkRemotes(vx, conf.VXLAN.remotes)
+	if err := checkRemotes(vx, peers(conf.VXLAN.remotes, u.local)); err != nil {
+		return err
+	}
+	if err := checkNeighSuppress(vx); err != nil {
+		return err
+	}
+	if conf.anycast() {
+		return checkAnycast(vx, a.HardwareAddr, u.local, conf.VXLAN)
+	}
+	return nil
 }
 
 // cmdStatus answers 50 when VXLAN is configured and its uplink is missing,
@@ -242,7 +287,7 @@ func cmdGC(args *skel.CmdArgs) error {
 	}
 	errs = append(errs, deleteLink(conf.Bridge.Name))
 	if conf.VRF != nil {
-		errs = append(errs, deleteLink(conf.VRF.Name))
+		errs = append(errs, deleteLink(conf.VRF.Name), deleteEgress(conf.VRF.Table))
 	}
 	if err := errors.Join(errs...); err != nil {
 		return wrap(fmt.Errorf("gc: %w", err))

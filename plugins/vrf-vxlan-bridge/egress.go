@@ -1,0 +1,171 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"syscall"
+
+	"github.com/containernetworking/plugins/pkg/netlinksafe"
+	"github.com/vishvananda/netlink"
+)
+
+// VRF egress (vrf.egress). A pod in a VRF sends traffic for outside the
+// overlay to its gateway; the VRF's table knows only the pod subnet. With
+// egress, the table also gets the node's default route(s) through the
+// uplink (route leaking: the next hop is a device outside the VRF), so the
+// traffic leaves by the uplink, where sysctl-firewall masquerades it.
+//
+// Replies arrive on the uplink, outside any VRF; after the masquerade is
+// undone their destination is a pod address that several VRFs may share.
+// They are steered back by the connection mark: sysctl-firewall marks the
+// tenant's connections (conntrack mark table<<16, restored onto reply
+// packets in mangle PREROUTING) and this plugin adds the policy rule
+//
+//	fwmark <table<<16>/0xffff0000 lookup <table>  (priority EgressRulePriority)
+//
+// so the reply is routed by the tenant's table into the tenant's bridge.
+// The table doubles as the conntrack zone (CT --zone-orig) that keeps two
+// tenants' identical flows (same source address and port) apart, hence at
+// most 65535.
+const (
+	MaxEgressTable     = 1<<16 - 1
+	EgressMarkMask     = 0xffff0000
+	EgressRulePriority = 900 // before the l3mdev rule (1000) and main (32766)
+)
+
+// EgressMark is the connection mark of a VRF's egress connections.
+func EgressMark(table int64) uint32 { return uint32(table) << 16 }
+
+func egressRule(table int64, family int) *netlink.Rule {
+	r := netlink.NewRule()
+	r.Family = family
+	r.Mark = EgressMark(table)
+	m := uint32(EgressMarkMask)
+	r.Mask = &m
+	r.Table = int(table)
+	r.Priority = EgressRulePriority
+	return r
+}
+
+// mainDefaults returns the main table's default routes of the family
+// that leave through the uplink.
+func mainDefaults(up netlink.Link, family int) ([]netlink.Route, error) {
+	rs, err := netlinksafe.RouteListFiltered(family, &netlink.Route{Table: syscall.RT_TABLE_MAIN, LinkIndex: up.Attrs().Index}, netlink.RT_FILTER_TABLE|netlink.RT_FILTER_OIF)
+	if err != nil {
+		return nil, fmt.Errorf("list main-table routes of %s: %w", up.Attrs().Name, err)
+	}
+	var out []netlink.Route
+	for _, r := range rs {
+		if r.Dst == nil || r.Dst.IP.IsUnspecified() && ones(r.Dst) == 0 {
+			out = append(out, r)
+		}
+	}
+	return out, nil
+}
+
+func ones(n *net.IPNet) int { o, _ := n.Mask.Size(); return o }
+
+// leaked is the VRF-table copy of a main-table default route.
+func leaked(r netlink.Route, table int64) *netlink.Route {
+	return &netlink.Route{
+		Family:    r.Family,
+		Dst:       r.Dst,
+		Gw:        r.Gw,
+		LinkIndex: r.LinkIndex,
+		Table:     int(table),
+		Protocol:  r.Protocol,
+	}
+}
+
+// ensureEgress copies the uplink's main-table default routes into the VRF
+// table and adds the reply rule, for each family with a default route.
+func ensureEgress(c *VRFConf, up netlink.Link) error {
+	for _, fam := range []int{netlink.FAMILY_V4, netlink.FAMILY_V6} {
+		defs, err := mainDefaults(up, fam)
+		if err != nil {
+			return err
+		}
+		if len(defs) == 0 {
+			continue
+		}
+		for _, r := range defs {
+			if err := netlink.RouteReplace(leaked(r, c.Table)); err != nil {
+				return fmt.Errorf("vrf egress: default via %s dev %s table %d: %w", r.Gw, up.Attrs().Name, c.Table, err)
+			}
+		}
+		if err := netlink.RuleAdd(egressRule(c.Table, fam)); err != nil && !errors.Is(err, syscall.EEXIST) {
+			return fmt.Errorf("vrf egress: rule fwmark %#x/%#x lookup %d: %w", EgressMark(c.Table), uint32(EgressMarkMask), c.Table, err)
+		}
+	}
+	return nil
+}
+
+// checkEgress verifies a default route in the VRF table and the rule for
+// each family that has a default route on the uplink.
+func checkEgress(c *VRFConf, up netlink.Link) error {
+	for _, fam := range []int{netlink.FAMILY_V4, netlink.FAMILY_V6} {
+		defs, err := mainDefaults(up, fam)
+		if err != nil || len(defs) == 0 {
+			continue
+		}
+		rs, err := netlinksafe.RouteListFiltered(fam, &netlink.Route{Table: int(c.Table), LinkIndex: up.Attrs().Index}, netlink.RT_FILTER_TABLE|netlink.RT_FILTER_OIF)
+		if err != nil {
+			return fmt.Errorf("list table %d: %w", c.Table, err)
+		}
+		found := false
+		for _, r := range rs {
+			if r.Dst == nil || ones(r.Dst) == 0 {
+				found = true
+			}
+		}
+		if !found {
+			return fmt.Errorf("vrf %s: no egress default route via %s in table %d", c.Name, up.Attrs().Name, c.Table)
+		}
+		if !hasEgressRule(c.Table, fam) {
+			return fmt.Errorf("vrf %s: no rule fwmark %#x/%#x lookup %d", c.Name, EgressMark(c.Table), uint32(EgressMarkMask), c.Table)
+		}
+	}
+	return nil
+}
+
+func hasEgressRule(table int64, fam int) bool {
+	rules, err := netlinksafe.RuleList(fam)
+	if err != nil {
+		return false
+	}
+	for _, r := range rules {
+		if r.Table == int(table) && r.Mark == EgressMark(table) && r.Mask != nil && *r.Mask == EgressMarkMask {
+			return true
+		}
+	}
+	return false
+}
+
+// deleteEgress removes the rules and every route left in the VRF table
+// (the leaked defaults outlive the VRF device). Absent ones are fine.
+func deleteEgress(table int64) error {
+	var errs []error
+	for _, fam := range []int{netlink.FAMILY_V4, netlink.FAMILY_V6} {
+		for hasEgressRule(table, fam) {
+			if err := netlink.RuleDel(egressRule(table, fam)); err != nil {
+				if !errors.Is(err, syscall.ENOENT) {
+					errs = append(errs, fmt.Errorf("delete egress rule of table %d: %w", table, err))
+				}
+				break
+			}
+		}
+		rs, err := netlinksafe.RouteListFiltered(fam, &netlink.Route{Table: int(table)}, netlink.RT_FILTER_TABLE)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		for _, r := range rs {
+			r := r
+			if err := netlink.RouteDel(&r); err != nil && !errors.Is(err, syscall.ESRCH) {
+				errs = append(errs, fmt.Errorf("delete route %s table %d: %w", r.Dst, table, err))
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
