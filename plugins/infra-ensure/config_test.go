@@ -2,6 +2,8 @@ package main
 
 import (
 	"errors"
+	"os"
+	"path/filepath"
 	"testing"
 
 	"github.com/containernetworking/cni/pkg/types"
@@ -47,5 +49,24 @@ func TestParseConfigErrors(t *testing.T) {
 				t.Fatalf("err = %v, want CNI code %d", err, c.code)
 			}
 		})
+	}
+}
+
+func TestKernelHas(t *testing.T) {
+	dir := t.TempDir()
+	saved := modulesDir
+	t.Cleanup(func() { modulesDir = saved })
+	modulesDir = dir
+	dep := "kernel/drivers/net/vxvrfmod.ko.xz: kernel/net/ipv4/udp_tunnel.ko.xz\nkernel/net/other.ko:\n"
+	if err := os.WriteFile(filepath.Join(dir, "modules.dep"), []byte(dep), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "modules.builtin"), []byte("kernel/net/vxvrfbuiltin.ko\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for name, want := range map[string]bool{"vxvrfmod": true, "vxvrfbuiltin": true, "udp_tunnel": false, "vxvrfnone": false} {
+		if got := kernelHas(name); got != want {
+			t.Errorf("kernelHas(%q) = %v, want %v", name, got, want)
+		}
 	}
 }

@@ -5,11 +5,14 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"path/filepath"
+	"strings"
 
 	"github.com/containernetworking/cni/pkg/skel"
 	"github.com/containernetworking/cni/pkg/types"
 	current "github.com/containernetworking/cni/pkg/types/100"
 	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
 
 	"github.com/vxvrf/cni/pkg/cniutil"
 	"github.com/vxvrf/cni/pkg/sysctl"
@@ -119,20 +122,55 @@ func resolveUplink(conf *NetConf, missing, notReady uint) (netlink.Link, error) 
 }
 
 // probeFeatures checks the kernel features the topology needs that can be
-// seen without creating devices. Built-in bridge and vxlan show up in
-// /sys/module (they have parameters); veth does not, so it is assumed, as
-// is VRF, which vrf-vxlan-bridge probes when it creates the VRF.
+// seen without creating devices. A feature is there when its module is
+// loaded or built in with parameters (/sys/module/<name>), or listed in
+// modules.builtin or modules.dep of the running kernel (a module not loaded
+// yet is loaded by the kernel on first use). veth shows in none of these
+// when built in, so it is assumed, as is VRF, which vrf-vxlan-bridge probes
+// when it creates the VRF.
 func probeFeatures() error {
-	if _, err := os.Stat("/sys/module"); err != nil {
-		return nil // no sysfs view of modules: nothing to probe cheaply
+	if !kernelHas("bridge") {
+		return cniutil.Errorf(types.ErrInternal, "infra-ensure: the kernel has no Linux bridge support (CONFIG_BRIDGE): bridge is neither loaded, built in nor an available module")
 	}
-	if _, err := os.Stat("/sys/module/bridge"); err != nil {
-		return cniutil.Errorf(types.ErrInternal, "infra-ensure: the kernel has no Linux bridge support (CONFIG_BRIDGE): /sys/module/bridge is missing")
-	}
-	if _, err := os.Stat("/sys/module/vxlan"); err != nil {
-		fmt.Fprintln(os.Stderr, "infra-ensure: warning: /sys/module/vxlan is missing; networks with vxlan will fail (CONFIG_VXLAN)")
+	if !kernelHas("vxlan") {
+		fmt.Fprintln(os.Stderr, "infra-ensure: warning: the kernel shows no vxlan support (CONFIG_VXLAN); networks with vxlan will fail")
 	}
 	return nil
+}
+
+// modulesDir is where the running kernel's module lists live.
+var modulesDir = func() string {
+	var u unix.Utsname
+	if err := unix.Uname(&u); err != nil {
+		return ""
+	}
+	return filepath.Join("/lib/modules", unix.ByteSliceToString(u.Release[:]))
+}()
+
+// kernelHas reports whether module name is loaded, built in or loadable.
+// Without /sys/module and without module lists there is nothing to look
+// at, and the feature is assumed.
+func kernelHas(name string) bool {
+	if _, err := os.Stat(filepath.Join("/sys/module", name)); err == nil {
+		return true
+	}
+	lists := 0
+	for _, list := range []string{"modules.builtin", "modules.dep"} {
+		b, err := os.ReadFile(filepath.Join(modulesDir, list))
+		if err != nil {
+			continue
+		}
+		lists++
+		for _, line := range strings.Split(string(b), "\n") {
+			path, _, _ := strings.Cut(line, ":")
+			base := filepath.Base(path)
+			if base == name+".ko" || strings.HasPrefix(base, name+".ko.") {
+				return true
+			}
+		}
+	}
+	_, sysErr := os.Stat("/sys/module")
+	return lists == 0 && sysErr != nil
 }
 
 // setting is one node sysctl the topology needs.
