@@ -13,7 +13,7 @@ GOTEST   := $(GO) test -count=1
 SHELL    := /bin/bash
 export GOFLAGS ?= -buildvcs=false
 
-.PHONY: all build demo demo-cluster test test-vrf deps test-unit vet fmt tidy install image clean
+.PHONY: all build demo demo-cluster test test-vrf e2e deps test-unit vet fmt tidy install image clean
 
 all: build
 
@@ -39,6 +39,15 @@ test: build deps vet
 	set -o pipefail; VXVRF_BIN=$(BIN) VXVRF_REF_BIN=$(TOOLS)/cni PATH=$(TOOLS)/bin:$$PATH \
 		$(GOTEST) -json -timeout 30m ./... | $(GO) run ./scripts/testreport
 	$(MAKE) test-vrf
+	$(MAKE) e2e
+
+# The runtime suite (containerd+crictl, podman, kubelet, cnitool), each inside
+# a node namespace; installs what it needs first (cached under /opt/vxvrf-e2e).
+# Fails, not skips, when a runtime is missing.
+e2e: build deps
+	./scripts/e2e-setup.sh
+	set -o pipefail; VXVRF_E2E_REQUIRE=1 VXVRF_BIN=$(BIN) VXVRF_REF_BIN=$(TOOLS)/cni PATH=$(TOOLS)/bin:$$PATH \
+		$(GOTEST) -tags e2e -json -timeout 20m ./integration/e2e/ | $(GO) run ./scripts/testreport
 
 # The VRF suite in a QEMU VM whose kernel has VRF (this one may not); fails
 # if a VRF test fails or skips there.
@@ -51,6 +60,7 @@ test-unit:
 vet:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo 'gofmt needed'; exit 1; }
 	$(GO) vet ./...
+	$(GO) vet -tags e2e ./integration/e2e/
 
 fmt:
 	gofmt -w $$(git ls-files '*.go')
