@@ -6,9 +6,9 @@ import (
 	"path/filepath"
 
 	"github.com/containernetworking/cni/pkg/types"
+	"github.com/containernetworking/cni/pkg/utils"
 
 	"github.com/vxvrf/cni/pkg/cniutil"
-	"github.com/vxvrf/cni/pkg/naming"
 )
 
 // DefaultStateDir is where the chain keeps node-local state.
@@ -35,7 +35,7 @@ func parseConfig(stdin []byte) (*NetConf, error) {
 	if err := cniutil.Decode(stdin, conf); err != nil {
 		return nil, err
 	}
-	if conf.Uplink != "" && (len(conf.Uplink) > naming.MaxIfNameLen || !validIfName(conf.Uplink)) {
+	if conf.Uplink != "" && utils.ValidateInterfaceName(conf.Uplink) != nil {
 		return nil, cniutil.InvalidConfig(fmt.Errorf("uplink %q is not a valid interface name", conf.Uplink))
 	}
 	if conf.LocalAddress != "" {
@@ -55,16 +55,4 @@ func parseConfig(stdin []byte) (*NetConf, error) {
 	}
 	conf.StateDir = filepath.Clean(conf.StateDir)
 	return conf, nil
-}
-
-func validIfName(s string) bool {
-	if s == "." || s == ".." {
-		return false
-	}
-	for _, r := range s {
-		if r <= ' ' || r == '/' || r == ':' || r > 0x7e {
-			return false
-		}
-	}
-	return true
 }

@@ -5,6 +5,7 @@ import (
 	"net"
 
 	"github.com/containernetworking/cni/pkg/types"
+	"github.com/containernetworking/cni/pkg/utils"
 
 	"github.com/vxvrf/cni/pkg/cniutil"
 	"github.com/vxvrf/cni/pkg/naming"
@@ -103,7 +104,7 @@ func parseConfig(stdin []byte) (*NetConf, error) {
 		if conf.VRF.Name == "" {
 			conf.VRF.Name = naming.VRFName(conf.Name)
 		}
-		if !validIfName(conf.VRF.Name) {
+		if utils.ValidateInterfaceName(conf.VRF.Name) != nil {
 			return bad("vrf.name %q is not a valid interface name", conf.VRF.Name)
 		}
 		t := conf.VRF.Table
@@ -120,7 +121,7 @@ func parseConfig(stdin []byte) (*NetConf, error) {
 	if conf.Bridge.Name == "" {
 		conf.Bridge.Name = naming.BridgeName(conf.Name)
 	}
-	if !validIfName(conf.Bridge.Name) {
+	if utils.ValidateInterfaceName(conf.Bridge.Name) != nil {
 		return bad("bridge.name %q is not a valid interface name", conf.Bridge.Name)
 	}
 	if conf.Bridge.MTU != 0 && (conf.Bridge.MTU < 68 || conf.Bridge.MTU > 65535) {
@@ -189,7 +190,7 @@ func parseConfig(stdin []byte) (*NetConf, error) {
 				return bad("vxlan.local %q is not a unicast IP address", v.Local)
 			}
 		}
-		if v.Dev != "" && !validIfName(v.Dev) {
+		if v.Dev != "" && utils.ValidateInterfaceName(v.Dev) != nil {
 			return bad("vxlan.dev %q is not a valid interface name", v.Dev)
 		}
 		if v.local != nil {
@@ -204,16 +205,4 @@ func parseConfig(stdin []byte) (*NetConf, error) {
 		}
 	}
 	return conf, nil
-}
-
-func validIfName(s string) bool {
-	if s == "" || len(s) > naming.MaxIfNameLen || s == "." || s == ".." {
-		return false
-	}
-	for _, r := range s {
-		if r <= ' ' || r == '/' || r == ':' || r > 0x7e {
-			return false
-		}
-	}
-	return true
 }
