@@ -27,11 +27,13 @@ FORCE:
 deps:
 	./scripts/install-deps.sh
 
-demo: build deps
+demo: build
+	./scripts/install-deps.sh --demo
 	$(GO) run ./integration/demo -bin $(BIN) -conflist conflist/vxvrf.conflist
 
 # Three simulated nodes, a router and an external host: prints who reaches whom.
-demo-cluster: build deps
+demo-cluster: build
+	./scripts/install-deps.sh --demo
 	$(GO) run ./integration/cluster-demo -bin $(BIN)
 
 # Everything; as root (the tests create network namespaces, never touching the host's own).

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs what the tests and the demo need on a fresh Debian machine:
 # system packages (iproute2, iptables, ping) and, through the Go toolchain,
-# cnitool and the reference plugins used by the swap tests, into .tools/.
-# Idempotent: a second run only checks.
+# cnitool and the reference plugins used by the swap tests, into .tools/,
+# and FRR (unpacked) for the evpn test. With --demo only the system
+# packages the demo needs. Idempotent: a second run only checks.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -24,6 +25,8 @@ if [ -n "$missing" ]; then
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $missing >/dev/null
 fi
+
+[ "${1:-}" = --demo ] && exit 0
 
 # mod_version BINARY MODULE: the module version a Go binary was built from.
 mod_version() { [ -x "$1" ] && go version -m "$1" 2>/dev/null | awk -v m="$2" '$1=="mod" && $2==m {print $3}'; }
