@@ -166,25 +166,14 @@ func (d *demo) run(binDir string) error {
 	}
 
 	if vrf {
-		section("per-tenant conntrack zones (proposed for sysctl-firewall's conntrackZone; installed by the demo)")
-		for _, s := range specs {
-			for i, node := range c.Nodes {
-				for _, rule := range zoneRules(naming.BridgeName(s.Name), s.VRFTable) {
-					if _, err := node.In("iptables", rule...); err != nil {
-						return err
-					}
-					if i == 0 {
-						fmt.Printf("  iptables %s\n", strings.Join(rule, " "))
-					}
-				}
-			}
-		}
-		for i, node := range c.Nodes {
-			if _, err := node.In("iptables", restoreRule...); err != nil {
+		section("per-tenant conntrack zones (sysctl-firewall's conntrackZone, default: the VRF table)")
+		for _, table := range []string{"raw", "mangle"} {
+			out, err := c.Nodes[0].In("iptables", "-t", table, "-S", naming.ZoneChain)
+			if err != nil {
 				return err
 			}
-			if i == 0 {
-				fmt.Printf("  iptables %s\n", strings.Join(restoreRule, " "))
+			for _, l := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+				fmt.Printf("  n1 %-6s %s\n", table, l)
 			}
 		}
 	}
@@ -364,16 +353,3 @@ func probeVRF(n *netsim.NS) bool {
 	_, _ = n.In("ip", "link", "del", "vrfprobe")
 	return true
 }
-
-// zoneRules are the per-tenant conntrack zone and connection mark rules
-// proposed for sysctl-firewall (see plugins/vrf-vxlan-bridge/README.md,
-// "Egress from a VRF"); restoreRule is the per-node one.
-func zoneRules(bridge string, table int) [][]string {
-	mark := fmt.Sprintf("%#x/0xffff0000", table<<16)
-	return [][]string{
-		{"-t", "raw", "-A", "PREROUTING", "-i", bridge, "-j", "CT", "--zone-orig", fmt.Sprint(table)},
-		{"-t", "mangle", "-A", "PREROUTING", "-i", bridge, "-m", "conntrack", "--ctdir", "ORIGINAL", "-j", "CONNMARK", "--set-xmark", mark},
-	}
-}
-
-var restoreRule = []string{"-t", "mangle", "-A", "PREROUTING", "-m", "conntrack", "--ctdir", "REPLY", "-j", "CONNMARK", "--restore-mark", "--mask", "0xffff0000"}

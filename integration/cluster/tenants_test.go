@@ -82,23 +82,6 @@ func TestTenantsVRF(t *testing.T) {
 	}
 }
 
-// zoneRules are the rules this test proposes for sysctl-firewall (a
-// "conntrackZone" key, default the VRF table): per network, the tenant's
-// connections get their own conntrack zone in the original direction and
-// the connection mark table<<16; per node, reply packets get that mark
-// back, so vrf-vxlan-bridge's rule "fwmark table<<16/0xffff0000 lookup
-// table" routes them (after the masquerade is undone) into the tenant's
-// VRF.
-func zoneRules(bridge string, table int) [][]string {
-	mark := fmt.Sprintf("%#x/0xffff0000", table<<16)
-	return [][]string{
-		{"-t", "raw", "-A", "PREROUTING", "-i", bridge, "-j", "CT", "--zone-orig", fmt.Sprint(table)},
-		{"-t", "mangle", "-A", "PREROUTING", "-i", bridge, "-m", "conntrack", "--ctdir", "ORIGINAL", "-j", "CONNMARK", "--set-xmark", mark},
-	}
-}
-
-var restoreRule = []string{"-t", "mangle", "-A", "PREROUTING", "-m", "conntrack", "--ctdir", "REPLY", "-j", "CONNMARK", "--restore-mark", "--mask", "0xffff0000"}
-
 // flow is one pod's TCP connection to the external host from a fixed
 // source port: what the pod got back and what the external host saw.
 type flow struct {
@@ -197,10 +180,13 @@ func apart(c *Cluster, flows []*flow) error {
 
 // TestTenantEgressVRF: a red and a blue pod on the same node have the same
 // address; both connect to the external host at the same time from the same
-// source port. Without per-tenant conntrack zones the flows mix (control);
-// with them (the rules proposed for sysctl-firewall, installed here by the
-// test) both are masqueraded to the node's address on distinct ports and
-// each reply comes back into its own VRF to its own pod.
+// source port. sysctl-firewall puts each tenant in its own conntrack zone
+// (conntrackZone absent: the VRF's table) and marks its connections
+// table<<16, so both are masqueraded to the node's address on distinct
+// ports and each reply comes back into its own VRF to its own pod. Control:
+// with the zone rules removed by hand the flows mix and CHECK fails; the
+// next ADD of each network puts the rules back and the flows are apart
+// again.
 func TestTenantEgressVRF(t *testing.T) {
 	t.Parallel()
 	c := newCluster(t, "cl-tegr", 1)
@@ -210,27 +196,65 @@ func TestTenantEgressVRF(t *testing.T) {
 	if !r.IP(true).Address.IP.Equal(b.IP(true).Address.IP) {
 		t.Fatalf("the tenants should overlap: %s vs %s", r.IP(true).Address, b.IP(true).Address)
 	}
+	check := func(p *Pod) error { return p.Net.Chains[0].Check(ctxT(t), p.RT) }
 	for _, p := range []*Pod{r, b} {
-		if err := p.Net.Chains[0].Check(ctxT(t), p.RT); err != nil {
+		if err := check(p); err != nil {
 			t.Errorf("CHECK %s: %v", p.Name, err)
 		}
 	}
 	node := c.Nodes[0]
-	// Control: no zones, the flows mix.
+	// The plugin's rules: zone = VRF table, mark = table<<16 (what
+	// vrf.egress's fwmark rule matches), per tenant bridge, both families.
+	for _, save := range []string{"iptables-save", "ip6tables-save"} {
+		s := sh(t, node.NS, save)
+		for _, tn := range []struct {
+			name string
+			t    int
+		}{{"red", 410}, {"blue", 420}} {
+			for _, want := range []string{
+				fmt.Sprintf("-i %s -m comment --comment \"%s\" -j CT --zone-orig %d", naming.BridgeName(tn.name), naming.ZoneTag(tn.name), tn.t),
+				fmt.Sprintf("-j CONNMARK --set-xmark %#x/0xffff0000", tn.t<<16),
+			} {
+				if !strings.Contains(s, want) {
+					t.Errorf("%s lacks %q:\n%s", save, want, s)
+				}
+			}
+		}
+		if !strings.Contains(s, naming.ZoneRestoreTag) {
+			t.Errorf("%s lacks the restore-mark rule:\n%s", save, s)
+		}
+	}
+	if err := apart(c, sameTupleEgress(t, c, 40001, r, b)); err != nil {
+		t.Errorf("with per-tenant conntrack zones: %v", err)
+	}
+
+	// Control: no zones, the flows mix, and CHECK notices.
+	for _, table := range []string{"raw", "mangle"} {
+		sh(t, node.NS, "iptables", "-t", table, "-F", naming.ZoneChain)
+	}
 	if err := apart(c, sameTupleEgress(t, c, 40000, r, b)); err == nil {
 		t.Errorf("control: without conntrack zones the two tenants' identical flows stayed apart; the test proves nothing")
 	} else {
 		t.Logf("control (no zones): %v", err)
 	}
-	for _, rule := range append(append(zoneRules(naming.BridgeName("red"), 410), zoneRules(naming.BridgeName("blue"), 420)...), restoreRule) {
-		sh(t, node.NS, "iptables", rule...)
+	if err := check(r); err == nil || !strings.Contains(err.Error(), "conntrack zone") {
+		t.Errorf("CHECK %s without the zone rules: %v, want a conntrack zone error", r.Name, err)
 	}
-	if err := apart(c, sameTupleEgress(t, c, 40001, r, b)); err != nil {
-		t.Errorf("with per-tenant conntrack zones: %v", err)
+
+	// The next ADD of each network ensures its rules again.
+	addPod(t, red, 0, "red2")
+	addPod(t, blue, 0, "blue2")
+	for _, p := range []*Pod{r, b} {
+		if err := check(p); err != nil {
+			t.Errorf("CHECK %s after the next ADD: %v", p.Name, err)
+		}
+	}
+	if err := apart(c, sameTupleEgress(t, c, 40002, r, b)); err != nil {
+		t.Errorf("zones back: %v", err)
 	}
 	// Each tenant on its own also egresses (the single-tenant path).
 	for _, p := range []*Pod{r, b} {
-		if err := apart(c, sameTupleEgress(t, c, 40002, p)); err != nil {
+		if err := apart(c, sameTupleEgress(t, c, 40003, p)); err != nil {
 			t.Errorf("%s alone: %v", p.Name, err)
 		}
 	}

@@ -30,7 +30,14 @@ type NetConf struct {
 	// Uplink limits masquerade to traffic leaving by this interface;
 	// empty means any interface but the pod's bridge.
 	Uplink string `json:"uplink,omitempty"`
+	// ConntrackZone puts the network's connections (entering from its
+	// bridge) in this conntrack zone, 1..65535. nil (absent): the table of
+	// the bridge's VRF when there is one and it fits, else off; 0: off.
+	ConntrackZone *int `json:"conntrackZone,omitempty"`
 }
+
+// maxZone is the largest conntrack zone (a 16-bit id).
+const maxZone = 65535
 
 // kv is one resolved sysctl: a key in slash form and its value.
 type kv struct {
@@ -53,6 +60,9 @@ func parseConfig(stdin []byte) (*NetConf, error) {
 	}
 	if conf.Uplink != "" && (len(conf.Uplink) > naming.MaxIfNameLen || !validIfName(conf.Uplink)) {
 		return nil, cniutil.InvalidConfig(fmt.Errorf("uplink %q is not a valid interface name", conf.Uplink))
+	}
+	if z := conf.ConntrackZone; z != nil && (*z < 0 || *z > maxZone) {
+		return nil, cniutil.InvalidConfig(fmt.Errorf("conntrackZone %d is outside 0..%d", *z, maxZone))
 	}
 	return conf, nil
 }

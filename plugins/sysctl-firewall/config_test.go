@@ -40,6 +40,9 @@ func TestParseConfig(t *testing.T) {
 		"long uplink":         {`{"name":"n","uplink":"abcdefghijklmnop"}`, types.ErrInvalidNetworkConfig},
 		"sysctl not string":   {`{"name":"n","sysctls":{"net.ipv4.ip_forward":1}}`, types.ErrDecodingFailure},
 		"masquerade not bool": {`{"name":"n","masquerade":"yes"}`, types.ErrDecodingFailure},
+		"zone too big":        {`{"name":"n","conntrackZone":65536}`, types.ErrInvalidNetworkConfig},
+		"zone negative":       {`{"name":"n","conntrackZone":-1}`, types.ErrInvalidNetworkConfig},
+		"zone not a number":   {`{"name":"n","conntrackZone":"410"}`, types.ErrDecodingFailure},
 	} {
 		t.Run(name, func(t *testing.T) {
 			_, err := parseConfig([]byte(tc.conf))

@@ -65,6 +65,26 @@ func ensureProject(ipt *iptables.IPTables, h hook) error {
 	if ok, err := ruleExists(ipt, h.Table, h.Builtin, projectJump(h)); err != nil || ok {
 		return err
 	}
+	return withLock(func() error { return ensureProjectLocked(ipt, h) })
+}
+
+// ensureProjectLocked is ensureProject's work, for a caller holding lockFile.
+func ensureProjectLocked(ipt *iptables.IPTables, h hook) error {
+	if ok, err := ruleExists(ipt, h.Table, h.Builtin, projectJump(h)); err != nil || ok {
+		return err
+	}
+	if err := ipt.NewChain(h.Table, h.Project); err != nil && !isChainExists(err) {
+		return fmt.Errorf("create chain %s/%s: %w", h.Table, h.Project, err)
+	}
+	if err := ipt.Insert(h.Table, h.Builtin, 1, projectJump(h)...); err != nil {
+		return fmt.Errorf("jump %s/%s -> %s: %w", h.Table, h.Builtin, h.Project, err)
+	}
+	return nil
+}
+
+// withLock runs fn holding lockFile (code 11 when it is not acquired
+// within iptablesWait seconds). Not reentrant.
+func withLock(fn func() error) error {
 	if err := os.MkdirAll(filepath.Dir(lockFile), 0o755); err != nil {
 		return fmt.Errorf("lock dir: %w", err)
 	}
@@ -76,16 +96,7 @@ func ensureProject(ipt *iptables.IPTables, h hook) error {
 		return cniutil.Errorf(types.ErrTryAgainLater, "lock %s: %v", lockFile, err)
 	}
 	defer lock.Unlock()
-	if ok, err := ruleExists(ipt, h.Table, h.Builtin, projectJump(h)); err != nil || ok {
-		return err
-	}
-	if err := ipt.NewChain(h.Table, h.Project); err != nil && !isChainExists(err) {
-		return fmt.Errorf("create chain %s/%s: %w", h.Table, h.Project, err)
-	}
-	if err := ipt.Insert(h.Table, h.Builtin, 1, projectJump(h)...); err != nil {
-		return fmt.Errorf("jump %s/%s -> %s: %w", h.Table, h.Builtin, h.Project, err)
-	}
-	return nil
+	return fn()
 }
 
 // errAttachmentExists: the attachment's chain is already there (a second

@@ -20,6 +20,7 @@ type podInfo struct {
 	Addrs    []PodAddr
 	HostVeth string // "" when the pod interface is not a veth
 	Bridge   string // master of the host veth when it is a bridge
+	VRFTable uint32 // table of the bridge's master when it is a VRF (0: none)
 }
 
 // findPod finds the pod interface in prevResult (sandbox == netns, name ==
@@ -87,9 +88,29 @@ func findPod(prev *current.Result, netnsPath, ifName string) (*podInfo, error) {
 		}
 		if master.Type() == "bridge" {
 			pod.Bridge = master.Attrs().Name
+			if pod.VRFTable, err = vrfTableOf(master); err != nil {
+				return nil, err
+			}
 		}
 	}
 	return pod, nil
+}
+
+// vrfTableOf is the table of the bridge's master when that is a VRF, else
+// 0. One netlink lookup, only for a bridge that has a master.
+func vrfTableOf(br netlink.Link) (uint32, error) {
+	m := br.Attrs().MasterIndex
+	if m == 0 {
+		return 0, nil
+	}
+	master, err := netlink.LinkByIndex(m)
+	if err != nil {
+		return 0, fmt.Errorf("master of bridge %s: %w", br.Attrs().Name, err)
+	}
+	if vrf, ok := master.(*netlink.Vrf); ok {
+		return vrf.Table, nil
+	}
+	return 0, nil
 }
 
 // bridgeNFKey is the node sysctl that makes bridged frames of a family

@@ -116,6 +116,7 @@ const (
 	lineJump                   // -A/-D <project> <tagged jump>
 	lineFlush                  // -F / -X of the attachment chain
 	lineCommit                 // COMMIT
+	lineZone                   // -C of a network-wide zone rule or its hook
 )
 
 // script is restore input with what each line is, by table.
@@ -166,26 +167,47 @@ func (s *script) at(n int) (lineInfo, []string, bool) {
 }
 
 // renderAdd is the restore input that creates an attachment's chain in
-// each of tables (in Hooks order: filter first, so a repeated ADD fails at
-// its first command before anything is committed), fills it and appends
-// the tagged jump. Each table first checks (-C) that its project chain is
-// hooked into the built-in chain: the cheap "ensured once" test, with no
-// extra exec. -N (not ":chain") makes an existing chain an error.
-func renderAdd(a attachment, tables []string, rules map[string][][]string) *script {
+// each of tables that has rules (in script order: filter first, so a
+// repeated ADD fails at its first command before anything is committed),
+// fills it and appends the tagged jump. Each such table first checks (-C)
+// that its project chain is hooked into the built-in chain: the cheap
+// "ensured once" test, with no extra exec. -N (not ":chain") makes an
+// existing chain an error. Tables with zone rules (raw, mangle) also check
+// (-C) the network's zone rules and their hook, before the -N.
+func renderAdd(a attachment, tables []string, rules, zone map[string][][]string) *script {
 	chain := naming.AttachmentChain(a.Network, a.ContainerID, a.IfName)
 	s := &script{}
 	for _, t := range tables {
-		h := hookOf(t)
 		s.line(t, lineTable, "*"+t)
-		s.line(t, lineHook, append([]string{"-C", h.Builtin}, projectJump(h)...)...)
-		s.line(t, lineNew, "-N", chain)
-		for _, r := range rules[t] {
-			s.line(t, lineRule, append([]string{"-A", chain}, r...)...)
+		if len(rules[t]) > 0 {
+			h := hookOf(t)
+			s.line(t, lineHook, append([]string{"-C", h.Builtin}, projectJump(h)...)...)
 		}
-		s.line(t, lineJump, append([]string{"-A", h.Project}, attachmentJump(a.Network, a.ContainerID, a.IfName)...)...)
+		s.zoneChecks(t, zone[t])
+		if len(rules[t]) > 0 {
+			h := hookOf(t)
+			s.line(t, lineNew, "-N", chain)
+			for _, r := range rules[t] {
+				s.line(t, lineRule, append([]string{"-A", chain}, r...)...)
+			}
+			s.line(t, lineJump, append([]string{"-A", h.Project}, attachmentJump(a.Network, a.ContainerID, a.IfName)...)...)
+		}
 		s.line(t, lineCommit, "COMMIT")
 	}
 	return s
+}
+
+// zoneChecks adds the -C lines of a table's zone rules: the hook of the
+// zone chain and every rule in it.
+func (s *script) zoneChecks(t string, specs [][]string) {
+	if len(specs) == 0 {
+		return
+	}
+	h := zoneHookOf(t)
+	s.line(t, lineZone, append([]string{"-C", h.Builtin}, projectJump(h)...)...)
+	for _, r := range specs {
+		s.line(t, lineZone, append([]string{"-C", h.Project}, r...)...)
+	}
 }
 
 // renderDel deletes the tagged jump, flushes and deletes the chain in each
@@ -218,20 +240,23 @@ func renderDel(a attachment, tables, others []string) *script {
 }
 
 // renderCheck is restore input of only -C commands: the hook of each
-// table with rules, the tagged jump and every rule of the chain. Nothing
-// in it changes anything (legacy skips the commit of an unchanged table,
-// nft commits an empty batch).
-func renderCheck(a attachment, tables []string, rules map[string][][]string) *script {
+// table with rules, the tagged jump and every rule of the chain, and the
+// zone rules with their hooks. Nothing in it changes anything (legacy
+// skips the commit of an unchanged table, nft commits an empty batch).
+func renderCheck(a attachment, tables []string, rules, zone map[string][][]string) *script {
 	chain := naming.AttachmentChain(a.Network, a.ContainerID, a.IfName)
 	s := &script{}
 	for _, t := range tables {
-		h := hookOf(t)
 		s.line(t, lineTable, "*"+t)
-		s.line(t, lineHook, append([]string{"-C", h.Builtin}, projectJump(h)...)...)
-		s.line(t, lineJump, append([]string{"-C", h.Project}, attachmentJump(a.Network, a.ContainerID, a.IfName)...)...)
-		for _, r := range rules[t] {
-			s.line(t, lineRule, append([]string{"-C", chain}, r...)...)
+		if len(rules[t]) > 0 {
+			h := hookOf(t)
+			s.line(t, lineHook, append([]string{"-C", h.Builtin}, projectJump(h)...)...)
+			s.line(t, lineJump, append([]string{"-C", h.Project}, attachmentJump(a.Network, a.ContainerID, a.IfName)...)...)
+			for _, r := range rules[t] {
+				s.line(t, lineRule, append([]string{"-C", chain}, r...)...)
+			}
 		}
+		s.zoneChecks(t, zone[t])
 		s.line(t, lineCommit, "COMMIT")
 	}
 	return s
@@ -298,6 +323,19 @@ func hookOf(table string) hook {
 	panic("no hook for table " + table)
 }
 
+// scriptTables lists the tables that have attachment or zone rules, in
+// script order: the attachment tables (Hooks order, filter first), then
+// mangle.
+func scriptTables(rules, zone map[string][][]string) []string {
+	var out []string
+	for _, t := range []string{"filter", "nat", "raw", "mangle"} {
+		if len(rules[t]) > 0 || len(zone[t]) > 0 {
+			out = append(out, t)
+		}
+	}
+	return out
+}
+
 // tablesWithRules lists the tables that have rules, in Hooks order.
 func tablesWithRules(rules map[string][][]string) []string {
 	var out []string
@@ -327,14 +365,16 @@ func without(list, drop []string) []string {
 	return out
 }
 
-// add installs one family's rules of an attachment: normally one restore.
-// When it fails other than at -N (typically at a project-chain line: the
-// first ADD on the node for that table), the project chains of the
+// add installs one family's rules of an attachment and checks the
+// network's zone rules: normally one restore. When it fails other than at
+// -N (typically at a project-chain or zone line: the first ADD on the node
+// for that table or network), the project chains and zone rules of the
 // uncommitted tables are ensured (go-iptables, under the lock) and those
-// tables restored again, once. created lists the tables whose chain
-// this call made, for rollback.
-func (x *xtables) add(a attachment, rules map[string][][]string) (created []string, err error) {
-	todo := tablesWithRules(rules)
+// tables restored again, once. created lists the tables whose attachment
+// chain this call made, for rollback (zone rules are the network's and
+// stay).
+func (x *xtables) add(a attachment, rules, zone map[string][][]string) (created []string, err error) {
+	todo := scriptTables(rules, zone)
 	if len(todo) == 0 {
 		return nil, nil
 	}
@@ -343,18 +383,26 @@ func (x *xtables) add(a attachment, rules map[string][][]string) (created []stri
 		return nil, err
 	}
 	if x.restore == "" {
-		return x.addPerRule(a, rules)
+		return x.addPerRule(a, rules, zone)
 	}
 	chain := naming.AttachmentChain(a.Network, a.ContainerID, a.IfName)
 	ensured := false
+	made := func(tables []string) {
+		for _, t := range tables {
+			if len(rules[t]) > 0 {
+				created = append(created, t)
+			}
+		}
+	}
 	for len(todo) > 0 {
-		s := renderAdd(a, todo, rules)
+		s := renderAdd(a, todo, rules, zone)
 		if s.unsafe {
-			return x.addPerRule(a, rules)
+			return x.addPerRule(a, rules, zone)
 		}
 		err := x.runRestore(s.b.String())
 		if err == nil {
-			return append(created, todo...), nil
+			made(todo)
+			return created, nil
 		}
 		var re *restoreError
 		if !errors.As(err, &re) {
@@ -363,7 +411,7 @@ func (x *xtables) add(a attachment, rules map[string][][]string) (created []stri
 		n, ok := re.failedLine()
 		if !ok {
 			if re.usage() && len(created) == 0 {
-				return x.addPerRule(a, rules)
+				return x.addPerRule(a, rules, zone)
 			}
 			return created, err
 		}
@@ -371,13 +419,14 @@ func (x *xtables) add(a attachment, rules map[string][][]string) (created []stri
 		if !ok {
 			return created, err
 		}
-		created = append(created, committed...)
+		made(committed)
 		todo = todo[len(committed):]
 		// The failing table and the ones after it were not committed.
 		// -N failed: the chain exists (a repeated ADD; filter comes first,
 		// so then nothing was committed). Anything else is most likely a
-		// missing project chain or hook (-C, -A into it, or the same
-		// reported at COMMIT by iptables-nft): ensure those once and retry.
+		// missing project chain, hook or zone rule (-C, -A into it, or the
+		// same reported at COMMIT by iptables-nft): ensure those once and
+		// retry.
 		switch {
 		case info.kind == lineNew:
 			return created, fmt.Errorf("%s/%s: %w", info.table, chain, errAttachmentExists)
@@ -387,8 +436,15 @@ func (x *xtables) add(a attachment, rules map[string][][]string) (created []stri
 				return created, err
 			}
 			for _, t := range todo {
-				if err := ensureProject(ipt, hookOf(t)); err != nil {
-					return created, err
+				if len(rules[t]) > 0 {
+					if err := ensureProject(ipt, hookOf(t)); err != nil {
+						return created, err
+					}
+				}
+				if len(zone[t]) > 0 {
+					if err := ensureZone(ipt, a.Network, t, zone[t]); err != nil {
+						return created, fmt.Errorf("%s conntrack zone: %w", x.fam, err)
+					}
 				}
 			}
 			ensured = true
@@ -401,10 +457,13 @@ func (x *xtables) add(a attachment, rules map[string][][]string) (created []stri
 
 // addPerRule is the go-iptables path (no restore binary, or names the
 // restore parser cannot carry): one exec per operation.
-func (x *xtables) addPerRule(a attachment, rules map[string][][]string) ([]string, error) {
+func (x *xtables) addPerRule(a attachment, rules, zone map[string][][]string) ([]string, error) {
 	ipt, err := x.iptables()
 	if err != nil {
 		return nil, err
+	}
+	if err := ensureZones(ipt, a.Network, zone); err != nil {
+		return nil, fmt.Errorf("%s conntrack zone: %w", x.fam, err)
 	}
 	return ensureAttachment(ipt, a, rules)
 }
@@ -456,11 +515,11 @@ func (x *xtables) del(a attachment, tables []string, all bool) error {
 // check is CHECK's fast path: true when one restore of -C commands
 // passes, i.e. everything is there. false (something missing, no restore,
 // an unsafe token) sends CHECK to go-iptables, which names what is missing.
-func (x *xtables) check(a attachment, rules map[string][][]string) bool {
+func (x *xtables) check(a attachment, rules, zone map[string][][]string) bool {
 	if x.restore == "" {
 		return false
 	}
-	s := renderCheck(a, tablesWithRules(rules), rules)
+	s := renderCheck(a, scriptTables(rules, zone), rules, zone)
 	return !s.unsafe && x.runRestore(s.b.String()) == nil
 }
 

@@ -81,7 +81,7 @@ func TestRenderRestore(t *testing.T) {
 		"filter": {{"-s", "10.0.0.5/32", "-j", "ACCEPT"}},
 		"raw":    {{"-i", "vx1", "!", "-s", "10.0.0.5/32", "-j", "DROP"}},
 	}
-	s := renderAdd(a, tablesWithRules(rules), rules)
+	s := renderAdd(a, tablesWithRules(rules), rules, nil)
 	want := strings.Join([]string{
 		"*filter",
 		"-C FORWARD -j VXVRF-FORWARD",

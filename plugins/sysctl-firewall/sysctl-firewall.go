@@ -29,6 +29,7 @@ type plan struct {
 	podKV []kv
 	hostK []kv
 	rules Rules
+	zone  Rules // the network's conntrack zone rules (empty: no zone)
 }
 
 func makePlan(conf *NetConf, args *skel.CmdArgs, prev *current.Result) (*plan, error) {
@@ -55,6 +56,11 @@ func makePlan(conf *NetConf, args *skel.CmdArgs, prev *current.Result) (*plan, e
 		Masquerade:   conf.Masquerade,
 		AntiSpoofing: conf.AntiSpoofing,
 	})
+	zone, mark, err := zoneOf(conf, pod)
+	if err != nil {
+		return nil, err
+	}
+	p.zone = renderZone(ZoneInput{Network: conf.Name, Bridge: pod.Bridge, Zone: zone, Mark: mark, Families: p.rules.Families()})
 	if conf.AntiSpoofing && pod.Bridge != "" {
 		for _, f := range p.rules.Families() {
 			p.hostK = append(p.hostK, kv{Key: bridgeNFKey(f), Value: "1"})
@@ -88,16 +94,17 @@ func cmdAdd(args *skel.CmdArgs) error {
 	if err := ensureHostSysctls(p.hostK); err != nil {
 		return err
 	}
-	if err := ensureRules(attachmentOf(conf, args), p.rules); err != nil {
+	if err := ensureRules(attachmentOf(conf, args), p.rules, p.zone); err != nil {
 		return err
 	}
 	return types.PrintResult(cniutil.NewResult(prev), conf.CNIVersion)
 }
 
 // ensureRules installs the attachment's rules for every family that has
-// some (one iptables-restore per family on the common path); on failure it
-// removes the chains it created.
-func ensureRules(a attachment, rules Rules) (err error) {
+// some and makes sure the network's zone rules are there (one
+// iptables-restore per family on the common path); on failure it removes
+// the chains it created (zone rules are the network's and stay).
+func ensureRules(a attachment, rules, zone Rules) (err error) {
 	type made struct {
 		x      *xtables
 		tables []string
@@ -115,7 +122,7 @@ func ensureRules(a attachment, rules Rules) (err error) {
 	}()
 	for _, f := range rules.Families() {
 		x := newXtables(f)
-		created, err := x.add(a, rules[f])
+		created, err := x.add(a, rules[f], zone[f])
 		done = append(done, made{x, created})
 		if err != nil {
 			if errors.Is(err, errAttachmentExists) {
@@ -216,7 +223,7 @@ func cmdCheck(args *skel.CmdArgs) error {
 	a := attachmentOf(conf, args)
 	for _, f := range p.rules.Families() {
 		x := newXtables(f)
-		if x.check(a, p.rules[f]) {
+		if x.check(a, p.rules[f], p.zone[f]) {
 			continue
 		}
 		// Something is missing (or no restore): go-iptables rule by rule
@@ -226,6 +233,9 @@ func cmdCheck(args *skel.CmdArgs) error {
 			return err
 		}
 		if err := checkAttachment(ipt, f, a, p.rules[f]); err != nil {
+			return cniutil.Errorf(types.ErrInternal, "sysctl-firewall check: %v", err)
+		}
+		if err := checkZone(ipt, f, p.zone[f]); err != nil {
 			return cniutil.Errorf(types.ErrInternal, "sysctl-firewall check: %v", err)
 		}
 	}
@@ -245,7 +255,9 @@ func cmdStatus(args *skel.CmdArgs) error {
 
 // cmdGC deletes every attachment of this network found in the project
 // chains that is not in cni.dev/valid-attachments (one restore each, for
-// the tables where its jump was found). Without that key it releases
+// the tables where its jump was found). With an empty list it also
+// removes the network's conntrack zone rules (and the node-wide restore
+// rule when no network's zone is left). Without the key it releases
 // nothing.
 func cmdGC(args *skel.CmdArgs) error {
 	conf, err := parseConfig(args.StdinData)
@@ -277,6 +289,11 @@ func cmdGC(args *skel.CmdArgs) error {
 			a := attachment{Network: conf.Name, ContainerID: at.ContainerID, IfName: at.IfName}
 			if err := x.del(a, tables, true); err != nil {
 				errs = append(errs, fmt.Errorf("%s %s/%s: %w", f, at.ContainerID, at.IfName, err))
+			}
+		}
+		if len(valid) == 0 {
+			if err := deleteZone(ipt, conf.Name); err != nil {
+				errs = append(errs, fmt.Errorf("%s conntrack zone: %w", f, err))
 			}
 		}
 	}

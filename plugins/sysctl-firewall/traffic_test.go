@@ -230,6 +230,8 @@ func TestExecCount(t *testing.T) {
 	}{
 		{"filter only", nil, 1, 1, 6},
 		{"masquerade+antiSpoofing", map[string]any{"masquerade": true, "antiSpoofing": true}, 1, 1, 6},
+		// The network's zone rules are checked in the same restore.
+		{"masquerade+antiSpoofing+conntrackZone", map[string]any{"masquerade": true, "antiSpoofing": true, "conntrackZone": 5}, 1, 1, 6},
 	} {
 		conf := config(t, "1.1.0", tc.extra, p.prevResult(t))
 		// Warm up the project-wide chains, as on a node with pods.
