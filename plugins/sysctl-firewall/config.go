@@ -6,9 +6,9 @@ import (
 	"strings"
 
 	"github.com/containernetworking/cni/pkg/types"
+	"github.com/containernetworking/cni/pkg/utils"
 
 	"github.com/vxvrf/cni/pkg/cniutil"
-	"github.com/vxvrf/cni/pkg/naming"
 	"github.com/vxvrf/cni/pkg/sysctl"
 )
 
@@ -58,7 +58,7 @@ func parseConfig(stdin []byte) (*NetConf, error) {
 			return nil, cniutil.InvalidConfig(fmt.Errorf("%s: %w", what, err))
 		}
 	}
-	if conf.Uplink != "" && (len(conf.Uplink) > naming.MaxIfNameLen || !validIfName(conf.Uplink)) {
+	if conf.Uplink != "" && utils.ValidateInterfaceName(conf.Uplink) != nil {
 		return nil, cniutil.InvalidConfig(fmt.Errorf("uplink %q is not a valid interface name", conf.Uplink))
 	}
 	if z := conf.ConntrackZone; z != nil && (*z < 0 || *z > maxZone) {
@@ -93,14 +93,3 @@ func resolveSysctls(m map[string]string, ifName string) ([]kv, error) {
 	return out, nil
 }
 
-func validIfName(s string) bool {
-	if s == "." || s == ".." {
-		return false
-	}
-	for _, r := range s {
-		if r <= ' ' || r == '/' || r == ':' || r > 0x7e {
-			return false
-		}
-	}
-	return true
-}
