@@ -122,6 +122,8 @@ func cmdAdd(args *skel.CmdArgs) error {
 	if err := waitForwarding(hostName); err != nil {
 		return err
 	}
+	// Addresses may be reused with a new MAC: refresh neighbours' caches.
+	announce(podNS, podIf, newIPs)
 	success = true
 	return types.PrintResult(res, conf.CNIVersion)
 }
