@@ -92,4 +92,3 @@ func resolveSysctls(m map[string]string, ifName string) ([]kv, error) {
 	sort.Slice(out, func(i, j int) bool { return out[i].Key < out[j].Key })
 	return out, nil
 }
-
