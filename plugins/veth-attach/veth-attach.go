@@ -106,7 +106,7 @@ func cmdAdd(args *skel.CmdArgs) error {
 	}
 
 	res.Interfaces = append(res.Interfaces,
-		&current.Interface{Name: hostIf.Name, Mac: hostIf.HardwareAddr.String()},
+		&current.Interface{Name: hostIf.Name, Mac: hostIf.HardwareAddr.String(), Mtu: hostIf.MTU},
 		&current.Interface{Name: podIf.Name, Mac: podIf.HardwareAddr.String(), Mtu: podIf.MTU, Sandbox: args.Netns})
 	podIdx := len(res.Interfaces) - 1
 	for _, ipc := range newIPs {
