@@ -60,12 +60,12 @@ test-unit:
 	$(GOTEST) -short ./pkg/... ./plugins/... 
 
 vet:
-	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo 'gofmt needed'; exit 1; }
+	@test -z "$$(gofmt -l .)" || { gofmt -l .; echo 'gofmt needed'; exit 1; }
 	$(GO) vet ./...
 	$(GO) vet -tags e2e ./integration/e2e/
 
 fmt:
-	gofmt -w $$(git ls-files '*.go')
+	gofmt -w .
 
 tidy:
 	$(GO) mod tidy

@@ -149,9 +149,11 @@ func checkPlugin(t *testing.T, typ string, b []byte) {
 	case "vrf-vxlan-bridge":
 		var c struct {
 			common
-			VRF *struct {
-				Name  string `json:"name"`
-				Table int64  `json:"table"`
+			AnycastGateway bool `json:"anycastGateway"`
+			VRF            *struct {
+				Name   string `json:"name"`
+				Table  int64  `json:"table"`
+				Egress bool   `json:"egress"`
 			} `json:"vrf"`
 			Bridge *struct {
 				Name string `json:"name"`
@@ -205,10 +207,12 @@ func checkPlugin(t *testing.T, typ string, b []byte) {
 	case "sysctl-firewall":
 		var c struct {
 			common
-			Sysctls      map[string]string `json:"sysctls"`
-			HostSysctls  map[string]string `json:"hostSysctls"`
-			Masquerade   bool              `json:"masquerade"`
-			AntiSpoofing bool              `json:"antiSpoofing"`
+			Sysctls       map[string]string `json:"sysctls"`
+			HostSysctls   map[string]string `json:"hostSysctls"`
+			Masquerade    bool              `json:"masquerade"`
+			AntiSpoofing  bool              `json:"antiSpoofing"`
+			Uplink        string            `json:"uplink"`
+			ConntrackZone *uint16           `json:"conntrackZone"`
 		}
 		strict(&c)
 		for k := range c.Sysctls {
@@ -231,8 +235,9 @@ type ipamConf struct {
 		Dst string `json:"dst"`
 		GW  string `json:"gw"`
 	} `json:"routes"`
-	DataDir    string `json:"dataDir"`
-	ResolvConf string `json:"resolvConf"`
+	DataDir     string `json:"dataDir"`
+	ResolvConf  string `json:"resolvConf"`
+	LockTimeout string `json:"lockTimeout"`
 }
 
 func (c *ipamConf) check(t *testing.T) {

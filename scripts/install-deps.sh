@@ -14,7 +14,7 @@ export GOFLAGS=${GOFLAGS:--buildvcs=false}
 
 log() { printf '[deps] %s\n' "$*" >&2; }
 
-pkgs="iproute2 iptables iputils-ping"
+pkgs="iproute2 iptables iputils-ping procps"
 missing=""
 for p in $pkgs; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing="$missing $p"
