@@ -84,3 +84,13 @@ func Address(link netlink.Link, want net.IP) (net.IP, error) {
 	}
 	return nil, fmt.Errorf("uplink %s has no global address", link.Attrs().Name)
 }
+
+// Ready returns an error unless link is administratively up and its
+// operational state is up or unknown (a veth or tunnel that reports none).
+func Ready(link netlink.Link) error {
+	a := link.Attrs()
+	if a.Flags&net.FlagUp == 0 || (a.OperState != netlink.OperUp && a.OperState != netlink.OperUnknown) {
+		return fmt.Errorf("uplink %s is not up (state %s)", a.Name, a.OperState)
+	}
+	return nil
+}

@@ -3,7 +3,6 @@ package main
 import (
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -107,9 +106,8 @@ func resolveUplink(conf *NetConf, missing, notReady uint) (netlink.Link, error) 
 		}
 		return nil, cniutil.Errorf(types.ErrInternal, "infra-ensure: %v", err)
 	}
-	a := link.Attrs()
-	if a.Flags&net.FlagUp == 0 || (a.OperState != netlink.OperUp && a.OperState != netlink.OperUnknown) {
-		return nil, cniutil.Errorf(notReady, "infra-ensure: uplink %s is not up (state %s)", a.Name, a.OperState)
+	if err := uplink.Ready(link); err != nil {
+		return nil, cniutil.Errorf(notReady, "infra-ensure: %v", err)
 	}
 	if _, err := uplink.Address(link, conf.localIP); err != nil {
 		code := notReady

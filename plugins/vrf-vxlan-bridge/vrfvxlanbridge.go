@@ -257,8 +257,8 @@ func cmdStatus(args *skel.CmdArgs) error {
 	if err != nil {
 		return cniutil.Errorf(cniutil.ErrPluginNotAvailable, "vrf-vxlan-bridge: vxlan uplink: %v", err)
 	}
-	if link.Attrs().Flags&net.FlagUp == 0 {
-		return cniutil.Errorf(cniutil.ErrPluginNotAvailable, "vrf-vxlan-bridge: vxlan uplink %s is down", link.Attrs().Name)
+	if err := uplink.Ready(link); err != nil {
+		return cniutil.Errorf(cniutil.ErrPluginNotAvailable, "vrf-vxlan-bridge: vxlan %v", err)
 	}
 	if _, err := uplink.Address(link, conf.VXLAN.local); err != nil {
 		return cniutil.Errorf(cniutil.ErrPluginNotAvailable, "vrf-vxlan-bridge: vxlan VTEP address: %v", err)
