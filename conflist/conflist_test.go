@@ -195,10 +195,11 @@ func checkPlugin(t *testing.T, typ string, b []byte) {
 	case "veth-attach":
 		var c struct {
 			common
-			Bridge  string    `json:"bridge"`
-			MTU     int       `json:"mtu"`
-			Hairpin bool      `json:"hairpin"`
-			IPAM    *ipamConf `json:"ipam"`
+			Bridge    string    `json:"bridge"`
+			MTU       int       `json:"mtu"`
+			Hairpin   bool      `json:"hairpin"`
+			EnableDAD bool      `json:"enableDad"`
+			IPAM      *ipamConf `json:"ipam"`
 		}
 		strict(&c)
 		if c.IPAM != nil {

@@ -19,6 +19,11 @@ type NetConf struct {
 	MTU int `json:"mtu,omitempty"`
 	// Hairpin turns on hairpin mode on the bridge port.
 	Hairpin bool `json:"hairpin,omitempty"`
+	// EnableDAD keeps IPv6 duplicate address detection on the pod
+	// interface. Off by default, as in the reference bridge plugin: the
+	// IPAM hands out unique addresses, and DAD makes every dual-stack ADD
+	// wait about two seconds for the address to leave the tentative state.
+	EnableDAD bool `json:"enableDad,omitempty"`
 
 	RuntimeConfig struct {
 		MAC string `json:"mac,omitempty"`

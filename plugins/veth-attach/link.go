@@ -20,6 +20,7 @@ import (
 
 	"github.com/vxvrf/cni/pkg/cniutil"
 	"github.com/vxvrf/cni/pkg/naming"
+	"github.com/vxvrf/cni/pkg/sysctl"
 )
 
 // ifaNoDAD is IFA_F_NODAD: the gateway address on the bridge is usable at once.
@@ -117,8 +118,13 @@ func ensurePort(hostName, tag string, br netlink.Link, hairpin bool) error {
 
 // configurePod puts the addresses and routes on the pod interface and
 // brings it up (ipam.ConfigureIface also settles IPv6 DAD).
-func configurePod(podNS ns.NetNS, podIf net.Interface, ips []*current.IPConfig, routes []*types.Route) error {
+func configurePod(podNS ns.NetNS, podIf net.Interface, ips []*current.IPConfig, routes []*types.Route, enableDAD bool) error {
 	return podNS.Do(func(ns.NetNS) error {
+		if !enableDAD && hasIPv6(ips) {
+			if err := sysctl.Set("net/ipv6/conf/"+podIf.Name+"/accept_dad", "0"); err != nil {
+				return fmt.Errorf("turn off DAD on %q: %w", podIf.Name, err)
+			}
+		}
 		if len(ips) == 0 {
 			l, err := netlinksafe.LinkByName(podIf.Name)
 			if err == nil {
@@ -140,6 +146,15 @@ func configurePod(podNS ns.NetNS, podIf net.Interface, ips []*current.IPConfig, 
 		}
 		return nil
 	})
+}
+
+func hasIPv6(ips []*current.IPConfig) bool {
+	for _, ipc := range ips {
+		if ipc.Address.IP.To4() == nil {
+			return true
+		}
+	}
+	return false
 }
 
 // ensureGateways puts each ip's gateway (with the ip's prefix length) on

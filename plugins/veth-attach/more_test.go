@@ -314,7 +314,7 @@ func TestDualStack(t *testing.T) {
 			t.Fatalf("ips: %+v", r.IPs)
 		}
 		v6 = append(v6, r.IPs[1].Address.IP.String())
-		a := mustIn(t, pod, "ip", "-o", "-6", "addr", "show", "eth0")
+		a := mustIn(t, pod, "ip", "-o", "-6", "addr", "show", "eth0", "scope", "global")
 		if !strings.Contains(a, v6[i]+"/64") || strings.Contains(a, "tentative") {
 			t.Errorf("pod v6 address: %s", a)
 		}
@@ -322,11 +322,28 @@ func TestDualStack(t *testing.T) {
 			t.Errorf("v6 default route: %q", rt)
 		}
 	}
-	if a := mustIn(t, node.NS, "ip", "-o", "-6", "addr", "show", testBridge); !strings.Contains(a, "fd77::1/64") || strings.Contains(a, "tentative") {
+	if a := mustIn(t, node.NS, "ip", "-o", "-6", "addr", "show", testBridge, "scope", "global"); !strings.Contains(a, "fd77::1/64") || strings.Contains(a, "tentative") {
 		t.Errorf("bridge v6 gateway: %s", a)
 	}
 	mustIn(t, pods[0], "ping", "-6", "-c1", "-W2", v6[1])
 	mustIn(t, pods[0], "ping", "-6", "-c1", "-W2", "fd77::1")
+
+	// DAD is off on the pod interface unless enableDad asks for it; with
+	// it, ADD waits until the address has left the tentative state.
+	for _, pod := range pods {
+		if v := strings.TrimSpace(mustIn(t, pod, "sysctl", "-n", "net.ipv6.conf.eth0.accept_dad")); v != "0" {
+			t.Errorf("%s: accept_dad = %s, want 0 (enableDad unset)", pod.Name, v)
+		}
+	}
+	dadConf := config(t, "1.0.0", map[string]any{"ipam": ipam, "prevResult": bridgePrev("1.0.0"), "enableDad": true})
+	p3 := addPod(t, lab, "p3")
+	testutil.MustRun(t, node.NetNS, inv("ADD", "c3", p3, dadConf, e))
+	if v := strings.TrimSpace(mustIn(t, p3, "sysctl", "-n", "net.ipv6.conf.eth0.accept_dad")); v == "0" {
+		t.Errorf("enableDad: accept_dad = 0, want DAD on")
+	}
+	if a := mustIn(t, p3, "ip", "-o", "-6", "addr", "show", "eth0", "scope", "global"); strings.Contains(a, "tentative") || !strings.Contains(a, "fd77::") {
+		t.Errorf("enableDad: pod v6 address not settled: %s", a)
+	}
 }
 
 // TestVRFHostRoute: with the bridge in a VRF, ADD puts a main-table route

@@ -113,7 +113,7 @@ func cmdAdd(args *skel.CmdArgs) error {
 		ipc.Interface = current.Int(podIdx)
 	}
 
-	if err := configurePod(podNS, podIf, newIPs, routes); err != nil {
+	if err := configurePod(podNS, podIf, newIPs, routes, conf.EnableDAD); err != nil {
 		return err
 	}
 	if err := ensureGateways(br, newIPs); err != nil {
