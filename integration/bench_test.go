@@ -21,7 +21,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"sort"
 	"testing"
@@ -76,7 +75,7 @@ func BenchmarkReferenceChainAddDel(b *testing.B) {
 			[]any{map[string]any{"dst": "0.0.0.0/0"}, map[string]any{"dst": "::/0"}}},
 	} {
 		b.Run(c.name, func(b *testing.B) {
-			ref := benchRefBins(b, "bridge", "host-local", "tuning", "firewall", "portmap")
+			ref := testutil.ReferencePlugins(b, "bridge", "host-local", "tuning", "firewall", "portmap")
 			state := b.TempDir()
 			conf := mustJSON(b, map[string]any{
 				"cniVersion": "1.1.0",
@@ -230,50 +229,4 @@ func mustJSON(b *testing.B, v any) []byte {
 		b.Fatal(err)
 	}
 	return out
-}
-
-// benchRefBins finds the reference plugins as refBins (swap_test.go) does:
-// $VXVRF_REF_BIN, else the repo's .tools/cni, else `go install ...@v1.9.1`
-// into a temp dir. (refBins takes a *testing.T.)
-func benchRefBins(b *testing.B, names ...string) string {
-	b.Helper()
-	has := func(dir string) bool {
-		if dir == "" {
-			return false
-		}
-		for _, n := range names {
-			if _, err := os.Stat(filepath.Join(dir, n)); err != nil {
-				return false
-			}
-		}
-		return true
-	}
-	if d := os.Getenv("VXVRF_REF_BIN"); has(d) {
-		abs, err := filepath.Abs(d)
-		if err != nil {
-			b.Fatal(err)
-		}
-		return abs
-	}
-	if root, err := testutil.RepoRoot(); err == nil && has(filepath.Join(root, ".tools", "cni")) {
-		return filepath.Join(root, ".tools", "cni")
-	}
-	refBuildMu.Lock()
-	defer refBuildMu.Unlock()
-	dir := b.TempDir()
-	args := []string{"install"}
-	for _, n := range names {
-		pkg, ok := refPackages[n]
-		if !ok {
-			b.Fatalf("unknown reference plugin %q", n)
-		}
-		args = append(args, "github.com/containernetworking/plugins/plugins/"+pkg+"@"+refVersion)
-	}
-	cmd := exec.Command("go", args...)
-	cmd.Dir = os.TempDir()
-	cmd.Env = append(os.Environ(), "GOBIN="+dir, "CGO_ENABLED=0", "GOFLAGS=-buildvcs=false")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		b.Fatalf("build reference plugins %v: %v: %s", names, err, out)
-	}
-	return dir
 }

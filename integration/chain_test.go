@@ -18,15 +18,8 @@ import (
 
 	"github.com/vxvrf/cni/pkg/chain"
 	"github.com/vxvrf/cni/pkg/naming"
+	"github.com/vxvrf/cni/pkg/testutil"
 )
-
-func TestMain(m *testing.M) {
-	code := m.Run()
-	if refDir != "" {
-		_ = os.RemoveAll(refDir)
-	}
-	os.Exit(code)
-}
 
 // TestTwoPods: two pods through the default conflist reach each other, their
 // gateway and the node; CHECK passes and fails once a piece is removed; DEL
@@ -313,7 +306,7 @@ func TestFailedAdd(t *testing.T) {
 // place of the lockfile-ipam stage passes the same connectivity test.
 func TestSwapHostLocal(t *testing.T) {
 	t.Parallel()
-	ref := refPlugins(t)
+	ref := testutil.ReferencePlugins(t, "host-local")
 	e := newEnv(t, "it-swap", []string{ref}, func(conf map[string]any, plugins []map[string]any) error {
 		lf := chain.Plugin(plugins, "lockfile-ipam")
 		va := chain.Plugin(plugins, "veth-attach")

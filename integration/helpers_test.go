@@ -8,7 +8,6 @@ import (
 	"io"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -331,37 +330,4 @@ func grep(s, sub string) string {
 		}
 	}
 	return strings.Join(out, "\n")
-}
-
-var (
-	refOnce sync.Once
-	refDir  string
-	refErr  error
-)
-
-// refPlugins returns a directory holding the reference host-local: $VXVRF_REF_BIN
-// when it has one, else a temp dir it is built into (once per test process).
-func refPlugins(t *testing.T) string {
-	t.Helper()
-	if d := os.Getenv("VXVRF_REF_BIN"); d != "" {
-		if _, err := os.Stat(filepath.Join(d, "host-local")); err == nil {
-			return d
-		}
-	}
-	refOnce.Do(func() {
-		refDir, refErr = os.MkdirTemp("", "vxvrf-ref-")
-		if refErr != nil {
-			return
-		}
-		cmd := exec.Command("go", "install", "github.com/containernetworking/plugins/plugins/ipam/host-local@v1.9.1")
-		cmd.Dir = os.TempDir() // outside this module: a plain versioned install
-		cmd.Env = append(os.Environ(), "GOBIN="+refDir, "CGO_ENABLED=0", "GOFLAGS=-buildvcs=false")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			refErr = fmt.Errorf("build reference host-local: %w: %s", err, out)
-		}
-	})
-	if refErr != nil {
-		t.Fatal(refErr)
-	}
-	return refDir
 }

@@ -13,7 +13,6 @@ import (
 	"io"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -54,7 +53,7 @@ func appendPlugins(add ...map[string]any) edit { return withoutStage("", add...)
 // (iptables backend) in place of sysctl-firewall.
 func TestSwapTuningFirewall(t *testing.T) {
 	t.Parallel()
-	ref := refBins(t, "tuning", "firewall")
+	ref := testutil.ReferencePlugins(t, "tuning", "firewall")
 	tuningDir := t.TempDir()
 	const sysctlFile = "/proc/sys/net/ipv4/conf/eth0/arp_notify"
 	e := newEnv(t, "sw-tf", []string{ref}, withoutStage("sysctl-firewall",
@@ -121,7 +120,7 @@ func TestSwapTuningFirewall(t *testing.T) {
 // another pod, the pod itself (hairpin, portmap's SNAT) and 127.0.0.1.
 func TestSwapPortmap(t *testing.T) {
 	t.Parallel()
-	ref := refBins(t, "portmap")
+	ref := testutil.ReferencePlugins(t, "portmap")
 	e := newEnv(t, "sw-pm", []string{ref}, appendPlugins(map[string]any{
 		"type": "portmap", "backend": "iptables", "snat": true,
 		"capabilities": map[string]any{"portMappings": true},
@@ -194,7 +193,7 @@ func hairpin(_ map[string]any, plugins []map[string]any) error {
 // none; traffic flows; DEL removes the ifb.
 func TestSwapBandwidth(t *testing.T) {
 	t.Parallel()
-	ref := refBins(t, "bandwidth")
+	ref := testutil.ReferencePlugins(t, "bandwidth")
 	e := newEnv(t, "sw-bw", []string{ref}, appendPlugins(map[string]any{
 		"type": "bandwidth", "capabilities": map[string]any{"bandwidth": true},
 	}))
@@ -254,7 +253,7 @@ func ifbLinks(e *env) []string {
 // its (delegated) IPAM, dual-stack.
 func TestSwapBridgeLockfileIPAM(t *testing.T) {
 	t.Parallel()
-	ref := refBins(t, "bridge")
+	ref := testutil.ReferencePlugins(t, "bridge")
 	e := newEnv(t, "sw-br", []string{ref})
 	const network, br = "sw-brnet", "swbr0"
 	conf := []byte(fmt.Sprintf(`{
@@ -362,69 +361,6 @@ func dirFiles(dir string) []string {
 		out = append(out, path)
 	}
 	return out
-}
-
-// Reference plugins of the swap tests: name -> package path under
-// github.com/containernetworking/plugins/plugins.
-var refPackages = map[string]string{
-	"host-local": "ipam/host-local",
-	"bridge":     "main/bridge",
-	"tuning":     "meta/tuning",
-	"firewall":   "meta/firewall",
-	"portmap":    "meta/portmap",
-	"bandwidth":  "meta/bandwidth",
-}
-
-const refVersion = "v1.9.1"
-
-var refBuildMu sync.Mutex
-
-// refBins returns a directory holding every named reference plugin:
-// $VXVRF_REF_BIN when it has them all (make test: .tools/cni), else the
-// repo's .tools/cni (scripts/install-deps.sh), else a directory they are
-// built into with `go install ...@v1.9.1` (a temp dir of the test, so each
-// test builds its own; the Go build cache makes the later ones cheap).
-func refBins(t *testing.T, names ...string) string {
-	t.Helper()
-	has := func(dir string) bool {
-		if dir == "" {
-			return false
-		}
-		for _, n := range names {
-			if _, err := os.Stat(filepath.Join(dir, n)); err != nil {
-				return false
-			}
-		}
-		return true
-	}
-	if d := os.Getenv("VXVRF_REF_BIN"); has(d) {
-		abs, err := filepath.Abs(d)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return abs
-	}
-	if root, err := testutil.RepoRoot(); err == nil && has(filepath.Join(root, ".tools", "cni")) {
-		return filepath.Join(root, ".tools", "cni")
-	}
-	refBuildMu.Lock()
-	defer refBuildMu.Unlock()
-	dir := t.TempDir()
-	args := []string{"install"}
-	for _, n := range names {
-		pkg, ok := refPackages[n]
-		if !ok {
-			t.Fatalf("unknown reference plugin %q", n)
-		}
-		args = append(args, "github.com/containernetworking/plugins/plugins/"+pkg+"@"+refVersion)
-	}
-	cmd := exec.Command("go", args...)
-	cmd.Dir = os.TempDir() // outside this module: a plain versioned install
-	cmd.Env = append(os.Environ(), "GOBIN="+dir, "CGO_ENABLED=0", "GOFLAGS=-buildvcs=false")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("build reference plugins %v: %v: %s", names, err, out)
-	}
-	return dir
 }
 
 // listener is a TCP server in a namespace that answers every connection

@@ -100,9 +100,10 @@ func PluginDir(t testing.TB, plugins ...string) string {
 // have exited (a test binary has no hook to remove its own).
 func processBinDir() (string, error) {
 	tmp := os.TempDir()
-	old, _ := filepath.Glob(filepath.Join(tmp, "vxvrf-bin-*"))
-	for _, d := range old {
-		pid := strings.TrimPrefix(filepath.Base(d), "vxvrf-bin-")
+	bins, _ := filepath.Glob(filepath.Join(tmp, "vxvrf-bin-*"))
+	refs, _ := filepath.Glob(filepath.Join(tmp, "vxvrf-ref-*"))
+	for _, d := range append(bins, refs...) {
+		_, pid, _ := strings.Cut(strings.TrimPrefix(filepath.Base(d), "vxvrf-"), "-")
 		if _, err := os.Stat(filepath.Join("/proc", pid)); os.IsNotExist(err) {
 			_ = os.RemoveAll(d)
 		}

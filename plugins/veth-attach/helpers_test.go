@@ -2,12 +2,9 @@ package main
 
 import (
 	"encoding/json"
-	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 
 	current "github.com/containernetworking/cni/pkg/types/100"
@@ -24,60 +21,9 @@ const (
 	gateway    = "10.77.0.1"
 )
 
-var (
-	refOnce  sync.Once
-	refDir   string
-	refErr   error
-	refBuilt bool // refDir is ours to remove
-)
-
-func TestMain(m *testing.M) {
-	code := m.Run()
-	if refBuilt {
-		_ = os.RemoveAll(refDir)
-	}
-	os.Exit(code)
-}
-
-// refPluginDir returns a directory holding the reference host-local IPAM:
-// $VXVRF_REF_BIN or /opt/cni/bin when it is there, else built once with
-// `go install` (works offline through the module cache/proxy).
-func refPluginDir(t *testing.T) string {
-	t.Helper()
-	refOnce.Do(func() {
-		for _, d := range []string{os.Getenv("VXVRF_REF_BIN"), "/opt/cni/bin"} {
-			if d == "" {
-				continue
-			}
-			if _, err := os.Stat(filepath.Join(d, "host-local")); err == nil {
-				refDir = d
-				return
-			}
-		}
-		d, err := os.MkdirTemp("", "va-ref-")
-		if err != nil {
-			refErr = err
-			return
-		}
-		refDir, refBuilt = d, true
-		cmd := exec.Command("go", "install", "github.com/containernetworking/plugins/plugins/ipam/host-local@v1.9.1")
-		cmd.Env = append(os.Environ(), "GOBIN="+d, "CGO_ENABLED=0")
-		cmd.Dir = d
-		if out, err := cmd.CombinedOutput(); err != nil {
-			refErr = fmt.Errorf("go install host-local: %v: %s", err, out)
-			return
-		}
-		refDir, refBuilt = d, true
-	})
-	if refErr != nil {
-		t.Fatal(refErr)
-	}
-	return refDir
-}
-
 // env is the extra environment of every exec: CNI_PATH with host-local.
 func env(t *testing.T) []string {
-	return []string{"CNI_PATH=" + testutil.PluginDir(t, "veth-attach") + string(os.PathListSeparator) + refPluginDir(t)}
+	return []string{"CNI_PATH=" + testutil.PluginDir(t, "veth-attach") + string(os.PathListSeparator) + testutil.ReferencePlugins(t, "host-local")}
 }
 
 // newNode makes a lab with one node holding bridge br-test (up).
