@@ -229,17 +229,8 @@ func dumpOnFailure(t *testing.T, n *netsim.NS) {
 // reaches its gateway, the node reaches the pod only through the VRF; CHECK
 // passes and DEL removes the pod's veth.
 func TestChainVRF(t *testing.T) {
-	lab := testutil.NewLab(t, "vm-ch")
-	node, err := lab.AddNode("n1")
-	if err != nil {
-		t.Fatal(err)
-	}
-	testutil.RequireVRF(t, node.NS)
-	dumpOnFailure(t, node.NS)
-	pod, err := lab.AddNS("p1")
-	if err != nil {
-		t.Fatal(err)
-	}
+	lab, node := vrfNode(t, "vm-ch")
+	pod := addNS(t, lab, "p1")
 	tn := tenant{name: "vmred", table: 100, vni: 100, subnets: []string{"10.20.0.0/24"}}
 	conf := tn.conflist(t)
 	r := newRuntime(t, node)
@@ -287,13 +278,7 @@ func TestChainVRF(t *testing.T) {
 // node. Both pods get addresses, each network's connected route sits in its
 // own table on its own bridge, and each pod reaches its own gateway.
 func TestTenantsVRF(t *testing.T) {
-	lab := testutil.NewLab(t, "vm-tn")
-	node, err := lab.AddNode("n1")
-	if err != nil {
-		t.Fatal(err)
-	}
-	testutil.RequireVRF(t, node.NS)
-	dumpOnFailure(t, node.NS)
+	lab, node := vrfNode(t, "vm-tn")
 	r := newRuntime(t, node)
 	tenants := []tenant{
 		{name: "vmred", table: 101, vni: 101, subnets: []string{"10.30.0.0/24"}},
@@ -367,20 +352,11 @@ func v6Addr(t *testing.T, n *netsim.NS, dev string, addr *net.IPNet) (found bool
 // pod's ADD re-ensures the VRF, its connected route is in the VRF's table,
 // and the pod reaches the gateway over IPv6.
 func TestIPv6SurvivesEnslavementVRF(t *testing.T) {
-	lab := testutil.NewLab(t, "vm-v6")
-	node, err := lab.AddNode("n1")
-	if err != nil {
-		t.Fatal(err)
-	}
-	testutil.RequireVRF(t, node.NS)
-	dumpOnFailure(t, node.NS)
+	lab, node := vrfNode(t, "vm-v6")
 	tn := tenant{name: "vmsix", table: 106, vni: 106, subnets: []string{"10.60.0.0/24", "fd00:60::/64"}}
 	conf := tn.conflist(t)
 	r := newRuntime(t, node)
-	p1, err := lab.AddNS("p1")
-	if err != nil {
-		t.Fatal(err)
-	}
+	p1 := addNS(t, lab, "p1")
 	var v6 *current.IPConfig
 	for _, ip := range podIPs(t, r.add(conf, p1)) {
 		if ip.Address.IP.To4() == nil {
@@ -409,10 +385,7 @@ func TestIPv6SurvivesEnslavementVRF(t *testing.T) {
 	if _, tentative := v6Addr(t, node.NS, brName, gw); tentative {
 		t.Errorf("IPv6 gateway %s still tentative after traffic", gw)
 	}
-	p2, err := lab.AddNS("p2")
-	if err != nil {
-		t.Fatal(err)
-	}
+	p2 := addNS(t, lab, "p2")
 	r.add(conf, p2)
 	check("after the second ADD")
 	if err := ping(t, p1, "", v6.Gateway); err != nil {
@@ -423,17 +396,8 @@ func TestIPv6SurvivesEnslavementVRF(t *testing.T) {
 // TestCheckTableVRF: CHECK passes on a fresh attachment and fails once the
 // VRF has been recreated with another table; DEL still cleans up.
 func TestCheckTableVRF(t *testing.T) {
-	lab := testutil.NewLab(t, "vm-ck")
-	node, err := lab.AddNode("n1")
-	if err != nil {
-		t.Fatal(err)
-	}
-	testutil.RequireVRF(t, node.NS)
-	dumpOnFailure(t, node.NS)
-	pod, err := lab.AddNS("p1")
-	if err != nil {
-		t.Fatal(err)
-	}
+	lab, node := vrfNode(t, "vm-ck")
+	pod := addNS(t, lab, "p1")
 	tn := tenant{name: "vmchk", table: 110, vni: 110, subnets: []string{"10.110.0.0/24"}}
 	conf := tn.conflist(t)
 	r := newRuntime(t, node)
@@ -450,7 +414,7 @@ func TestCheckTableVRF(t *testing.T) {
 	} {
 		in(t, node.NS, "ip", c...)
 	}
-	err = r.check(conf, pod)
+	err := r.check(conf, pod)
 	if err == nil {
 		t.Fatalf("CHECK passed with vrf %s on table 111 (config: %d)", vrf, tn.table)
 	}
@@ -464,17 +428,8 @@ func TestCheckTableVRF(t *testing.T) {
 // whose bridge is in a VRF, as the kubelet's probes need: veth-attach routes
 // the pod subnet from main into the VRF device.
 func TestNodeReachesPodVRF(t *testing.T) {
-	lab := testutil.NewLab(t, "vm-nr")
-	node, err := lab.AddNode("n1")
-	if err != nil {
-		t.Fatal(err)
-	}
-	testutil.RequireVRF(t, node.NS)
-	dumpOnFailure(t, node.NS)
-	pod, err := lab.AddNS("p1")
-	if err != nil {
-		t.Fatal(err)
-	}
+	lab, node := vrfNode(t, "vm-nr")
+	pod := addNS(t, lab, "p1")
 	tn := tenant{name: "vmnode", table: 120, vni: 120, subnets: []string{"10.120.0.0/24"}}
 	ip := podIPs(t, newRuntime(t, node).add(tn.conflist(t), pod))[0]
 	vrf := linkIn(t, node.NS, naming.VRFName(tn.name))
@@ -491,17 +446,8 @@ func TestNodeReachesPodVRF(t *testing.T) {
 // attachment's iptables rules, the pod still reaches its gateway, CHECK
 // passes, DEL removes the rules.
 func TestFullChainVRF(t *testing.T) {
-	lab := testutil.NewLab(t, "vm-fc")
-	node, err := lab.AddNode("n1")
-	if err != nil {
-		t.Fatal(err)
-	}
-	testutil.RequireVRF(t, node.NS)
-	dumpOnFailure(t, node.NS)
-	pod, err := lab.AddNS("p1")
-	if err != nil {
-		t.Fatal(err)
-	}
+	lab, node := vrfNode(t, "vm-fc")
+	pod := addNS(t, lab, "p1")
 	tn := tenant{name: "vmfw", table: 130, vni: 130, subnets: []string{"10.130.0.0/24"}, firewall: true}
 	conf := tn.conflist(t)
 	r := newRuntime(t, node)
@@ -522,4 +468,28 @@ func TestFullChainVRF(t *testing.T) {
 	if out := in(t, node.NS, "iptables-save"); strings.Contains(out, tag) {
 		t.Fatalf("rules tagged %q left after DEL:\n%s", tag, out)
 	}
+}
+
+// vrfNode is a lab with one node; the test skips (fails in the VM) without
+// VRF support, and dumps the node's links and routes if it fails.
+func vrfNode(t *testing.T, name string) (*netsim.Lab, *netsim.Node) {
+	t.Helper()
+	lab := testutil.NewLab(t, name)
+	node, err := lab.AddNode("n1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	testutil.RequireVRF(t, node.NS)
+	dumpOnFailure(t, node.NS)
+	return lab, node
+}
+
+// addNS adds a pod namespace to the lab.
+func addNS(t *testing.T, lab *netsim.Lab, role string) *netsim.NS {
+	t.Helper()
+	n, err := lab.AddNS(role)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
 }
