@@ -69,19 +69,29 @@ func makePlan(conf *NetConf, args *skel.CmdArgs, prev *current.Result) (*plan, e
 	return p, nil
 }
 
-func cmdAdd(args *skel.CmdArgs) error {
+// load is what ADD and CHECK start with: the netns guard, the config, the
+// required prevResult and the plan derived from them.
+func load(args *skel.CmdArgs) (*NetConf, *current.Result, *plan, error) {
 	if err := cniutil.GuardNetNS(args.Netns); err != nil {
-		return err
+		return nil, nil, nil, err
 	}
 	conf, err := parseConfig(args.StdinData)
 	if err != nil {
-		return err
+		return nil, nil, nil, err
 	}
 	prev, err := cniutil.RequirePrevResult(&conf.PluginConf, "sysctl-firewall")
 	if err != nil {
-		return err
+		return nil, nil, nil, err
 	}
 	p, err := makePlan(conf, args, prev)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	return conf, prev, p, nil
+}
+
+func cmdAdd(args *skel.CmdArgs) error {
+	conf, prev, p, err := load(args)
 	if err != nil {
 		return err
 	}
@@ -199,18 +209,7 @@ func deleteRules(a attachment, families []Family, tables []string) error {
 }
 
 func cmdCheck(args *skel.CmdArgs) error {
-	if err := cniutil.GuardNetNS(args.Netns); err != nil {
-		return err
-	}
-	conf, err := parseConfig(args.StdinData)
-	if err != nil {
-		return err
-	}
-	prev, err := cniutil.RequirePrevResult(&conf.PluginConf, "sysctl-firewall")
-	if err != nil {
-		return err
-	}
-	p, err := makePlan(conf, args, prev)
+	conf, _, p, err := load(args)
 	if err != nil {
 		return err
 	}
