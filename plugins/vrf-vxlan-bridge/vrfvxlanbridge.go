@@ -16,25 +16,29 @@ import (
 	"github.com/vxvrf/cni/pkg/uplink"
 )
 
-func cmdAdd(args *skel.CmdArgs) error {
-	if err := cniutil.GuardNetNS(args.Netns); err != nil {
-		return err
+// load is what ADD and CHECK start with: the netns guard, the config,
+// prevResult, the underlay (with VXLAN) and the bridge MTU.
+func load(args *skel.CmdArgs) (conf *NetConf, prev *current.Result, u *underlay, mtu int, err error) {
+	if err = cniutil.GuardNetNS(args.Netns); err != nil {
+		return
 	}
-	conf, err := parseConfig(args.StdinData)
-	if err != nil {
-		return err
+	if conf, err = parseConfig(args.StdinData); err != nil {
+		return
 	}
-	prev, err := cniutil.PrevResult(&conf.PluginConf)
-	if err != nil {
-		return err
+	if prev, err = cniutil.PrevResult(&conf.PluginConf); err != nil {
+		return
 	}
-	var u *underlay
 	if conf.VXLAN != nil {
 		if u, err = resolveUnderlay(conf, prev); err != nil {
-			return err
+			return
 		}
 	}
-	mtu, err := bridgeMTU(conf, prev, u)
+	mtu, err = bridgeMTU(conf, prev, u)
+	return
+}
+
+func cmdAdd(args *skel.CmdArgs) error {
+	conf, prev, u, mtu, err := load(args)
 	if err != nil {
 		return err
 	}
@@ -134,24 +138,7 @@ func wrap(err error) error {
 func cmdDel(args *skel.CmdArgs) error { return nil }
 
 func cmdCheck(args *skel.CmdArgs) error {
-	if err := cniutil.GuardNetNS(args.Netns); err != nil {
-		return err
-	}
-	conf, err := parseConfig(args.StdinData)
-	if err != nil {
-		return err
-	}
-	prev, err := cniutil.PrevResult(&conf.PluginConf)
-	if err != nil {
-		return err
-	}
-	var u *underlay
-	if conf.VXLAN != nil {
-		if u, err = resolveUnderlay(conf, prev); err != nil {
-			return err
-		}
-	}
-	mtu, err := bridgeMTU(conf, prev, u)
+	conf, prev, u, mtu, err := load(args)
 	if err != nil {
 		return err
 	}
