@@ -36,7 +36,7 @@ func cmdAdd(args *skel.CmdArgs) error {
 	}
 	podNS, err := ns.GetNS(args.Netns)
 	if err != nil {
-		return fmt.Errorf("open netns %q: %w", args.Netns, err)
+		return cniutil.Errorf(types.ErrInvalidEnvironmentVariables, "veth-attach: CNI_NETNS %q: %v", args.Netns, err)
 	}
 	defer podNS.Close()
 	hostNS, err := ns.GetCurrentNS()

@@ -36,12 +36,20 @@ func TestBadInput(t *testing.T) {
 		{"node netns", inv("ADD", "c1", node.NS, good, e), types.ErrInvalidNetNS},
 		{"node netns DEL", inv("DEL", "c1", node.NS, good, e), types.ErrInvalidNetNS},
 		{"CHECK at 0.3.1", inv("CHECK", "c1", pod, config(t, "0.3.1", map[string]any{"prevResult": bridgePrev("0.3.1")}), e), types.ErrIncompatibleCNIVersion},
+		{"netns missing", func() testutil.Invocation {
+			i := inv("ADD", "c1", pod, good, e)
+			i.NetNS = "/run/netns/vxvrf-no-such-netns"
+			return i
+		}(), types.ErrInvalidEnvironmentVariables},
 	}
 	for _, c := range cases {
 		o := testutil.Run(t, node.NetNS, c.inv)
 		cerr := o.CNIError(t)
 		if cerr.Code != c.code {
 			t.Errorf("%s: code %d (%s), want %d", c.name, cerr.Code, cerr.Msg, c.code)
+		}
+		if c.name == "netns missing" && !strings.Contains(cerr.Msg, "CNI_NETNS") {
+			t.Errorf("netns missing: message does not name CNI_NETNS: %s", cerr.Msg)
 		}
 		if c.name == "no bridge" && !strings.Contains(cerr.Msg, `"bridge"`) {
 			t.Errorf("no bridge: message does not name the key: %s", cerr.Msg)
