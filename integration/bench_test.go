@@ -20,7 +20,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"os"
 	"path/filepath"
 	"sort"
 	"testing"
@@ -36,16 +35,9 @@ import (
 func BenchmarkChainAddDel(b *testing.B) {
 	testutil.RequireRoot(b)
 	bin := testutil.PluginDir(b, testutil.Plugins...)
-	root, err := testutil.RepoRoot()
-	if err != nil {
-		b.Fatal(err)
-	}
-	conf, err := os.ReadFile(filepath.Join(root, "conflist", "vxvrf.conflist"))
-	if err != nil {
-		b.Fatal(err)
-	}
 	state := b.TempDir()
-	if conf, err = chain.SetStateDirs(conf, state); err != nil {
+	conf, err := chain.SetStateDirs(testutil.DefaultConflist(b), state)
+	if err != nil {
 		b.Fatal(err)
 	}
 	benchAddDel(b, "bn-ours", conf, []string{bin}, nil, state)

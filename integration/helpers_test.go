@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -46,20 +45,6 @@ type env struct {
 // edit changes the default conflist for one test.
 type edit func(conf map[string]any, plugins []map[string]any) error
 
-// defaultConflist reads conflist/vxvrf.conflist.
-func defaultConflist(t *testing.T) []byte {
-	t.Helper()
-	root, err := testutil.RepoRoot()
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := os.ReadFile(filepath.Join(root, "conflist", "vxvrf.conflist"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
-}
-
 // newEnv builds the lab and a chain running the default conflist (its state
 // directories moved under a temp dir, then the edits applied) with CNI_PATH
 // = the plugin dir plus extraPath.
@@ -72,7 +57,7 @@ func newEnv(t *testing.T, labName string, extraPath []string, edits ...edit) *en
 	}
 	bin := testutil.PluginDir(t, testutil.Plugins...)
 	root := t.TempDir()
-	conf, err := chain.SetStateDirs(defaultConflist(t), root)
+	conf, err := chain.SetStateDirs(testutil.DefaultConflist(t), root)
 	if err != nil {
 		t.Fatal(err)
 	}

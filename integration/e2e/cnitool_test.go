@@ -53,7 +53,7 @@ func TestCnitool(t *testing.T) {
 	}
 	work := workDir(t, "cnt")
 	state := filepath.Join(work, "cni-state")
-	conf := conflist(t, defaultConflist(t), state)
+	conf := conflist(t, testutil.DefaultConflist(t), state)
 	conf, err = chain.SetVersion(conf, "1.1.0")
 	if err != nil {
 		t.Fatal(err)

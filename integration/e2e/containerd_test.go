@@ -358,7 +358,7 @@ func TestContainerdCRI(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := startContainerd(t, node, defaultConflist(t))
+	c := startContainerd(t, node, testutil.DefaultConflist(t))
 
 	a := c.runPod("e2e-a", 18090)
 	b := c.runPod("e2e-b", 18091)

@@ -200,20 +200,6 @@ func conflist(t *testing.T, src []byte, stateRoot string) []byte {
 	return b
 }
 
-// defaultConflist is conflist/vxvrf.conflist.
-func defaultConflist(t *testing.T) []byte {
-	t.Helper()
-	root, err := testutil.RepoRoot()
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := os.ReadFile(filepath.Join(root, "conflist", "vxvrf.conflist"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
-}
-
 // subnets of the default conflist, and its gateways (the first address).
 var (
 	podNet4 = mustCIDR("10.244.1.0/24")

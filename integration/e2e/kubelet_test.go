@@ -114,11 +114,11 @@ func kubeletConflist(t *testing.T, node *netsim.Node, work string) []byte {
 	example := filepath.Join(root, "deploy", "examples", "single-node.json")
 	if _, err := os.Stat(filepath.Join(root, "deploy", "installer", "main.go")); err != nil {
 		t.Logf("no installer in deploy/: using conflist/vxvrf.conflist")
-		return defaultConflist(t)
+		return testutil.DefaultConflist(t)
 	}
 	if _, err := os.Stat(example); err != nil {
 		t.Logf("no %s: using conflist/vxvrf.conflist", example)
-		return defaultConflist(t)
+		return testutil.DefaultConflist(t)
 	}
 	bin := filepath.Join(work, "vxvrf-installer")
 	build := exec.Command("go", "build", "-o", bin, "./deploy/installer")

@@ -68,7 +68,7 @@ func newPodman(t *testing.T, node *netsim.Node) *podmanEnv {
 	dir := workDir(t, "pdm")
 	p := &podmanEnv{t: t, node: node, dir: dir, bin: paths[0], state: filepath.Join(dir, "cni-state")}
 	_, p.spyLog = pluginDir(t, dir)
-	p.conf = conflist(t, defaultConflist(t), p.state)
+	p.conf = conflist(t, testutil.DefaultConflist(t), p.state)
 	for _, d := range []string{"net.d", "tmp", "volumes", "static", "root", "runroot"} {
 		if err := os.MkdirAll(filepath.Join(dir, d), 0o755); err != nil {
 			t.Fatal(err)

@@ -230,7 +230,7 @@ func dumpOnFailure(t *testing.T, n *netsim.NS) {
 // passes and DEL removes the pod's veth.
 func TestChainVRF(t *testing.T) {
 	lab, node := vrfNode(t, "vm-ch")
-	pod := addNS(t, lab, "p1")
+	pod := testutil.AddNS(t, lab, "p1")
 	tn := tenant{name: "vmred", table: 100, vni: 100, subnets: []string{"10.20.0.0/24"}}
 	conf := tn.conflist(t)
 	r := newRuntime(t, node)
@@ -356,7 +356,7 @@ func TestIPv6SurvivesEnslavementVRF(t *testing.T) {
 	tn := tenant{name: "vmsix", table: 106, vni: 106, subnets: []string{"10.60.0.0/24", "fd00:60::/64"}}
 	conf := tn.conflist(t)
 	r := newRuntime(t, node)
-	p1 := addNS(t, lab, "p1")
+	p1 := testutil.AddNS(t, lab, "p1")
 	var v6 *current.IPConfig
 	for _, ip := range podIPs(t, r.add(conf, p1)) {
 		if ip.Address.IP.To4() == nil {
@@ -385,7 +385,7 @@ func TestIPv6SurvivesEnslavementVRF(t *testing.T) {
 	if _, tentative := v6Addr(t, node.NS, brName, gw); tentative {
 		t.Errorf("IPv6 gateway %s still tentative after traffic", gw)
 	}
-	p2 := addNS(t, lab, "p2")
+	p2 := testutil.AddNS(t, lab, "p2")
 	r.add(conf, p2)
 	check("after the second ADD")
 	if err := ping(t, p1, "", v6.Gateway); err != nil {
@@ -397,7 +397,7 @@ func TestIPv6SurvivesEnslavementVRF(t *testing.T) {
 // VRF has been recreated with another table; DEL still cleans up.
 func TestCheckTableVRF(t *testing.T) {
 	lab, node := vrfNode(t, "vm-ck")
-	pod := addNS(t, lab, "p1")
+	pod := testutil.AddNS(t, lab, "p1")
 	tn := tenant{name: "vmchk", table: 110, vni: 110, subnets: []string{"10.110.0.0/24"}}
 	conf := tn.conflist(t)
 	r := newRuntime(t, node)
@@ -429,7 +429,7 @@ func TestCheckTableVRF(t *testing.T) {
 // the pod subnet from main into the VRF device.
 func TestNodeReachesPodVRF(t *testing.T) {
 	lab, node := vrfNode(t, "vm-nr")
-	pod := addNS(t, lab, "p1")
+	pod := testutil.AddNS(t, lab, "p1")
 	tn := tenant{name: "vmnode", table: 120, vni: 120, subnets: []string{"10.120.0.0/24"}}
 	ip := podIPs(t, newRuntime(t, node).add(tn.conflist(t), pod))[0]
 	vrf := linkIn(t, node.NS, naming.VRFName(tn.name))
@@ -447,7 +447,7 @@ func TestNodeReachesPodVRF(t *testing.T) {
 // passes, DEL removes the rules.
 func TestFullChainVRF(t *testing.T) {
 	lab, node := vrfNode(t, "vm-fc")
-	pod := addNS(t, lab, "p1")
+	pod := testutil.AddNS(t, lab, "p1")
 	tn := tenant{name: "vmfw", table: 130, vni: 130, subnets: []string{"10.130.0.0/24"}, firewall: true}
 	conf := tn.conflist(t)
 	r := newRuntime(t, node)
@@ -474,22 +474,8 @@ func TestFullChainVRF(t *testing.T) {
 // VRF support, and dumps the node's links and routes if it fails.
 func vrfNode(t *testing.T, name string) (*netsim.Lab, *netsim.Node) {
 	t.Helper()
-	lab := testutil.NewLab(t, name)
-	node, err := lab.AddNode("n1")
-	if err != nil {
-		t.Fatal(err)
-	}
+	lab, node := testutil.NewNode(t, name)
 	testutil.RequireVRF(t, node.NS)
 	dumpOnFailure(t, node.NS)
 	return lab, node
-}
-
-// addNS adds a pod namespace to the lab.
-func addNS(t *testing.T, lab *netsim.Lab, role string) *netsim.NS {
-	t.Helper()
-	n, err := lab.AddNS(role)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return n
 }

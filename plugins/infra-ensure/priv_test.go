@@ -33,20 +33,6 @@ func netConf(ver string, extra map[string]any) []byte {
 	return b
 }
 
-func labNode(t *testing.T, name string) (*netsim.Node, *netsim.NS) {
-	t.Helper()
-	lab := testutil.NewLab(t, name)
-	node, err := lab.AddNode("n1")
-	if err != nil {
-		t.Fatal(err)
-	}
-	pod, err := lab.AddNS("p1")
-	if err != nil {
-		t.Fatal(err)
-	}
-	return node, pod
-}
-
 func inv(cmd string, pod *netsim.NS, config []byte) testutil.Invocation {
 	p := ""
 	if pod != nil {
@@ -224,4 +210,11 @@ func TestGC(t *testing.T) {
 	for _, extra := range []map[string]any{nil, {"cni.dev/valid-attachments": []any{}}} {
 		testutil.MustRun(t, node.NetNS, testutil.Invocation{Plugin: plugin, Command: "GC", Config: netConf("1.1.0", extra)})
 	}
+}
+
+// labNode makes a lab with one node and one pod namespace.
+func labNode(t *testing.T, name string) (*netsim.Node, *netsim.NS) {
+	t.Helper()
+	lab, node := testutil.NewNode(t, name)
+	return node, testutil.AddNS(t, lab, "p1")
 }

@@ -29,23 +29,14 @@ func env(t *testing.T) []string {
 // newNode makes a lab with one node holding bridge br-test (up).
 func newNode(t *testing.T, name string) (*netsim.Lab, *netsim.Node) {
 	t.Helper()
-	lab := testutil.NewLab(t, name)
-	node, err := lab.AddNode("n1")
-	if err != nil {
-		t.Fatal(err)
-	}
+	lab, node := testutil.NewNode(t, name)
 	mustIn(t, node.NS, "ip", "link", "add", testBridge, "type", "bridge")
 	mustIn(t, node.NS, "ip", "link", "set", testBridge, "up")
 	return lab, node
 }
 
 func addPod(t *testing.T, lab *netsim.Lab, role string) *netsim.NS {
-	t.Helper()
-	p, err := lab.AddNS(role)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return p
+	return testutil.AddNS(t, lab, role)
 }
 
 func mustIn(t *testing.T, n *netsim.NS, name string, args ...string) string {

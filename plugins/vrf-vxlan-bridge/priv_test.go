@@ -47,21 +47,6 @@ func netConf(ver, name string, extra map[string]any) []byte {
 	return b
 }
 
-// labNode makes a lab with one node and one pod namespace.
-func labNode(t *testing.T, name string) (*netsim.Node, *netsim.NS) {
-	t.Helper()
-	lab := testutil.NewLab(t, name)
-	node, err := lab.AddNode("n1")
-	if err != nil {
-		t.Fatal(err)
-	}
-	pod, err := lab.AddNS("p1")
-	if err != nil {
-		t.Fatal(err)
-	}
-	return node, pod
-}
-
 func inv(cmd, cid string, pod *netsim.NS, config []byte) testutil.Invocation {
 	p := ""
 	if pod != nil {
@@ -649,4 +634,11 @@ func TestVRFEgress(t *testing.T) {
 	if out, _ := node.In("ip", "route", "show", "table", "300"); strings.TrimSpace(string(out)) != "" {
 		t.Errorf("GC left routes in table 300:\n%s", out)
 	}
+}
+
+// labNode makes a lab with one node and one pod namespace.
+func labNode(t *testing.T, name string) (*netsim.Node, *netsim.NS) {
+	t.Helper()
+	lab, node := testutil.NewNode(t, name)
+	return node, testutil.AddNS(t, lab, "p1")
 }
