@@ -23,20 +23,30 @@ const (
 	ErrNoLease             uint = 103 // CHECK: no lease / prevResult lacks the leased addresses
 )
 
-func cmdAdd(args *skel.CmdArgs) error {
+// load is what ADD and CHECK start with: the config, the netns guard and,
+// in stage form, prevResult (parsed before anything is allocated, so a bad
+// one leaks nothing).
+func load(args *skel.CmdArgs) (*NetConf, *current.Result, error) {
 	conf, err := parseConfig(args.StdinData, args.Args)
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
 	if err := cniutil.GuardNetNS(args.Netns); err != nil {
-		return err
+		return nil, nil, err
 	}
 	var prev *current.Result
 	if conf.Stage {
-		// Parse prevResult before allocating, so a bad one leaks nothing.
 		if prev, err = cniutil.PrevResult(&conf.PluginConf); err != nil {
-			return err
+			return nil, nil, err
 		}
+	}
+	return conf, prev, nil
+}
+
+func cmdAdd(args *skel.CmdArgs) error {
+	conf, prev, err := load(args)
+	if err != nil {
+		return err
 	}
 	var ips []*current.IPConfig
 	err = withState(conf, func(st *allocator.State) (bool, error) {
@@ -82,18 +92,9 @@ func cmdDel(args *skel.CmdArgs) error {
 }
 
 func cmdCheck(args *skel.CmdArgs) error {
-	conf, err := parseConfig(args.StdinData, args.Args)
+	conf, prev, err := load(args)
 	if err != nil {
 		return err
-	}
-	if err := cniutil.GuardNetNS(args.Netns); err != nil {
-		return err
-	}
-	var prev *current.Result
-	if conf.Stage {
-		if prev, err = cniutil.PrevResult(&conf.PluginConf); err != nil {
-			return err
-		}
 	}
 	var leased []net.IP
 	err = withState(conf, func(st *allocator.State) (bool, error) {
