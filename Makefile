@@ -1,6 +1,6 @@
 # vxvrf: chained CNI plugins building a VRF + VXLAN + bridge overlay.
 #
-#   make demo    build, then run the default conflist on a throwaway node namespace
+#   make demo    build, then run conflist/vrf-vxlan.conflist on two throwaway nodes joined by VXLAN
 #   make test    install what the tests need, then unit, per-plugin and integration tests
 
 PLUGINS  := infra-ensure vrf-vxlan-bridge veth-attach lockfile-ipam sysctl-firewall
@@ -27,9 +27,13 @@ FORCE:
 deps:
 	./scripts/install-deps.sh
 
-demo: build
+# Two simulated nodes joined by VXLAN, a pod on each: traffic across the
+# nodes, a picture of what was built, then everything removed. On a kernel
+# without VRF the conflist's vrf is left out, and the demo says so.
+DEMO_CONFLIST ?= conflist/vrf-vxlan.conflist
+demo: build $(BIN)/vxvrf-installer
 	./scripts/install-deps.sh --demo
-	$(GO) run ./integration/demo -bin $(BIN) -conflist conflist/vxvrf.conflist
+	$(GO) run ./integration/demo -bin $(BIN) -conflist $(DEMO_CONFLIST)
 
 # Three simulated nodes, a router and an external host: prints who reaches whom.
 demo-cluster: build
