@@ -13,7 +13,7 @@ GOTEST   := $(GO) test -count=1
 SHELL    := /bin/bash
 export GOFLAGS ?= -buildvcs=false
 
-.PHONY: all build demo demo-cluster test test-vrf e2e deps test-unit vet fmt tidy install image clean
+.PHONY: all build demo demo-cluster docs-images test test-vrf e2e deps test-unit vet fmt tidy install image clean
 
 all: build
 
@@ -90,6 +90,15 @@ $(BIN)/vxvrf-installer: FORCE
 # An OCI image of the installer and the plugins, built without a Docker daemon.
 image:
 	VERSION=$(VERSION) ./deploy/build-image.sh
+
+# The README's pictures, drawn from their Graphviz sources next to them
+# (needs Graphviz: apt-get install graphviz).
+DOCS_IMAGES := $(patsubst %.dot,%.png,$(wildcard docs/images/*.dot))
+docs-images: $(DOCS_IMAGES)
+
+docs/images/%.png: docs/images/%.dot
+	@command -v dot >/dev/null || { echo 'docs-images needs Graphviz: apt-get install graphviz' >&2; exit 1; }
+	dot -Tpng -Gdpi=110 $< -o $@
 
 clean:
 	rm -rf $(BIN)
