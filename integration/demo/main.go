@@ -106,16 +106,25 @@ func (d *demo) run(binDir string) error {
 	if err != nil {
 		return err
 	}
-	for _, p := range []string{"infra-ensure", "vrf-vxlan-bridge", "lockfile-ipam", "veth-attach", "sysctl-firewall", "vxvrf-installer"} {
+	raw, err := os.ReadFile(d.conflist)
+	if err != nil {
+		return err
+	}
+	list, err := chain.Parse(raw)
+	if err != nil {
+		return fmt.Errorf("%s: %w", d.conflist, err)
+	}
+	// The binaries the conflist names, and the installer that renders it.
+	need := []string{"vxvrf-installer"}
+	for _, p := range list.Plugins {
+		need = append(need, p.Network.Type)
+	}
+	for _, p := range need {
 		if _, err := os.Stat(filepath.Join(bin, p)); err != nil {
 			return fmt.Errorf("%s not in %s (make build %s): %w", p, bin, filepath.Join(bin, "vxvrf-installer"), err)
 		}
 	}
 	d.installer = filepath.Join(bin, "vxvrf-installer")
-	raw, err := os.ReadFile(d.conflist)
-	if err != nil {
-		return err
-	}
 	if d.tmp, err = os.MkdirTemp("", "vxvrf-demo-"); err != nil {
 		return err
 	}
