@@ -1,8 +1,9 @@
 // Package cluster runs the vxvrf chain on a simulated cluster: several
 // node namespaces on one underlay (netsim.Cluster), every node running the
 // same conflist through libcni except for its own IPAM range and its own
-// uplink address (resolved on the node). The tests of this package and
-// `make demo-cluster` (integration/cluster-demo) share it.
+// uplink address (resolved on the node). The tests of this package,
+// `make demo` (integration/demo) and `make demo-cluster`
+// (integration/cluster-demo) share it.
 package cluster
 
 import (
