@@ -51,7 +51,7 @@ func main() {
 		fmt.Fprintln(os.Stderr, "demo: needs root (it creates network namespaces; the machine's own network is not touched)")
 		os.Exit(2)
 	}
-	d := &demo{conflist: *conflist}
+	d := &demo{conflist: *conflist, lab: labName}
 	err := d.run(*bin)
 	d.cleanup()
 	if err != nil {
@@ -67,6 +67,7 @@ func main() {
 
 type demo struct {
 	conflist  string
+	lab       string // lab name (namespaces "<prefix><lab>-...")
 	installer string
 	network   string
 
@@ -142,7 +143,7 @@ func (d *demo) run(binDir string) error {
 	}()
 
 	section("lab: two nodes on an underlay (network namespaces; this machine's network is not touched)")
-	if d.c, err = cluster.New(labName, nodes, bin, d.tmp); err != nil {
+	if d.c, err = cluster.New(d.lab, nodes, bin, d.tmp); err != nil {
 		return fmt.Errorf("create the lab: %w", err)
 	}
 	c := d.c
