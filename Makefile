@@ -96,7 +96,7 @@ image:
 DOCS_IMAGES := $(patsubst %.dot,%.png,$(wildcard docs/images/*.dot))
 docs-images: $(DOCS_IMAGES)
 
-docs/images/%.png: docs/images/%.dot
+docs/images/%.png: docs/images/%.dot FORCE
 	@command -v dot >/dev/null || { echo 'docs-images needs Graphviz: apt-get install graphviz' >&2; exit 1; }
 	dot -Tpng -Gdpi=110 $< -o $@
 
