@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"time"
 
 	"github.com/containernetworking/cni/pkg/skel"
 	"github.com/containernetworking/cni/pkg/types"
@@ -49,7 +50,7 @@ func cmdAdd(args *skel.CmdArgs) error {
 		return err
 	}
 	var ips []*current.IPConfig
-	err = withState(conf, func(st *allocator.State) (bool, error) {
+	err = withState(conf.DataDir, conf.Name, conf.Timeout, func(st *allocator.State) (bool, error) {
 		ips, err = st.Allocate(conf.Sets, args.ContainerID, args.IfName, conf.Requested)
 		return err == nil, allocError(err)
 	})
@@ -75,18 +76,21 @@ func buildResult(conf *NetConf, prev *current.Result, ips []*current.IPConfig) *
 	return res
 }
 
+// cmdDel releases the lease of (containerID, ifname). It reads only the
+// network name and state location (parseTeardown): a config invalid or
+// changed since ADD never keeps a lease.
 func cmdDel(args *skel.CmdArgs) error {
-	conf, err := parseBase(args.StdinData)
+	conf, err := parseTeardown(args.StdinData)
 	if err != nil {
 		return err
 	}
-	if err := cniutil.GuardNetNS(args.Netns); err != nil {
+	if err := cniutil.GuardNetNS(args.Netns); err != nil && !cniutil.IsGone(err) {
 		return err
 	}
-	if _, err := os.Stat(conf.DataDir); errors.Is(err, os.ErrNotExist) {
-		return nil // nothing was ever leased here
+	if !leasedHere(conf) {
+		return nil
 	}
-	return withState(conf, func(st *allocator.State) (bool, error) {
+	return withState(conf.DataDir, conf.Name, conf.Timeout, func(st *allocator.State) (bool, error) {
 		return st.Release(args.ContainerID, args.IfName), nil
 	})
 }
@@ -97,7 +101,7 @@ func cmdCheck(args *skel.CmdArgs) error {
 		return err
 	}
 	var leased []net.IP
-	err = withState(conf, func(st *allocator.State) (bool, error) {
+	err = withState(conf.DataDir, conf.Name, conf.Timeout, func(st *allocator.State) (bool, error) {
 		i := st.Find(args.ContainerID, args.IfName)
 		if i < 0 {
 			return false, cniutil.Errorf(ErrNoLease, "no lease for container %q ifname %q in network %q", args.ContainerID, args.IfName, conf.Name)
@@ -131,8 +135,9 @@ func checkPrevResult(prev *current.Result, leased []net.IP) error {
 	return nil
 }
 
+// cmdGC reads what cmdDel reads.
 func cmdGC(args *skel.CmdArgs) error {
-	conf, err := parseBase(args.StdinData)
+	conf, err := parseTeardown(args.StdinData)
 	if err != nil {
 		return err
 	}
@@ -144,10 +149,10 @@ func cmdGC(args *skel.CmdArgs) error {
 		fmt.Fprintf(os.Stderr, "%s: GC of network %q without cni.dev/valid-attachments: releasing nothing\n", pluginName, conf.Name)
 		return nil
 	}
-	if _, err := os.Stat(conf.DataDir); errors.Is(err, os.ErrNotExist) {
+	if !leasedHere(conf) {
 		return nil
 	}
-	return withState(conf, func(st *allocator.State) (bool, error) {
+	return withState(conf.DataDir, conf.Name, conf.Timeout, func(st *allocator.State) (bool, error) {
 		removed := st.Retain(func(cid, ifname string) bool {
 			return valid[cniutil.Attachment{ContainerID: cid, IfName: ifname}]
 		})
@@ -166,7 +171,7 @@ func cmdStatus(args *skel.CmdArgs) error {
 	if err := checkWritable(conf.DataDir); err != nil {
 		return cniutil.Errorf(cniutil.ErrPluginNotAvailable, "data dir %s is not writable: %v", conf.DataDir, err)
 	}
-	err = withState(conf, func(st *allocator.State) (bool, error) {
+	err = withState(conf.DataDir, conf.Name, conf.Timeout, func(st *allocator.State) (bool, error) {
 		for i, set := range conf.Sets {
 			if st.Free(set).Sign() == 0 {
 				return false, cniutil.Errorf(cniutil.ErrPluginNotAvailable, "no free address in range set %d (%s)", i, set)
@@ -195,11 +200,22 @@ func checkWritable(dir string) error {
 	return os.Remove(f.Name())
 }
 
+// leasedHere reports whether the network can hold leases in the teardown
+// config's dataDir: it names a usable one and that directory exists.
+func leasedHere(conf *teardownConf) bool {
+	if conf.DataDir == "" {
+		return false
+	}
+	_, err := os.Lstat(conf.DataDir)
+	return !errors.Is(err, os.ErrNotExist)
+}
+
 // withState runs fn on the network's state under the lock and saves the
 // state when fn reports a change. Lock timeout → 11, I/O and corrupt
-// state → 5.
-func withState(conf *NetConf, fn func(*allocator.State) (bool, error)) error {
-	s, err := store.Open(conf.DataDir, conf.Name, conf.Timeout)
+// state → 5. A call that leaves no state file leaves no lock file and no
+// directory it created either (store.Close).
+func withState(dataDir, network string, timeout time.Duration, fn func(*allocator.State) (bool, error)) error {
+	s, err := store.Open(dataDir, network, timeout)
 	if errors.Is(err, store.ErrLockTimeout) {
 		return cniutil.Errorf(types.ErrTryAgainLater, "%v", err)
 	}
