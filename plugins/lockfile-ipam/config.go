@@ -110,6 +110,14 @@ func parseBase(stdin []byte) (*NetConf, error) {
 	if err := cniutil.Decode(stdin, &raw); err != nil {
 		return nil, err
 	}
+	// A prevResult that is not an object does not decode as a result (6);
+	// one that decodes but is malformed is cniutil.PrevResult's 7.
+	if p, ok := raw["prevResult"]; ok && string(p) != "null" {
+		var obj map[string]json.RawMessage
+		if err := json.Unmarshal(p, &obj); err != nil {
+			return nil, types.NewError(types.ErrDecodingFailure, "failed to parse prevResult", err.Error())
+		}
+	}
 	conf := &NetConf{}
 	if err := json.Unmarshal(stdin, conf); err != nil {
 		return nil, cniutil.InvalidConfig(fmt.Errorf("%s: %w", pluginName, err))

@@ -12,6 +12,7 @@ import (
 	current "github.com/containernetworking/cni/pkg/types/100"
 
 	"github.com/vxvrf/cni/pkg/cniutil"
+	"github.com/vxvrf/cni/pkg/naming"
 	"github.com/vxvrf/cni/plugins/lockfile-ipam/allocator"
 	"github.com/vxvrf/cni/plugins/lockfile-ipam/store"
 )
@@ -30,6 +31,9 @@ const (
 func load(args *skel.CmdArgs) (*NetConf, *current.Result, error) {
 	conf, err := parseConfig(args.StdinData, args.Args)
 	if err != nil {
+		return nil, nil, err
+	}
+	if err := cniutil.CheckAttachment(args, conf.Name); err != nil {
 		return nil, nil, err
 	}
 	if err := cniutil.GuardNetNS(args.Netns); err != nil {
@@ -167,6 +171,9 @@ func cmdStatus(args *skel.CmdArgs) error {
 	conf, err := parseConfig(args.StdinData, args.Args)
 	if err != nil {
 		return err
+	}
+	if err := naming.CheckAttachment(conf.Name, "", ""); err != nil {
+		return cniutil.Errorf(types.ErrInvalidNetworkConfig, "network name: %v", err)
 	}
 	if err := checkWritable(conf.DataDir); err != nil {
 		return cniutil.Errorf(cniutil.ErrPluginNotAvailable, "data dir %s is not writable: %v", conf.DataDir, err)

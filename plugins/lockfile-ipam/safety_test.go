@@ -141,3 +141,48 @@ func TestExecResolvConfLimits(t *testing.T) {
 		}
 	}
 }
+
+// TestExecLimits: a network name that overflows the state file names (7)
+// and a container ID that overflows the attachment tag (4) are refused
+// before anything is created.
+func TestExecLimits(t *testing.T) {
+	base := t.TempDir()
+	dataDir := filepath.Join(base, "data")
+	longNet := strings.Repeat("n", 250)
+	for _, c := range []struct {
+		name, cid, netName string
+		code               uint
+	}{
+		{"network name", "c1", longNet, types.ErrInvalidNetworkConfig},
+		{"container id", strings.Repeat("c", 300), "li-net", types.ErrInvalidEnvironmentVariables},
+	} {
+		stdin := []byte(strings.Replace(string(netConf(t, "1.1.0", "delegated", dataDir, dualStack, "")), `"li-net"`, fmt.Sprintf("%q", c.netName), 1))
+		for _, verb := range []string{"ADD", "CHECK"} {
+			if e := run(t, verb, c.cid, "eth0", "", stdin).cniError(t); e.Code != c.code {
+				t.Errorf("%s %s: code %d %s, want %d", c.name, verb, e.Code, e.Msg, c.code)
+			}
+		}
+		if entries, _ := os.ReadDir(base); len(entries) != 0 {
+			t.Errorf("refused %s left %v", c.name, entries)
+		}
+		// DEL of such names succeeds: nothing can have been leased.
+		mustRun(t, "DEL", c.cid, "eth0", "", stdin)
+	}
+}
+
+// TestExecDelOldVersion: DEL with a cniVersion ADD does not accept (or
+// none) still releases the lease.
+func TestExecDelOldVersion(t *testing.T) {
+	for _, ver := range []string{"0.1.0", "0.2.0", ""} {
+		dataDir := t.TempDir()
+		mustRun(t, "ADD", "c1", "eth0", "", netConf(t, "1.0.0", "delegated", dataDir, dualStack, ""))
+		stdin := netConf(t, ver, "delegated", dataDir, dualStack, "")
+		if ver == "" {
+			stdin = []byte(strings.Replace(string(stdin), `"cniVersion":"",`, "", 1))
+		}
+		mustRun(t, "DEL", "c1", "eth0", "", stdin)
+		if l := leases(t, dataDir); len(l) != 0 {
+			t.Errorf("DEL at cniVersion %q kept %v", ver, l)
+		}
+	}
+}

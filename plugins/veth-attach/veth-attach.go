@@ -21,6 +21,9 @@ func cmdAdd(args *skel.CmdArgs) error {
 	if err != nil {
 		return err
 	}
+	if err := cniutil.CheckAttachment(args, conf.Name); err != nil {
+		return err
+	}
 	ipamD, err := newDelegate(conf.IPAM.Type)
 	if err != nil {
 		return err
@@ -155,7 +158,7 @@ func cmdDel(args *skel.CmdArgs) error {
 		}
 	}
 	if args.Netns != "" {
-		err := ns.WithNetNSPath(args.Netns, func(ns.NetNS) error { return deletePodVeth(args.IfName) })
+		err := inNSPath(args.Netns, func(ns.NetNS) error { return deletePodVeth(args.IfName) })
 		if err != nil && !cniutil.IsGone(err) {
 			errs = append(errs, err)
 		}
@@ -169,6 +172,9 @@ func cmdDel(args *skel.CmdArgs) error {
 func cmdCheck(args *skel.CmdArgs) error {
 	conf, err := parseConfig(args.StdinData)
 	if err != nil {
+		return err
+	}
+	if err := cniutil.CheckAttachment(args, conf.Name); err != nil {
 		return err
 	}
 	if err := cniutil.GuardNetNS(args.Netns); err != nil {
