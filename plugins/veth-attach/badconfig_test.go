@@ -46,6 +46,9 @@ func TestBadConfigsSpecificCodes(t *testing.T) {
 		{name: "mtu a string", extra: map[string]any{"mtu": "1500"}, code: types.ErrDecodingFailure},
 		{name: "IPv6 in prevResult below 1280", extra: map[string]any{"mtu": 1000, "prevResult": prev(map[string]any{"address": "fd77::5/64"})}, code: types.ErrInvalidNetworkConfig},
 		{name: "IPv6 ipam on a small bridge", extra: map[string]any{"bridge": "br-small", "ipam": v6ipam}, code: types.ErrInvalidNetworkConfig},
+		{name: "route gw outside the pod subnets", extra: map[string]any{"prevResult": withRoutes(prev(map[string]any{"address": "10.77.0.5/24"}), map[string]any{"dst": "10.99.0.0/16", "gw": "10.55.0.1"})}, code: types.ErrInvalidNetworkConfig},
+		{name: "route gw of another family", extra: map[string]any{"prevResult": withRoutes(prev(map[string]any{"address": "10.77.0.5/24"}), map[string]any{"dst": "fd00::/64", "gw": "10.77.0.1"})}, code: types.ErrInvalidNetworkConfig},
+		{name: "ip gateway outside its subnet", extra: map[string]any{"prevResult": withRoutes(prev(map[string]any{"address": "10.77.0.5/24", "gateway": "10.99.0.1"}), map[string]any{"dst": "0.0.0.0/0"})}, code: types.ErrInvalidNetworkConfig},
 		{name: "address without prefix", extra: map[string]any{"prevResult": prev(map[string]any{"address": "10.77.0.5"})}, code: types.ErrInvalidNetworkConfig},
 		{name: "null ip", extra: map[string]any{"prevResult": prev(nil)}, code: types.ErrInvalidNetworkConfig},
 		{name: "null interface", extra: map[string]any{"prevResult": map[string]any{"cniVersion": "1.0.0", "interfaces": []any{nil}}}, code: types.ErrInvalidNetworkConfig},
@@ -80,7 +83,7 @@ func TestBadConfigsSpecificCodes(t *testing.T) {
 			// CHECK of an attachment that does not exist fails anyway; it is
 			// run only where the config itself must be refused.
 			if verb == "CHECK" && (c.code == types.ErrIncompatibleCNIVersion || c.name == "ipam killed" ||
-				strings.Contains(c.name, "IPv6") || strings.Contains(c.name, "CNI_ARGS")) {
+				strings.Contains(c.name, "IPv6") || strings.Contains(c.name, "CNI_ARGS") || strings.Contains(c.name, "gw") || strings.Contains(c.name, "gateway")) {
 				continue
 			}
 			in := inv(verb, "cid-bad", pod, stdin, e)
@@ -111,6 +114,11 @@ func TestBadConfigsSpecificCodes(t *testing.T) {
 	if l := leases(t, data); len(l) != 0 {
 		t.Errorf("refused calls kept leases %v", l)
 	}
+}
+
+func withRoutes(prev map[string]any, routes ...any) map[string]any {
+	prev["routes"] = routes
+	return prev
 }
 
 // TestTeardownOldVersion: DEL of a config whose cniVersion is older than

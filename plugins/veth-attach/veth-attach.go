@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"strings"
 
@@ -97,6 +98,9 @@ func cmdAdd(args *skel.CmdArgs) error {
 		routes = res.Routes
 	}
 	if err := checkMTU(conf.MTU, br, mtu, newIPs); err != nil {
+		return err
+	}
+	if err := checkPodRoutes(newIPs, routes); err != nil {
 		return err
 	}
 
@@ -290,6 +294,58 @@ func checkIPAMResult(plugin string, r *current.Result) error {
 	for i, r := range r.Routes {
 		if r == nil || r.Dst.IP == nil {
 			return cniutil.Errorf(types.ErrInvalidNetworkConfig, "ipam %s ADD: result routes[%d] has no dst", plugin, i)
+		}
+	}
+	return nil
+}
+
+// checkPodRoutes refuses (7) the routes the kernel would refuse on the pod
+// interface, before any link exists: a gateway (given, or the ip gateway
+// a route without one uses) of another family than its dst, or outside
+// every pod subnet and every earlier gateway-less route. Without
+// addresses routes are not configured and not checked.
+func checkPodRoutes(ips []*current.IPConfig, routes []*types.Route) error {
+	if len(ips) == 0 {
+		return nil
+	}
+	// The gateway ipam.ConfigureIface gives a route without one.
+	var v4gw, v6gw net.IP
+	for _, ipc := range ips {
+		if ipc.Gateway.To4() != nil && v4gw == nil {
+			v4gw = ipc.Gateway
+		} else if ipc.Gateway.To4() == nil && v6gw == nil {
+			v6gw = ipc.Gateway
+		}
+	}
+	var onLink []net.IPNet
+	for _, ipc := range ips {
+		onLink = append(onLink, net.IPNet{IP: ipc.Address.IP.Mask(ipc.Address.Mask), Mask: ipc.Address.Mask})
+	}
+	reachable := func(gw net.IP) bool {
+		for _, n := range onLink {
+			if n.Contains(gw) {
+				return true
+			}
+		}
+		return false
+	}
+	for i, r := range routes {
+		gw, from := r.GW, "gw"
+		if gw == nil {
+			gw, from = v6gw, "the ip gateway it uses"
+			if r.Dst.IP.To4() != nil {
+				gw = v4gw
+			}
+		}
+		if gw == nil {
+			onLink = append(onLink, r.Dst)
+			continue
+		}
+		if (gw.To4() == nil) != (r.Dst.IP.To4() == nil) {
+			return cniutil.Errorf(types.ErrInvalidNetworkConfig, "routes[%d] %s: %s %s is of another address family", i, r.Dst.String(), from, gw)
+		}
+		if !reachable(gw) {
+			return cniutil.Errorf(types.ErrInvalidNetworkConfig, "routes[%d] %s: %s %s is in none of the pod's subnets %v", i, r.Dst.String(), from, gw, onLink)
 		}
 	}
 	return nil
