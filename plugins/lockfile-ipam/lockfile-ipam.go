@@ -5,11 +5,13 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/containernetworking/cni/pkg/skel"
 	"github.com/containernetworking/cni/pkg/types"
 	current "github.com/containernetworking/cni/pkg/types/100"
+	"golang.org/x/sys/unix"
 
 	"github.com/vxvrf/cni/pkg/cniutil"
 	"github.com/vxvrf/cni/pkg/naming"
@@ -175,17 +177,23 @@ func cmdStatus(args *skel.CmdArgs) error {
 	if err := naming.CheckAttachment(conf.Name, "", ""); err != nil {
 		return cniutil.Errorf(types.ErrInvalidNetworkConfig, "network name: %v", err)
 	}
-	if err := checkWritable(conf.DataDir); err != nil {
+	exists, err := checkWritable(conf.DataDir)
+	if err != nil {
 		return cniutil.Errorf(cniutil.ErrPluginNotAvailable, "data dir %s is not writable: %v", conf.DataDir, err)
 	}
-	err = withState(conf.DataDir, conf.Name, conf.Timeout, func(st *allocator.State) (bool, error) {
+	free := func(st *allocator.State) (bool, error) {
 		for i, set := range conf.Sets {
 			if st.Free(set).Sign() == 0 {
 				return false, cniutil.Errorf(cniutil.ErrPluginNotAvailable, "no free address in range set %d (%s)", i, set)
 			}
 		}
 		return false, nil
-	})
+	}
+	if !exists { // nothing leased yet; STATUS creates nothing
+		_, err = free(allocator.NewState(conf.Name))
+		return err
+	}
+	err = withState(conf.DataDir, conf.Name, conf.Timeout, free)
 	// A state file that cannot be read means ADD cannot be served either.
 	var cerr *types.Error
 	if errors.As(err, &cerr) && cerr.Code == types.ErrIOFailure {
@@ -194,17 +202,36 @@ func cmdStatus(args *skel.CmdArgs) error {
 	return err
 }
 
-// checkWritable creates dir if needed and a file in it.
-func checkWritable(dir string) error {
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return err
+// checkWritable reports whether ADD could write dir, without changing the
+// node: an existing dir gets a probe file (removed at once); for a missing
+// one, its nearest existing ancestor must be a writable directory.
+func checkWritable(dir string) (exists bool, err error) {
+	if fi, err := os.Stat(dir); err == nil {
+		if !fi.IsDir() {
+			return true, fmt.Errorf("not a directory")
+		}
+		f, err := os.CreateTemp(dir, ".status-probe-*")
+		if err != nil {
+			return true, err
+		}
+		f.Close()
+		return true, os.Remove(f.Name())
 	}
-	f, err := os.CreateTemp(dir, ".status-probe-*")
-	if err != nil {
-		return err
+	d := dir
+	for {
+		parent := filepath.Dir(d)
+		if parent == d {
+			break
+		}
+		d = parent
+		if fi, err := os.Stat(d); err == nil {
+			if !fi.IsDir() {
+				return false, fmt.Errorf("%s is not a directory", d)
+			}
+			break
+		}
 	}
-	f.Close()
-	return os.Remove(f.Name())
+	return false, unix.Access(d, unix.W_OK)
 }
 
 // leasedHere reports whether the network can hold leases in the teardown
