@@ -63,16 +63,28 @@ func (d *delegate) exec(verb string) invoke.Exec {
 	return &delegateExec{verb: verb, depth: d.depth + 1}
 }
 
-func (d *delegate) add(stdin []byte) (*current.Result, error) {
-	r, err := invoke.DelegateAdd(context.TODO(), d.name, stdin, d.exec("ADD"))
+// add runs the IPAM's ADD. A result that does not decode (or whose
+// conversion panics on null entries) is 6, after an IPAM DEL: the IPAM
+// succeeded, so it may hold addresses.
+func (d *delegate) add(stdin []byte) (res *current.Result, err error) {
+	ran := false
+	defer func() {
+		if r := recover(); r != nil {
+			res, err = nil, fmt.Errorf("converting it failed: %v", r)
+		}
+		var e *types.Error
+		if err != nil && ran && !errors.As(err, &e) {
+			_ = d.del(stdin)
+		}
+		err = d.wrap("ADD", err)
+	}()
+	x := d.exec("ADD").(*delegateExec)
+	x.ran = &ran
+	r, err := invoke.DelegateAdd(context.TODO(), d.name, stdin, x)
 	if err != nil {
-		return nil, d.wrap("ADD", err)
+		return nil, err
 	}
-	res, err := current.NewResultFromResult(r)
-	if err != nil {
-		return nil, d.wrap("ADD", err)
-	}
-	return res, nil
+	return current.NewResultFromResult(r)
 }
 
 func (d *delegate) del(stdin []byte) error {
@@ -115,6 +127,7 @@ type delegateExec struct {
 	version.PluginDecoder
 	verb  string
 	depth int
+	ran   *bool // set when the plugin exited 0
 }
 
 func (x *delegateExec) FindInPath(plugin string, paths []string) (string, error) {
@@ -145,6 +158,9 @@ func (x *delegateExec) ExecPlugin(ctx context.Context, pluginPath string, stdin 
 		_, _ = os.Stderr.Write(stderr.Bytes())
 	}
 	if err == nil {
+		if x.ran != nil {
+			*x.ran = true
+		}
 		return stdout.Bytes(), nil
 	}
 	var e types.Error

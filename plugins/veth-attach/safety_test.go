@@ -233,3 +233,55 @@ func TestIPv6BelowMinMTU(t *testing.T) {
 		}
 	}
 }
+
+// TestBadIPAMResult: an IPAM that succeeds with a result veth-attach
+// cannot use (null entries, an address without prefix, a result that does
+// not decode, at 1.0.0 and 0.4.0) is refused (6/7) before any link exists,
+// and the IPAM gets its DEL, so it keeps no address.
+func TestBadIPAMResult(t *testing.T) {
+	lab, node := newNode(t, "va-badres")
+	pod := addPod(t, lab, "p1")
+	dels := filepath.Join(t.TempDir(), "dels")
+	script := func(result string) string {
+		return `if [ "$CNI_COMMAND" = DEL ]; then echo del >> ` + dels + `; exit 0; fi
+cat > /dev/null
+echo '` + result + `'`
+	}
+	results := map[string]struct {
+		out  string
+		code uint
+	}{
+		"null-ip":      {`{"cniVersion":"1.0.0","ips":[null]}`, types.ErrInvalidNetworkConfig},
+		"null-route":   {`{"cniVersion":"1.0.0","ips":[{"address":"10.77.0.5/24"}],"routes":[null]}`, types.ErrInvalidNetworkConfig},
+		"no-prefix":    {`{"cniVersion":"1.0.0","ips":[{"address":"10.77.0.5"}]}`, types.ErrDecodingFailure},
+		"ips-string":   {`{"cniVersion":"1.0.0","ips":"x"}`, types.ErrDecodingFailure},
+		"not-json":     {`garbage`, types.ErrDecodingFailure},
+		"null-ip-040":  {`{"cniVersion":"0.4.0","ips":[null]}`, types.ErrDecodingFailure},
+		"null-dns-040": {`{"cniVersion":"0.4.0","ips":[{"version":"4","address":"10.77.0.5/24"}],"routes":[null]}`, types.ErrInvalidNetworkConfig},
+	}
+	scripts := map[string]string{}
+	for name, r := range results {
+		scripts["res-"+name] = script(r.out)
+	}
+	e := fakeIPAMs(t, scripts)
+	before := nodeState(t, node, pod)
+	for name, r := range results {
+		os.Remove(dels)
+		conf := config(t, "1.0.0", map[string]any{"bridge": testBridge, "ipam": map[string]any{"type": "res-" + name}})
+		o := testutil.Run(t, node.NetNS, inv("ADD", "cid-r", pod, conf, e))
+		var got types.Error
+		if o.Err == nil || json.Unmarshal(o.Stdout, &got) != nil {
+			t.Errorf("%s: not a CNI error: %v %s %s", name, o.Err, o.Stdout, o.Stderr)
+			continue
+		}
+		if got.Code != r.code {
+			t.Errorf("%s: code %d %q, want %d", name, got.Code, got.Msg, r.code)
+		}
+		if b, _ := os.ReadFile(dels); string(b) != "del\n" {
+			t.Errorf("%s: IPAM DEL ran %q times, want once", name, b)
+		}
+	}
+	if after := nodeState(t, node, pod); after != before {
+		t.Errorf("refused ADDs changed the node:\nbefore %s\nafter %s", before, after)
+	}
+}
