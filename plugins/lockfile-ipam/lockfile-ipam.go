@@ -235,9 +235,10 @@ func checkWritable(dir string) (exists bool, err error) {
 }
 
 // leasedHere reports whether the network can hold leases in the teardown
-// config's dataDir: it names a usable one and that directory exists.
+// config's dataDir: it names a usable one, that directory exists, and the
+// network name fits the state file names (ADD refuses one that does not).
 func leasedHere(conf *teardownConf) bool {
-	if conf.DataDir == "" {
+	if conf.DataDir == "" || naming.CheckAttachment(conf.Name, "", "") != nil {
 		return false
 	}
 	_, err := os.Lstat(conf.DataDir)

@@ -148,7 +148,7 @@ func TestExecResolvConfLimits(t *testing.T) {
 func TestExecLimits(t *testing.T) {
 	base := t.TempDir()
 	dataDir := filepath.Join(base, "data")
-	longNet := strings.Repeat("n", 250)
+	longNet := strings.Repeat("n", 252) // "<net>.lock" overflows a file name
 	for _, c := range []struct {
 		name, cid, netName string
 		code               uint
@@ -165,8 +165,12 @@ func TestExecLimits(t *testing.T) {
 		if entries, _ := os.ReadDir(base); len(entries) != 0 {
 			t.Errorf("refused %s left %v", c.name, entries)
 		}
-		// DEL of such names succeeds: nothing can have been leased.
+		// DEL and GC of such names succeed, also where the dataDir exists:
+		// nothing can have been leased.
+		os.MkdirAll(dataDir, 0o755)
 		mustRun(t, "DEL", c.cid, "eth0", "", stdin)
+		mustRun(t, "GC", "", "", "", []byte(strings.Replace(string(stdin), `"type":"veth-attach"`, `"cni.dev/valid-attachments":[],"type":"veth-attach"`, 1)))
+		os.Remove(dataDir)
 	}
 }
 
