@@ -79,6 +79,7 @@ func Open(dataDir, network string, timeout time.Duration) (*Store, error) {
 		if !errors.Is(err, unix.ENOENT) || time.Now().After(deadline) {
 			return nil, err
 		}
+		time.Sleep(RetryDelay)
 	}
 }
 

@@ -5,6 +5,8 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -265,5 +267,48 @@ func TestSymlinksNotFollowed(t *testing.T) {
 		if fi, err := os.Stat(p); err != nil || fi.Mode().Perm() != 0o600 {
 			t.Errorf("%s: mode %v (%v), want 0600", p, fi.Mode(), err)
 		}
+	}
+}
+
+// TestMutualExclusionWithRemovals: many concurrent holders, half of which
+// end without a state file (so Close removes the lock file and the data
+// dir under the others' feet), are never inside the lock together.
+func TestMutualExclusionWithRemovals(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "data")
+	var inside, maxInside, saves atomic.Int32
+	var wg sync.WaitGroup
+	for i := range 60 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			s, err := Open(dir, "net1", 10*time.Second)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			n := inside.Add(1)
+			for m := maxInside.Load(); n > m && !maxInside.CompareAndSwap(m, n); m = maxInside.Load() {
+			}
+			time.Sleep(time.Millisecond)
+			if i%2 == 0 && i > 40 {
+				st, err := s.Load()
+				if err != nil {
+					t.Error(err)
+				} else if err := s.Save(st); err != nil {
+					t.Error(err)
+				} else {
+					saves.Add(1)
+				}
+			}
+			inside.Add(-1)
+			s.Close()
+		}()
+	}
+	wg.Wait()
+	if maxInside.Load() != 1 {
+		t.Fatalf("%d holders were inside the lock at once", maxInside.Load())
+	}
+	if saves.Load() == 0 {
+		t.Fatal("no holder saved")
 	}
 }
