@@ -47,3 +47,18 @@ func TestRefusedAddLeavesSysctls(t *testing.T) {
 		testutil.MustRun(t, node.NetNS, inv("DEL", pod, conf))
 	}
 }
+
+// TestDelAnyConfig: DEL succeeds whatever the config says beyond its name:
+// a cniVersion ADD refuses, a relative stateDir, a bad uplink, a malformed
+// prevResult.
+func TestDelAnyConfig(t *testing.T) {
+	node, pod := labNode(t, "ie-del")
+	for _, extra := range []map[string]any{
+		{"cniVersion": "0.2.0"},
+		{"cniVersion": "0.1.0", "stateDir": "relative"},
+		{"uplink": "a/b"},
+		{"prevResult": map[string]any{"interfaces": []any{nil}}},
+	} {
+		testutil.MustRun(t, node.NetNS, inv("DEL", pod, netConf("1.0.0", extra))) // extra's cniVersion wins
+	}
+}
