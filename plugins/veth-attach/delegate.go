@@ -52,6 +52,7 @@ func newDelegate(ipamType string) (*delegate, error) {
 			"ipam.type %q is a vxvrf chain stage, not an IPAM plugin (use lockfile-ipam or host-local)", ipamType)
 	}
 	depth, _ := strconv.Atoi(os.Getenv(depthEnv))
+	depth = max(depth, 0)
 	if depth >= maxDepth {
 		return nil, cniutil.Errorf(types.ErrInvalidNetworkConfig,
 			"ipam.type %q: already %d delegations deep (%s); refusing to delegate further (an IPAM that runs veth-attach again?)", ipamType, depth, depthEnv)
@@ -59,7 +60,7 @@ func newDelegate(ipamType string) (*delegate, error) {
 	return &delegate{name: ipamType, depth: depth}, nil
 }
 
-func (d *delegate) exec(verb string) invoke.Exec {
+func (d *delegate) exec(verb string) *delegateExec {
 	return &delegateExec{verb: verb, depth: d.depth + 1}
 }
 
@@ -78,7 +79,7 @@ func (d *delegate) add(stdin []byte) (res *current.Result, err error) {
 		}
 		err = d.wrap("ADD", err)
 	}()
-	x := d.exec("ADD").(*delegateExec)
+	x := d.exec("ADD")
 	x.ran = &ran
 	r, err := invoke.DelegateAdd(context.TODO(), d.name, stdin, x)
 	if err != nil {
