@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"net"
@@ -81,6 +82,9 @@ func validMAC(mac string) error {
 	}
 	if hw[0]&1 == 1 {
 		return fmt.Errorf("invalid MAC %q: multicast", mac)
+	}
+	if bytes.Equal(hw, make(net.HardwareAddr, 6)) {
+		return fmt.Errorf("invalid MAC %q: all zero", mac)
 	}
 	return nil
 }

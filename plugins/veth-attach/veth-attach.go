@@ -100,6 +100,9 @@ func cmdAdd(args *skel.CmdArgs) error {
 	if err := checkMTU(conf.MTU, br, mtu, newIPs); err != nil {
 		return err
 	}
+	if err := checkPodIPs(newIPs); err != nil {
+		return err
+	}
 	if err := checkPodRoutes(newIPs, routes); err != nil {
 		return err
 	}
@@ -299,11 +302,30 @@ func checkIPAMResult(plugin string, r *current.Result) error {
 	return nil
 }
 
+// checkPodIPs refuses (7) addresses the pod interface cannot take, before
+// any link exists: a multicast or unspecified address, the same address
+// twice.
+func checkPodIPs(ips []*current.IPConfig) error {
+	seen := map[string]int{}
+	for i, ipc := range ips {
+		a := ipc.Address.IP
+		if a.IsMulticast() || a.IsUnspecified() {
+			return cniutil.Errorf(types.ErrInvalidNetworkConfig, "ips[%d] %s: not a unicast address", i, ipc.Address.String())
+		}
+		if j, dup := seen[a.String()]; dup {
+			return cniutil.Errorf(types.ErrInvalidNetworkConfig, "ips[%d] %s: the same address as ips[%d]", i, a, j)
+		}
+		seen[a.String()] = i
+	}
+	return nil
+}
+
 // checkPodRoutes refuses (7) the routes the kernel would refuse on the pod
 // interface, before any link exists: a gateway (given, or the ip gateway
 // a route without one uses) of another family than its dst, or outside
-// every pod subnet and every earlier gateway-less route. Without
-// addresses routes are not configured and not checked.
+// every pod subnet and every earlier gateway-less route; the same route
+// (dst, gateway, table) twice. Without addresses routes are not
+// configured and not checked.
 func checkPodRoutes(ips []*current.IPConfig, routes []*types.Route) error {
 	if len(ips) == 0 {
 		return nil
@@ -329,6 +351,7 @@ func checkPodRoutes(ips []*current.IPConfig, routes []*types.Route) error {
 		}
 		return false
 	}
+	seen := map[string]int{}
 	for i, r := range routes {
 		gw, from := r.GW, "gw"
 		if gw == nil {
@@ -337,6 +360,15 @@ func checkPodRoutes(ips []*current.IPConfig, routes []*types.Route) error {
 				gw = v4gw
 			}
 		}
+		table := 0
+		if r.Table != nil {
+			table = *r.Table
+		}
+		key := fmt.Sprintf("%s via %s table %d", r.Dst.String(), gw, table)
+		if j, dup := seen[key]; dup {
+			return cniutil.Errorf(types.ErrInvalidNetworkConfig, "routes[%d] %s: the same route as routes[%d]", i, key, j)
+		}
+		seen[key] = i
 		if gw == nil {
 			onLink = append(onLink, r.Dst)
 			continue
