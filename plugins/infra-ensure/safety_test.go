@@ -28,6 +28,8 @@ func TestRefusedAddLeavesSysctls(t *testing.T) {
 	}{
 		{"stateDir is a file", map[string]any{"stateDir": file}, types.ErrIOFailure},
 		{"stateDir under a file", map[string]any{"stateDir": filepath.Join(file, "sub")}, types.ErrIOFailure},
+		{"null interface in prevResult", map[string]any{"stateDir": t.TempDir(), "prevResult": map[string]any{"cniVersion": "1.1.0", "interfaces": []any{nil}}}, types.ErrInvalidNetworkConfig},
+		{"prevResult not an object", map[string]any{"stateDir": t.TempDir(), "prevResult": []any{}}, types.ErrDecodingFailure},
 	} {
 		for _, k := range keys {
 			if _, err := node.In("sysctl", "-qw", k+"=0"); err != nil {
