@@ -60,7 +60,7 @@ func findBridge(name string, prev *current.Result) (netlink.Link, error) {
 // checkFree refuses an attachment whose pod interface or host veth already
 // exists, before anything is created.
 func checkFree(podNS ns.NetNS, ifName, hostName string) error {
-	err := podNS.Do(func(ns.NetNS) error {
+	err := cniutil.InNS(podNS, func(ns.NetNS) error {
 		if _, err := netlinksafe.LinkByName(ifName); err == nil {
 			return fmt.Errorf("interface %q already exists in %s", ifName, podNS.Path())
 		}
@@ -79,7 +79,7 @@ func checkFree(podNS ns.NetNS, ifName, hostName string) error {
 // lands in hostNS under its deterministic name.
 func ensureVeth(podNS, hostNS ns.NetNS, ifName, hostName string, mtu int, mac string) (net.Interface, net.Interface, error) {
 	var hostIf, podIf net.Interface
-	err := podNS.Do(func(ns.NetNS) error {
+	err := cniutil.InNS(podNS, func(ns.NetNS) error {
 		var err error
 		hostIf, podIf, err = ip.SetupVethWithName(ifName, hostName, mtu, mac, hostNS)
 		return err
@@ -119,7 +119,7 @@ func ensurePort(hostName, tag string, br netlink.Link, hairpin bool) error {
 // configurePod puts the addresses and routes on the pod interface and
 // brings it up (ipam.ConfigureIface also settles IPv6 DAD).
 func configurePod(podNS ns.NetNS, podIf net.Interface, ips []*current.IPConfig, routes []*types.Route, enableDAD bool) error {
-	return podNS.Do(func(ns.NetNS) error {
+	return cniutil.InNS(podNS, func(ns.NetNS) error {
 		if !enableDAD && hasIPv6(ips) {
 			if err := sysctl.Set("net/ipv6/conf/"+podIf.Name+"/accept_dad", "0"); err != nil {
 				return fmt.Errorf("turn off DAD on %q: %w", podIf.Name, err)
@@ -332,7 +332,7 @@ func checkAttachment(args *skel.CmdArgs, conf *NetConf, prev *current.Result, br
 		}
 	}
 
-	return ns.WithNetNSPath(args.Netns, func(ns.NetNS) error {
+	return inNSPath(args.Netns, func(ns.NetNS) error {
 		l, err := netlinksafe.LinkByName(args.IfName)
 		if err != nil {
 			return fmt.Errorf("pod interface %q: %w", args.IfName, err)
@@ -379,4 +379,15 @@ func gcHostVeths(prefix string, valid map[cniutil.Attachment]bool) []error {
 		}
 	}
 	return errs
+}
+
+// inNSPath is ns.WithNetNSPath through cniutil.InNS: a panic in fn comes
+// back as an error.
+func inNSPath(path string, fn func(ns.NetNS) error) error {
+	n, err := ns.GetNS(path)
+	if err != nil {
+		return err
+	}
+	defer n.Close()
+	return cniutil.InNS(n, fn)
 }
