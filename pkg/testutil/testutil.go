@@ -102,7 +102,8 @@ func processBinDir() (string, error) {
 	tmp := os.TempDir()
 	bins, _ := filepath.Glob(filepath.Join(tmp, "vxvrf-bin-*"))
 	refs, _ := filepath.Glob(filepath.Join(tmp, "vxvrf-ref-*"))
-	for _, d := range append(bins, refs...) {
+	prevs, _ := filepath.Glob(filepath.Join(tmp, "vxvrf-prev-*"))
+	for _, d := range append(append(bins, refs...), prevs...) {
 		_, pid, _ := strings.Cut(strings.TrimPrefix(filepath.Base(d), "vxvrf-"), "-")
 		if _, err := os.Stat(filepath.Join("/proc", pid)); os.IsNotExist(err) {
 			_ = os.RemoveAll(d)
