@@ -237,10 +237,10 @@ func isDefault(r netlink.Route) bool {
 }
 
 // deleteEgress removes the VRF table's egress: the rules and the routes of
-// the table that carry our protocol, and the previous release's rules and
-// routes when legacy says they are this network's (its VRF is, or is
-// gone). Routes other software put in the table stay. Absent ones are fine.
-func deleteEgress(table int64, legacy bool, legacyRoutes []netlink.Route) error {
+// the table that carry our protocol, the previous release's rules, and
+// legacyRoutes (the previous release's routes, see legacyEgressRoutes).
+// Routes other software put in the table stay. Absent ones are fine.
+func deleteEgress(table int64, legacyRoutes []netlink.Route) error {
 	var errs []error
 	for _, fam := range []int{netlink.FAMILY_V4, netlink.FAMILY_V6} {
 		for i := 0; i < 8 && len(egressRules(table, fam, naming.RouteProtocol)) > 0; i++ {
@@ -251,10 +251,8 @@ func deleteEgress(table int64, legacy bool, legacyRoutes []netlink.Route) error 
 				break
 			}
 		}
-		if legacy {
-			if err := deleteLegacyEgressRules(table, fam); err != nil {
-				errs = append(errs, err)
-			}
+		if err := deleteLegacyEgressRules(table, fam); err != nil {
+			errs = append(errs, err)
 		}
 		rs, err := netlinksafe.RouteListFiltered(fam, &netlink.Route{Table: int(table), Protocol: naming.RouteProtocol}, netlink.RT_FILTER_TABLE|netlink.RT_FILTER_PROTOCOL)
 		if err != nil {

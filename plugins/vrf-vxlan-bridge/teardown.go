@@ -101,32 +101,30 @@ func gcNetwork(d netDevices) error {
 			doom(l)
 		}
 	}
-	// Tables: those of the network's VRFs, and vrf.table unless another
-	// owner's VRF holds it. The previous release's rules and routes count
-	// as ours only where the network's VRF holds the table (or, for the
-	// rules, no VRF does).
-	type tableInfo struct{ legacy bool }
-	tables := map[int64]*tableInfo{}
+	// Tables: those of the network's VRFs, and vrf.table unless a VRF of
+	// another owner (or network) holds it: its routes and rules are that
+	// owner's business, whatever their protocol.
+	tables := map[int64]bool{}
 	for _, l := range doomed {
 		if v, ok := l.(*netlink.Vrf); ok {
-			tables[int64(v.Table)] = &tableInfo{legacy: true}
+			tables[int64(v.Table)] = true
 		}
 	}
-	if d.table != 0 && tables[d.table] == nil {
+	if d.table != 0 && !tables[d.table] {
 		held := false
 		for _, l := range n.byIndex {
 			if v, ok := l.(*netlink.Vrf); ok && int64(v.Table) == d.table {
 				held = true
 			}
 		}
-		tables[d.table] = &tableInfo{legacy: !held}
+		tables[d.table] = !held
 	}
+	// The previous release's egress copies are recognised against the main
+	// table's defaults while the network's VRF still exists.
 	legacyRoutes := map[int64][]netlink.Route{}
-	for t := range tables {
-		for _, l := range doomed {
-			if v, ok := l.(*netlink.Vrf); ok && int64(v.Table) == t {
-				legacyRoutes[t] = legacyEgressRoutes(t)
-			}
+	for _, l := range doomed {
+		if v, ok := l.(*netlink.Vrf); ok {
+			legacyRoutes[int64(v.Table)] = legacyEgressRoutes(int64(v.Table))
 		}
 	}
 
@@ -142,8 +140,10 @@ func gcNetwork(d netDevices) error {
 			}
 		}
 	}
-	for t, info := range tables {
-		errs = append(errs, deleteEgress(t, info.legacy, legacyRoutes[t]))
+	for t, ours := range tables {
+		if ours {
+			errs = append(errs, deleteEgress(t, legacyRoutes[t]))
+		}
 	}
 	return errors.Join(errs...)
 }

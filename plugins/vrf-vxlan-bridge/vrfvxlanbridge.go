@@ -70,7 +70,7 @@ func cmdAdd(args *skel.CmdArgs) error {
 			return wrap(err)
 		}
 		if isNew {
-			rb.push(func() { _ = deleteEgress(conf.VRF.Table, false, nil) })
+			rb.push(func() { _ = deleteEgress(conf.VRF.Table, nil) })
 		}
 		vrf = l
 		names = append(names, conf.VRF.Name)
