@@ -357,10 +357,12 @@ func TestHostNetNS(t *testing.T) {
 	}
 }
 
-// TestRollback: an ADD that fails after creating the bridge removes it.
+// TestRollback: a device squatting on the VXLAN device's name is refused
+// before the bridge is created (TestVNIConflict covers the rollback of a
+// bridge created before a later step failed).
 func TestRollback(t *testing.T) {
 	node, pod := labNode(t, "vb-rb")
-	// A bridge squatting on the VXLAN device's name makes ensureVXLAN fail.
+	// A bridge squatting on the VXLAN device's name: not this network's.
 	if _, err := node.In("ip", "link", "add", "vxlan-800", "type", "bridge"); err != nil {
 		t.Fatal(err)
 	}
