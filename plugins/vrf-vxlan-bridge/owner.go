@@ -206,31 +206,49 @@ type owned struct {
 
 // judge reads the node's links and refuses, before anything changes, a
 // configured device name held by a device that is not this network's. It
-// returns the names of the previous release's devices (to be marked).
+// returns the names of the previous release's devices (to be marked). A
+// device without any alias may be one a concurrent ADD has just created
+// and is about to mark: it is given markWait before it counts as foreign.
 func judge(d netDevices) (*owned, error) {
-	n, err := readLinks()
-	if err != nil {
-		return nil, err
-	}
-	legacies := map[string]bool{}
-	for _, dev := range []struct{ role, key, name string }{
-		{"vrf", "vrf.name", d.vrf},
-		{"bridge", "bridge.name", d.bridge},
-		{"vxlan", "vxlan.vni", d.vxlan},
-	} {
-		switch n.owner(d, dev.role, dev.name) {
-		case foreign:
-			return nil, notOurs(d, dev.key, dev.name, n.byName[dev.name])
-		case legacy:
-			legacies[dev.name] = true
+	deadline := time.Now().Add(markWait)
+	for {
+		n, err := readLinks()
+		if err != nil {
+			return nil, err
+		}
+		legacies := map[string]bool{}
+		var refusal error
+		unaliased := false
+		for _, dev := range []struct{ role, key, name string }{
+			{"vrf", "vrf.name", d.vrf},
+			{"bridge", "bridge.name", d.bridge},
+			{"vxlan", "vxlan.vni", d.vxlan},
+		} {
+			switch n.owner(d, dev.role, dev.name) {
+			case foreign:
+				l := n.byName[dev.name]
+				unaliased = unaliased || l.Attrs().Alias == ""
+				if refusal == nil {
+					refusal = notOurs(d, dev.key, dev.name, l)
+				}
+			case legacy:
+				legacies[dev.name] = true
+			}
+		}
+		switch {
+		case refusal == nil:
+			return &owned{d: d, legacies: legacies}, nil
+		case unaliased && time.Now().Before(deadline):
+			time.Sleep(50 * time.Millisecond)
+		default:
+			return nil, refusal
 		}
 	}
-	return &owned{d: d, legacies: legacies}, nil
 }
 
 // markWait bounds how long ADD waits for a concurrent ADD that has just
 // created a device (EEXIST) to mark it.
-const markWait = 3 * time.Second
+const markWait = 2 * time.Second
 
 // ensureLink creates want with the network's mark, or returns the
 // existing link of that name when it is this network's (marked, or the
