@@ -3,7 +3,6 @@ package main
 import (
 	"fmt"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/vxvrf/cni/pkg/naming"
@@ -434,22 +433,7 @@ func TestConcurrentAddsMark(t *testing.T) {
 	for round := 0; round < 3; round++ {
 		network := fmt.Sprintf("cmk%d", round)
 		extra := map[string]any{"bridge": map[string]any{"name": fmt.Sprintf("tenant%d", round)}, "vxlan": map[string]any{"vni": 620 + round}}
-		conf := netConf("1.1.0", network, extra)
-		var wg sync.WaitGroup
-		outs := make([]testutil.Outcome, 12)
-		for i := range outs {
-			wg.Add(1)
-			go func(i int) {
-				defer wg.Done()
-				outs[i] = testutil.Run(t, node.NetNS, inv("ADD", fmt.Sprintf("c%d", i), pod, conf))
-			}(i)
-		}
-		wg.Wait()
-		for i, o := range outs {
-			if o.Err != nil {
-				t.Errorf("%s ADD c%d: %v: %s", network, i, o.Err, o.Stdout)
-			}
-		}
+		concurrentAdds(t, node, pod, netConf("1.1.0", network, extra), 12)
 		for _, dev := range []string{fmt.Sprintf("tenant%d", round), fmt.Sprintf("vxlan-%d", 620+round)} {
 			if a := alias(t, node, dev); a != naming.NetworkMark(network) {
 				t.Errorf("%s has alias %q", dev, a)

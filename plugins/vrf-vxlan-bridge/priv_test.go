@@ -303,14 +303,11 @@ func TestGC(t *testing.T) {
 	}
 }
 
-// TestConcurrentAdds: 20 parallel ADDs for different containers all
-// succeed and share one bridge and one vxlan.
-func TestConcurrentAdds(t *testing.T) {
-	node, pod := labNode(t, "vb-par")
-	testutil.PluginDir(t, plugin)
-	conf := netConf("1.1.0", "par", map[string]any{"vxlan": map[string]any{"vni": 600, "remotes": []string{"198.18.0.31", "198.18.0.32"}}})
+// concurrentAdds runs n ADDs (containers c0..) at once; each must succeed.
+func concurrentAdds(t *testing.T, node *netsim.Node, pod *netsim.NS, conf []byte, n int) {
+	t.Helper()
 	var wg sync.WaitGroup
-	outs := make([]testutil.Outcome, 20)
+	outs := make([]testutil.Outcome, n)
 	for i := range outs {
 		wg.Add(1)
 		go func(i int) {
@@ -324,6 +321,15 @@ func TestConcurrentAdds(t *testing.T) {
 			t.Errorf("ADD c%d: %v: %s %s", i, o.Err, o.Stdout, o.Stderr)
 		}
 	}
+}
+
+// TestConcurrentAdds: 20 parallel ADDs for different containers all
+// succeed and share one bridge and one vxlan.
+func TestConcurrentAdds(t *testing.T) {
+	node, pod := labNode(t, "vb-par")
+	testutil.PluginDir(t, plugin)
+	conf := netConf("1.1.0", "par", map[string]any{"vxlan": map[string]any{"vni": 600, "remotes": []string{"198.18.0.31", "198.18.0.32"}}})
+	concurrentAdds(t, node, pod, conf, 20)
 	out, err := node.In("ip", "-j", "link", "show", "type", "bridge")
 	if err != nil {
 		t.Fatal(err)
