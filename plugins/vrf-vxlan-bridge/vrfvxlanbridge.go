@@ -45,6 +45,12 @@ func cmdAdd(args *skel.CmdArgs) error {
 	if err != nil {
 		return err
 	}
+	var up netlink.Link
+	if conf.VRF != nil && conf.VRF.Egress {
+		if up, err = egressUplink(conf, prev, u); err != nil {
+			return err
+		}
+	}
 	// Refuse names held by devices that are not this network's before
 	// anything changes.
 	own, err := judge(conf.devices())
@@ -95,11 +101,7 @@ func cmdAdd(args *skel.CmdArgs) error {
 		names = append(names, conf.VXLAN.Name())
 	}
 
-	if conf.VRF != nil && conf.VRF.Egress {
-		up, err := egressUplink(conf, prev, u)
-		if err != nil {
-			return err
-		}
+	if up != nil {
 		if err := ensureEgress(conf.VRF, up); err != nil {
 			return wrap(err)
 		}
