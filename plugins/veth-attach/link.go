@@ -208,7 +208,7 @@ func ensureVRFRoute(ipc *current.IPConfig, vrf netlink.Link) error {
 		return fmt.Errorf("list routes to %s: %w", subnet, err)
 	}
 	for _, h := range have {
-		if h.LinkIndex == vrf.Attrs().Index && h.Protocol != naming.RouteProtocol && h.Gw == nil && h.Priority == 0 {
+		if h.LinkIndex == vrf.Attrs().Index && h.Protocol != naming.RouteProtocol && h.Gw == nil {
 			if err := netlink.RouteReplace(r); err != nil {
 				return fmt.Errorf("mark route %s dev %s: %w", subnet, vrf.Attrs().Name, err)
 			}
