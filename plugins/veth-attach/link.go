@@ -179,10 +179,38 @@ func ensureGateways(br netlink.Link, ips []*current.IPConfig) error {
 			}
 		}
 		if vrf != nil {
-			subnet := &net.IPNet{IP: ipc.Address.IP.Mask(ipc.Address.Mask), Mask: ipc.Address.Mask}
-			r := &netlink.Route{Dst: subnet, LinkIndex: vrf.Attrs().Index, Table: mainTable}
-			if err := netlink.RouteAdd(r); err != nil && !errors.Is(err, syscall.EEXIST) {
-				return fmt.Errorf("route %s dev %s: %w", subnet, vrf.Attrs().Name, err)
+			if err := ensureVRFRoute(ipc, vrf); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// ensureVRFRoute adds the main-table route "<subnet> dev <vrf> proto 118"
+// (naming.RouteProtocol: the project's mark; the route goes with the VRF
+// device). The same route without the mark, as the previous release made
+// it, is marked; a route to the subnet through another device is left
+// alone.
+func ensureVRFRoute(ipc *current.IPConfig, vrf netlink.Link) error {
+	subnet := &net.IPNet{IP: ipc.Address.IP.Mask(ipc.Address.Mask), Mask: ipc.Address.Mask}
+	r := &netlink.Route{Dst: subnet, LinkIndex: vrf.Attrs().Index, Table: mainTable, Protocol: naming.RouteProtocol}
+	err := netlink.RouteAdd(r)
+	if err == nil || !errors.Is(err, syscall.EEXIST) {
+		if err != nil {
+			return fmt.Errorf("route %s dev %s: %w", subnet, vrf.Attrs().Name, err)
+		}
+		return nil
+	}
+	have, err := netlinksafe.RouteListFiltered(nl.GetIPFamily(subnet.IP), &netlink.Route{Dst: subnet, Table: mainTable},
+		netlink.RT_FILTER_DST|netlink.RT_FILTER_TABLE)
+	if err != nil {
+		return fmt.Errorf("list routes to %s: %w", subnet, err)
+	}
+	for _, h := range have {
+		if h.LinkIndex == vrf.Attrs().Index && h.Protocol != naming.RouteProtocol && h.Gw == nil {
+			if err := netlink.RouteReplace(r); err != nil {
+				return fmt.Errorf("mark route %s dev %s: %w", subnet, vrf.Attrs().Name, err)
 			}
 		}
 	}
