@@ -50,8 +50,21 @@ func load(args *skel.CmdArgs) (*NetConf, *current.Result, error) {
 	return conf, prev, nil
 }
 
-func cmdAdd(args *skel.CmdArgs) error {
+// loadAdd is load plus the chain order: in stage form the addresses are
+// for the stage that creates the pod interface, so that must come later.
+func loadAdd(args *skel.CmdArgs) (*NetConf, *current.Result, error) {
 	conf, prev, err := load(args)
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := cniutil.BeforePod(prev, "lockfile-ipam", "veth-attach"); err != nil {
+		return nil, nil, err
+	}
+	return conf, prev, nil
+}
+
+func cmdAdd(args *skel.CmdArgs) error {
+	conf, prev, err := loadAdd(args)
 	if err != nil {
 		return err
 	}

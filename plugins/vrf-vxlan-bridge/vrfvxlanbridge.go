@@ -17,8 +17,10 @@ import (
 )
 
 // load is what ADD and CHECK start with: the netns guard, the config,
-// prevResult, the underlay (with VXLAN) and the bridge MTU.
-func load(args *skel.CmdArgs) (conf *NetConf, prev *current.Result, u *underlay, mtu int, err error) {
+// prevResult, the underlay (with VXLAN) and the bridge MTU. For ADD it
+// also refuses a chain that runs this stage after the pod interface
+// exists: the bridge is what the stage creating it plugs the pod into.
+func load(args *skel.CmdArgs, add bool) (conf *NetConf, prev *current.Result, u *underlay, mtu int, err error) {
 	if err = cniutil.GuardNetNS(args.Netns); err != nil {
 		return
 	}
@@ -31,6 +33,11 @@ func load(args *skel.CmdArgs) (conf *NetConf, prev *current.Result, u *underlay,
 	if prev, err = cniutil.PrevResult(&conf.PluginConf); err != nil {
 		return
 	}
+	if add {
+		if err = cniutil.BeforePod(prev, "vrf-vxlan-bridge", "veth-attach"); err != nil {
+			return
+		}
+	}
 	if conf.VXLAN != nil {
 		if u, err = resolveUnderlay(conf, prev); err != nil {
 			return
@@ -41,7 +48,7 @@ func load(args *skel.CmdArgs) (conf *NetConf, prev *current.Result, u *underlay,
 }
 
 func cmdAdd(args *skel.CmdArgs) error {
-	conf, prev, u, mtu, err := load(args)
+	conf, prev, u, mtu, err := load(args, true)
 	if err != nil {
 		return err
 	}
@@ -133,7 +140,7 @@ func wrap(err error) error {
 }
 
 func cmdCheck(args *skel.CmdArgs) error {
-	conf, prev, u, mtu, err := load(args)
+	conf, prev, u, mtu, err := load(args, false)
 	if err != nil {
 		return err
 	}
