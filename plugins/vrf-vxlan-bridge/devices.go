@@ -5,10 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
 	"syscall"
 
 	"github.com/containernetworking/cni/pkg/types"
 	current "github.com/containernetworking/cni/pkg/types/100"
+	"github.com/containernetworking/plugins/pkg/netlinksafe"
 	"github.com/vishvananda/netlink"
 
 	"github.com/vxvrf/cni/pkg/cniutil"
@@ -32,19 +34,47 @@ func (u *underlay) overhead() int {
 
 // findUplink returns the link VXLAN rides on: vxlan.dev, else the first
 // host interface of prevResult (what infra-ensure reported), else the
-// default-route interface.
+// default-route interface. The network's own devices and veths are never
+// the uplink: CHECK gets the chain's final result, which a later stage
+// may have rewritten (the reference bridge plugin returns only its
+// bridge, host veth and pod interface, without the uplink).
 func findUplink(conf *NetConf, prev *current.Result) (netlink.Link, error) {
 	if conf.VXLAN != nil && conf.VXLAN.Dev != "" {
 		return uplink.Find(conf.VXLAN.Dev)
 	}
 	if prev != nil {
+		d := conf.devices()
 		for _, i := range prev.Interfaces {
-			if i.Sandbox == "" && i.Name != "" {
-				return uplink.Find(i.Name)
+			if i.Sandbox != "" || i.Name == "" || i.Name == d.bridge || i.Name == d.vrf || i.Name == d.vxlan {
+				continue
 			}
+			if l, err := netlinksafe.LinkByName(i.Name); err == nil && l.Type() == "veth" {
+				continue
+			}
+			return uplink.Find(i.Name)
 		}
 	}
 	return uplink.Find("")
+}
+
+// checkPorts verifies that no port of the bridge has a larger MTU than
+// the bridge: the bridge does not fragment, so a pod interface above the
+// overlay MTU loses every full-size packet to another node. Our
+// veth-attach takes the bridge MTU; a swapped-in stage (the reference
+// bridge plugin) needs it in its own config.
+func checkPorts(br netlink.Link) error {
+	ls, err := netlinksafe.LinkList()
+	if err != nil {
+		return fmt.Errorf("list links: %w", err)
+	}
+	a := br.Attrs()
+	for _, l := range ls {
+		if pa := l.Attrs(); pa.MasterIndex == a.Index && pa.MTU > a.MTU {
+			return fmt.Errorf("port %s of bridge %s has mtu %d, more than the bridge's %d (the overlay MTU): full-size packets from that pod are dropped; give the stage that creates the pod interface \"mtu\": %d (the reference bridge plugin's key \"mtu\"; veth-attach takes the bridge MTU by itself)",
+				pa.Name, a.Name, pa.MTU, a.MTU, a.MTU)
+		}
+	}
+	return nil
 }
 
 // resolveUnderlay resolves the uplink and VTEP address of the VXLAN device.
@@ -117,7 +147,11 @@ func setMaster(l, master netlink.Link) error {
 		}
 		return nil
 	default:
-		return cniutil.Errorf(types.ErrInvalidNetworkConfig, "%s is enslaved to another device (index %d), not to %s", a.Name, a.MasterIndex, master.Attrs().Name)
+		other := fmt.Sprintf("the device with index %d", a.MasterIndex)
+		if m, err := netlink.LinkByIndex(a.MasterIndex); err == nil {
+			other = fmt.Sprintf("%s %s (alias %q)", m.Type(), m.Attrs().Name, m.Attrs().Alias)
+		}
+		return cniutil.Errorf(types.ErrInvalidNetworkConfig, "vrf-vxlan-bridge: %s is enslaved to %s, not to %s", a.Name, other, master.Attrs().Name)
 	}
 }
 
@@ -126,8 +160,7 @@ func ensureVRF(c *VRFConf, o *owned) (netlink.Link, bool, error) {
 	l, created, err := o.ensureLink(&netlink.Vrf{LinkAttrs: netlink.LinkAttrs{Name: c.Name}, Table: uint32(c.Table)}, "vrf.name")
 	if err != nil {
 		if errors.Is(err, syscall.EOPNOTSUPP) {
-			return nil, false, cniutil.Errorf(types.ErrInvalidNetworkConfig,
-				"vrf %s: the kernel has no VRF support (CONFIG_NET_VRF, module vrf); remove the vrf key or use a kernel with VRF", c.Name)
+			return nil, false, noVRF(c)
 		}
 		return l, created, err
 	}
@@ -135,6 +168,34 @@ func ensureVRF(c *VRFConf, o *owned) (netlink.Link, bool, error) {
 		return l, created, err
 	}
 	return l, created, setUp(l)
+}
+
+// probeVRF answers whether ADD can create the VRF: nothing to do when it
+// exists (judge has accepted it); else a VRF device under a name of its
+// own is created and deleted again at once (the kernel has no dry run,
+// and a VRF module that is not loaded yet is loaded by the creation, as
+// ADD's would be).
+func probeVRF(c *VRFConf) error {
+	if _, err := netlinksafe.LinkByName(c.Name); err == nil {
+		return nil
+	}
+	probe := &netlink.Vrf{LinkAttrs: netlink.LinkAttrs{Name: fmt.Sprintf("vxvrfprobe%d", os.Getpid()%100000)}, Table: uint32(c.Table)}
+	err := netlink.LinkAdd(probe)
+	if errors.Is(err, syscall.EOPNOTSUPP) {
+		return noVRF(c)
+	}
+	if err != nil {
+		return fmt.Errorf("vrf %s: probe: create vrf %s: %w", c.Name, probe.Name, err)
+	}
+	if err := netlink.LinkDel(probe); err != nil {
+		return fmt.Errorf("vrf %s: probe: delete vrf %s: %w", c.Name, probe.Name, err)
+	}
+	return nil
+}
+
+func noVRF(c *VRFConf) error {
+	return cniutil.Errorf(types.ErrInvalidNetworkConfig,
+		"vrf-vxlan-bridge: vrf %s: the kernel has no VRF support (CONFIG_NET_VRF, module vrf); use a kernel with VRF. Removing the vrf key is no substitute: the network would share the main routing table with every other network without VRF, so its subnet must not overlap theirs (veth-attach refuses an overlap)", c.Name)
 }
 
 func checkVRFLink(l netlink.Link, c *VRFConf) error {

@@ -35,6 +35,7 @@ type netDevices struct {
 	bridge  string
 	vxlan   string
 	vni     int
+	port    int
 }
 
 // devices are the names the (validated) config asks for.
@@ -44,7 +45,7 @@ func (c *NetConf) devices() netDevices {
 		d.vrf, d.table = c.VRF.Name, c.VRF.Table
 	}
 	if c.VXLAN != nil {
-		d.vxlan, d.vni = c.VXLAN.Name(), int(c.VXLAN.VNI)
+		d.vxlan, d.vni, d.port = c.VXLAN.Name(), int(c.VXLAN.VNI), c.VXLAN.Port
 	}
 	return d
 }
@@ -234,6 +235,9 @@ func judge(d netDevices) (*owned, error) {
 			case legacy:
 				legacies[dev.name] = true
 			}
+		}
+		if refusal == nil {
+			refusal = n.clashes(d, legacies)
 		}
 		switch {
 		case refusal == nil:

@@ -207,6 +207,9 @@ func checkDevices(conf *NetConf, u *underlay, mtu int) error {
 	if a.Flags&net.FlagUp == 0 {
 		return fmt.Errorf("bridge %s is down", a.Name)
 	}
+	if err := checkPorts(br); err != nil {
+		return err
+	}
 	if conf.VXLAN == nil {
 		return nil
 	}
@@ -235,25 +238,44 @@ func checkDevices(conf *NetConf, u *underlay, mtu int) error {
 	return nil
 }
 
-// cmdStatus answers 50 when VXLAN is configured and its uplink is missing,
-// down or without the VTEP address.
+// cmdStatus answers 50 when ADD would fail on this node's state: the VXLAN
+// uplink missing, down or without the VTEP address; a configured device
+// name, the VNI or the VRF table held by a device that is not this
+// network's, or any other clash judge refuses (a changed VNI on a live
+// network, ...); a vrf key on a kernel without VRF. A config ADD refuses
+// is 7, as in ADD. It changes nothing on the node except for the VRF
+// probe: a VRF device that exists for a moment (see probeVRF).
 func cmdStatus(args *skel.CmdArgs) error {
 	conf, err := parseConfig(args.StdinData)
 	if err != nil {
 		return err
 	}
-	if conf.VXLAN == nil {
-		return nil
+	notAvailable := func(err error) error {
+		var te *types.Error
+		if errors.As(err, &te) {
+			return cniutil.Errorf(cniutil.ErrPluginNotAvailable, "%s", te.Msg)
+		}
+		return cniutil.Errorf(cniutil.ErrPluginNotAvailable, "vrf-vxlan-bridge: %v", err)
 	}
-	link, err := uplink.Find(conf.VXLAN.Dev)
-	if err != nil {
-		return cniutil.Errorf(cniutil.ErrPluginNotAvailable, "vrf-vxlan-bridge: vxlan uplink: %v", err)
+	if conf.VXLAN != nil {
+		link, err := uplink.Find(conf.VXLAN.Dev)
+		if err != nil {
+			return cniutil.Errorf(cniutil.ErrPluginNotAvailable, "vrf-vxlan-bridge: vxlan uplink: %v", err)
+		}
+		if err := uplink.Ready(link); err != nil {
+			return cniutil.Errorf(cniutil.ErrPluginNotAvailable, "vrf-vxlan-bridge: vxlan %v", err)
+		}
+		if _, err := uplink.Address(link, conf.VXLAN.local); err != nil {
+			return cniutil.Errorf(cniutil.ErrPluginNotAvailable, "vrf-vxlan-bridge: vxlan VTEP address: %v", err)
+		}
 	}
-	if err := uplink.Ready(link); err != nil {
-		return cniutil.Errorf(cniutil.ErrPluginNotAvailable, "vrf-vxlan-bridge: vxlan %v", err)
+	if _, err := judge(conf.devices()); err != nil {
+		return notAvailable(err)
 	}
-	if _, err := uplink.Address(link, conf.VXLAN.local); err != nil {
-		return cniutil.Errorf(cniutil.ErrPluginNotAvailable, "vrf-vxlan-bridge: vxlan VTEP address: %v", err)
+	if conf.VRF != nil {
+		if err := probeVRF(conf.VRF); err != nil {
+			return notAvailable(err)
+		}
 	}
 	return nil
 }
