@@ -34,7 +34,7 @@ func (n *nodeLinks) clashes(d netDevices, legacies map[string]bool) error {
 				continue
 			}
 			return cniutil.Errorf(types.ErrInvalidNetworkConfig,
-				"vrf-vxlan-bridge: vxlan.vni %d: %s already carries VNI %d on port %d (%s); every network needs its own VNI: pick another vxlan.vni",
+				"vrf-vxlan-bridge: vxlan.vni %d: %s already carries the same VNI %d on port %d (%s); every network needs its own VNI: pick another vxlan.vni",
 				d.vni, vx.Name, vx.VxlanId, vx.Port, n.describe(vx))
 		}
 	}

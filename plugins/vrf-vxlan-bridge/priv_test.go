@@ -507,7 +507,7 @@ func TestVRF(t *testing.T) {
 }
 
 // TestVNIConflict: a foreign VXLAN device holding the same VNI and port is
-// reported clearly, and the bridge this ADD created is rolled back.
+// reported clearly, by name, before the bridge is created.
 func TestVNIConflict(t *testing.T) {
 	node, pod := labNode(t, "vb-vni")
 	if _, err := node.In("ip", "link", "add", "foreign", "type", "vxlan", "id", "1200", "dstport", "4789", "dev", "eth0"); err != nil {
