@@ -1,5 +1,7 @@
 package naming
 
+import "strings"
+
 // Ownership marks. Every object the chain shares between the attachments
 // of a network carries a mark naming the project and the network, so that
 // DEL and GC remove only what this project made for that network, and ADD
@@ -25,3 +27,15 @@ const RouteProtocol = 118
 
 // NetworkMark is the alias of a network's shared links: "vxvrf:<network>".
 func NetworkMark(network string) string { return MarkPrefix + network }
+
+// MarkedNetwork is the network a link alias marks: the network of
+// NetworkMark (shared links) or of AttachmentTag (host veths, attachment
+// true); ok is false for an alias this project did not set.
+func MarkedNetwork(alias string) (network string, attachment, ok bool) {
+	rest, ok := strings.CutPrefix(alias, MarkPrefix)
+	if !ok || rest == "" {
+		return "", false, false
+	}
+	network, _, attachment = strings.Cut(rest, ":")
+	return network, attachment, true
+}

@@ -106,6 +106,9 @@ func cmdAdd(args *skel.CmdArgs) error {
 	if err := checkPodRoutes(newIPs, routes); err != nil {
 		return err
 	}
+	if err := checkOverlap(br, newIPs); err != nil {
+		return err
+	}
 
 	hostIf, podIf, err := ensureVeth(podNS, hostNS, args.IfName, hostName, mtu, mac)
 	if err != nil {

@@ -2,7 +2,6 @@ package main
 
 import (
 	"fmt"
-	"strings"
 
 	"github.com/containernetworking/cni/pkg/types"
 	"github.com/vishvananda/netlink"
@@ -88,12 +87,11 @@ func (n *nodeLinks) describe(l netlink.Link) string {
 	if m := n.byIndex[a.MasterIndex]; m != nil {
 		where = fmt.Sprintf(" (%s %s)", m.Type(), m.Attrs().Name)
 	}
-	rest, ok := strings.CutPrefix(a.Alias, naming.MarkPrefix)
+	network, attachment, ok := naming.MarkedNetwork(a.Alias)
 	switch {
-	case ok && !strings.Contains(rest, ":"):
-		return fmt.Sprintf("it belongs to network %q%s", rest, where)
+	case ok && !attachment:
+		return fmt.Sprintf("it belongs to network %q%s", network, where)
 	case ok:
-		network, _, _ := strings.Cut(rest, ":")
 		return fmt.Sprintf("a pod's host veth of network %q%s", network, where)
 	case a.Alias != "":
 		return fmt.Sprintf("not made by vxvrf: alias %q%s", a.Alias, where)
