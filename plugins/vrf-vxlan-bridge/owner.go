@@ -182,19 +182,26 @@ func notOurs(d netDevices, key, name string, l netlink.Link) error {
 		what = append(what, fmt.Sprintf("vni %d", x.VxlanId))
 	}
 	alias := l.Attrs().Alias
-	switch {
+	switch network, attachment, ok := naming.MarkedNetwork(alias); {
 	case alias == "":
 		what = append(what, "no vxvrf alias")
-	case strings.HasPrefix(alias, naming.MarkPrefix) && !strings.Contains(strings.TrimPrefix(alias, naming.MarkPrefix), ":"):
-		what = append(what, fmt.Sprintf("it belongs to vxvrf network %q", strings.TrimPrefix(alias, naming.MarkPrefix)))
+	case ok && !attachment:
+		what = append(what, fmt.Sprintf("it belongs to vxvrf network %q", network))
+	case ok:
+		what = append(what, fmt.Sprintf("a pod's host veth of vxvrf network %q", network))
 	default:
 		what = append(what, fmt.Sprintf("alias %q", alias))
 	}
+	if m := l.Attrs().MasterIndex; m != 0 {
+		if ml, err := netlink.LinkByIndex(m); err == nil {
+			what = append(what, fmt.Sprintf("a port of %s %s", ml.Type(), ml.Attrs().Name))
+		}
+	}
 	if key == "vxlan.vni" {
-		return cniutil.Errorf(types.ErrInvalidNetworkConfig, "vxlan.vni %d: its device %q exists but was not created by vxvrf for network %q (%s); remove it or pick another VNI",
+		return cniutil.Errorf(types.ErrInvalidNetworkConfig, "vrf-vxlan-bridge: vxlan.vni %d: its device %q exists but was not created by vxvrf for network %q (%s); every network needs its own VNI: pick another vxlan.vni, or remove the device",
 			d.vni, name, d.network, strings.Join(what, ", "))
 	}
-	return cniutil.Errorf(types.ErrInvalidNetworkConfig, "%s %q names an existing device not created by vxvrf for network %q (%s); pick another name",
+	return cniutil.Errorf(types.ErrInvalidNetworkConfig, "vrf-vxlan-bridge: %s %q names an existing device not created by vxvrf for network %q (%s); pick another name",
 		key, name, d.network, strings.Join(what, ", "))
 }
 
