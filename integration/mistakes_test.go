@@ -124,6 +124,10 @@ func TestMistakeChainOrder(t *testing.T) {
 			[]string{"vrf-vxlan-bridge must come before veth-attach", "move vrf-vxlan-bridge above veth-attach"}},
 		{"vrf-vxlan-bridge last", moveStage("vrf-vxlan-bridge", 4, nil),
 			[]string{"vrf-vxlan-bridge must come before veth-attach"}},
+		{"veth-attach first, no bridge key", func(conf map[string]any, plugins []map[string]any) error {
+			delete(chain.Plugin(plugins, "veth-attach"), "bridge")
+			return moveStage("veth-attach", 0, nil)(conf, plugins)
+		}, []string{"veth-attach: no bridge", "vrf-vxlan-bridge must come before veth-attach"}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			conf := e.conflistWith(func(conf map[string]any, plugins []map[string]any) error {

@@ -35,7 +35,7 @@ func findBridge(name string, prev *current.Result) (netlink.Link, error) {
 	if name != "" {
 		l, err := netlinksafe.LinkByName(name)
 		if err != nil {
-			return nil, cniutil.Errorf(types.ErrInvalidNetworkConfig, "bridge %q (key \"bridge\"): %v", name, err)
+			return nil, cniutil.Errorf(types.ErrInvalidNetworkConfig, "veth-attach: bridge %q (key \"bridge\"): %v; the stage that creates it (vrf-vxlan-bridge) must come before veth-attach", name, err)
 		}
 		if l.Type() != "bridge" {
 			return nil, cniutil.Errorf(types.ErrInvalidNetworkConfig, "bridge %q (key \"bridge\") is a %s, not a bridge", name, l.Type())
@@ -54,7 +54,7 @@ func findBridge(name string, prev *current.Result) (netlink.Link, error) {
 		}
 	}
 	return nil, cniutil.Errorf(types.ErrInvalidNetworkConfig,
-		"no bridge: set the \"bridge\" key or chain veth-attach after a stage that puts a bridge in prevResult")
+		"veth-attach: no bridge: set the \"bridge\" key or chain veth-attach after a stage that puts a bridge in prevResult (vrf-vxlan-bridge must come before veth-attach)")
 }
 
 // checkFree refuses an attachment whose pod interface or host veth already
