@@ -15,6 +15,7 @@ import (
 
 	"github.com/vxvrf/cni/pkg/chain"
 	"github.com/vxvrf/cni/pkg/naming"
+	"github.com/vxvrf/cni/pkg/testutil"
 )
 
 // cniError is the *types.Error inside a libcni error, or fails the test.
@@ -155,51 +156,77 @@ func TestMistakeChainOrder(t *testing.T) {
 }
 
 // TestMistakeOverlap: a second network without VRF whose subnet overlaps
-// the first's is refused by veth-attach, naming the first network; after
-// the runtime's DEL and the second network's GC the node is as it was.
+// the first's is refused, naming the first network: by lockfile-ipam
+// before it leases anything, and by veth-attach for any other IPAM (the
+// reference host-local here). Once the second network's bridge exists
+// (its first ADD got that far), STATUS says 50 with the same message.
+// After the runtime's DEL and the second network's GC the node is as it
+// was.
 func TestMistakeOverlap(t *testing.T) {
 	t.Parallel()
+	ref := testutil.ReferencePlugins(t, "host-local")
 	e := newEnv(t, "mi-overlap", nil)
 	p1 := e.addPod("p1")
-	other := e.conflistWith(func(conf map[string]any, plugins []map[string]any) error {
-		conf["name"] = "mi-other"
-		ipam := chain.Plugin(plugins, "lockfile-ipam")["ipam"].(map[string]any)
-		ipam["ranges"] = []any{[]any{map[string]any{"subnet": "10.244.0.0/16"}}}
-		return nil
-	})
-	ch := e.chainFor(other, e.chain.CNIPath)
-	p2 := e.newPod("p2")
-	before := snapshot(t, e.node, p2.ns, e.root)
-	_, err := ch.AddCurrent(ctx(t), p2.rt)
-	wantRefusal(t, "ADD", err, types.ErrInvalidNetworkConfig,
-		"veth-attach:", "10.244.0.0/16 overlaps 10.244.1.0/24", fmt.Sprintf("network %q (bridge %s)", e.chain.List.Name, naming.BridgeName(e.chain.List.Name)),
-		"main routing table", "ipam.ranges", "VRF")
-	if err := ch.Del(ctx(t), p2.rt); err != nil {
-		t.Errorf("DEL: %v", err)
+	first := fmt.Sprintf("overlaps 10.244.1.0/24 of network %q (bridge %s) in the main routing table", e.chain.List.Name, naming.BridgeName(e.chain.List.Name))
+	fix := []string{"another subnet (lockfile-ipam ipam.ranges)", "in a VRF of its own (vrf-vxlan-bridge key vrf)"}
+	otherNet := func(subnet string, hostLocal bool) *chain.Chain {
+		b := e.conflistWith(func(conf map[string]any, plugins []map[string]any) error {
+			conf["name"] = "mi-other"
+			ipam := chain.Plugin(plugins, "lockfile-ipam")["ipam"].(map[string]any)
+			ipam["ranges"] = []any{[]any{map[string]any{"subnet": subnet}}}
+			if hostLocal {
+				ipam["type"] = "host-local"
+				chain.Plugin(plugins, "veth-attach")["ipam"] = ipam
+				chain.Without(conf, plugins, "lockfile-ipam")
+			}
+			return nil
+		})
+		b, err := chain.SetVersion(b, "1.1.0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return e.chainFor(b, append(e.chain.CNIPath, ref))
 	}
-	if err := ch.GC(ctx(t), []types.GCAttachment{}); err != nil {
-		t.Errorf("GC: %v", err)
-	}
-	sameNode(t, "refused ADD + DEL + GC", before, snapshot(t, e.node, p2.ns, e.root))
-	if n := leases(t, e.root+"/ipam/"+naming.LeaseFile("mi-other")); n != 0 {
-		t.Errorf("the refused network holds %d leases", n)
-	}
-	// A disjoint subnet is fine.
-	ok := e.conflistWith(func(conf map[string]any, plugins []map[string]any) error {
-		conf["name"] = "mi-other"
-		ipam := chain.Plugin(plugins, "lockfile-ipam")["ipam"].(map[string]any)
-		ipam["ranges"] = []any{[]any{map[string]any{"subnet": "10.245.0.0/16"}}}
-		return nil
-	})
-	okChain := e.chainFor(ok, e.chain.CNIPath)
-	if _, err := okChain.AddCurrent(ctx(t), p2.rt); err != nil {
-		t.Fatalf("ADD with a disjoint subnet: %v", err)
-	}
-	if err := okChain.Del(ctx(t), p2.rt); err != nil {
-		t.Error(err)
-	}
-	if err := okChain.GC(ctx(t), []types.GCAttachment{}); err != nil {
-		t.Error(err)
+	for _, c := range []struct {
+		name      string
+		hostLocal bool
+		plugin    string
+	}{{"lockfile-ipam", false, "lockfile-ipam:"}, {"host-local in veth-attach", true, "veth-attach:"}} {
+		t.Run(c.name, func(t *testing.T) {
+			ch := otherNet("10.244.0.0/16", c.hostLocal)
+			p2 := e.newPod("p2" + c.plugin[:4])
+			before := snapshot(t, e.node, p2.ns, e.root)
+			_, err := ch.AddCurrent(ctx(t), p2.rt)
+			wantRefusal(t, "ADD", err, types.ErrInvalidNetworkConfig, append([]string{c.plugin, "the pod subnet 10.244.0.0/16 " + first}, fix...)...)
+			if n := leases(t, e.root+"/ipam/"+naming.LeaseFile("mi-other")); n != 0 {
+				t.Errorf("the refused network holds %d leases", n)
+			}
+			if !c.hostLocal {
+				// The bridge of mi-other exists now: STATUS knows its table.
+				wantRefusal(t, "STATUS", ch.Status(ctx(t)), cniErrPluginNotAvailable, "lockfile-ipam:", first)
+			}
+			if err := ch.Del(ctx(t), p2.rt); err != nil {
+				t.Errorf("DEL: %v", err)
+			}
+			if err := ch.GC(ctx(t), []types.GCAttachment{}); err != nil {
+				t.Errorf("GC: %v", err)
+			}
+			sameNode(t, "refused ADD + DEL + GC", before, snapshot(t, e.node, p2.ns, e.root))
+			// A disjoint subnet is fine.
+			ok := otherNet("10.245.0.0/16", c.hostLocal)
+			if _, err := ok.AddCurrent(ctx(t), p2.rt); err != nil {
+				t.Fatalf("ADD with a disjoint subnet: %v", err)
+			}
+			if err := ok.Status(ctx(t)); err != nil {
+				t.Errorf("STATUS with a disjoint subnet: %v", err)
+			}
+			if err := ok.Del(ctx(t), p2.rt); err != nil {
+				t.Error(err)
+			}
+			if err := ok.GC(ctx(t), []types.GCAttachment{}); err != nil {
+				t.Error(err)
+			}
+		})
 	}
 	e.teardown(p1)
 }

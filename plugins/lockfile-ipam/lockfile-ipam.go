@@ -60,6 +60,9 @@ func loadAdd(args *skel.CmdArgs) (*NetConf, *current.Result, error) {
 	if err := cniutil.BeforePod(prev, "lockfile-ipam", "veth-attach"); err != nil {
 		return nil, nil, err
 	}
+	if err := checkOverlap(conf, types.ErrInvalidNetworkConfig); err != nil {
+		return nil, nil, err
+	}
 	return conf, prev, nil
 }
 
@@ -189,6 +192,9 @@ func cmdStatus(args *skel.CmdArgs) error {
 	}
 	if err := naming.CheckAttachment(conf.Name, "", ""); err != nil {
 		return cniutil.Errorf(types.ErrInvalidNetworkConfig, "network name: %v", err)
+	}
+	if err := checkOverlap(conf, cniutil.ErrPluginNotAvailable); err != nil {
+		return err
 	}
 	exists, err := checkWritable(conf.DataDir)
 	if err != nil {
