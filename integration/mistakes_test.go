@@ -291,6 +291,20 @@ func TestMistakeDevicesAndStatus(t *testing.T) {
 		p["vxlan"] = map[string]any{"vni": 300}
 		return nil
 	}), "vrf-vxlan-bridge:", fmt.Sprintf(`bridge.name %q`, br), fmt.Sprintf("it belongs to vxvrf network %q", network), "pick another name")
+	// A renamed bridge.name on the live network: its VXLAN device is a
+	// port of the old bridge.
+	statusPair(t, e, "renamed bridge", e.conflistWith(func(conf map[string]any, plugins []map[string]any) error {
+		chain.Plugin(plugins, "vrf-vxlan-bridge")["bridge"] = map[string]any{"name": "br-renamed"}
+		return nil
+	}), "vrf-vxlan-bridge:", fmt.Sprintf("vxlan-100 of network %q is a port of %s (it belongs to network %q)", network, br, network), `not of bridge.name "br-renamed"`)
+	// A node interface as bridge.name (no vxvrf alias).
+	statusPair(t, e, "node interface as bridge", e.conflistWith(func(conf map[string]any, plugins []map[string]any) error {
+		conf["name"] = "mi-fourth"
+		p := chain.Plugin(plugins, "vrf-vxlan-bridge")
+		p["bridge"] = map[string]any{"name": "eth0"}
+		p["vxlan"] = map[string]any{"vni": 500}
+		return nil
+	}), "vrf-vxlan-bridge:", `bridge.name "eth0" names an existing device not created by vxvrf`, "no vxvrf alias", "pick another name")
 	// vrf on a kernel without VRF (the VM suite has VRF: there this pair
 	// does not apply).
 	if !e.node.HasVRF() {
