@@ -125,6 +125,9 @@ func TestMistakeChainOrder(t *testing.T) {
 			[]string{"vrf-vxlan-bridge must come before veth-attach", "move vrf-vxlan-bridge above veth-attach"}},
 		{"vrf-vxlan-bridge last", moveStage("vrf-vxlan-bridge", 4, nil),
 			[]string{"vrf-vxlan-bridge must come before veth-attach"}},
+		// sysctl-firewall's message is its own (being rewritten on another
+		// branch): only the code is asserted here.
+		{"sysctl-firewall before veth-attach", moveStage("sysctl-firewall", 3, nil), nil},
 		{"veth-attach first, no bridge key", func(conf map[string]any, plugins []map[string]any) error {
 			delete(chain.Plugin(plugins, "veth-attach"), "bridge")
 			return moveStage("veth-attach", 0, nil)(conf, plugins)
