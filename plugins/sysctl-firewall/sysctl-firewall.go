@@ -45,8 +45,8 @@ func makePlan(conf *NetConf, args *skel.CmdArgs, prev *current.Result) (*plan, e
 	if p.podKV, err = resolveSysctls(conf.Sysctls, args.IfName); err != nil {
 		return nil, cniutil.InvalidConfig(fmt.Errorf("sysctls: %w", err))
 	}
-	if p.hostK, err = resolveSysctls(conf.HostSysctls, pod.HostVeth); err != nil {
-		return nil, cniutil.InvalidConfig(fmt.Errorf("hostSysctls: %w", err))
+	if p.hostK, err = resolveSysctls(merge(conf.HostSysctls, conf.NodeSysctls), pod.HostVeth); err != nil {
+		return nil, cniutil.InvalidConfig(fmt.Errorf("hostSysctls and nodeSysctls: %w", err))
 	}
 	p.rules = renderRules(RuleInput{
 		Addrs:        pod.Addrs,
@@ -73,6 +73,10 @@ func makePlan(conf *NetConf, args *skel.CmdArgs, prev *current.Result) (*plan, e
 // required prevResult and the plan derived from them.
 func load(args *skel.CmdArgs) (*NetConf, *current.Result, *plan, error) {
 	if err := cniutil.GuardNetNS(args.Netns); err != nil {
+		var e *types.Error
+		if !errors.As(err, &e) {
+			err = cniutil.Errorf(types.ErrInvalidEnvironmentVariables, "CNI_NETNS %q: %v", args.Netns, err)
+		}
 		return nil, nil, nil, err
 	}
 	conf, err := parseConfig(args.StdinData)
@@ -90,7 +94,7 @@ func load(args *skel.CmdArgs) (*NetConf, *current.Result, *plan, error) {
 	return conf, prev, p, nil
 }
 
-func cmdAdd(args *skel.CmdArgs) error {
+func cmdAdd(args *skel.CmdArgs) (err error) {
 	conf, prev, p, err := load(args)
 	if err != nil {
 		return err
@@ -98,13 +102,21 @@ func cmdAdd(args *skel.CmdArgs) error {
 	if err := requireSysctls(args.Netns, p.podKV, p.hostK); err != nil {
 		return err
 	}
-	if err := ensurePodSysctls(args.Netns, p.podKV); err != nil {
+	// A failed ADD changes nothing: the sysctls written so far get their
+	// old values back.
+	var undo undoList
+	defer func() {
+		if err != nil {
+			undo.run(args.Netns)
+		}
+	}()
+	if err = ensurePodSysctls(args.Netns, p.podKV, &undo); err != nil {
 		return err
 	}
-	if err := ensureHostSysctls(p.hostK); err != nil {
+	if err = ensureHostSysctls(p.hostK, &undo, ""); err != nil {
 		return err
 	}
-	if err := ensureRules(attachmentOf(conf, args), p.rules, p.zone); err != nil {
+	if err = ensureRules(attachmentOf(conf, args), p.rules, p.zone); err != nil {
 		return err
 	}
 	return types.PrintResult(cniutil.NewResult(prev), conf.CNIVersion)
@@ -145,8 +157,9 @@ func ensureRules(a attachment, rules, zone Rules) (err error) {
 }
 
 // cmdDel removes the attachment's chains and jumps in both families and
-// every table. It needs neither prevResult nor the netns; sysctls are not
-// restored (the pod netns goes away with the pod, the host veth too).
+// every table. It reads only the network name from the config (see
+// teardownConf) and needs neither prevResult nor the netns; sysctls are
+// not restored (the pod netns goes away with the pod, the host veth too).
 func cmdDel(args *skel.CmdArgs) error {
 	// Only the refusal of the host netns counts: a missing netns is normal.
 	if err := cniutil.GuardNetNS(args.Netns); err != nil {
@@ -155,35 +168,19 @@ func cmdDel(args *skel.CmdArgs) error {
 			return err
 		}
 	}
-	conf, err := parseConfig(args.StdinData)
+	tc, err := parseTeardown(args.StdinData)
 	if err != nil {
 		return err
 	}
-	return deleteRules(attachmentOf(conf, args), delFamilies(conf), delTables(conf))
-}
-
-// delTables are the tables this config gives rules in (filter always, nat
-// with masquerade, raw with antiSpoofing): DEL's restore deletes jump and
-// chain there and checks the other tables for a leftover chain (an ADD
-// with another config); see renderDel.
-func delTables(conf *NetConf) []string {
-	out := []string{"filter"}
-	if conf.Masquerade {
-		out = append(out, "nat")
-	}
-	if conf.AntiSpoofing {
-		out = append(out, "raw")
-	}
-	return out
+	return deleteRules(attachment{Network: tc.Name, ContainerID: args.ContainerID, IfName: args.IfName}, delFamilies(tc.Prev), tc.Tables)
 }
 
 // delFamilies is both families, or only those of prevResult's addresses
-// when DEL got a prevResult that has some (ADD derived its rules from the
-// same result, so the other family has nothing). It saves the execs of a
-// family that was never used.
-func delFamilies(conf *NetConf) []Family {
-	prev, err := cniutil.PrevResult(&conf.PluginConf)
-	if err != nil || prev == nil || len(prev.IPs) == 0 {
+// when DEL got a well-formed prevResult that has some (ADD derived its
+// rules from the same result, so the other family has nothing). It saves
+// the execs of a family that was never used.
+func delFamilies(prev *current.Result) []Family {
+	if prev == nil || len(prev.IPs) == 0 {
 		return Families
 	}
 	var out []Family
@@ -259,7 +256,7 @@ func cmdStatus(args *skel.CmdArgs) error {
 // rule when no network's zone is left). Without the key it releases
 // nothing.
 func cmdGC(args *skel.CmdArgs) error {
-	conf, err := parseConfig(args.StdinData)
+	conf, err := parseTeardown(args.StdinData)
 	if err != nil {
 		return err
 	}
