@@ -49,7 +49,6 @@ func TestTeardownIgnoresConfig(t *testing.T) {
 		"bad backend":           withRaw(t, good, "backend", `"pf"`),
 		"prevResult garbage":    withRaw(t, good, "prevResult", `{"interfaces":[null],"ips":[null,{"interface":7}],"routes":[null]}`),
 		"prevResult wrong type": withRaw(t, good, "prevResult", `"x"`),
-		"old cniVersion":        withRaw(t, good, "cniVersion", `"0.2.0"`),
 	}
 	for name, conf := range bad {
 		t.Run(name, func(t *testing.T) {
@@ -63,9 +62,6 @@ func TestTeardownIgnoresConfig(t *testing.T) {
 				c := conf
 				if verb == "GC" {
 					c = withRaw(t, conf, "cni.dev/valid-attachments", `[]`)
-					if name == "old cniVersion" {
-						c = withRaw(t, c, "cniVersion", `"1.1.0"`) // GC exists only at 1.1.0
-					}
 				}
 				o := n.run(t, verb, cid, p, c)
 				if o.Err != nil {

@@ -55,7 +55,7 @@ func findPod(prev *current.Result, netnsPath, ifName string) (*podInfo, error) {
 		pod.Addrs = append(pod.Addrs, a)
 	}
 	peer, podIndex := 0, 0
-	err := ns.WithNetNSPath(netnsPath, func(ns.NetNS) error {
+	err := inPodNS(netnsPath, func(ns.NetNS) error {
 		link, err := netlinksafe.LinkByName(ifName)
 		if err != nil {
 			return cniutil.Errorf(types.ErrInvalidNetworkConfig, "prevResult names pod interface %s in %s, but it is not there: %v", ifName, netnsPath, err)
@@ -147,7 +147,7 @@ func (u undoList) run(netnsPath string) {
 			_ = sysctl.Set(w.key, w.old)
 			continue
 		}
-		_ = ns.WithNetNSPath(netnsPath, func(ns.NetNS) error { return sysctl.Set(w.key, w.old) })
+		_ = inPodNS(netnsPath, func(ns.NetNS) error { return sysctl.Set(w.key, w.old) })
 	}
 }
 
@@ -156,7 +156,7 @@ func ensurePodSysctls(netnsPath string, kvs []kv, undo *undoList) error {
 	if len(kvs) == 0 {
 		return nil
 	}
-	return ns.WithNetNSPath(netnsPath, func(ns.NetNS) error {
+	return inPodNS(netnsPath, func(ns.NetNS) error {
 		return ensureHostSysctls(kvs, undo, netnsPath)
 	})
 }
@@ -190,7 +190,7 @@ func checkPodSysctls(netnsPath string, kvs []kv) error {
 	if len(kvs) == 0 {
 		return nil
 	}
-	return ns.WithNetNSPath(netnsPath, func(ns.NetNS) error {
+	return inPodNS(netnsPath, func(ns.NetNS) error {
 		return checkHostSysctls(kvs)
 	})
 }
@@ -224,9 +224,20 @@ func requireSysctls(netnsPath string, pod, host []kv) error {
 		return nil
 	}
 	if len(pod) > 0 {
-		if err := ns.WithNetNSPath(netnsPath, func(ns.NetNS) error { return missing(pod, "in the pod netns") }); err != nil {
+		if err := inPodNS(netnsPath, func(ns.NetNS) error { return missing(pod, "in the pod netns") }); err != nil {
 			return err
 		}
 	}
 	return missing(host, "on the node (antiSpoofing on a bridge needs br_netfilter)")
+}
+
+// inPodNS runs fn inside the netns at path (cniutil.InNS: a panic in fn
+// comes back as an error). A path that cannot be opened is code 4.
+func inPodNS(path string, fn func(ns.NetNS) error) error {
+	netns, err := ns.GetNS(path)
+	if err != nil {
+		return cniutil.Errorf(types.ErrInvalidEnvironmentVariables, "CNI_NETNS %q: %v", path, err)
+	}
+	defer netns.Close()
+	return cniutil.InNS(netns, fn)
 }

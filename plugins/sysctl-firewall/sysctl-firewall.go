@@ -83,6 +83,9 @@ func load(args *skel.CmdArgs) (*NetConf, *current.Result, *plan, error) {
 	if err != nil {
 		return nil, nil, nil, err
 	}
+	if err := cniutil.CheckAttachment(args, conf.Name); err != nil {
+		return nil, nil, nil, err
+	}
 	prev, err := cniutil.RequirePrevResult(&conf.PluginConf, "sysctl-firewall")
 	if err != nil {
 		return nil, nil, nil, err
