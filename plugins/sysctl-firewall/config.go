@@ -40,6 +40,9 @@ type NetConf struct {
 	// bridge) in this conntrack zone, 1..65535. nil (absent): the table of
 	// the bridge's VRF when there is one and it fits, else off; 0: off.
 	ConntrackZone *int `json:"conntrackZone,omitempty"`
+	// Backend is the packet filter: "auto" (default), "nftables" or
+	// "iptables"; see autoBackend.
+	Backend string `json:"backend,omitempty"`
 }
 
 // maxZone is the largest conntrack zone (a 16-bit id).
@@ -78,6 +81,9 @@ func parseConfig(stdin []byte) (*NetConf, error) {
 	}
 	if conf.Uplink != "" && utils.ValidateInterfaceName(conf.Uplink) != nil {
 		return nil, cniutil.InvalidConfig(fmt.Errorf("uplink %q is not a valid interface name", conf.Uplink))
+	}
+	if !validBackend(conf.Backend) {
+		return nil, cniutil.Errorf(types.ErrInvalidNetworkConfig, "backend %q: want auto, nftables or iptables", conf.Backend)
 	}
 	if z := conf.ConntrackZone; z != nil && (*z < 0 || *z > maxZone) {
 		return nil, cniutil.InvalidConfig(fmt.Errorf("conntrackZone %d is outside 0..%d", *z, maxZone))

@@ -10,7 +10,10 @@ import (
 
 	"github.com/containernetworking/cni/pkg/types"
 	current "github.com/containernetworking/cni/pkg/types/100"
+	"github.com/containernetworking/plugins/pkg/ns"
+	"github.com/google/nftables"
 
+	"github.com/vxvrf/cni/pkg/naming"
 	"github.com/vxvrf/cni/pkg/netsim"
 	"github.com/vxvrf/cni/pkg/testutil"
 )
@@ -217,4 +220,50 @@ func mustJSON(t testing.TB, v any) []byte {
 		t.Fatal(err)
 	}
 	return b
+}
+
+// dumpNft lists our nftables tables in the node: chains with their rule
+// counts and every set element with its comment (the google/nftables
+// view; the machine has no nft binary).
+func dumpNft(t testing.TB, n *node) string {
+	t.Helper()
+	var b strings.Builder
+	err := n.NS.NetNS.Do(func(ns.NetNS) error {
+		c, err := nftables.New()
+		if err != nil {
+			return err
+		}
+		chains, err := c.ListChains()
+		if err != nil {
+			return err
+		}
+		for _, ch := range chains {
+			if ch.Table.Name != naming.NftTable {
+				continue
+			}
+			rules, err := c.GetRules(ch.Table, ch)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(&b, "chain %d %s %s: %d rules\n", ch.Table.Family, ch.Table.Name, ch.Name, len(rules))
+		}
+		for _, s := range append(append([]nftSet{}, inetSets...), bridgeSets...) {
+			els, err := c.GetSetElements(s.object())
+			if err != nil {
+				continue
+			}
+			for _, el := range els {
+				v := ""
+				if el.VerdictData != nil {
+					v = " -> " + el.VerdictData.Chain
+				}
+				fmt.Fprintf(&b, "element bridge=%v %s %x %s%s\n", s.bridge, s.name, el.Key, el.Comment, v)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("nftables dump: %v", err)
+	}
+	return b.String()
 }
