@@ -108,7 +108,9 @@ func (p *pod) prevResult(t testing.TB) *current.Result {
 // prev is not nil, prevResult converted to v.
 func config(t testing.TB, v string, extra map[string]any, prev *current.Result) []byte {
 	t.Helper()
-	m := map[string]any{"cniVersion": v, "name": testNet, "type": plugin}
+	// Tests that do not name a backend test the iptables one (they read
+	// iptables-save); forBackends passes each backend explicitly.
+	m := map[string]any{"cniVersion": v, "name": testNet, "type": plugin, "backend": BackendIPTables}
 	for k, val := range extra {
 		m[k] = val
 	}
@@ -266,4 +268,83 @@ func dumpNft(t testing.TB, n *node) string {
 		t.Fatalf("nftables dump: %v", err)
 	}
 	return b.String()
+}
+
+// backends are the packet filters every firewall test runs against.
+var backends = []string{BackendIPTables, BackendNftables}
+
+// forBackends runs fn as one subtest per backend.
+func forBackends(t *testing.T, fn func(t *testing.T, be string)) {
+	for _, be := range backends {
+		t.Run(be, func(t *testing.T) { fn(t, be) })
+	}
+}
+
+// labFor is a lab name per backend, so subtests never share a lab.
+func labFor(name, be string) string { return name + "-" + be[:1] }
+
+// with is extra plus the backend.
+func with(be string, extra map[string]any) map[string]any {
+	out := map[string]any{"backend": be}
+	for k, v := range extra {
+		out[k] = v
+	}
+	return out
+}
+
+// attState is what of the attachment (network, cid, eth0) the backend
+// holds in the node, one line each ("" when nothing): iptables-save lines
+// naming its chain or tag, or nftables elements commented with its tag.
+func (n *node) attState(t testing.TB, be, network, cid string) string {
+	t.Helper()
+	var lines []string
+	if be == BackendNftables {
+		tag := naming.NftTag(network, cid, "eth0")
+		for _, l := range strings.Split(dumpNft(t, n), "\n") {
+			if strings.Contains(l, tag) {
+				lines = append(lines, l)
+			}
+		}
+		return strings.Join(lines, "\n")
+	}
+	chain, tag := naming.AttachmentChain(network, cid, "eth0"), naming.AttachmentTag(network, cid, "eth0")
+	for _, l := range strings.Split(n.save(t)+n.sh(t, "ip6tables-save"), "\n") {
+		if strings.Contains(l, chain) || strings.Contains(l, tag) {
+			lines = append(lines, l)
+		}
+	}
+	return strings.Join(lines, "\n")
+}
+
+// nftDelElements deletes, behind the plugin's back, the elements of set
+// (in the bridge table when bridge) commented with the attachment's tag.
+func (n *node) nftDelElements(t testing.TB, set string, bridge bool, network, cid string) {
+	t.Helper()
+	tag := naming.NftTag(network, cid, "eth0")
+	err := n.NS.NetNS.Do(func(ns.NetNS) error {
+		c, err := nftables.New()
+		if err != nil {
+			return err
+		}
+		els, err := elementsOf(c, func(s string) bool { return s == tag })
+		if err != nil {
+			return err
+		}
+		var del []found
+		for _, f := range els {
+			if f.set.name == set && f.set.bridge == bridge {
+				del = append(del, f)
+			}
+		}
+		if len(del) == 0 {
+			return fmt.Errorf("no element of %s in %s", tag, set)
+		}
+		if err := deleteFound(c, del); err != nil {
+			return err
+		}
+		return c.Flush()
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
 }

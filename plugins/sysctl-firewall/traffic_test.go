@@ -18,8 +18,12 @@ import (
 // only when the node masquerades; a spoofed source reaches the gateway
 // only without anti-spoofing.
 func TestTraffic(t *testing.T) {
+	forBackends(t, testTraffic)
+}
+
+func testTraffic(t *testing.T, be string) {
 	testutil.RequireRoot(t)
-	n := newNode(t, "sf-pkt")
+	n := newNode(t, labFor("sf-pkt", be))
 	p := n.addPod(t, "p", "sfh-pkt", "10.66.0.7/24")
 	const spoofed = "10.66.0.99"
 	if _, err := p.In("ip", "addr", "add", spoofed+"/32", "dev", "eth0"); err != nil {
@@ -36,7 +40,8 @@ func TestTraffic(t *testing.T) {
 	}
 
 	// bridge-nf-call-iptables off in the node (so ADD must turn it on for
-	// anti-spoofing to work) and in the pod (to show the setting is per
+	// iptables anti-spoofing to work; nftables filters in its bridge table
+	// and must leave it off) and in the pod (to show the setting is per
 	// netns: the node's write must not reach it, nor the machine).
 	const bnf = "net.bridge.bridge-nf-call-iptables"
 	n.sh(t, "sysctl", "-qw", bnf+"=0")
@@ -47,10 +52,11 @@ func TestTraffic(t *testing.T) {
 
 	cid := "sf-pkt"
 	chain := naming.AttachmentChain(testNet, cid, "eth0")
-	conf := config(t, "1.1.0", map[string]any{"masquerade": true, "antiSpoofing": true, "uplink": "eth0"}, p.prevResult(t))
+	conf := config(t, "1.1.0", with(be, map[string]any{"masquerade": true, "antiSpoofing": true, "uplink": "eth0"}), p.prevResult(t))
 	n.mustRun(t, "ADD", cid, p, conf)
-	if got := strings.TrimSpace(n.sh(t, "sysctl", "-n", bnf)); got != "1" {
-		t.Fatalf("node %s = %s after ADD", bnf, got)
+	wantBNF := map[string]string{BackendIPTables: "1", BackendNftables: "0"}[be]
+	if got := strings.TrimSpace(n.sh(t, "sysctl", "-n", bnf)); got != wantBNF {
+		t.Fatalf("node %s = %s after ADD, want %s", bnf, got, wantBNF)
 	}
 	if got := p.read(t, "/proc/sys/net/bridge/bridge-nf-call-iptables"); got != "0" {
 		t.Fatalf("pod %s = %s: not per netns", bnf, got)
@@ -62,70 +68,89 @@ func TestTraffic(t *testing.T) {
 	if !p.ping(t, gateway, "") {
 		t.Fatal("pod cannot ping its gateway with its own address")
 	}
-	drops := n.counter(t, "raw", chain, "DROP")
+	counter := func(table, match string) int {
+		if be != BackendIPTables {
+			return 0
+		}
+		return n.counter(t, table, chain, match)
+	}
+	drops := counter("raw", "DROP")
 	if p.ping(t, gateway, spoofed) {
 		t.Fatal("spoofed ping to the gateway still works with antiSpoofing")
 	}
-	if got := n.counter(t, "raw", chain, "DROP"); got <= drops {
+	if got := counter("raw", "DROP"); be == BackendIPTables && got <= drops {
 		t.Fatalf("raw DROP counter did not move (%d → %d)", drops, got)
 	}
-	masq := n.counter(t, "nat", chain, "MASQUERADE")
+	masq := counter("nat", "MASQUERADE")
 	if !p.ping(t, ext, "") {
 		t.Fatal("pod cannot reach the external address with masquerade")
 	}
-	if got := n.counter(t, "nat", chain, "MASQUERADE"); got <= masq {
+	if got := counter("nat", "MASQUERADE"); be == BackendIPTables && got <= masq {
 		t.Fatalf("MASQUERADE counter did not move (%d → %d)", masq, got)
 	}
 
 	// DEL as after a failed ADD on a deleted sandbox: no prevResult, no netns.
-	n.mustRun(t, "DEL", cid, nil, config(t, "1.1.0", map[string]any{"masquerade": true, "antiSpoofing": true}, nil))
-	if s := n.save(t); strings.Contains(s, chain) {
-		t.Fatalf("DEL without prevResult/netns left rules:\n%s", s)
+	n.mustRun(t, "DEL", cid, nil, config(t, "1.1.0", with(be, map[string]any{"masquerade": true, "antiSpoofing": true}), nil))
+	if s := n.attState(t, be, testNet, cid); s != "" {
+		t.Fatalf("DEL without prevResult/netns left state:\n%s", s)
 	}
 	if !p.ping(t, gateway, spoofed) {
 		t.Fatal("spoofed ping still dropped after DEL")
 	}
+	if p.ping(t, ext, "") {
+		t.Fatal("pod still reaches the external address after DEL: masquerade left")
+	}
 }
 
 func TestGC(t *testing.T) {
+	forBackends(t, testGC)
+}
+
+func testGC(t *testing.T, be string) {
 	testutil.RequireRoot(t)
-	n := newNode(t, "sf-gc")
+	n := newNode(t, labFor("sf-gc", be))
 	pa := n.addPod(t, "pa", "sfh-gca", "10.66.0.11/24")
 	pb := n.addPod(t, "pb", "sfh-gcb", "10.66.0.12/24")
-	extra := map[string]any{"masquerade": true}
+	pc := n.addPod(t, "pc", "sfh-gcc", "10.66.0.13/24")
+	extra := with(be, map[string]any{"masquerade": true, "antiSpoofing": true})
 	n.mustRun(t, "ADD", "sf-gc-a", pa, config(t, "1.1.0", extra, pa.prevResult(t)))
 	n.mustRun(t, "ADD", "sf-gc-b", pb, config(t, "1.1.0", extra, pb.prevResult(t)))
-	chainA := naming.AttachmentChain(testNet, "sf-gc-a", "eth0")
-	chainB := naming.AttachmentChain(testNet, "sf-gc-b", "eth0")
 	// Another network's attachment on the same node must survive GC of ours.
-	other := map[string]any{"cniVersion": "1.1.0", "name": "sfother", "type": plugin, "prevResult": asVersion(t, pb.prevResult(t), "1.1.0")}
+	other := map[string]any{"cniVersion": "1.1.0", "name": "sfother", "type": plugin, "backend": be, "masquerade": true,
+		"prevResult": asVersion(t, pc.prevResult(t), "1.1.0")}
 	otherConf := mustJSON(t, other)
-	n.mustRun(t, "ADD", "sf-gc-b", pb, otherConf)
-	chainOther := naming.AttachmentChain("sfother", "sf-gc-b", "eth0")
+	n.mustRun(t, "ADD", "sf-gc-b", pc, otherConf)
 
 	gc := func(valid any) {
+		// GC reads only the name: no backend key needed.
 		m := map[string]any{"cniVersion": "1.1.0", "name": testNet, "type": plugin}
 		if valid != nil {
 			m["cni.dev/valid-attachments"] = valid
 		}
 		n.mustRun(t, "GC", "", nil, mustJSON(t, m))
 	}
-	has := func(chain string) bool { return strings.Contains(n.save(t), chain) }
+	has := func(network, cid string) bool { return n.attState(t, be, network, cid) != "" }
 
 	gc(nil) // no key: nothing released
-	if !has(chainA) || !has(chainB) {
+	if !has(testNet, "sf-gc-a") || !has(testNet, "sf-gc-b") {
 		t.Fatal("GC without valid-attachments released something")
 	}
 	gc([]map[string]string{{"containerID": "sf-gc-a", "ifname": "eth0"}})
-	if !has(chainA) || has(chainB) {
-		t.Fatalf("GC keeping a: a=%v b=%v", has(chainA), has(chainB))
+	if !has(testNet, "sf-gc-a") || has(testNet, "sf-gc-b") {
+		t.Fatalf("GC keeping a: a=%v b=%v", has(testNet, "sf-gc-a"), has(testNet, "sf-gc-b"))
 	}
 	gc([]map[string]string{})
-	if has(chainA) || has(chainB) {
-		t.Fatal("GC with an empty list left rules")
+	if has(testNet, "sf-gc-a") || has(testNet, "sf-gc-b") {
+		t.Fatal("GC with an empty list left state")
 	}
-	if !has(chainOther) {
+	if !has("sfother", "sf-gc-b") {
 		t.Fatal("GC removed another network's attachment")
+	}
+	if be == BackendNftables {
+		d := dumpNft(t, n)
+		if strings.Contains(d, naming.NftMasqPrefix(testNet)) || !strings.Contains(d, naming.NftMasqPrefix("sfother")) {
+			t.Fatalf("GC with an empty list: the network's masquerade chain must go, the other's stay:\n%s", d)
+		}
 	}
 }
 
