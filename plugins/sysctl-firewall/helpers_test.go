@@ -321,11 +321,7 @@ func (n *node) attState(t testing.TB, be, network, cid string) string {
 func (n *node) nftDelElements(t testing.TB, set string, bridge bool, network, cid string) {
 	t.Helper()
 	tag := naming.NftTag(network, cid, "eth0")
-	err := n.NS.NetNS.Do(func(ns.NetNS) error {
-		c, err := nftables.New()
-		if err != nil {
-			return err
-		}
+	n.nft(t, func(c *nftables.Conn) error {
 		els, err := elementsOf(c, func(s string) bool { return s == tag })
 		if err != nil {
 			return err
@@ -339,7 +335,20 @@ func (n *node) nftDelElements(t testing.TB, set string, bridge bool, network, ci
 		if len(del) == 0 {
 			return fmt.Errorf("no element of %s in %s", tag, set)
 		}
-		if err := deleteFound(c, del); err != nil {
+		return deleteFound(c, del)
+	})
+}
+
+// nft runs fn on an nftables connection inside the node and flushes what
+// it queued.
+func (n *node) nft(t testing.TB, fn func(c *nftables.Conn) error) {
+	t.Helper()
+	err := n.NS.NetNS.Do(func(ns.NetNS) error {
+		c, err := nftables.New()
+		if err != nil {
+			return err
+		}
+		if err := fn(c); err != nil {
 			return err
 		}
 		return c.Flush()
