@@ -22,10 +22,17 @@ type iptablesBackend struct{}
 
 func (iptablesBackend) Name() string { return BackendIPTables }
 
-// Status: the iptables binary runs (`iptables --version`).
+// Status: the iptables binary runs and can read the filter table
+// (`iptables --version`, `iptables -S FORWARD 1`).
 func (iptablesBackend) Status() error {
-	_, err := newIPTables(V4)
-	return err
+	ipt, err := newIPTables(V4)
+	if err != nil {
+		return err
+	}
+	if _, err := ipt.ChainExists("filter", "FORWARD"); err != nil {
+		return fmt.Errorf("iptables cannot read the filter table: %w", err)
+	}
+	return nil
 }
 
 // rulesOf renders the policy as iptables rule specs.

@@ -157,12 +157,73 @@ func testGC(t *testing.T, be string) {
 func TestStatus(t *testing.T) {
 	testutil.RequireRoot(t)
 	n := newNode(t, "sf-st")
-	conf := config(t, "1.1.0", nil, nil)
-	n.mustRun(t, "STATUS", "", nil, conf)
+	for _, be := range append([]string{BackendAuto}, backends...) {
+		conf := config(t, "1.1.0", with(be, nil), nil)
+		n.mustRun(t, "STATUS", "", nil, conf)
+		// Without CAP_NET_ADMIN neither iptables nor nf_tables answers.
+		if o := n.runAs(t, 65534, "STATUS", conf); o.Err == nil || !strings.Contains(string(o.Stdout), `"code": 50`) {
+			t.Fatalf("%s: STATUS without CAP_NET_ADMIN: %v %s %s", be, o.Err, o.Stdout, o.Stderr)
+		}
+	}
+	// The iptables backend needs the iptables binary; nftables does not.
 	empty := t.TempDir()
-	o := n.run(t, "STATUS", "", nil, conf, "PATH="+empty)
+	o := n.run(t, "STATUS", "", nil, config(t, "1.1.0", with(BackendIPTables, nil), nil), "PATH="+empty)
 	if e := o.CNIError(t); e.Code != 50 {
 		t.Fatalf("STATUS without iptables: %+v", e)
+	}
+	n.mustRun(t, "STATUS", "", nil, config(t, "1.1.0", with(BackendNftables, nil), nil), "PATH="+empty)
+}
+
+// TestAutoBackend: auto picks nftables on a node where nothing else
+// filters forwarded traffic, and iptables where the iptables FORWARD
+// chain has policy DROP or rules of others. The DROP case shows why:
+// there an nftables accept does not get the pod out, the iptables one does.
+func TestAutoBackend(t *testing.T) {
+	testutil.RequireRoot(t)
+	ext := netsim.UnderlayGateway
+	for _, tc := range []struct {
+		name  string
+		setup []string // iptables command in the node
+		want  string
+	}{
+		{"clean node", nil, BackendNftables},
+		{"FORWARD policy DROP", []string{"-P", "FORWARD", "DROP"}, BackendIPTables},
+		{"FORWARD rules of others", []string{"-A", "FORWARD", "-i", "nosuch0", "-j", "DROP"}, BackendIPTables},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			n := newNode(t, "sf-auto")
+			p := n.addPod(t, "p", "sfh-auto", "10.66.0.60/24")
+			if tc.setup != nil {
+				n.sh(t, "iptables", tc.setup...)
+			}
+			extra := map[string]any{"backend": BackendAuto, "masquerade": true, "uplink": "eth0"}
+			conf := config(t, "1.1.0", extra, p.prevResult(t))
+			n.mustRun(t, "ADD", "sf-auto", p, conf)
+			for _, be := range backends {
+				if has := n.attState(t, be, testNet, "sf-auto") != ""; has != (be == tc.want) {
+					t.Fatalf("auto: state in %s = %v, want the attachment in %s only", be, has, tc.want)
+				}
+			}
+			if !p.ping(t, ext, "") {
+				t.Fatalf("auto (%s): pod cannot reach the external address", tc.want)
+			}
+			n.mustRun(t, "CHECK", "sf-auto", p, conf)
+			n.mustRun(t, "DEL", "sf-auto", p, conf)
+			for _, be := range backends {
+				if s := n.attState(t, be, testNet, "sf-auto"); s != "" {
+					t.Fatalf("DEL left in %s:\n%s", be, s)
+				}
+			}
+			if tc.name == "FORWARD policy DROP" {
+				// Forcing nftables here: the accept is ineffective.
+				forced := config(t, "1.1.0", with(BackendNftables, map[string]any{"masquerade": true, "uplink": "eth0"}), p.prevResult(t))
+				n.mustRun(t, "ADD", "sf-auto", p, forced)
+				if p.ping(t, ext, "") {
+					t.Fatal("nftables accept got through iptables' FORWARD DROP: auto's rule would be pointless")
+				}
+				n.mustRun(t, "DEL", "sf-auto", p, forced)
+			}
+		})
 	}
 }
 
@@ -170,15 +231,19 @@ func TestStatus(t *testing.T) {
 // create the project chains and their jumps exactly once; 20 parallel DELs
 // leave no attachment behind.
 func TestConcurrentAdd(t *testing.T) {
+	forBackends(t, testConcurrentAdd)
+}
+
+func testConcurrentAdd(t *testing.T, be string) {
 	testutil.RequireRoot(t)
-	n := newNode(t, "sf-par")
+	n := newNode(t, labFor("sf-par", be))
 	const count = 20
 	pods := make([]*pod, count)
 	for i := range pods {
 		pods[i] = n.addPod(t, fmt.Sprintf("p%d", i), fmt.Sprintf("sfh-par%d", i), fmt.Sprintf("10.66.0.%d/24", 100+i))
 	}
 	testutil.PluginDir(t, plugin)
-	extra := map[string]any{"masquerade": true, "antiSpoofing": true}
+	extra := with(be, map[string]any{"masquerade": true, "antiSpoofing": true})
 	parallel := func(cmd string) {
 		var wg sync.WaitGroup
 		errs := make([]string, count)
@@ -203,6 +268,27 @@ func TestConcurrentAdd(t *testing.T) {
 		}
 	}
 	parallel("ADD")
+	if be == BackendNftables {
+		// Every attachment's elements are there, the node-wide rules once.
+		dump := dumpNft(t, n)
+		for i := range pods {
+			if s := n.attState(t, be, testNet, fmt.Sprintf("sf-par-%d", i)); strings.Count(s, "\n")+1 != 4 {
+				t.Fatalf("attachment %d has %q, want 4 elements", i, s)
+			}
+		}
+		for chain, rules := range baseRuleCount() {
+			fam, name, _ := strings.Cut(chain, "/")
+			code := map[string]string{"inet": "1", "bridge": "7"}[fam]
+			if want := fmt.Sprintf("chain %s vxvrf %s: %d rules", code, name, rules); !strings.Contains(dump, want) {
+				t.Fatalf("after concurrent first ADDs: no %q:\n%s", want, dump)
+			}
+		}
+		parallel("DEL")
+		if d := dumpNft(t, n); strings.Contains(d, "element") {
+			t.Fatalf("parallel DEL left elements:\n%s", d)
+		}
+		return
+	}
 	s := n.save(t)
 	for _, jump := range []string{"-A FORWARD -j VXVRF-FORWARD", "-A POSTROUTING -j VXVRF-POSTROUTING", "-A PREROUTING -j VXVRF-PREROUTING"} {
 		if c := strings.Count(s, jump); c != 1 {
