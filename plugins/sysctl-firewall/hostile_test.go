@@ -7,7 +7,6 @@ import (
 
 	"github.com/containernetworking/cni/pkg/types"
 
-	"github.com/vxvrf/cni/pkg/naming"
 	"github.com/vxvrf/cni/pkg/testutil"
 )
 
@@ -35,10 +34,14 @@ func withRaw(t testing.TB, conf []byte, key string, raw string) []byte {
 // type, an unsupported cniVersion, a bad uplink or zone) still removes
 // everything ADD made, so libcni goes on to the earlier stages' DEL.
 func TestTeardownIgnoresConfig(t *testing.T) {
+	forBackends(t, testTeardownIgnoresConfig)
+}
+
+func testTeardownIgnoresConfig(t *testing.T, be string) {
 	testutil.RequireRoot(t)
-	n := newNode(t, "sf-td")
+	n := newNode(t, labFor("sf-td", be))
 	p := n.addPod(t, "p", "sfh-td", "10.66.0.70/24")
-	good := config(t, "1.1.0", map[string]any{"masquerade": true, "antiSpoofing": true}, p.prevResult(t))
+	good := config(t, "1.1.0", with(be, map[string]any{"masquerade": true, "antiSpoofing": true}), p.prevResult(t))
 	bad := map[string][]byte{
 		"forbidden sysctl key":  withRaw(t, good, "sysctls", `{"kernel.pid_max":"4096"}`),
 		"node-wide hostSysctl":  withRaw(t, good, "hostSysctls", `{"net.ipv4.ip_forward":"0"}`),
@@ -54,10 +57,9 @@ func TestTeardownIgnoresConfig(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			for _, verb := range []string{"DEL", "GC"} {
 				cid := "sf-td"
-				chain := naming.AttachmentChain(testNet, cid, "eth0")
 				n.mustRun(t, "ADD", cid, p, good)
-				if !strings.Contains(n.save(t), chain) {
-					t.Fatal("ADD made no chain")
+				if n.attState(t, be, testNet, cid) == "" {
+					t.Fatal("ADD made nothing")
 				}
 				c := conf
 				if verb == "GC" {
@@ -68,8 +70,8 @@ func TestTeardownIgnoresConfig(t *testing.T) {
 					n.run(t, "DEL", cid, p, good)
 					t.Fatalf("%s with a %s: %v\n%s", verb, name, o.Err, o.Stdout)
 				}
-				if s := n.save(t); strings.Contains(s, chain) {
-					t.Fatalf("%s with a %s left the chain:\n%s", verb, name, s)
+				if s := n.attState(t, be, testNet, cid); s != "" {
+					t.Fatalf("%s with a %s left:\n%s", verb, name, s)
 				}
 			}
 		})
@@ -186,15 +188,20 @@ func stableSysctls(s string) string {
 // binary: every one is a CNI error with a specific code (never 0, never
 // 999), and none changes the node (iptables, nftables, sysctls).
 func TestNoPanicNoInternalError(t *testing.T) {
+	forBackends(t, testNoPanicNoInternalError)
+}
+
+func testNoPanicNoInternalError(t *testing.T, be string) {
 	testutil.RequireRoot(t)
-	n := newNode(t, "sf-codes")
+	n := newNode(t, labFor("sf-codes", be))
 	p := n.addPod(t, "p", "sfh-codes", "10.66.0.73/24")
-	good := config(t, "1.1.0", map[string]any{"nodeSysctls": map[string]string{"net.ipv4.conf.all.arp_ignore": "1"}, "masquerade": true}, p.prevResult(t))
+	good := config(t, "1.1.0", map[string]any{"backend": be, "antiSpoofing": true, "nodeSysctls": map[string]string{"net.ipv4.conf.all.arp_ignore": "1"}, "masquerade": true}, p.prevResult(t))
 	// The project chains and nodeSysctls exist, as on a node with pods.
 	n.mustRun(t, "ADD", "sf-codes", p, good)
 	n.mustRun(t, "DEL", "sf-codes", p, good)
 	sysBefore := stableSysctls(n.sh(t, "sysctl", "-a"))
 	before := stripSaveComments(n.save(t))
+	nftBefore := dumpNft(t, n)
 	cases := map[string]struct {
 		conf []byte
 		code uint
@@ -232,6 +239,9 @@ func TestNoPanicNoInternalError(t *testing.T) {
 			}
 			if after := stripSaveComments(n.save(t)); after != before {
 				t.Fatalf("failed ADD changed iptables:\n%s", after)
+			}
+			if after := dumpNft(t, n); after != nftBefore {
+				t.Fatalf("failed ADD changed nftables:\n%s", after)
 			}
 			if after := stableSysctls(n.sh(t, "sysctl", "-a")); after != sysBefore {
 				t.Fatalf("failed ADD changed node sysctls")
