@@ -1,5 +1,7 @@
 package naming
 
+import "strconv"
+
 // NftTable is the name of sysctl-firewall's nftables tables (one in the
 // inet family, one in the bridge family).
 const NftTable = "vxvrf"
@@ -25,3 +27,22 @@ func NftMasqChain(network, rule string) string {
 
 // NftMasqPrefix starts every NftMasqChain of network.
 func NftMasqPrefix(network string) string { return "masq-" + hash(network)[:8] + "-" }
+
+// NftZonePrefix starts every per-network conntrack-zone chain of network
+// ("zone-", "zmark-", "zrest-" and 8 hex digits of the network's hash).
+func NftZonePrefix(network string) string { return "z-" + hash(network)[:8] + "-" }
+
+// NftZoneChain is the chain that sets the network's conntrack zone; its
+// name changes with the zone, so a changed zone is a new chain.
+func NftZoneChain(network string, zone int) string {
+	return NftZonePrefix(network) + "zone-" + hash(network, strconv.Itoa(zone))[:6]
+}
+
+// NftZoneMarkChain sets the network's connection mark (original direction).
+func NftZoneMarkChain(network string) string { return NftZonePrefix(network) + "mark" }
+
+// NftZoneRestoreChain restores the packet mark of the network's replies.
+func NftZoneRestoreChain(network string) string { return NftZonePrefix(network) + "restore" }
+
+// NftZoneTag is the comment of a network's zone map elements.
+func NftZoneTag(network string) string { return "vxvrf-zone:" + hash(network)[:8] }

@@ -143,7 +143,6 @@ func chooseBackend(name string, p *Policy) (Backend, error) {
 }
 
 // autoBackend is auto's choice on this node, and why. nftables, unless:
-//   - a conntrack zone applies (the nftables backend has none);
 //   - nf_tables does not answer over netlink;
 //   - iptables-legacy tables are loaded in this netns (their FORWARD
 //     chain cannot be read without an exec, and a drop there would win
@@ -158,10 +157,7 @@ func chooseBackend(name string, p *Policy) (Backend, error) {
 // An accept in one nftables base chain only ends that chain: every other
 // base chain on the hook still sees the packet and may drop it. That is
 // the whole rule: nftables where nothing else filters forwarded traffic.
-func autoBackend(p *Policy) (string, string) {
-	if p.Zone != 0 {
-		return BackendIPTables, "a conntrack zone applies"
-	}
+func autoBackend(_ *Policy) (string, string) {
 	for _, f := range []string{"/proc/net/ip_tables_names", "/proc/net/ip6_tables_names"} {
 		if b, err := os.ReadFile(f); err == nil && strings.Contains(string(b), "filter") {
 			return BackendIPTables, "iptables-legacy filter table loaded (" + f + ")"

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"net"
@@ -71,7 +72,14 @@ var (
 	setBAllow4 = nftSet{name: "allow4", keys: setAllow4.keys, bridge: true}
 	setBAllow6 = nftSet{name: "allow6", keys: setAllow6.keys, bridge: true}
 
-	inetSets   = []nftSet{setFwd4, setFwd6, setMasq4, setMasq6, setGuard4, setGuard6, setAllow4, setAllow6}
+	// Conntrack zones: per network one element in each, commented
+	// naming.NftZoneTag(net), jumping to the network's zone chains.
+	setZoneJump    = nftSet{name: "zonejump", keys: []nftables.SetDatatype{nftables.TypeIFName}, isMap: true}
+	setMarkJump    = nftSet{name: "markjump", keys: []nftables.SetDatatype{nftables.TypeIFName}, isMap: true}
+	setRestoreJump = nftSet{name: "restorejump", keys: []nftables.SetDatatype{nftables.TypeMark}, isMap: true}
+
+	inetSets = []nftSet{setFwd4, setFwd6, setMasq4, setMasq6, setGuard4, setGuard6, setAllow4, setAllow6,
+		setZoneJump, setMarkJump, setRestoreJump}
 	bridgeSets = []nftSet{setBGuard4, setBGuard6, setBAllow4, setBAllow6}
 )
 
@@ -106,6 +114,8 @@ type nftElem struct {
 	set     nftSet
 	key     []byte
 	verdict string // goto target, maps only
+	jump    bool   // verdict is a jump (else goto)
+	comment string // "" : the attachment's tag
 }
 
 // nftPlan is what the nftables backend makes of a Policy: the
@@ -113,6 +123,16 @@ type nftElem struct {
 type nftPlan struct {
 	elems []nftElem
 	masq  map[string]masqRule // chain name -> rule
+	zone  *nftZone            // the network's conntrack zone, nil: none
+}
+
+// nftZone is what a network's conntrack zone needs: its chains.
+type nftZone struct {
+	zone         int
+	mark         uint32
+	zoneChain    string // ct original zone set ZONE
+	markChain    string // ct mark set ct mark & 0xffff ^ MARK
+	restoreChain string // meta mark set meta mark & 0xffff ^ MARK
 }
 
 // masqRule is the one rule of a masquerade chain.
@@ -158,6 +178,20 @@ func planNft(network string, p *Policy) *nftPlan {
 			out.masq[chain] = r
 			out.elems = append(out.elems, nftElem{set: masq, key: key, verdict: chain})
 		}
+	}
+	if p.Zone != 0 && p.Bridge != "" {
+		z := &nftZone{zone: p.Zone, mark: p.Mark & zoneMask,
+			zoneChain: naming.NftZoneChain(network, p.Zone), markChain: naming.NftZoneMarkChain(network),
+			restoreChain: naming.NftZoneRestoreChain(network)}
+		out.zone = z
+		tag := naming.NftZoneTag(network)
+		mark := make([]byte, 4)
+		binary.NativeEndian.PutUint32(mark, z.mark) // ct mark: host byte order
+		out.elems = append(out.elems,
+			nftElem{set: setZoneJump, key: ifnameBytes(p.Bridge), verdict: z.zoneChain, jump: true, comment: tag},
+			nftElem{set: setMarkJump, key: ifnameBytes(p.Bridge), verdict: z.markChain, jump: true, comment: tag},
+			nftElem{set: setRestoreJump, key: mark, verdict: z.restoreChain, jump: true, comment: tag},
+		)
 	}
 	if p.Spoofable() {
 		for _, f := range p.Families() {
@@ -249,9 +283,6 @@ func (nftBackend) present() bool {
 // created if missing, our base chains flushed and refilled in the same
 // transaction), so concurrent first ADDs need no lock.
 func (b nftBackend) Add(a attachment, p *Policy) error {
-	if p.Zone != 0 {
-		return backendConfigError("conntrackZone %d: the nftables backend has no conntrack zones (google/nftables cannot set a zone for the original direction only); use backend iptables or auto", p.Zone)
-	}
 	plan := planNft(a.Network, p)
 	tag := naming.NftTag(a.Network, a.ContainerID, a.IfName)
 	c, err := nftConn()
@@ -265,22 +296,119 @@ func (b nftBackend) Add(a attachment, p *Policy) error {
 	if c.Flush() == nil {
 		return nil
 	}
-	ensureBase(c)
-	ensureMasq(c, plan.masq)
-	if err := addElems(c, plan.elems, tag); err != nil {
+	ensure := func() error {
+		if plan.zone != nil {
+			if err := ensureZoneChain(c, plan.zone.zoneChain, plan.zone.zone); err != nil {
+				return err
+			}
+			if err := replaceZoneElems(c, a.Network, plan.zone.zoneChain); err != nil {
+				return err
+			}
+		}
+		ensureBase(c)
+		ensureMasq(c, plan.masq)
+		ensureZoneMark(c, plan.zone)
+		if err := addElems(c, plan.elems, tag); err != nil {
+			return err
+		}
+		if err := c.Flush(); err != nil {
+			return fmt.Errorf("nftables: add %s: %w", tag, err)
+		}
+		return nil
+	}
+	if plan.zone == nil {
+		return ensure()
+	}
+	// The zone chain's rule goes in a transaction of its own (addZoneRule):
+	// concurrent first ADDs of a network serialise on the lock.
+	return withLock(ensure)
+}
+
+// ensureZoneChain makes sure the zone chain exists and holds its rule
+// (created with the rule when missing).
+func ensureZoneChain(c *nftables.Conn, name string, zone int) error {
+	ch := &nftables.Chain{Name: name, Table: nftInet}
+	if _, err := c.ListChain(nftInet, name); err == nil {
+		// google/nftables cannot decode the rule's ct expression (a u8
+		// direction): an error here means the rule is there.
+		if rules, err := c.GetRules(nftInet, ch); err != nil || len(rules) > 0 {
+			return nil
+		}
+	} else {
+		c.AddTable(nftInet)
+		c.AddChain(ch)
+		if err := c.Flush(); err != nil {
+			return fmt.Errorf("nftables: zone chain %s: %w", name, err)
+		}
+	}
+	return addZoneRule(naming.NftTable, name, uint16(zone))
+}
+
+// replaceZoneElems queues the deletion of the network's zone elements (a
+// changed zone or mark: they are added again with the new values) and of
+// its zone chains other than the ones still named by the new elements.
+func replaceZoneElems(c *nftables.Conn, network, zoneChain string) error {
+	tag := naming.NftZoneTag(network)
+	els, err := elementsOf(c, func(s string) bool { return s == tag })
+	if err != nil {
 		return err
 	}
-	if err := c.Flush(); err != nil {
-		return fmt.Errorf("nftables: add %s: %w", tag, err)
+	if err := deleteFound(c, els); err != nil {
+		return err
+	}
+	chains, err := c.ListChainsOfTableFamily(nftables.TableFamilyINet)
+	if err != nil {
+		return err
+	}
+	old := naming.NftZoneChain(network, 0)
+	old = old[:strings.LastIndex(old, "-")+1] // the zone chains' common prefix
+	for _, ch := range chains {
+		if ch.Table.Name == naming.NftTable && strings.HasPrefix(ch.Name, old) && ch.Name != zoneChain {
+			c.FlushChain(ch)
+			c.DelChain(ch)
+		}
 	}
 	return nil
+}
+
+// ensureZoneMark queues the network's mark and restore chains, flushed
+// and refilled.
+func ensureZoneMark(c *nftables.Conn, z *nftZone) {
+	if z == nil {
+		return
+	}
+	low := binaryutil.NativeEndian.PutUint32(^uint32(zoneMask))
+	mark := binaryutil.NativeEndian.PutUint32(z.mark)
+	for _, ch := range []struct {
+		name string
+		load expr.Any
+		set  expr.Any
+	}{
+		{z.markChain, &expr.Ct{Key: expr.CtKeyMARK, Register: reg1}, &expr.Ct{Key: expr.CtKeyMARK, Register: reg1, SourceRegister: true}},
+		{z.restoreChain, &expr.Meta{Key: expr.MetaKeyMARK, Register: reg1}, &expr.Meta{Key: expr.MetaKeyMARK, Register: reg1, SourceRegister: true}},
+	} {
+		chain := c.AddChain(&nftables.Chain{Name: ch.name, Table: nftInet})
+		c.FlushChain(chain)
+		c.AddRule(&nftables.Rule{Table: nftInet, Chain: chain, Exprs: []expr.Any{
+			ch.load,
+			&expr.Bitwise{SourceRegister: reg1, DestRegister: reg1, Len: 4, Mask: low, Xor: mark},
+			ch.set,
+		}})
+	}
 }
 
 func addElems(c *nftables.Conn, elems []nftElem, tag string) error {
 	for _, e := range elems {
 		el := nftables.SetElement{Key: e.key, Comment: tag}
+		if e.comment != "" {
+			el.Comment = e.comment
+		}
 		if e.verdict != "" {
-			el.VerdictData = &expr.Verdict{Kind: expr.VerdictGoto, Chain: e.verdict}
+			kind := expr.VerdictGoto
+			if e.jump {
+				kind = expr.VerdictJump
+			}
+			el.VerdictData = &expr.Verdict{Kind: kind, Chain: e.verdict}
 		}
 		if err := c.SetAddElements(e.set.object(), []nftables.SetElement{el}); err != nil {
 			return fmt.Errorf("nftables: element of %s: %w", e.set.name, err)
@@ -306,6 +434,8 @@ func ensureBase(c *nftables.Conn) {
 		{&nftables.Chain{Name: "postrouting", Table: nftInet, Type: nftables.ChainTypeNAT, Hooknum: nftables.ChainHookPostrouting, Priority: nftables.ChainPriorityNATSource}, postroutingRules()},
 		{&nftables.Chain{Name: "prerouting", Table: nftInet, Type: nftables.ChainTypeFilter, Hooknum: nftables.ChainHookPrerouting, Priority: nftables.ChainPriorityRaw, Policy: &accept}, spoofRules(false)},
 		{&nftables.Chain{Name: "prerouting", Table: nftBridge, Type: nftables.ChainTypeFilter, Hooknum: nftables.ChainHookPrerouting, Priority: nftables.ChainPriorityRef(-200), Policy: &accept}, spoofRules(true)},
+		{&nftables.Chain{Name: "zone", Table: nftInet, Type: nftables.ChainTypeFilter, Hooknum: nftables.ChainHookPrerouting, Priority: nftables.ChainPriorityRaw, Policy: &accept}, zoneRules()},
+		{&nftables.Chain{Name: "zonemark", Table: nftInet, Type: nftables.ChainTypeFilter, Hooknum: nftables.ChainHookPrerouting, Priority: nftables.ChainPriorityMangle, Policy: &accept}, zoneMarkRules()},
 	} {
 		c.AddChain(ch.chain)
 		c.FlushChain(ch.chain)
@@ -473,6 +603,39 @@ func spoofRules(bridge bool) [][]expr.Any {
 	return out
 }
 
+// zoneRules: packets entering from a bridge with a zone jump to its zone
+// chain (before conntrack: raw priority).
+func zoneRules() [][]expr.Any {
+	return [][]expr.Any{{
+		&expr.Meta{Key: expr.MetaKeyIIFNAME, Register: reg1},
+		&expr.Lookup{SourceRegister: reg1, SetName: setZoneJump.name, IsDestRegSet: true, DestRegister: unix.NFT_REG_VERDICT},
+	}}
+}
+
+// zoneMarkRules (after conntrack): original-direction packets from a zone
+// bridge jump to the network's mark chain; replies whose connection mark
+// (upper 16 bits) is a network's jump to its restore chain.
+func zoneMarkRules() [][]expr.Any {
+	dir := func(d byte) []expr.Any {
+		return []expr.Any{
+			&expr.Ct{Key: expr.CtKeyDIRECTION, Register: reg1},
+			&expr.Cmp{Op: expr.CmpOpEq, Register: reg1, Data: []byte{d}},
+		}
+	}
+	return [][]expr.Any{
+		append(dir(0),
+			&expr.Meta{Key: expr.MetaKeyIIFNAME, Register: reg1},
+			&expr.Lookup{SourceRegister: reg1, SetName: setMarkJump.name, IsDestRegSet: true, DestRegister: unix.NFT_REG_VERDICT},
+		),
+		append(dir(1),
+			&expr.Ct{Key: expr.CtKeyMARK, Register: reg1},
+			&expr.Bitwise{SourceRegister: reg1, DestRegister: reg1, Len: 4,
+				Mask: binaryutil.NativeEndian.PutUint32(zoneMask), Xor: binaryutil.NativeEndian.PutUint32(0)},
+			&expr.Lookup{SourceRegister: reg1, SetName: setRestoreJump.name, IsDestRegSet: true, DestRegister: unix.NFT_REG_VERDICT},
+		),
+	}
+}
+
 // notInNet: the source address is outside n.
 func notInNet(f Family, n *net.IPNet) []expr.Any {
 	_, size := addrField(f, true)
@@ -523,10 +686,23 @@ func elementsOf(c *nftables.Conn, match func(comment string) bool) ([]found, err
 	var out []found
 	var errs []error
 	for _, sets := range [][]nftSet{inetSets, bridgeSets} {
-		if _, err := c.ListTableOfFamily(naming.NftTable, sets[0].table().Family); err != nil {
+		t, err := c.ListTableOfFamily(naming.NftTable, sets[0].table().Family)
+		if err != nil {
 			continue
 		}
+		existing, err := c.GetSets(t)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("list sets: %w", err))
+			continue
+		}
+		there := map[string]bool{}
+		for _, s := range existing {
+			there[s.Name] = true
+		}
 		for _, s := range sets {
+			if !there[s.name] {
+				continue
+			}
 			els, err := c.GetSetElements(s.object())
 			if err != nil {
 				errs = append(errs, fmt.Errorf("list %s: %w", s.name, err))
@@ -590,7 +766,10 @@ func (nftBackend) GC(network string, valid map[cniutil.Attachment]bool) error {
 		return err
 	}
 	defer c.CloseLasting()
-	els, err := elementsOf(c, func(s string) bool { return strings.HasPrefix(s, prefix) && !keep[s] })
+	zoneTag := naming.NftZoneTag(network)
+	els, err := elementsOf(c, func(s string) bool {
+		return (strings.HasPrefix(s, prefix) && !keep[s]) || (len(valid) == 0 && s == zoneTag)
+	})
 	if err != nil {
 		return err
 	}
@@ -603,7 +782,8 @@ func (nftBackend) GC(network string, valid map[cniutil.Attachment]bool) error {
 			return err
 		}
 		for _, ch := range chains {
-			if ch.Table.Name == naming.NftTable && strings.HasPrefix(ch.Name, naming.NftMasqPrefix(network)) {
+			if ch.Table.Name == naming.NftTable && (strings.HasPrefix(ch.Name, naming.NftMasqPrefix(network)) ||
+				strings.HasPrefix(ch.Name, naming.NftZonePrefix(network))) {
 				c.FlushChain(ch)
 				c.DelChain(ch)
 			}
@@ -618,9 +798,6 @@ func (nftBackend) GC(network string, valid map[cniutil.Attachment]bool) error {
 // Check: the base chains hold their rules, the masquerade chains exist,
 // and every element of the attachment is there with its tag.
 func (nftBackend) Check(a attachment, p *Policy) error {
-	if p.Zone != 0 {
-		return backendConfigError("conntrackZone %d: the nftables backend has no conntrack zones", p.Zone)
-	}
 	plan := planNft(a.Network, p)
 	tag := naming.NftTag(a.Network, a.ContainerID, a.IfName)
 	c, err := nftConn()
@@ -648,7 +825,19 @@ func (nftBackend) Check(a attachment, p *Policy) error {
 			return fmt.Errorf("nftables masquerade chain %s missing or changed (%d rules, %v)", name, len(rules), err)
 		}
 	}
-	have, err := elementsOf(c, func(s string) bool { return s == tag })
+	if z := plan.zone; z != nil {
+		if _, err := c.ListChain(nftInet, z.zoneChain); err != nil {
+			return fmt.Errorf("nftables conntrack zone chain %s missing: %w", z.zoneChain, err)
+		}
+		for _, name := range []string{z.markChain, z.restoreChain} {
+			rules, err := c.GetRules(nftInet, &nftables.Chain{Name: name, Table: nftInet})
+			if err != nil || len(rules) != 1 {
+				return fmt.Errorf("nftables conntrack zone chain %s missing or changed (%d rules, %v)", name, len(rules), err)
+			}
+		}
+	}
+	zoneTag := naming.NftZoneTag(a.Network)
+	have, err := elementsOf(c, func(s string) bool { return s == tag || s == zoneTag })
 	if err != nil {
 		return err
 	}
@@ -663,7 +852,7 @@ func (nftBackend) Check(a attachment, p *Policy) error {
 			}
 		}
 		if !ok {
-			return fmt.Errorf("nftables element missing in %s: %x (%s)", e.set.name, e.key, tag)
+			return fmt.Errorf("nftables element missing in %s: %x", e.set.name, e.key)
 		}
 	}
 	return nil
