@@ -451,17 +451,14 @@ func TestNodeReachesPodVRF(t *testing.T) {
 // TestFullChainVRF: the default five-stage chain (… → sysctl-firewall with
 // masquerade and anti-spoofing) on a VRF network, with each firewall
 // backend: ADD installs the attachment's rules (iptables) or elements
-// (nftables; it has no conntrack zones, so the zone is turned off), the
-// pod still reaches its gateway, CHECK passes, DEL removes them.
+// (nftables), the pod still reaches its gateway, CHECK passes (the VRF's
+// conntrack zone included), DEL removes them.
 func TestFullChainVRF(t *testing.T) {
 	for _, be := range []string{"iptables", "nftables"} {
 		t.Run(be, func(t *testing.T) {
 			lab, node := vrfNode(t, "vm-fc-"+be[:1])
 			pod := testutil.AddNS(t, lab, "p1")
 			extra := map[string]any{"backend": be}
-			if be == "nftables" {
-				extra["conntrackZone"] = 0
-			}
 			tn := tenant{name: "vmfw", table: 130, vni: 130, subnets: []string{"10.130.0.0/24"}, firewall: true, fwExtra: extra}
 			conf := tn.conflist(t)
 			r := newRuntime(t, node)

@@ -852,6 +852,9 @@ func (nftBackend) Check(a attachment, p *Policy) error {
 			}
 		}
 		if !ok {
+			if e.comment != "" {
+				return fmt.Errorf("nftables conntrack zone element missing in %s: %x", e.set.name, e.key)
+			}
 			return fmt.Errorf("nftables element missing in %s: %x", e.set.name, e.key)
 		}
 	}
