@@ -102,6 +102,25 @@ func TestPlanNft(t *testing.T) {
 			t.Fatalf("routed masquerade %+v", r)
 		}
 	}
+	// A zone: the network's three zone elements, commented with its zone
+	// tag (not the attachment's), and chains named for the zone.
+	zoned := planNft("net", &Policy{Addrs: p.Addrs[:1], HostVeth: "veth1", Bridge: "br0", Zone: 77, Mark: 410 << 16})
+	if zoned.zone == nil || zoned.zone.zoneChain != naming.NftZoneChain("net", 77) || zoned.zone.mark != 410<<16 {
+		t.Fatalf("zone %+v", zoned.zone)
+	}
+	var zoneSets []string
+	for _, e := range zoned.elems {
+		if e.comment == naming.NftZoneTag("net") {
+			zoneSets = append(zoneSets, e.set.name+"->"+e.verdict)
+		}
+	}
+	if want := []string{"zonejump->" + naming.NftZoneChain("net", 77), "markjump->" + naming.NftZoneMarkChain("net"),
+		"restorejump->" + naming.NftZoneRestoreChain("net")}; !reflect.DeepEqual(zoneSets, want) {
+		t.Fatalf("zone elements %v, want %v", zoneSets, want)
+	}
+	if naming.NftZoneChain("net", 77) == naming.NftZoneChain("net", 78) {
+		t.Fatal("a changed zone must be a new chain")
+	}
 	// Nothing asked: forward elements only.
 	if bare := planNft("net", &Policy{Addrs: p.Addrs}); len(bare.elems) != 2 || len(bare.masq) != 0 {
 		t.Fatalf("bare plan %+v", bare)
