@@ -32,6 +32,7 @@ type Policy struct {
 	Addrs        []PodAddr
 	HostVeth     string // host end of the pod's veth ("" when not a veth)
 	Bridge       string // bridge the host veth is enslaved to ("" when routed)
+	VRF          string // VRF device the bridge is enslaved to ("" none)
 	Uplink       string
 	Masquerade   bool
 	AntiSpoofing bool
@@ -56,9 +57,20 @@ func (p *Policy) Families() []Family {
 // Spoofable: anti-spoofing applies (it needs the host veth).
 func (p *Policy) Spoofable() bool { return p.AntiSpoofing && p.HostVeth != "" }
 
-// InDev is the device pod traffic enters the routing stack from: the
-// bridge when the host veth is on one, else the host veth.
+// InDev is the input device routed pod traffic has at the forward and
+// postrouting hooks: the VRF when the bridge is in one (the VRF driver
+// makes it the packet's device), else the bridge when the host veth is on
+// one, else the host veth.
 func (p *Policy) InDev() string {
+	if p.VRF != "" {
+		return p.VRF
+	}
+	return p.OutDev()
+}
+
+// OutDev is the output device of routed traffic to the pod: the bridge
+// when the host veth is on one, else the host veth.
+func (p *Policy) OutDev() string {
 	if p.Bridge != "" {
 		return p.Bridge
 	}

@@ -121,6 +121,16 @@ func TestPlanNft(t *testing.T) {
 	if naming.NftZoneChain("net", 77) == naming.NftZoneChain("net", 78) {
 		t.Fatal("a changed zone must be a new chain")
 	}
+	// A bridge in a VRF: routed traffic from the pod has the VRF as iif
+	// (forward, masquerade), traffic to it the bridge as oif (forward).
+	vrf := planNft("net", &Policy{Addrs: p.Addrs[:1], HostVeth: "veth1", Bridge: "br0", VRF: "vrf-net", Masquerade: true})
+	var keys []string
+	for _, e := range vrf.elems {
+		keys = append(keys, e.set.name+" "+string(e.key[4:4+len("vrf-net")]))
+	}
+	if want := []string{"fwd4 vrf-net", "fwd4 br0\x00\x00\x00\x00", "masq4 vrf-net"}; !reflect.DeepEqual(keys, want) {
+		t.Fatalf("VRF elements %q, want %q", keys, want)
+	}
 	// Nothing asked: forward elements only.
 	if bare := planNft("net", &Policy{Addrs: p.Addrs}); len(bare.elems) != 2 || len(bare.masq) != 0 {
 		t.Fatalf("bare plan %+v", bare)

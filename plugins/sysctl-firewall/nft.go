@@ -47,8 +47,10 @@ import (
 // Per attachment there are only set and map elements, each with the
 // comment naming.NftTag(net, cid, ifname): ADD adds them and DEL deletes
 // them, each in one netlink transaction, whatever the number of pods.
-// The in-device is the bridge for a bridged pod (what the forward and
-// postrouting hooks see as iif) and the host veth for a routed one.
+// The in-device is what the forward and postrouting hooks see as iif: the
+// VRF for a bridge in a VRF, else the bridge for a bridged pod, the host
+// veth for a routed one; forward elements also carry the out-device (the
+// bridge) when it differs, for the established-traffic rule's oif.
 
 // nftSet names one of our sets and its key layout.
 type nftSet struct {
@@ -166,6 +168,11 @@ func planNft(network string, p *Policy) *nftPlan {
 		}
 		key := concat(ipBytes(a.IP), ifnameBytes(in))
 		out.elems = append(out.elems, nftElem{set: fwd, key: key})
+		if o := p.OutDev(); o != in {
+			// In a VRF, routed traffic from the pod has the VRF as input
+			// device, traffic to it the bridge as output device.
+			out.elems = append(out.elems, nftElem{set: fwd, key: concat(ipBytes(a.IP), ifnameBytes(o))})
+		}
 		if p.Masquerade {
 			r := masqRule{fam: f, subnet: a.Subnet}
 			switch {

@@ -25,6 +25,7 @@ type podInfo struct {
 	HostVeth string // "" when the pod interface is not a veth
 	Bridge   string // master of the host veth when it is a bridge
 	VRFTable uint32 // table of the bridge's master when it is a VRF (0: none)
+	VRF      string // name of that VRF device ("" none)
 }
 
 // findPod finds the pod interface in prevResult (sandbox == netns, name ==
@@ -95,7 +96,7 @@ func findPod(prev *current.Result, netnsPath, ifName string) (*podInfo, error) {
 		}
 		if master.Type() == "bridge" {
 			pod.Bridge = master.Attrs().Name
-			if pod.VRFTable, err = vrfTableOf(master); err != nil {
+			if pod.VRFTable, pod.VRF, err = vrfOf(master); err != nil {
 				return nil, err
 			}
 		}
@@ -103,21 +104,21 @@ func findPod(prev *current.Result, netnsPath, ifName string) (*podInfo, error) {
 	return pod, nil
 }
 
-// vrfTableOf is the table of the bridge's master when that is a VRF, else
-// 0. One netlink lookup, only for a bridge that has a master.
-func vrfTableOf(br netlink.Link) (uint32, error) {
+// vrfOf is the table and name of the bridge's master when that is a VRF,
+// else 0, "". One netlink lookup, only for a bridge that has a master.
+func vrfOf(br netlink.Link) (uint32, string, error) {
 	m := br.Attrs().MasterIndex
 	if m == 0 {
-		return 0, nil
+		return 0, "", nil
 	}
 	master, err := netlink.LinkByIndex(m)
 	if err != nil {
-		return 0, fmt.Errorf("master of bridge %s: %w", br.Attrs().Name, err)
+		return 0, "", fmt.Errorf("master of bridge %s: %w", br.Attrs().Name, err)
 	}
 	if vrf, ok := master.(*netlink.Vrf); ok {
-		return vrf.Table, nil
+		return vrf.Table, vrf.Attrs().Name, nil
 	}
-	return 0, nil
+	return 0, "", nil
 }
 
 // bridgeNFKey is the node sysctl that makes bridged frames of a family

@@ -56,6 +56,7 @@ func makePlan(conf *NetConf, args *skel.CmdArgs, prev *current.Result) (*plan, e
 		Addrs:        pod.Addrs,
 		HostVeth:     pod.HostVeth,
 		Bridge:       pod.Bridge,
+		VRF:          pod.VRF,
 		Uplink:       conf.Uplink,
 		Masquerade:   conf.Masquerade,
 		AntiSpoofing: conf.AntiSpoofing,
