@@ -160,7 +160,7 @@ func TestConntrackZone(t *testing.T) {
 		t.Fatal("GC with an attachment left removed the zone rules")
 	}
 	// Another network's zone keeps the node-wide restore rule.
-	other := map[string]any{"cniVersion": "1.1.0", "name": "sfzother", "type": plugin, "conntrackZone": 79, "prevResult": asVersion(t, prev2, "1.1.0")}
+	other := map[string]any{"cniVersion": "1.1.0", "name": "sfzother", "type": plugin, "backend": BackendIPTables, "conntrackZone": 79, "prevResult": asVersion(t, prev2, "1.1.0")}
 	n.mustRun(t, "ADD", "sfz-o", p2, mustJSON(t, other))
 	gc([]map[string]string{})
 	for _, save := range []string{"iptables-save", "ip6tables-save"} {
