@@ -282,6 +282,18 @@ func (nftBackend) present() bool {
 	return false
 }
 
+// holds: the attachment has elements in our tables.
+func (nftBackend) holds(a attachment) bool {
+	c, err := nftConn()
+	if err != nil {
+		return false
+	}
+	defer c.CloseLasting()
+	tag := naming.NftTag(a.Network, a.ContainerID, a.IfName)
+	els, _ := elementsOf(c, func(s string) bool { return s == tag })
+	return len(els) > 0
+}
+
 // Add sends the attachment's elements in one transaction. When that
 // fails (first ADD on the node or of a network: a table, set or
 // masquerade chain missing), it sends one transaction that ensures the

@@ -32,7 +32,10 @@ type plan struct {
 	backend Backend
 }
 
-func makePlan(conf *NetConf, args *skel.CmdArgs, prev *current.Result) (*plan, error) {
+// makePlan derives the plan. forCheck: with backend auto, an attachment
+// that has nftables elements is checked there, whatever auto would pick
+// now (the node's iptables may have changed since its ADD).
+func makePlan(conf *NetConf, args *skel.CmdArgs, prev *current.Result, forCheck bool) (*plan, error) {
 	pod, err := findPod(prev, args.Netns, args.IfName)
 	if err != nil {
 		return nil, err
@@ -66,6 +69,10 @@ func makePlan(conf *NetConf, args *skel.CmdArgs, prev *current.Result) (*plan, e
 	if p.backend, err = chooseBackend(conf.Backend, p.policy); err != nil {
 		return nil, err
 	}
+	if forCheck && (conf.Backend == "" || conf.Backend == BackendAuto) && p.backend.Name() != BackendNftables &&
+		newNftBackend().holds(attachmentOf(conf, args)) {
+		p.backend = newNftBackend()
+	}
 	if p.backend.Name() == BackendIPTables && p.policy.Spoofable() && pod.Bridge != "" {
 		// iptables sees bridged frames only through br_netfilter.
 		for _, f := range p.policy.Families() {
@@ -78,7 +85,7 @@ func makePlan(conf *NetConf, args *skel.CmdArgs, prev *current.Result) (*plan, e
 // load is what ADD and CHECK start with: the netns guard, the config, the
 // limits of the derived names, the required prevResult and the plan
 // derived from them. Nothing is changed.
-func load(args *skel.CmdArgs) (*NetConf, *current.Result, *plan, error) {
+func load(args *skel.CmdArgs, forCheck bool) (*NetConf, *current.Result, *plan, error) {
 	if err := cniutil.GuardNetNS(args.Netns); err != nil {
 		var e *types.Error
 		if !errors.As(err, &e) {
@@ -97,7 +104,7 @@ func load(args *skel.CmdArgs) (*NetConf, *current.Result, *plan, error) {
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	p, err := makePlan(conf, args, prev)
+	p, err := makePlan(conf, args, prev, forCheck)
 	if err != nil {
 		return nil, nil, nil, err
 	}
@@ -105,7 +112,7 @@ func load(args *skel.CmdArgs) (*NetConf, *current.Result, *plan, error) {
 }
 
 func cmdAdd(args *skel.CmdArgs) (err error) {
-	conf, prev, p, err := load(args)
+	conf, prev, p, err := load(args, false)
 	if err != nil {
 		return err
 	}
@@ -160,7 +167,7 @@ func cmdDel(args *skel.CmdArgs) error {
 }
 
 func cmdCheck(args *skel.CmdArgs) error {
-	conf, _, p, err := load(args)
+	conf, _, p, err := load(args, true)
 	if err != nil {
 		return err
 	}

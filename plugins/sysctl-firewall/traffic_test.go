@@ -208,6 +208,13 @@ func TestAutoBackend(t *testing.T) {
 				t.Fatalf("auto (%s): pod cannot reach the external address", tc.want)
 			}
 			n.mustRun(t, "CHECK", "sf-auto", p, conf)
+			if tc.want == BackendNftables {
+				// The node's iptables changes after ADD: auto would now
+				// pick iptables, but CHECK looks where the attachment is.
+				n.sh(t, "iptables", "-A", "FORWARD", "-i", "nosuch1", "-j", "DROP")
+				n.mustRun(t, "CHECK", "sf-auto", p, conf)
+				n.sh(t, "iptables", "-D", "FORWARD", "-i", "nosuch1", "-j", "DROP")
+			}
 			n.mustRun(t, "DEL", "sf-auto", p, conf)
 			for _, be := range backends {
 				if s := n.attState(t, be, testNet, "sf-auto"); s != "" {
