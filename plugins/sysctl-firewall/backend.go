@@ -9,7 +9,6 @@ import (
 	"github.com/google/nftables"
 	"github.com/google/nftables/expr"
 
-	"github.com/containernetworking/cni/pkg/types"
 
 	"github.com/vxvrf/cni/pkg/cniutil"
 	"github.com/vxvrf/cni/pkg/naming"
@@ -246,7 +245,3 @@ func statusError(b Backend, err error) error {
 	return cniutil.Errorf(cniutil.ErrPluginNotAvailable, "sysctl-firewall: %s backend: %v", b.Name(), err)
 }
 
-// backendConfigError is a policy the chosen backend cannot express.
-func backendConfigError(format string, args ...any) error {
-	return cniutil.Errorf(types.ErrInvalidNetworkConfig, "sysctl-firewall: "+format, args...)
-}
