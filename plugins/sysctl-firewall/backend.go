@@ -9,7 +9,6 @@ import (
 	"github.com/google/nftables"
 	"github.com/google/nftables/expr"
 
-
 	"github.com/vxvrf/cni/pkg/cniutil"
 	"github.com/vxvrf/cni/pkg/naming"
 )
@@ -244,4 +243,3 @@ func teardownBackends() []Backend {
 func statusError(b Backend, err error) error {
 	return cniutil.Errorf(cniutil.ErrPluginNotAvailable, "sysctl-firewall: %s backend: %v", b.Name(), err)
 }
-
