@@ -10,7 +10,9 @@ import (
 	"time"
 
 	"github.com/containernetworking/plugins/pkg/ns"
+	"github.com/google/nftables"
 
+	"github.com/vxvrf/cni/pkg/chain"
 	"github.com/vxvrf/cni/pkg/naming"
 	"github.com/vxvrf/cni/pkg/netsim"
 	"github.com/vxvrf/cni/pkg/testutil"
@@ -19,9 +21,25 @@ import (
 // tenants deploys red and blue: the same subnets, their own VNI and VRF
 // table, anycast gateways, on the same nodes.
 func tenants(t *testing.T, c *Cluster, egress bool) (red, blue *Network) {
+	return tenantsWith(t, c, egress, "")
+}
+
+// tenantsWith is tenants with sysctl-firewall's backend set ("": auto).
+func tenantsWith(t *testing.T, c *Cluster, egress bool, backend string) (red, blue *Network) {
 	t.Helper()
-	red = network(t, c, Spec{Name: "red", VNI: 410, VRFTable: 410, Egress: egress, Mode: Remotes, Subnet4: "10.40.0.0/16", Subnet6: "fd00:40::/64", Anycast: true})
-	blue = network(t, c, Spec{Name: "blue", VNI: 420, VRFTable: 420, Egress: egress, Mode: Remotes, Subnet4: "10.40.0.0/16", Subnet6: "fd00:40::/64", Anycast: true})
+	var edit func(map[string]any, []map[string]any) error
+	if backend != "" {
+		edit = func(_ map[string]any, plugins []map[string]any) error {
+			sf := chain.Plugin(plugins, "sysctl-firewall")
+			if sf == nil {
+				return fmt.Errorf("no sysctl-firewall in the chain")
+			}
+			sf["backend"] = backend
+			return nil
+		}
+	}
+	red = network(t, c, Spec{Name: "red", VNI: 410, VRFTable: 410, Egress: egress, Mode: Remotes, Subnet4: "10.40.0.0/16", Subnet6: "fd00:40::/64", Anycast: true, Edit: edit})
+	blue = network(t, c, Spec{Name: "blue", VNI: 420, VRFTable: 420, Egress: egress, Mode: Remotes, Subnet4: "10.40.0.0/16", Subnet6: "fd00:40::/64", Anycast: true, Edit: edit})
 	return red, blue
 }
 
@@ -187,11 +205,19 @@ func apart(c *Cluster, flows []*flow) error {
 // with the zone rules removed by hand the flows mix and CHECK fails; the
 // next ADD of each network puts the rules back and the flows are apart
 // again.
+//
+// It runs with each sysctl-firewall backend.
 func TestTenantEgressVRF(t *testing.T) {
 	t.Parallel()
-	c := newCluster(t, "cl-tegr", 1)
+	for _, be := range []string{"iptables", "nftables"} {
+		t.Run(be, func(t *testing.T) { testTenantEgress(t, be) })
+	}
+}
+
+func testTenantEgress(t *testing.T, be string) {
+	c := newCluster(t, "cl-tegr-"+be[:1], 1)
 	testutil.RequireVRF(t, c.Nodes[0].NS)
-	red, blue := tenants(t, c, true)
+	red, blue := tenantsWith(t, c, true, be)
 	r, b := addPod(t, red, 0, "red"), addPod(t, blue, 0, "blue")
 	if !r.IP(true).Address.IP.Equal(b.IP(true).Address.IP) {
 		t.Fatalf("the tenants should overlap: %s vs %s", r.IP(true).Address, b.IP(true).Address)
@@ -203,34 +229,22 @@ func TestTenantEgressVRF(t *testing.T) {
 		}
 	}
 	node := c.Nodes[0]
-	// The plugin's rules: zone = VRF table, mark = table<<16 (what
-	// vrf.egress's fwmark rule matches), per tenant bridge, both families.
-	for _, save := range []string{"iptables-save", "ip6tables-save"} {
-		s := sh(t, node.NS, save)
-		for _, tn := range []struct {
-			name string
-			t    int
-		}{{"red", 410}, {"blue", 420}} {
-			for _, want := range []string{
-				fmt.Sprintf("-i %s -m comment --comment \"%s\" -j CT --zone-orig %d", naming.BridgeName(tn.name), naming.ZoneTag(tn.name), tn.t),
-				fmt.Sprintf("-j CONNMARK --set-xmark %#x/0xffff0000", tn.t<<16),
-			} {
-				if !strings.Contains(s, want) {
-					t.Errorf("%s lacks %q:\n%s", save, want, s)
-				}
-			}
-		}
-		if !strings.Contains(s, naming.ZoneRestoreTag) {
-			t.Errorf("%s lacks the restore-mark rule:\n%s", save, s)
-		}
+	if be == "nftables" {
+		nftZones(t, node.NS)
+	} else {
+		iptablesZones(t, node.NS)
 	}
 	if err := apart(c, sameTupleEgress(t, c, 40001, r, b)); err != nil {
 		t.Errorf("with per-tenant conntrack zones: %v", err)
 	}
 
 	// Control: no zones, the flows mix, and CHECK notices.
-	for _, table := range []string{"raw", "mangle"} {
-		sh(t, node.NS, "iptables", "-t", table, "-F", naming.ZoneChain)
+	if be == "nftables" {
+		dropNftZoneJumps(t, node.NS)
+	} else {
+		for _, table := range []string{"raw", "mangle"} {
+			sh(t, node.NS, "iptables", "-t", table, "-F", naming.ZoneChain)
+		}
 	}
 	if err := apart(c, sameTupleEgress(t, c, 40000, r, b)); err == nil {
 		t.Errorf("control: without conntrack zones the two tenants' identical flows stayed apart; the test proves nothing")
@@ -257,5 +271,87 @@ func TestTenantEgressVRF(t *testing.T) {
 		if err := apart(c, sameTupleEgress(t, c, 40003, p)); err != nil {
 			t.Errorf("%s alone: %v", p.Name, err)
 		}
+	}
+}
+
+// iptablesZones: the iptables backend's zone rules: zone = VRF table,
+// mark = table<<16 (what vrf.egress's fwmark rule matches), per tenant
+// bridge, both families.
+func iptablesZones(t *testing.T, node *netsim.NS) {
+	t.Helper()
+	for _, save := range []string{"iptables-save", "ip6tables-save"} {
+		s := sh(t, node, save)
+		for _, tn := range []struct {
+			name string
+			t    int
+		}{{"red", 410}, {"blue", 420}} {
+			for _, want := range []string{
+				fmt.Sprintf("-i %s -m comment --comment \"%s\" -j CT --zone-orig %d", naming.BridgeName(tn.name), naming.ZoneTag(tn.name), tn.t),
+				fmt.Sprintf("-j CONNMARK --set-xmark %#x/0xffff0000", tn.t<<16),
+			} {
+				if !strings.Contains(s, want) {
+					t.Errorf("%s lacks %q:\n%s", save, want, s)
+				}
+			}
+		}
+		if !strings.Contains(s, naming.ZoneRestoreTag) {
+			t.Errorf("%s lacks the restore-mark rule:\n%s", save, s)
+		}
+	}
+}
+
+// nftZones: the nftables backend's zone objects: per tenant its three
+// zone map elements and its zone chain for the VRF table.
+func nftZones(t *testing.T, node *netsim.NS) {
+	t.Helper()
+	objs, err := chain.NftObjects(node.NetNS)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var all []string
+	for _, o := range objs {
+		all = append(all, o.String())
+	}
+	dump := strings.Join(all, "\n")
+	for _, tn := range []struct {
+		name string
+		t    int
+	}{{"red", 410}, {"blue", 420}} {
+		if n := strings.Count(dump, naming.NftZoneTag(tn.name)); n != 3 {
+			t.Errorf("%s: %d zone elements, want 3:\n%s", tn.name, n, dump)
+		}
+		if !strings.Contains(dump, naming.NftZoneChain(tn.name, tn.t)) {
+			t.Errorf("%s: no zone chain for zone %d:\n%s", tn.name, tn.t, dump)
+		}
+	}
+}
+
+// dropNftZoneJumps deletes every element of the zonejump map by hand (the
+// control: no zones).
+func dropNftZoneJumps(t *testing.T, node *netsim.NS) {
+	t.Helper()
+	err := node.Do(func(ns.NetNS) error {
+		c, err := nftables.New()
+		if err != nil {
+			return err
+		}
+		table := &nftables.Table{Name: naming.NftTable, Family: nftables.TableFamilyINet}
+		set, err := c.GetSetByName(table, "zonejump")
+		if err != nil {
+			return err
+		}
+		els, err := c.GetSetElements(set)
+		if err != nil {
+			return err
+		}
+		for _, el := range els {
+			if err := c.SetDeleteElements(set, []nftables.SetElement{{Key: el.Key}}); err != nil {
+				return err
+			}
+		}
+		return c.Flush()
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
 }

@@ -97,7 +97,8 @@ func StateFiles(dirs ...string) map[string]string {
 }
 
 // Leftovers lists what of the attachments remains: host veth or a link
-// tagged for them, iptables chains and tagged rules, routes to their
+// tagged for them, iptables chains and tagged rules, nftables elements
+// commented with their tag, routes to their
 // addresses, state files under stateDirs that name the container, the
 // libcni cache entry, and the pod interface.
 func (c *Chain) Leftovers(node *netsim.NS, atts []Attachment, stateDirs ...string) []string {
@@ -120,6 +121,10 @@ func (c *Chain) Leftovers(node *netsim.NS, atts []Attachment, stateDirs ...strin
 		routes += string(out)
 	}
 	files := StateFiles(stateDirs...)
+	nft, err := NftObjects(node.NetNS)
+	if err != nil {
+		left = append(left, "nftables: "+err.Error())
+	}
 	for _, a := range atts {
 		rt := a.RT.libcni()
 		cid, ifn := rt.ContainerID, rt.IfName
@@ -138,6 +143,7 @@ func (c *Chain) Leftovers(node *netsim.NS, atts []Attachment, stateDirs ...strin
 				left = append(left, fmt.Sprintf("%s: iptables %s", cid, l))
 			}
 		}
+		left = append(left, nftLeftovers(nft, network, cid, ifn)...)
 		for _, ip := range a.IPs {
 			for _, l := range strings.Split(routes, "\n") {
 				for _, f := range strings.Fields(l) {
@@ -169,7 +175,9 @@ func (c *Chain) Leftovers(node *netsim.NS, atts []Attachment, stateDirs ...strin
 // NetworkLeftovers lists what remains of the network itself once it has no
 // attachments and GC ran with an empty list: its bridge and VRF, links
 // marked (naming.NetworkMark: also its VXLAN device, whatever the names)
-// or tagged for it, and its iptables rules (the empty project hooks may stay).
+// or tagged for it, its iptables rules (the empty project hooks may stay),
+// its nftables elements and masquerade chains (the node-wide tables, sets
+// and base chains may stay), and its marked routes and rules in vrf.table.
 func (c *Chain) NetworkLeftovers(node *netsim.NS) []string {
 	var left []string
 	network := c.List.Name
@@ -190,6 +198,11 @@ func (c *Chain) NetworkLeftovers(node *netsim.NS) []string {
 	for _, l := range NetworkRules(rules, network) {
 		left = append(left, "iptables "+l)
 	}
+	nft, err := NftObjects(node.NetNS)
+	if err != nil {
+		left = append(left, "nftables: "+err.Error())
+	}
+	left = append(left, nftLeftovers(nft, network, "", "")...)
 	if t := c.vrfTable(); t != 0 {
 		table := fmt.Sprint(t)
 		proto := fmt.Sprint(naming.RouteProtocol)

@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	current "github.com/containernetworking/cni/pkg/types/100"
+	"github.com/google/nftables"
 
 	"github.com/vxvrf/cni/pkg/naming"
 	"github.com/vxvrf/cni/pkg/testutil"
@@ -159,7 +160,7 @@ func TestConntrackZone(t *testing.T) {
 		t.Fatal("GC with an attachment left removed the zone rules")
 	}
 	// Another network's zone keeps the node-wide restore rule.
-	other := map[string]any{"cniVersion": "1.1.0", "name": "sfzother", "type": plugin, "conntrackZone": 79, "prevResult": asVersion(t, prev2, "1.1.0")}
+	other := map[string]any{"cniVersion": "1.1.0", "name": "sfzother", "type": plugin, "backend": BackendIPTables, "conntrackZone": 79, "prevResult": asVersion(t, prev2, "1.1.0")}
 	n.mustRun(t, "ADD", "sfz-o", p2, mustJSON(t, other))
 	gc([]map[string]string{})
 	for _, save := range []string{"iptables-save", "ip6tables-save"} {
@@ -268,5 +269,102 @@ func TestConntrackZoneLegacy(t *testing.T) {
 	n.mustRun(t, "GC", "", nil, mustJSON(t, m), env)
 	if s := n.sh(t, "iptables-legacy-save"); strings.Contains(s, "vxvrf-zone") || strings.Contains(s, "vxvrf:") || strings.Contains(s, naming.ZoneChain) {
 		t.Fatalf("GC left rules:\n%s", s)
+	}
+}
+
+// TestConntrackZoneNft: the nftables backend's conntrack zones. Real
+// packets from the pod get zone 77 in the original direction only
+// ("zone-orig=77": the zone rule's direction, which google/nftables cannot
+// send, works) and the mark 77<<16, in both families; the network's zone
+// objects exist once for two pods; CHECK fails without them and the next
+// ADD puts them back; a changed zone replaces the zone chain; GC with an
+// empty list removes the network's zone objects and keeps another's.
+func TestConntrackZoneNft(t *testing.T) {
+	testutil.RequireRoot(t)
+	n := newNode(t, "sfz-nft")
+	n.sh(t, "ip", "addr", "add", "fd00:66::1/64", "dev", bridge, "nodad")
+	p1, prev1 := n.dualPod(t, "p1", "sfz-h1", "10.66.0.5/24", "fd00:66::5")
+	p2, prev2 := n.dualPod(t, "p2", "sfz-h2", "10.66.0.6/24", "fd00:66::6")
+	extra := with(BackendNftables, map[string]any{"masquerade": true, "antiSpoofing": true, "conntrackZone": 77})
+	conf1, conf2 := config(t, "1.1.0", extra, prev1), config(t, "1.1.0", extra, prev2)
+	n.mustRun(t, "ADD", "sfz-1", p1, conf1)
+	n.mustRun(t, "ADD", "sfz-2", p2, conf2)
+	zoneTag := naming.NftZoneTag(testNet)
+	dump := dumpNft(t, n)
+	if got := strings.Count(dump, zoneTag); got != 3 {
+		t.Fatalf("%d zone elements of the network, want 3 (zonejump, markjump, restorejump) for two pods:\n%s", got, dump)
+	}
+	for _, want := range []string{naming.NftZoneChain(testNet, 77) + ": zone rule", naming.NftZoneMarkChain(testNet) + ": 1 rules", naming.NftZoneRestoreChain(testNet) + ": 1 rules"} {
+		if !strings.Contains(dump, want) {
+			t.Fatalf("no %q:\n%s", want, dump)
+		}
+	}
+	if s := n.save(t); strings.Contains(s, "VXVRF") {
+		t.Fatalf("the nftables backend made iptables rules:\n%s", s)
+	}
+
+	if !p1.ping(t, gateway, "") {
+		t.Fatal("pod -> gateway (IPv4)")
+	}
+	if _, err := p1.In("ping", "-6", "-c", "2", "-i", "0.2", "-W", "2", "fd00:66::1"); err != nil {
+		t.Fatalf("pod -> gateway (IPv6): %v", err)
+	}
+	mark := fmt.Sprintf("mark=%d", 77<<16)
+	if got := n.conntrack(t, "src=10.66.0.5 ", "zone-orig=77", mark); len(got) == 0 {
+		t.Fatalf("no IPv4 conntrack entry of the pod in zone-orig 77 with %s:\n%s", mark, n.sh(t, "cat", "/proc/net/nf_conntrack"))
+	}
+	if got := n.conntrack(t, "src=fd00:0066:0000:0000:0000:0000:0000:0005 ", "zone-orig=77", mark); len(got) == 0 {
+		t.Fatalf("no IPv6 conntrack entry of the pod in zone-orig 77 with %s:\n%s", mark, n.sh(t, "cat", "/proc/net/nf_conntrack"))
+	}
+
+	n.mustRun(t, "CHECK", "sfz-1", p1, conf1)
+	n.nft(t, func(c *nftables.Conn) error {
+		els, err := elementsOf(c, func(s string) bool { return s == zoneTag })
+		if err != nil {
+			return err
+		}
+		var jump []found
+		for _, f := range els {
+			if f.set.name == setZoneJump.name {
+				jump = append(jump, f)
+			}
+		}
+		return deleteFound(c, jump)
+	})
+	if e := n.run(t, "CHECK", "sfz-1", p1, conf1).CNIError(t); !strings.Contains(e.Msg, "zonejump") {
+		t.Fatalf("CHECK without the zone element: %s", e.Msg)
+	}
+	n.mustRun(t, "DEL", "sfz-2", p2, conf2)
+	n.mustRun(t, "ADD", "sfz-2", p2, conf2)
+	n.mustRun(t, "CHECK", "sfz-1", p1, conf1)
+	// DEL of a pod keeps the network's zone.
+	n.mustRun(t, "DEL", "sfz-1", p1, conf1)
+	n.mustRun(t, "CHECK", "sfz-2", p2, conf2)
+
+	// A changed zone: a new zone chain, the old one gone.
+	conf78 := config(t, "1.1.0", with(BackendNftables, map[string]any{"conntrackZone": 78}), prev1)
+	n.mustRun(t, "ADD", "sfz-1", p1, conf78)
+	dump = dumpNft(t, n)
+	if !strings.Contains(dump, naming.NftZoneChain(testNet, 78)) || strings.Contains(dump, naming.NftZoneChain(testNet, 77)) {
+		t.Fatalf("after the zone changed to 78:\n%s", dump)
+	}
+	n.mustRun(t, "CHECK", "sfz-1", p1, conf78)
+
+	// Another network with a zone, on a bridge of its own (a bridge has
+	// one network's zone).
+	n.sh(t, "ip", "link", "add", "br-sf2", "type", "bridge")
+	n.sh(t, "ip", "link", "set", "br-sf2", "up")
+	n.sh(t, "ip", "link", "set", "sfz-h2", "master", "br-sf2")
+	other := map[string]any{"cniVersion": "1.1.0", "name": "sfzother", "type": plugin, "backend": BackendNftables,
+		"conntrackZone": 79, "prevResult": asVersion(t, prev2, "1.1.0")}
+	n.mustRun(t, "ADD", "sfz-o", p2, mustJSON(t, other))
+	gc := map[string]any{"cniVersion": "1.1.0", "name": testNet, "type": plugin, "cni.dev/valid-attachments": []map[string]string{}}
+	n.mustRun(t, "GC", "", nil, mustJSON(t, gc))
+	dump = dumpNft(t, n)
+	if strings.Contains(dump, zoneTag) || strings.Contains(dump, naming.NftZonePrefix(testNet)) {
+		t.Fatalf("GC with an empty list left the network's zone objects:\n%s", dump)
+	}
+	if strings.Count(dump, naming.NftZoneTag("sfzother")) != 3 || !strings.Contains(dump, naming.NftZoneChain("sfzother", 79)) {
+		t.Fatalf("GC touched another network's zone:\n%s", dump)
 	}
 }
