@@ -5,7 +5,9 @@ import (
 	"fmt"
 	"math/big"
 	"net"
-	"sort"
+	"net/netip"
+	"slices"
+	"strings"
 
 	current "github.com/containernetworking/cni/pkg/types/100"
 	"github.com/containernetworking/plugins/pkg/ip"
@@ -54,12 +56,21 @@ func (st *State) Find(containerID, ifName string) int {
 	return -1
 }
 
+// addrKey is a's map key: equal for equal addresses whatever their length
+// (an IPv4 address in 16-byte form is the IPv4 address), without the cost
+// of a.String(). Every address of a state is 4 or 16 bytes (ParseIP,
+// canonicalIP); anything else keys as the zero Addr.
+func addrKey(a net.IP) netip.Addr {
+	k, _ := netip.AddrFromSlice(a)
+	return k.Unmap()
+}
+
 // used is the set of leased addresses.
-func (st *State) used() map[string]bool {
-	u := map[string]bool{}
+func (st *State) used() map[netip.Addr]bool {
+	u := make(map[netip.Addr]bool, 2*len(st.Leases))
 	for _, l := range st.Leases {
 		for _, a := range l.IPs {
-			u[a.String()] = true
+			u[addrKey(a)] = true
 		}
 	}
 	return u
@@ -92,7 +103,7 @@ func (st *State) Allocate(sets []RangeSet, containerID, ifName string, requested
 				return nil, fmt.Errorf("%w: %s and %s both fall into range set %d (%s); one address per range set", ErrRequested, picked[si], c, si, set)
 			case c.Equal(r.Gateway):
 				return nil, fmt.Errorf("%w: %s is the gateway of range %s", ErrRequested, c, r)
-			case used[c.String()]:
+			case used[addrKey(c)]:
 				return nil, fmt.Errorf("%w: %s is already leased", ErrRequested, c)
 			}
 			picked[si] = c
@@ -128,7 +139,7 @@ func (st *State) Allocate(sets []RangeSet, containerID, ifName string, requested
 // nextFree walks the set from the address after last (or from the first
 // range's start when last is not in the set), wrapping around once, and
 // returns the first address that is neither a gateway nor used.
-func nextFree(set RangeSet, last net.IP, used map[string]bool) net.IP {
+func nextFree(set RangeSet, last net.IP, used map[netip.Addr]bool) net.IP {
 	ri, cur := 0, net.IP(nil)
 	for i := range set {
 		if last != nil && set[i].Contains(last) {
@@ -154,7 +165,7 @@ func nextFree(set RangeSet, last net.IP, used map[string]bool) net.IP {
 		} else if cur.Equal(start) {
 			return nil
 		}
-		if !cur.Equal(r.Gateway) && !used[cur.String()] {
+		if !cur.Equal(r.Gateway) && !used[addrKey(cur)] {
 			return cur
 		}
 	}
@@ -199,11 +210,11 @@ func (st *State) Free(set RangeSet) *big.Int {
 			n.Sub(n, big.NewInt(1))
 		}
 	}
-	seen := map[string]bool{}
+	seen := map[netip.Addr]bool{}
 	for _, l := range st.Leases {
 		for _, a := range l.IPs {
-			if r, ok := set.RangeFor(a); ok && !a.Equal(r.Gateway) && !seen[a.String()] {
-				seen[a.String()] = true
+			if r, ok := set.RangeFor(a); ok && !a.Equal(r.Gateway) && !seen[addrKey(a)] {
+				seen[addrKey(a)] = true
 				n.Sub(n, big.NewInt(1))
 			}
 		}
@@ -230,13 +241,18 @@ func (st *State) Normalize() {
 			}
 		}
 	}
-	sort.SliceStable(st.Leases, func(i, j int) bool {
-		a, b := st.Leases[i], st.Leases[j]
-		if a.ContainerID != b.ContainerID {
-			return a.ContainerID < b.ContainerID
-		}
-		return a.IfName < b.IfName
-	})
+	// A file we wrote is sorted already: check in one pass before sorting.
+	if !slices.IsSortedFunc(st.Leases, compareLeases) {
+		slices.SortStableFunc(st.Leases, compareLeases)
+	}
+}
+
+// compareLeases orders leases by (containerID, ifname).
+func compareLeases(a, b Lease) int {
+	if c := strings.Compare(a.ContainerID, b.ContainerID); c != 0 {
+		return c
+	}
+	return strings.Compare(a.IfName, b.IfName)
 }
 
 // Validate reports a decoded state that cannot be trusted: wrong version,
@@ -248,8 +264,8 @@ func (st *State) Validate(network string) error {
 	if st.Network != network {
 		return fmt.Errorf("state belongs to network %q, not %q", st.Network, network)
 	}
-	keys := map[[2]string]bool{}
-	addrs := map[string]bool{}
+	keys := make(map[[2]string]bool, len(st.Leases))
+	addrs := make(map[netip.Addr]bool, 2*len(st.Leases))
 	for _, l := range st.Leases {
 		if l.ContainerID == "" || l.IfName == "" {
 			return fmt.Errorf("lease with empty containerID or ifname")
@@ -263,10 +279,13 @@ func (st *State) Validate(network string) error {
 			if a == nil {
 				return fmt.Errorf("lease of container %q has an invalid address", l.ContainerID)
 			}
-			if addrs[a.String()] {
+			if len(a) != net.IPv4len && len(a) != net.IPv6len {
+				return fmt.Errorf("lease of container %q has an invalid address", l.ContainerID)
+			}
+			if addrs[addrKey(a)] {
 				return fmt.Errorf("address %s leased twice", a)
 			}
-			addrs[a.String()] = true
+			addrs[addrKey(a)] = true
 		}
 	}
 	return nil

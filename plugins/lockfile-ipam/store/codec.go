@@ -1,0 +1,308 @@
+package store
+
+import (
+	"encoding/json"
+	"net"
+	"net/netip"
+	"slices"
+	"strconv"
+
+	"github.com/vxvrf/cni/plugins/lockfile-ipam/allocator"
+)
+
+// The state file is read and written on every ADD and DEL, so with
+// thousands of leases its encoding is the plugin's hot path. encoding/json
+// (reflection, net.IP text methods, MarshalIndent's second pass) cost ~5 µs
+// per lease; the hand-written pair below does the same format in a small
+// fraction of that. It is still plain JSON, one lease per line:
+//
+//	{"version":1,"network":"blue","leases":[
+//	{"containerID":"c1","ifname":"eth0","ips":["10.20.0.2","fd00::2"]}
+//	],"lastReserved":{"10.20.0.1-10.20.0.254":"10.20.0.2"}}
+//
+// parseState accepts a strict subset of JSON (the four keys and the three
+// lease keys spelled exactly, each once; printable-ASCII strings without
+// escapes; no null); anything else is left to encoding/json, whose result
+// and error messages stay the reference (Decode).
+
+// appendState appends st as the state file's JSON (st normalized); ok is
+// false when an address has no text form (encoding/json then reports it).
+func appendState(b []byte, st *allocator.State) (_ []byte, ok bool) {
+	ok = true
+	b = append(b, `{"version":`...)
+	b = strconv.AppendInt(b, int64(st.Version), 10)
+	b = append(b, `,"network":`...)
+	b = appendString(b, st.Network)
+	b = append(b, `,"leases":[`...)
+	for i, l := range st.Leases {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, "\n{\"containerID\":"...)
+		b = appendString(b, l.ContainerID)
+		b = append(b, `,"ifname":`...)
+		b = appendString(b, l.IfName)
+		b = append(b, `,"ips":`...)
+		if l.IPs == nil {
+			b = append(b, "null"...)
+		} else {
+			b = append(b, '[')
+			for j, a := range l.IPs {
+				if j > 0 {
+					b = append(b, ',')
+				}
+				b, ok = appendIP(b, a, ok)
+			}
+			b = append(b, ']')
+		}
+		b = append(b, '}')
+	}
+	if len(st.Leases) > 0 {
+		b = append(b, '\n')
+	}
+	b = append(b, `],"lastReserved":{`...)
+	keys := make([]string, 0, len(st.LastReserved))
+	for k := range st.LastReserved {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for i, k := range keys {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = appendString(b, k)
+		b = append(b, ':')
+		b, ok = appendIP(b, st.LastReserved[k], ok)
+	}
+	return append(b, "}}\n"...), ok
+}
+
+// appendIP writes a as encoding/json does (net.IP's MarshalText: "" for
+// none, IPv4-mapped IPv6 as IPv4); ok becomes false for an address of
+// neither length.
+func appendIP(b []byte, a net.IP, ok bool) ([]byte, bool) {
+	if len(a) == 0 {
+		return append(b, `""`...), ok
+	}
+	addr, valid := netip.AddrFromSlice(a)
+	if !valid {
+		return b, false
+	}
+	b = append(b, '"')
+	b = addr.Unmap().AppendTo(b)
+	return append(b, '"'), ok
+}
+
+// appendString writes s as a JSON string: printable ASCII as is, anything
+// else through encoding/json.
+func appendString(b []byte, s string) []byte {
+	if !plainASCII(s) {
+		q, _ := json.Marshal(s) // a string always marshals
+		return append(b, q...)
+	}
+	b = append(b, '"')
+	b = append(b, s...)
+	return append(b, '"')
+}
+
+// plainASCII: printable ASCII without '"' and '\\' (nothing to escape, and
+// nothing encoding/json would escape for HTML either).
+func plainASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c < 0x20 || c > 0x7e || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
+			return false
+		}
+	}
+	return true
+}
+
+// parser reads the strict subset; any failure means "not for the fast
+// path", never "corrupt".
+type parser struct {
+	d   []byte
+	i   int
+	bad bool
+}
+
+// parseState decodes data when it is in the fast subset; ok is false
+// otherwise (then encoding/json decides).
+func parseState(data []byte) (st *allocator.State, ok bool) {
+	p := &parser{d: data}
+	st = &allocator.State{}
+	var seen [4]bool
+	p.each('{', '}', func() {
+		switch string(p.key()) {
+		case "version":
+			p.once(seen[:], 0)
+			st.Version = p.int()
+		case "network":
+			p.once(seen[:], 1)
+			st.Network = p.str()
+		case "leases":
+			p.once(seen[:], 2)
+			st.Leases = []allocator.Lease{}
+			p.each('[', ']', func() { st.Leases = append(st.Leases, p.lease()) })
+		case "lastReserved":
+			p.once(seen[:], 3)
+			st.LastReserved = p.ipMap()
+		default:
+			p.bad = true
+		}
+	})
+	p.skipSpace()
+	if p.bad || p.i != len(p.d) || seen != [4]bool{true, true, true, true} {
+		return nil, false
+	}
+	return st, true
+}
+
+// each reads open, then items separated by commas (item reads one), then
+// close.
+func (p *parser) each(open, close byte, item func()) {
+	p.expect(open)
+	if p.peek() == close {
+		p.i++
+		return
+	}
+	for !p.bad {
+		item()
+		if p.peek() == ',' {
+			p.i++
+			continue
+		}
+		p.expect(close)
+		return
+	}
+}
+
+// key reads an object key and its colon.
+func (p *parser) key() []byte {
+	k := p.raw()
+	p.expect(':')
+	return k
+}
+
+// once marks key k of an object seen; a second time is not for us.
+func (p *parser) once(seen []bool, k int) {
+	if seen[k] {
+		p.bad = true
+	}
+	seen[k] = true
+}
+
+func (p *parser) skipSpace() {
+	for p.i < len(p.d) {
+		switch p.d[p.i] {
+		case ' ', '\t', '\n', '\r':
+			p.i++
+		default:
+			return
+		}
+	}
+}
+
+// peek is the next non-space byte (0 at the end).
+func (p *parser) peek() byte {
+	p.skipSpace()
+	if p.i >= len(p.d) {
+		return 0
+	}
+	return p.d[p.i]
+}
+
+func (p *parser) expect(c byte) {
+	if p.peek() != c {
+		p.bad = true
+		return
+	}
+	p.i++
+}
+
+// raw returns the bytes of a plain string without copying.
+func (p *parser) raw() []byte {
+	p.expect('"')
+	if p.bad {
+		return nil
+	}
+	start := p.i
+	for p.i < len(p.d) {
+		c := p.d[p.i]
+		if c == '"' {
+			p.i++
+			return p.d[start : p.i-1]
+		}
+		if c < 0x20 || c > 0x7e || c == '\\' {
+			break
+		}
+		p.i++
+	}
+	p.bad = true
+	return nil
+}
+
+func (p *parser) str() string { return string(p.raw()) }
+
+func (p *parser) int() int {
+	p.skipSpace()
+	start := p.i
+	for p.i < len(p.d) && p.d[p.i] >= '0' && p.d[p.i] <= '9' {
+		p.i++
+	}
+	if p.i == start || (p.d[start] == '0' && p.i-start > 1) || p.i-start > 9 {
+		p.bad = true
+		return 0
+	}
+	n, _ := strconv.Atoi(string(p.d[start:p.i]))
+	return n
+}
+
+// ip parses a non-empty address as net.IP's UnmarshalText does.
+func (p *parser) ip() net.IP {
+	s := p.raw()
+	if p.bad {
+		return nil
+	}
+	a := net.ParseIP(string(s))
+	if a == nil {
+		p.bad = true
+	}
+	return a
+}
+
+func (p *parser) lease() allocator.Lease {
+	var l allocator.Lease
+	var seen [3]bool
+	p.each('{', '}', func() {
+		switch string(p.key()) {
+		case "containerID":
+			p.once(seen[:], 0)
+			l.ContainerID = p.str()
+		case "ifname":
+			p.once(seen[:], 1)
+			l.IfName = p.str()
+		case "ips":
+			p.once(seen[:], 2)
+			l.IPs = make([]net.IP, 0, 2)
+			p.each('[', ']', func() { l.IPs = append(l.IPs, p.ip()) })
+		default:
+			p.bad = true
+		}
+	})
+	if seen != [3]bool{true, true, true} {
+		p.bad = true
+	}
+	return l
+}
+
+func (p *parser) ipMap() map[string]net.IP {
+	out := map[string]net.IP{}
+	p.each('{', '}', func() {
+		k := string(p.key())
+		if _, dup := out[k]; dup {
+			p.bad = true
+		}
+		out[k] = p.ip()
+	})
+	return out
+}
