@@ -46,6 +46,7 @@ type options struct {
 	concurrent            int
 	leases                []int
 	quick, render         bool
+	only                  string // "", "chains" or "ipam"
 }
 
 func main() {
@@ -61,8 +62,13 @@ func main() {
 	flag.StringVar(&leases, "leases", "", "leases held for the IPAM curve (default 10,1000,4000; -quick 10,500)")
 	flag.BoolVar(&o.quick, "quick", false, "a smoke run: few iterations and small levels (the numbers mean little)")
 	flag.BoolVar(&o.render, "render", false, "do not measure: render results.json of -out again")
+	flag.StringVar(&o.only, "only", "", `measure only "chains" or only "ipam"`)
 	flag.Parse()
 	o.defaults(levels, leases)
+	if o.only != "" && o.only != "chains" && o.only != "ipam" {
+		fmt.Fprintf(os.Stderr, "bench: -only %q: want chains or ipam\n", o.only)
+		os.Exit(2)
+	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()

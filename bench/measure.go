@@ -146,16 +146,38 @@ func measure(ctx context.Context, o options) (*Results, error) {
 	}
 	defer lab.Close()
 
+	if o.only != "ipam" {
+		if err := measureChains(ctx, o, res, lab, bin, ref, root); err != nil {
+			return nil, err
+		}
+	}
+	if o.only != "chains" {
+		logf("IPAM: lockfile-ipam and host-local holding %v leases", o.leases)
+		node, err := lab.AddNode("ipam")
+		if err != nil {
+			return nil, err
+		}
+		if res.IPAM, err = ipamCurve(ctx, lab, node, bin, ref, filepath.Join(root, "ipam"), o.leases, o.iterations); err != nil {
+			return nil, err
+		}
+	}
+	res.Machine.LoadAfter = loadavg()
+	res.Seconds = time.Since(start).Seconds()
+	return res, nil
+}
+
+// measureChains fills res.Chains.
+func measureChains(ctx context.Context, o options, res *Results, lab *netsim.Lab, bin, ref, root string) error {
 	sp, err := specs(bin, ref, root)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	res.Chains = make([]ChainResult, len(sp))
 	var chains []*live
 	for i, s := range sp {
 		l, err := setUp(ctx, lab, s, root)
 		if err != nil {
-			return nil, err
+			return err
 		}
 		res.Chains[i] = ChainResult{Name: s.Name, Desc: s.Desc}
 		l.res = &res.Chains[i] // res.Chains never grows: the pointer stays valid
@@ -163,7 +185,7 @@ func measure(ctx context.Context, o options) (*Results, error) {
 	}
 	for _, l := range chains {
 		if err := l.warmUp(ctx); err != nil {
-			return nil, err
+			return err
 		}
 	}
 	var ok []*live
@@ -177,7 +199,7 @@ func measure(ctx context.Context, o options) (*Results, error) {
 	for _, l := range ok {
 		a, d, err := l.concurrent(ctx, o.concurrent)
 		if err != nil {
-			return nil, err
+			return err
 		}
 		l.res.ConcurrentAdd, l.res.ConcurrentDel = ms(a), ms(d)
 	}
@@ -186,7 +208,7 @@ func measure(ctx context.Context, o options) (*Results, error) {
 		logf("level %d pods: filling", level)
 		for _, l := range ok {
 			if err := l.fill(ctx, level); err != nil {
-				return nil, err
+				return err
 			}
 		}
 		for _, l := range ok {
@@ -202,13 +224,13 @@ func measure(ctx context.Context, o options) (*Results, error) {
 				j := (i + k) % len(ok)
 				a, d, err := ok[j].cycle(ctx)
 				if err != nil {
-					return nil, err
+					return err
 				}
 				adds[j] = append(adds[j], a)
 				dels[j] = append(dels[j], d)
 			}
 			if err := ctx.Err(); err != nil {
-				return nil, err
+				return err
 			}
 		}
 		for j, l := range ok {
@@ -220,17 +242,7 @@ func measure(ctx context.Context, o options) (*Results, error) {
 		}
 	}
 
-	logf("IPAM: lockfile-ipam and host-local holding %v leases", o.leases)
-	node, err := lab.AddNode("ipam")
-	if err != nil {
-		return nil, err
-	}
-	if res.IPAM, err = ipamCurve(ctx, lab, node, bin, ref, filepath.Join(root, "ipam"), o.leases, o.iterations); err != nil {
-		return nil, err
-	}
-	res.Machine.LoadAfter = loadavg()
-	res.Seconds = time.Since(start).Seconds()
-	return res, nil
+	return nil
 }
 
 // setUp gives the chain its node and a libcni config whose execs are timed.

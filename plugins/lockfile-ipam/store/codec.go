@@ -1,6 +1,7 @@
 package store
 
 import (
+	"bytes"
 	"encoding/json"
 	"net"
 	"net/netip"
@@ -121,18 +122,28 @@ func plainASCII(s string) bool {
 // path", never "corrupt".
 type parser struct {
 	d   []byte
+	s   string // d as one string: every decoded string is a piece of it
 	i   int
 	bad bool
+	// ips hands out the decoded addresses, 16 bytes each, from shared
+	// chunks instead of one allocation per address; ipSlots holds the
+	// leases' address lists; leaseCap is the expected number of leases.
+	ips      []byte
+	ipSlots  []net.IP
+	leaseCap int
 }
 
 // parseState decodes data when it is in the fast subset; ok is false
 // otherwise (then encoding/json decides).
 func parseState(data []byte) (st *allocator.State, ok bool) {
-	p := &parser{d: data}
+	p := &parser{d: data, s: string(data)}
+	// Sized once: a lease per "containerID", about two addresses each.
+	p.leaseCap = bytes.Count(data, []byte(`"containerID"`))
+	p.ipSlots = make([]net.IP, 0, 2*p.leaseCap)
 	st = &allocator.State{}
 	var seen [4]bool
 	p.each('{', '}', func() {
-		switch string(p.key()) {
+		switch p.key() {
 		case "version":
 			p.once(seen[:], 0)
 			st.Version = p.int()
@@ -141,7 +152,7 @@ func parseState(data []byte) (st *allocator.State, ok bool) {
 			st.Network = p.str()
 		case "leases":
 			p.once(seen[:], 2)
-			st.Leases = []allocator.Lease{}
+			st.Leases = make([]allocator.Lease, 0, p.leaseCap)
 			p.each('[', ']', func() { st.Leases = append(st.Leases, p.lease()) })
 		case "lastReserved":
 			p.once(seen[:], 3)
@@ -177,8 +188,8 @@ func (p *parser) each(open, close byte, item func()) {
 }
 
 // key reads an object key and its colon.
-func (p *parser) key() []byte {
-	k := p.raw()
+func (p *parser) key() string {
+	k := p.str()
 	p.expect(':')
 	return k
 }
@@ -219,18 +230,18 @@ func (p *parser) expect(c byte) {
 	p.i++
 }
 
-// raw returns the bytes of a plain string without copying.
-func (p *parser) raw() []byte {
+// str reads a plain string; it returns a piece of p.s, not a copy.
+func (p *parser) str() string {
 	p.expect('"')
 	if p.bad {
-		return nil
+		return ""
 	}
 	start := p.i
 	for p.i < len(p.d) {
 		c := p.d[p.i]
 		if c == '"' {
 			p.i++
-			return p.d[start : p.i-1]
+			return p.s[start : p.i-1]
 		}
 		if c < 0x20 || c > 0x7e || c == '\\' {
 			break
@@ -238,10 +249,8 @@ func (p *parser) raw() []byte {
 		p.i++
 	}
 	p.bad = true
-	return nil
+	return ""
 }
-
-func (p *parser) str() string { return string(p.raw()) }
 
 func (p *parser) int() int {
 	p.skipSpace()
@@ -257,24 +266,32 @@ func (p *parser) int() int {
 	return n
 }
 
-// ip parses a non-empty address as net.IP's UnmarshalText does.
+// ip parses a non-empty address as net.IP's UnmarshalText (net.ParseIP)
+// does: 16 bytes, IPv4 as IPv4-mapped; no zone.
 func (p *parser) ip() net.IP {
-	s := p.raw()
+	s := p.str()
 	if p.bad {
 		return nil
 	}
-	a := net.ParseIP(string(s))
-	if a == nil {
+	a, err := netip.ParseAddr(s)
+	if err != nil || a.Zone() != "" {
 		p.bad = true
+		return nil
 	}
-	return a
+	if len(p.ips)+net.IPv6len > cap(p.ips) {
+		p.ips = make([]byte, 0, 256*net.IPv6len)
+	}
+	b := a.As16()
+	n := len(p.ips)
+	p.ips = append(p.ips, b[:]...)
+	return net.IP(p.ips[n : n+net.IPv6len : n+net.IPv6len])
 }
 
 func (p *parser) lease() allocator.Lease {
 	var l allocator.Lease
 	var seen [3]bool
 	p.each('{', '}', func() {
-		switch string(p.key()) {
+		switch p.key() {
 		case "containerID":
 			p.once(seen[:], 0)
 			l.ContainerID = p.str()
@@ -283,8 +300,22 @@ func (p *parser) lease() allocator.Lease {
 			l.IfName = p.str()
 		case "ips":
 			p.once(seen[:], 2)
-			l.IPs = make([]net.IP, 0, 2)
-			p.each('[', ']', func() { l.IPs = append(l.IPs, p.ip()) })
+			// The lease's addresses are consecutive slots of p.ipSlots
+			// (a fresh array when they run out), capped so that an
+			// append to one lease never writes into the next.
+			if cap(p.ipSlots)-len(p.ipSlots) < 2 {
+				p.ipSlots = make([]net.IP, 0, 64)
+			}
+			n := len(p.ipSlots)
+			p.each('[', ']', func() {
+				if len(p.ipSlots) == cap(p.ipSlots) { // more than the slots left: copy to fresh ones
+					old := p.ipSlots[n:]
+					p.ipSlots = append(make([]net.IP, 0, 2*len(old)+64), old...)
+					n = 0
+				}
+				p.ipSlots = append(p.ipSlots, p.ip())
+			})
+			l.IPs = p.ipSlots[n:len(p.ipSlots):len(p.ipSlots)]
 		default:
 			p.bad = true
 		}
@@ -298,7 +329,7 @@ func (p *parser) lease() allocator.Lease {
 func (p *parser) ipMap() map[string]net.IP {
 	out := map[string]net.IP{}
 	p.each('{', '}', func() {
-		k := string(p.key())
+		k := p.key()
 		if _, dup := out[k]; dup {
 			p.bad = true
 		}

@@ -2,6 +2,7 @@ package store
 
 import (
 	"encoding/json"
+	"fmt"
 	"net"
 	"reflect"
 	"testing"
@@ -59,12 +60,21 @@ func TestFastDecodeMatchesEncodingJSON(t *testing.T) {
 	plain.LastReserved["10.0.0.1-10.0.0.254"] = net.ParseIP("10.0.0.2").To4()
 	encoded, _ := Encode(plain)
 	indented, _ := json.MarshalIndent(plain, "", "  ") // what earlier versions wrote
+	// Three range sets: more addresses per lease than the parser's slots
+	// per lease, so it has to move them.
+	three := allocator.NewState("net1")
+	for i := 0; i < 40; i++ {
+		three.Leases = append(three.Leases, allocator.Lease{ContainerID: fmt.Sprintf("c%02d", i), IfName: "eth0",
+			IPs: []net.IP{net.IPv4(10, 0, 0, byte(i)).To4(), net.IPv4(10, 1, 0, byte(i)).To4(), net.ParseIP(fmt.Sprintf("fd00::%x", i))}})
+	}
+	threeIPs, _ := Encode(three)
 	for _, c := range []struct {
 		name string
 		data string
 		fast bool // the fast parser must take it
 	}{
 		{"encoded", string(encoded), true},
+		{"three addresses per lease", string(threeIPs), true},
 		{"indented (earlier versions)", string(indented), true},
 		{"empty", `{"version":1,"network":"net1","leases":[],"lastReserved":{}}`, true},
 		{"keys in another order", `{"lastReserved":{},"leases":[{"ips":["10.0.0.2"],"ifname":"eth0","containerID":"a"}],"network":"net1","version":1}`, true},
