@@ -41,6 +41,7 @@ import (
 // options is the command line.
 type options struct {
 	bin, ref, out, readme string
+	state                 string // parent of the state dirs ("": /dev/shm when tmpfs)
 	iterations            int
 	levels                []int
 	concurrent            int
@@ -55,6 +56,7 @@ func main() {
 	flag.StringVar(&o.bin, "bin", "bin", "directory of our plugin binaries (make build)")
 	flag.StringVar(&o.ref, "ref", "", "directory of the reference plugins (default: $VXVRF_REF_BIN, .tools/cni, else built)")
 	flag.StringVar(&o.out, "out", filepath.Join("bench", "results"), "results directory")
+	flag.StringVar(&o.state, "state", "", "parent directory of the plugins' state and IPAM data (default /dev/shm when it is a tmpfs, like a node's /run; else the temp dir)")
 	flag.StringVar(&o.readme, "readme", "README.md", "README whose bench block is rewritten (empty: none)")
 	flag.IntVar(&o.iterations, "n", 0, "timed ADD+DEL per chain and level (default 30, -quick 3)")
 	flag.StringVar(&levels, "levels", "", "pods already attached when measuring (default 0,50,100,250; -quick 0,5)")

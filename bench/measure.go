@@ -10,6 +10,8 @@ import (
 	"strings"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/vxvrf/cni/pkg/chain"
 	"github.com/vxvrf/cni/pkg/netsim"
 	"github.com/vxvrf/cni/pkg/testutil"
@@ -26,6 +28,8 @@ type Results struct {
 	Chains     []ChainResult `json:"chains"`
 	IPAM       []IPAMResult  `json:"ipam"`
 	Seconds    float64       `json:"seconds"` // the whole run
+	// StateFS is the file system the plugins' state and IPAM data lived on.
+	StateFS string `json:"stateFS"`
 }
 
 // Machine is where the run happened.
@@ -135,11 +139,12 @@ func measure(ctx context.Context, o options) (*Results, error) {
 			return nil, err
 		}
 	}
-	root, err := os.MkdirTemp("", "vxvrf-bench-")
+	root, fs, err := stateRoot(o.state)
 	if err != nil {
 		return nil, err
 	}
 	defer os.RemoveAll(root)
+	res.StateFS = fs
 	lab, err := netsim.New("bn")
 	if err != nil {
 		return nil, err
@@ -367,4 +372,40 @@ func readResults(path string) (*Results, error) {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
 	return &r, nil
+}
+
+// stateRoot is a fresh directory for every state and IPAM data dir: under
+// dir when given, else under /dev/shm when it is a tmpfs (a node's /run,
+// where conflist/vxvrf.conflist keeps its state, is one), else under the
+// temp dir. fs names the file system.
+func stateRoot(dir string) (root, fs string, err error) {
+	if dir == "" {
+		dir = os.TempDir()
+		var st unix.Statfs_t
+		if unix.Statfs("/dev/shm", &st) == nil && st.Type == unix.TMPFS_MAGIC {
+			dir = "/dev/shm"
+		}
+	}
+	if root, err = os.MkdirTemp(dir, "vxvrf-bench-"); err != nil {
+		return "", "", err
+	}
+	fs = "unknown"
+	var st unix.Statfs_t
+	if unix.Statfs(root, &st) == nil {
+		switch st.Type {
+		case unix.TMPFS_MAGIC:
+			fs = "tmpfs"
+		case unix.EXT4_SUPER_MAGIC:
+			fs = "ext4"
+		case unix.XFS_SUPER_MAGIC:
+			fs = "xfs"
+		case unix.BTRFS_SUPER_MAGIC:
+			fs = "btrfs"
+		case unix.OVERLAYFS_SUPER_MAGIC:
+			fs = "overlayfs"
+		default:
+			fs = fmt.Sprintf("0x%x", st.Type)
+		}
+	}
+	return root, fmt.Sprintf("%s (%s)", fs, dir), nil
 }

@@ -30,9 +30,9 @@ func renderMarkdown(r *Results, imgDir string) string {
 	if r.Quick {
 		mode = "**quick smoke run: too few iterations for the numbers to mean much**"
 	}
-	w("Measured by `make bench` (`go run ./bench`) on %s, %s: %d CPUs (%s), kernel %s, %s; load average %s before, %s after; %d ADD+DEL per chain and level, run took %.0f s.\n\n",
+	w("Measured by `make bench` (`go run ./bench`) on %s, %s: %d CPUs (%s), kernel %s, %s; load average %s before, %s after; state and IPAM data on %s; %d ADD+DEL per chain and level, run took %.0f s.\n\n",
 		r.Date, mode, r.Machine.CPUs, r.Machine.CPU, r.Machine.Kernel, r.Machine.Go,
-		r.Machine.LoadBefore, r.Machine.LoadAfter, r.Iterations, r.Seconds)
+		r.Machine.LoadBefore, r.Machine.LoadAfter, r.StateFS, r.Iterations, r.Seconds)
 	w("Times in ms: median [p10–p90] of one ADD or DEL through libcni, every chain on its own node namespace of one lab, measured in turn iteration by iteration.\n\n")
 
 	w("| chain | ADD | DEL | ADD+DEL (medians) | first ADD |\n|---|---|---|---|---|\n")

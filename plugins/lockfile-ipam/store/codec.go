@@ -236,17 +236,16 @@ func (p *parser) str() string {
 	if p.bad {
 		return ""
 	}
-	start := p.i
-	for p.i < len(p.d) {
-		c := p.d[p.i]
+	rest := p.d[p.i:]
+	for j, c := range rest {
 		if c == '"' {
-			p.i++
-			return p.s[start : p.i-1]
+			s := p.s[p.i : p.i+j]
+			p.i += j + 1
+			return s
 		}
 		if c < 0x20 || c > 0x7e || c == '\\' {
 			break
 		}
-		p.i++
 	}
 	p.bad = true
 	return ""
