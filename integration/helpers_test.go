@@ -276,10 +276,14 @@ func (e *env) leftovers(pods ...*pod) []string {
 func (e *env) present(p *pod) {
 	e.t.Helper()
 	left := strings.Join(e.leftovers(p), "\n")
-	for _, want := range []string{"host veth", "iptables", "state file", "libcni cache entry", "the pod still has"} {
+	for _, want := range []string{"host veth", "state file", "libcni cache entry", "the pod still has"} {
 		if !strings.Contains(left, want) {
 			e.t.Errorf("%s is attached but leftovers sees no %q:\n%s", p.rt.ContainerID, want, left)
 		}
+	}
+	// The firewall state, in whichever backend auto picked.
+	if !strings.Contains(left, "iptables") && !strings.Contains(left, "nftables element") {
+		e.t.Errorf("%s is attached but leftovers sees no firewall state:\n%s", p.rt.ContainerID, left)
 	}
 }
 

@@ -118,13 +118,20 @@ func TestSwapTuningFirewall(t *testing.T) {
 // TestSwapPortmap: the reference portmap after our chain; a hostPort on
 // the node reaches a TCP listener in the pod from the node, the underlay,
 // another pod, the pod itself (hairpin, portmap's SNAT) and 127.0.0.1.
+// It runs with each sysctl-firewall backend.
 func TestSwapPortmap(t *testing.T) {
 	t.Parallel()
+	for _, be := range []string{"iptables", "nftables"} {
+		t.Run(be, func(t *testing.T) { testSwapPortmap(t, be) })
+	}
+}
+
+func testSwapPortmap(t *testing.T, be string) {
 	ref := testutil.ReferencePlugins(t, "portmap")
-	e := newEnv(t, "sw-pm", []string{ref}, appendPlugins(map[string]any{
+	e := newEnv(t, "sw-pm-"+be[:1], []string{ref}, appendPlugins(map[string]any{
 		"type": "portmap", "backend": "iptables", "snat": true,
 		"capabilities": map[string]any{"portMappings": true},
-	}), hairpin)
+	}), hairpin, firewallBackend(be))
 	const hostPort, podPort = 30080, 8080
 	p1 := e.newPod("p1")
 	p1.rt.CapabilityArgs = map[string]any{"portMappings": []map[string]any{
@@ -169,6 +176,18 @@ func TestSwapPortmap(t *testing.T) {
 	}
 	if _, err := dial(e.node.NetNS, hp); err == nil {
 		t.Errorf("the hostPort still answers after DEL")
+	}
+}
+
+// firewallBackend sets sysctl-firewall's backend.
+func firewallBackend(be string) edit {
+	return func(_ map[string]any, plugins []map[string]any) error {
+		sf := chain.Plugin(plugins, "sysctl-firewall")
+		if sf == nil {
+			return errors.New("default conflist has no sysctl-firewall")
+		}
+		sf["backend"] = be
+		return nil
 	}
 }
 

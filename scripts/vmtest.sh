@@ -43,11 +43,13 @@ CACHE=${VMTEST_CACHE:-/var/cache/vxvrf-vmtest}
 KPKG=linux-image-amd64
 # br_netfilter is loaded at boot as on a Kubernetes node (and as built into
 # the development kernel): sysctl-firewall's anti-spoofing on a bridge needs
-# net.bridge.bridge-nf-call-iptables.
+# net.bridge.bridge-nf-call-iptables. nft_meta_bridge: the meta expression
+# of the bridge family (sysctl-firewall's nftables backend filters bridged
+# frames in a bridge table; a node loads it on demand, the guest cannot).
 BOOT_MODULES="vrf vxlan bridge veth br_netfilter"
 EXTRA_MODULES="dummy macvlan 8021q xfrm_user
  nf_tables nft_compat nft_ct nft_nat nft_masq nft_chain_nat nft_fib_inet nft_fib_ipv4 nft_fib_ipv6
- nft_reject_inet nft_limit nf_conntrack_netlink nfnetlink
+ nft_reject_inet nft_limit nf_conntrack_netlink nfnetlink nft_meta_bridge
  ip_tables ip6_tables iptable_filter iptable_nat iptable_mangle iptable_raw
  ip6table_filter ip6table_nat ip6table_mangle ip6table_raw
  xt_comment xt_conntrack xt_MASQUERADE xt_nat xt_mark xt_connmark xt_CT xt_tcpudp xt_multiport

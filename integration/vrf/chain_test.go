@@ -15,6 +15,7 @@ import (
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
+	"github.com/vxvrf/cni/pkg/chain"
 	"github.com/vxvrf/cni/pkg/naming"
 	"github.com/vxvrf/cni/pkg/netsim"
 	"github.com/vxvrf/cni/pkg/testutil"
@@ -30,6 +31,8 @@ type tenant struct {
 	// firewall appends sysctl-firewall (masquerade, anti-spoofing): the
 	// default five-stage chain.
 	firewall bool
+	// fwExtra are more keys of sysctl-firewall (backend, conntrackZone).
+	fwExtra map[string]any
 }
 
 func (tn tenant) conflist(t *testing.T) []byte {
@@ -67,7 +70,11 @@ func (tn tenant) conflist(t *testing.T) []byte {
 		},
 	}
 	if tn.firewall {
-		c["plugins"] = append(c["plugins"].([]any), map[string]any{"type": "sysctl-firewall", "masquerade": true, "antiSpoofing": true})
+		fw := map[string]any{"type": "sysctl-firewall", "masquerade": true, "antiSpoofing": true}
+		for k, v := range tn.fwExtra {
+			fw[k] = v
+		}
+		c["plugins"] = append(c["plugins"].([]any), fw)
 	}
 	b, err := json.Marshal(c)
 	if err != nil {
@@ -442,31 +449,60 @@ func TestNodeReachesPodVRF(t *testing.T) {
 }
 
 // TestFullChainVRF: the default five-stage chain (… → sysctl-firewall with
-// masquerade and anti-spoofing) on a VRF network: ADD installs the
-// attachment's iptables rules, the pod still reaches its gateway, CHECK
-// passes, DEL removes the rules.
+// masquerade and anti-spoofing) on a VRF network, with each firewall
+// backend: ADD installs the attachment's rules (iptables) or elements
+// (nftables; it has no conntrack zones, so the zone is turned off), the
+// pod still reaches its gateway, CHECK passes, DEL removes them.
 func TestFullChainVRF(t *testing.T) {
-	lab, node := vrfNode(t, "vm-fc")
-	pod := testutil.AddNS(t, lab, "p1")
-	tn := tenant{name: "vmfw", table: 130, vni: 130, subnets: []string{"10.130.0.0/24"}, firewall: true}
-	conf := tn.conflist(t)
-	r := newRuntime(t, node)
-	ip := podIPs(t, r.add(conf, pod))[0]
-	tag := naming.AttachmentTag(tn.name, r.rt(pod).ContainerID, "eth0")
-	if out := in(t, node.NS, "iptables-save"); !strings.Contains(out, tag) {
-		t.Fatalf("no iptables rule tagged %q after ADD:\n%s", tag, out)
-	}
-	if err := ping(t, pod, "", ip.Gateway); err != nil {
-		t.Fatalf("pod → gateway through the firewall: %v", err)
-	}
-	if err := r.check(conf, pod); err != nil {
-		t.Fatalf("CHECK: %v", err)
-	}
-	if err := r.del(conf, pod); err != nil {
-		t.Fatalf("DEL: %v", err)
-	}
-	if out := in(t, node.NS, "iptables-save"); strings.Contains(out, tag) {
-		t.Fatalf("rules tagged %q left after DEL:\n%s", tag, out)
+	for _, be := range []string{"iptables", "nftables"} {
+		t.Run(be, func(t *testing.T) {
+			lab, node := vrfNode(t, "vm-fc-"+be[:1])
+			pod := testutil.AddNS(t, lab, "p1")
+			extra := map[string]any{"backend": be}
+			if be == "nftables" {
+				extra["conntrackZone"] = 0
+			}
+			tn := tenant{name: "vmfw", table: 130, vni: 130, subnets: []string{"10.130.0.0/24"}, firewall: true, fwExtra: extra}
+			conf := tn.conflist(t)
+			r := newRuntime(t, node)
+			ip := podIPs(t, r.add(conf, pod))[0]
+			cid := r.rt(pod).ContainerID
+			state := func() string {
+				if be == "iptables" {
+					tag := naming.AttachmentTag(tn.name, cid, "eth0")
+					if out := in(t, node.NS, "iptables-save"); strings.Contains(out, tag) {
+						return out
+					}
+					return ""
+				}
+				objs, err := chain.NftObjects(node.NetNS)
+				if err != nil {
+					t.Fatal(err)
+				}
+				var out []string
+				for _, o := range objs {
+					if o.Comment == naming.NftTag(tn.name, cid, "eth0") {
+						out = append(out, o.String())
+					}
+				}
+				return strings.Join(out, "\n")
+			}
+			if state() == "" {
+				t.Fatalf("no %s state of the attachment after ADD", be)
+			}
+			if err := ping(t, pod, "", ip.Gateway); err != nil {
+				t.Fatalf("pod → gateway through the firewall: %v", err)
+			}
+			if err := r.check(conf, pod); err != nil {
+				t.Fatalf("CHECK: %v", err)
+			}
+			if err := r.del(conf, pod); err != nil {
+				t.Fatalf("DEL: %v", err)
+			}
+			if s := state(); s != "" {
+				t.Fatalf("%s state left after DEL:\n%s", be, s)
+			}
+		})
 	}
 }
 

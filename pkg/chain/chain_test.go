@@ -126,3 +126,22 @@ func TestPodIPs(t *testing.T) {
 		t.Errorf("PodIPs = %v, want only 10.0.0.2", got)
 	}
 }
+
+func TestNftLeftovers(t *testing.T) {
+	objs := []NftObject{
+		{Family: "inet", Set: "fwd4", Comment: naming.NftTag("n", "c1", "eth0")},
+		{Family: "inet", Set: "fwd4", Comment: naming.NftTag("other", "c1", "eth0")},
+		{Family: "inet", Chain: naming.NftMasqChain("n", "x")},
+		{Family: "inet", Chain: naming.NftMasqChain("other", "x")},
+		{Family: "inet", Chain: "forward"},
+	}
+	if got := nftLeftovers(objs, "n", "c1", "eth0"); len(got) != 1 {
+		t.Fatalf("attachment: %v", got)
+	}
+	if got := nftLeftovers(objs, "n", "c2", "eth0"); len(got) != 0 {
+		t.Fatalf("other attachment: %v", got)
+	}
+	if got := nftLeftovers(objs, "n", "", ""); len(got) != 2 {
+		t.Fatalf("network: %v", got)
+	}
+}

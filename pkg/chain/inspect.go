@@ -96,7 +96,8 @@ func StateFiles(dirs ...string) map[string]string {
 }
 
 // Leftovers lists what of the attachments remains: host veth or a link
-// tagged for them, iptables chains and tagged rules, routes to their
+// tagged for them, iptables chains and tagged rules, nftables elements
+// commented with their tag, routes to their
 // addresses, state files under stateDirs that name the container, the
 // libcni cache entry, and the pod interface.
 func (c *Chain) Leftovers(node *netsim.NS, atts []Attachment, stateDirs ...string) []string {
@@ -119,6 +120,10 @@ func (c *Chain) Leftovers(node *netsim.NS, atts []Attachment, stateDirs ...strin
 		routes += string(out)
 	}
 	files := StateFiles(stateDirs...)
+	nft, err := NftObjects(node.NetNS)
+	if err != nil {
+		left = append(left, "nftables: "+err.Error())
+	}
 	for _, a := range atts {
 		rt := a.RT.libcni()
 		cid, ifn := rt.ContainerID, rt.IfName
@@ -137,6 +142,7 @@ func (c *Chain) Leftovers(node *netsim.NS, atts []Attachment, stateDirs ...strin
 				left = append(left, fmt.Sprintf("%s: iptables %s", cid, l))
 			}
 		}
+		left = append(left, nftLeftovers(nft, network, cid, ifn)...)
 		for _, ip := range a.IPs {
 			for _, l := range strings.Split(routes, "\n") {
 				for _, f := range strings.Fields(l) {
@@ -167,7 +173,9 @@ func (c *Chain) Leftovers(node *netsim.NS, atts []Attachment, stateDirs ...strin
 
 // NetworkLeftovers lists what remains of the network itself once it has no
 // attachments and GC ran with an empty list: its bridge and VRF, links
-// tagged for it, and its iptables rules (the empty project hooks may stay).
+// tagged for it, its iptables rules (the empty project hooks may stay),
+// and its nftables elements and masquerade chains (the node-wide tables,
+// sets and base chains may stay).
 func (c *Chain) NetworkLeftovers(node *netsim.NS) []string {
 	var left []string
 	network := c.List.Name
@@ -187,5 +195,9 @@ func (c *Chain) NetworkLeftovers(node *netsim.NS) []string {
 	for _, l := range NetworkRules(rules, network) {
 		left = append(left, "iptables "+l)
 	}
-	return left
+	nft, err := NftObjects(node.NetNS)
+	if err != nil {
+		left = append(left, "nftables: "+err.Error())
+	}
+	return append(left, nftLeftovers(nft, network, "", "")...)
 }

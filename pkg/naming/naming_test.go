@@ -75,3 +75,18 @@ func TestCheckAttachmentLimits(t *testing.T) {
 		t.Error("tag of 256 bytes accepted")
 	}
 }
+
+func TestNftNames(t *testing.T) {
+	a, b := NftTag("net", "c1", "eth0"), NftTag("net", "c2", "eth0")
+	if a == b || !strings.HasPrefix(a, NftNetworkTag("net")) || NftNetworkTag("net") == NftNetworkTag("net2") {
+		t.Fatalf("tags %q %q", a, b)
+	}
+	long := strings.Repeat("n", 128)
+	if n := len(NftTag(long, strings.Repeat("c", 200), "eth0")); n > 64 {
+		t.Fatalf("tag of a long attachment is %d bytes", n)
+	}
+	m := NftMasqChain("net", "ipv4 10.0.0.0/24 !br0")
+	if !strings.HasPrefix(m, NftMasqPrefix("net")) || m == NftMasqChain("net", "ipv4 10.0.1.0/24 !br0") {
+		t.Fatalf("masq chain %q", m)
+	}
+}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"net"
 	"os"
 	"path/filepath"
@@ -18,8 +19,12 @@ import (
 // anti-spoofing the pod still reaches its IPv6 gateway (neighbour
 // discovery from link-local and :: passes) while a spoofed source does not.
 func TestDualStack(t *testing.T) {
+	forBackends(t, testDualStack)
+}
+
+func testDualStack(t *testing.T, be string) {
 	testutil.RequireRoot(t)
-	n := newNode(t, "sf-v6")
+	n := newNode(t, labFor("sf-v6", be))
 	n.sh(t, "ip", "-6", "addr", "add", "fd66::1/64", "dev", bridge, "nodad")
 	p := n.addPod(t, "p", "sfh-v6", "10.66.0.30/24")
 	for _, c := range [][]string{
@@ -42,20 +47,37 @@ func TestDualStack(t *testing.T) {
 	}
 	cid := "sf-v6"
 	chain := naming.AttachmentChain(testNet, cid, "eth0")
-	conf := config(t, "1.1.0", map[string]any{"antiSpoofing": true, "masquerade": true}, prev)
+	conf := config(t, "1.1.0", with(be, map[string]any{"antiSpoofing": true, "masquerade": true}), prev)
 	n.mustRun(t, "ADD", cid, p, conf)
-	s6 := n.sh(t, "ip6tables-save")
-	for _, want := range []string{
-		"-A " + chain + " -s fd66::30/128 -j ACCEPT",
-		"-A " + chain + " -s fd66::30/128 ! -d fd66::/64 ! -o " + bridge + " -j MASQUERADE",
-		"-A " + chain + " ! -s fd66::30/128 -m physdev --physdev-in sfh-v6 -j DROP",
-	} {
-		if !strings.Contains(s6, want) {
-			t.Fatalf("ip6tables-save lacks %q:\n%s", want, s6)
+	if be == BackendIPTables {
+		s6 := n.sh(t, "ip6tables-save")
+		for _, want := range []string{
+			"-A " + chain + " -s fd66::30/128 -j ACCEPT",
+			"-A " + chain + " -s fd66::30/128 ! -d fd66::/64 ! -o " + bridge + " -j MASQUERADE",
+			"-A " + chain + " ! -s fd66::30/128 -m physdev --physdev-in sfh-v6 -j DROP",
+		} {
+			if !strings.Contains(s6, want) {
+				t.Fatalf("ip6tables-save lacks %q:\n%s", want, s6)
+			}
 		}
-	}
-	if got := strings.TrimSpace(n.sh(t, "cat", "/proc/sys/net/bridge/bridge-nf-call-ip6tables")); got != "1" {
-		t.Fatalf("bridge-nf-call-ip6tables = %s", got)
+		if got := strings.TrimSpace(n.sh(t, "cat", "/proc/sys/net/bridge/bridge-nf-call-ip6tables")); got != "1" {
+			t.Fatalf("bridge-nf-call-ip6tables = %s", got)
+		}
+	} else {
+		tag := naming.NftTag(testNet, cid, "eth0")
+		ip6 := fmt.Sprintf("%x", []byte(net.ParseIP("fd66::30").To16()))
+		dump := dumpNft(t, n)
+		for _, want := range []string{
+			"bridge=false fwd6 " + ip6 + hexName(bridge) + " " + tag,
+			"bridge=false masq6 " + ip6 + hexName(bridge) + " " + tag,
+			"bridge=true guard6 " + hexName("sfh-v6") + " " + tag,
+			"bridge=true allow6 " + hexName("sfh-v6") + ip6 + " " + tag,
+			"bridge=true guard4 " + hexName("sfh-v6") + " " + tag,
+		} {
+			if !strings.Contains(dump, "element "+want) {
+				t.Fatalf("nftables lacks %q:\n%s", want, dump)
+			}
+		}
 	}
 	n.mustRun(t, "CHECK", cid, p, conf)
 	// Clear the neighbour cache so the ping needs neighbour discovery again.
@@ -70,8 +92,8 @@ func TestDualStack(t *testing.T) {
 		t.Fatal("pod cannot ping its IPv4 gateway")
 	}
 	n.mustRun(t, "DEL", cid, nil, config(t, "1.1.0", nil, nil))
-	if s := n.sh(t, "ip6tables-save") + n.save(t); strings.Contains(s, chain) {
-		t.Fatalf("DEL left %s:\n%s", chain, s)
+	if s := n.attState(t, be, testNet, cid); s != "" {
+		t.Fatalf("DEL left:\n%s", s)
 	}
 }
 

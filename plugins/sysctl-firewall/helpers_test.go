@@ -1,16 +1,24 @@
 package main
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"reflect"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/containernetworking/cni/pkg/types"
 	current "github.com/containernetworking/cni/pkg/types/100"
+	"github.com/containernetworking/plugins/pkg/ns"
+	"github.com/google/nftables"
 
+	"github.com/vxvrf/cni/pkg/naming"
 	"github.com/vxvrf/cni/pkg/netsim"
 	"github.com/vxvrf/cni/pkg/testutil"
 )
@@ -105,7 +113,9 @@ func (p *pod) prevResult(t testing.TB) *current.Result {
 // prev is not nil, prevResult converted to v.
 func config(t testing.TB, v string, extra map[string]any, prev *current.Result) []byte {
 	t.Helper()
-	m := map[string]any{"cniVersion": v, "name": testNet, "type": plugin}
+	// Tests that do not name a backend test the iptables one (they read
+	// iptables-save); forBackends passes each backend explicitly.
+	m := map[string]any{"cniVersion": v, "name": testNet, "type": plugin, "backend": BackendIPTables}
 	for k, val := range extra {
 		m[k] = val
 	}
@@ -217,4 +227,160 @@ func mustJSON(t testing.TB, v any) []byte {
 		t.Fatal(err)
 	}
 	return b
+}
+
+// dumpNft lists our nftables tables in the node: chains with their rule
+// counts and every set element with its comment (the google/nftables
+// view; the machine has no nft binary).
+func dumpNft(t testing.TB, n *node) string {
+	t.Helper()
+	var b strings.Builder
+	err := n.NS.NetNS.Do(func(ns.NetNS) error {
+		c, err := nftables.New()
+		if err != nil {
+			return err
+		}
+		chains, err := c.ListChains()
+		if err != nil {
+			return err
+		}
+		for _, ch := range chains {
+			if ch.Table.Name != naming.NftTable {
+				continue
+			}
+			rules, err := c.GetRules(ch.Table, ch)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(&b, "chain %d %s %s: %d rules\n", ch.Table.Family, ch.Table.Name, ch.Name, len(rules))
+		}
+		for _, s := range append(append([]nftSet{}, inetSets...), bridgeSets...) {
+			els, err := c.GetSetElements(s.object())
+			if err != nil {
+				continue
+			}
+			for _, el := range els {
+				v := ""
+				if el.VerdictData != nil {
+					v = " -> " + el.VerdictData.Chain
+				}
+				fmt.Fprintf(&b, "element bridge=%v %s %x %s%s\n", s.bridge, s.name, el.Key, el.Comment, v)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("nftables dump: %v", err)
+	}
+	return b.String()
+}
+
+// backends are the packet filters every firewall test runs against.
+var backends = []string{BackendIPTables, BackendNftables}
+
+// forBackends runs fn as one subtest per backend.
+func forBackends(t *testing.T, fn func(t *testing.T, be string)) {
+	for _, be := range backends {
+		t.Run(be, func(t *testing.T) { fn(t, be) })
+	}
+}
+
+// labFor is a lab name per backend, so subtests never share a lab.
+func labFor(name, be string) string { return name + "-" + be[:1] }
+
+// with is extra plus the backend.
+func with(be string, extra map[string]any) map[string]any {
+	out := map[string]any{"backend": be}
+	for k, v := range extra {
+		out[k] = v
+	}
+	return out
+}
+
+// attState is what of the attachment (network, cid, eth0) the backend
+// holds in the node, one line each ("" when nothing): iptables-save lines
+// naming its chain or tag, or nftables elements commented with its tag.
+func (n *node) attState(t testing.TB, be, network, cid string) string {
+	t.Helper()
+	var lines []string
+	if be == BackendNftables {
+		tag := naming.NftTag(network, cid, "eth0")
+		for _, l := range strings.Split(dumpNft(t, n), "\n") {
+			if strings.Contains(l, tag) {
+				lines = append(lines, l)
+			}
+		}
+		return strings.Join(lines, "\n")
+	}
+	chain, tag := naming.AttachmentChain(network, cid, "eth0"), naming.AttachmentTag(network, cid, "eth0")
+	for _, l := range strings.Split(n.save(t)+n.sh(t, "ip6tables-save"), "\n") {
+		if strings.Contains(l, chain) || strings.Contains(l, tag) {
+			lines = append(lines, l)
+		}
+	}
+	return strings.Join(lines, "\n")
+}
+
+// nftDelElements deletes, behind the plugin's back, the elements of set
+// (in the bridge table when bridge) commented with the attachment's tag.
+func (n *node) nftDelElements(t testing.TB, set string, bridge bool, network, cid string) {
+	t.Helper()
+	tag := naming.NftTag(network, cid, "eth0")
+	n.nft(t, func(c *nftables.Conn) error {
+		els, err := elementsOf(c, func(s string) bool { return s == tag })
+		if err != nil {
+			return err
+		}
+		var del []found
+		for _, f := range els {
+			if f.set.name == set && f.set.bridge == bridge {
+				del = append(del, f)
+			}
+		}
+		if len(del) == 0 {
+			return fmt.Errorf("no element of %s in %s", tag, set)
+		}
+		return deleteFound(c, del)
+	})
+}
+
+// nft runs fn on an nftables connection inside the node and flushes what
+// it queued.
+func (n *node) nft(t testing.TB, fn func(c *nftables.Conn) error) {
+	t.Helper()
+	err := n.NS.NetNS.Do(func(ns.NetNS) error {
+		c, err := nftables.New()
+		if err != nil {
+			return err
+		}
+		if err := fn(c); err != nil {
+			return err
+		}
+		return c.Flush()
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// runAs runs the plugin in the node like run, as user uid (no capabilities).
+func (n *node) runAs(t testing.TB, uid uint32, cmd string, conf []byte) testutil.Outcome {
+	t.Helper()
+	dir := testutil.PluginDir(t, plugin)
+	var out testutil.Outcome
+	err := n.NS.NetNS.Do(func(ns.NetNS) error {
+		c := exec.Command(filepath.Join(dir, plugin))
+		c.Env = []string{"CNI_COMMAND=" + cmd, "CNI_PATH=" + dir, "PATH=" + os.Getenv("PATH")}
+		c.Stdin = bytes.NewReader(conf)
+		c.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uid, Gid: uid}}
+		var stdout, stderr bytes.Buffer
+		c.Stdout, c.Stderr = &stdout, &stderr
+		out.Err = c.Run()
+		out.Stdout, out.Stderr = stdout.Bytes(), stderr.Bytes()
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
 }

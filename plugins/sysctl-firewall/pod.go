@@ -1,8 +1,12 @@
 package main
 
 import (
+	"errors"
 	"fmt"
+	"io/fs"
 	"net"
+	"os"
+	"strings"
 
 	"github.com/containernetworking/cni/pkg/types"
 	current "github.com/containernetworking/cni/pkg/types/100"
@@ -29,7 +33,7 @@ type podInfo struct {
 func findPod(prev *current.Result, netnsPath, ifName string) (*podInfo, error) {
 	idx := -1
 	for i, iface := range prev.Interfaces {
-		if iface.Sandbox == netnsPath && iface.Name == ifName {
+		if iface != nil && iface.Sandbox == netnsPath && iface.Name == ifName {
 			idx = i
 			break
 		}
@@ -40,18 +44,21 @@ func findPod(prev *current.Result, netnsPath, ifName string) (*podInfo, error) {
 	}
 	pod := &podInfo{}
 	for _, ipc := range prev.IPs {
-		if ipc.Interface == nil || *ipc.Interface != idx {
+		if ipc == nil || ipc.Interface == nil || *ipc.Interface != idx {
 			continue
+		}
+		if ipc.Address.IP == nil || ipc.Address.Mask == nil {
+			return nil, cniutil.Errorf(types.ErrInvalidNetworkConfig, "prevResult ips: an address of %s has no IP or prefix", ifName)
 		}
 		a := PodAddr{IP: ipc.Address.IP}
 		a.Subnet = &net.IPNet{IP: ipc.Address.IP.Mask(ipc.Address.Mask), Mask: ipc.Address.Mask}
 		pod.Addrs = append(pod.Addrs, a)
 	}
 	peer, podIndex := 0, 0
-	err := ns.WithNetNSPath(netnsPath, func(ns.NetNS) error {
+	err := inPodNS(netnsPath, func(ns.NetNS) error {
 		link, err := netlinksafe.LinkByName(ifName)
 		if err != nil {
-			return fmt.Errorf("pod interface %s: %w", ifName, err)
+			return cniutil.Errorf(types.ErrInvalidNetworkConfig, "prevResult names pod interface %s in %s, but it is not there: %v", ifName, netnsPath, err)
 		}
 		veth, ok := link.(*netlink.Veth)
 		if !ok {
@@ -122,25 +129,58 @@ func bridgeNFKey(f Family) string {
 	return "net/bridge/bridge-nf-call-iptables"
 }
 
+// written is one sysctl ADD changed, with its old value; where is the
+// pod netns path, or "" for the node.
+type written struct {
+	where, key, old string
+}
+
+// undoList is what ADD wrote, for its rollback.
+type undoList []written
+
+// run writes the old values back, last first, pod keys inside netnsPath.
+// Best effort: the rollback of a failed ADD.
+func (u undoList) run(netnsPath string) {
+	for i := len(u) - 1; i >= 0; i-- {
+		w := u[i]
+		if w.where == "" {
+			_ = sysctl.Set(w.key, w.old)
+			continue
+		}
+		_ = inPodNS(netnsPath, func(ns.NetNS) error { return sysctl.Set(w.key, w.old) })
+	}
+}
+
 // ensurePodSysctls writes the sysctls inside the pod netns.
-func ensurePodSysctls(netnsPath string, kvs []kv) error {
+func ensurePodSysctls(netnsPath string, kvs []kv, undo *undoList) error {
 	if len(kvs) == 0 {
 		return nil
 	}
-	return ns.WithNetNSPath(netnsPath, func(ns.NetNS) error {
-		return ensureHostSysctls(kvs)
+	return inPodNS(netnsPath, func(ns.NetNS) error {
+		return ensureHostSysctls(kvs, undo, netnsPath)
 	})
 }
 
-// ensureHostSysctls writes the sysctls in the current (node) netns,
-// skipping those that already hold the value.
-func ensureHostSysctls(kvs []kv) error {
+// ensureHostSysctls writes the sysctls in the current netns (the node's,
+// or the pod's when where names it), skipping those that already hold the
+// value and recording the old value of each it writes in undo. A value
+// the kernel refuses (or reads back differently) is the config's fault:
+// code 7; only a permission error is the plugin's (999).
+func ensureHostSysctls(kvs []kv, undo *undoList, where string) error {
 	for _, s := range kvs {
-		if sysctl.Check(s.Key, s.Value) == nil {
+		old, err := sysctl.Get(s.Key)
+		if err != nil {
+			return cniutil.Errorf(types.ErrInvalidNetworkConfig, "sysctl %s cannot be read: %v", s.Key, err)
+		}
+		if old == strings.TrimSpace(s.Value) {
 			continue
 		}
+		*undo = append(*undo, written{where: where, key: s.Key, old: old})
 		if err := sysctl.Set(s.Key, s.Value); err != nil {
-			return fmt.Errorf("sysctl: %w", err)
+			if errors.Is(err, fs.ErrPermission) {
+				return fmt.Errorf("sysctl: %w", err)
+			}
+			return cniutil.Errorf(types.ErrInvalidNetworkConfig, "sysctl %s=%q not applied: %v", s.Key, s.Value, err)
 		}
 	}
 	return nil
@@ -150,7 +190,7 @@ func checkPodSysctls(netnsPath string, kvs []kv) error {
 	if len(kvs) == 0 {
 		return nil
 	}
-	return ns.WithNetNSPath(netnsPath, func(ns.NetNS) error {
+	return inPodNS(netnsPath, func(ns.NetNS) error {
 		return checkHostSysctls(kvs)
 	})
 }
@@ -169,16 +209,35 @@ func checkHostSysctls(kvs []kv) error {
 func requireSysctls(netnsPath string, pod, host []kv) error {
 	missing := func(kvs []kv, where string) error {
 		for _, s := range kvs {
-			if !sysctl.Exists(s.Key) {
+			p, err := sysctl.Path(s.Key)
+			if err != nil {
+				return cniutil.InvalidConfig(err)
+			}
+			st, err := os.Stat(p)
+			if err != nil {
 				return cniutil.Errorf(types.ErrInvalidNetworkConfig, "sysctl %s does not exist %s", s.Key, where)
+			}
+			if st.IsDir() {
+				return cniutil.Errorf(types.ErrInvalidNetworkConfig, "sysctl %s %s is a directory, not a value", s.Key, where)
 			}
 		}
 		return nil
 	}
 	if len(pod) > 0 {
-		if err := ns.WithNetNSPath(netnsPath, func(ns.NetNS) error { return missing(pod, "in the pod netns") }); err != nil {
+		if err := inPodNS(netnsPath, func(ns.NetNS) error { return missing(pod, "in the pod netns") }); err != nil {
 			return err
 		}
 	}
 	return missing(host, "on the node (antiSpoofing on a bridge needs br_netfilter)")
+}
+
+// inPodNS runs fn inside the netns at path (cniutil.InNS: a panic in fn
+// comes back as an error). A path that cannot be opened is code 4.
+func inPodNS(path string, fn func(ns.NetNS) error) error {
+	netns, err := ns.GetNS(path)
+	if err != nil {
+		return cniutil.Errorf(types.ErrInvalidEnvironmentVariables, "CNI_NETNS %q: %v", path, err)
+	}
+	defer netns.Close()
+	return cniutil.InNS(netns, fn)
 }

@@ -25,11 +25,11 @@ func attachmentOf(conf *NetConf, args *skel.CmdArgs) attachment {
 // plan is what ADD and CHECK derive from config, prevResult and the
 // kernel before changing anything.
 type plan struct {
-	pod   *podInfo
-	podKV []kv
-	hostK []kv
-	rules Rules
-	zone  Rules // the network's conntrack zone rules (empty: no zone)
+	pod     *podInfo
+	podKV   []kv
+	hostK   []kv
+	policy  *Policy
+	backend Backend
 }
 
 func makePlan(conf *NetConf, args *skel.CmdArgs, prev *current.Result) (*plan, error) {
@@ -45,24 +45,29 @@ func makePlan(conf *NetConf, args *skel.CmdArgs, prev *current.Result) (*plan, e
 	if p.podKV, err = resolveSysctls(conf.Sysctls, args.IfName); err != nil {
 		return nil, cniutil.InvalidConfig(fmt.Errorf("sysctls: %w", err))
 	}
-	if p.hostK, err = resolveSysctls(conf.HostSysctls, pod.HostVeth); err != nil {
-		return nil, cniutil.InvalidConfig(fmt.Errorf("hostSysctls: %w", err))
+	if p.hostK, err = resolveSysctls(merge(conf.HostSysctls, conf.NodeSysctls), pod.HostVeth); err != nil {
+		return nil, cniutil.InvalidConfig(fmt.Errorf("hostSysctls and nodeSysctls: %w", err))
 	}
-	p.rules = renderRules(RuleInput{
+	zone, mark, err := zoneOf(conf, pod)
+	if err != nil {
+		return nil, err
+	}
+	p.policy = &Policy{
 		Addrs:        pod.Addrs,
 		HostVeth:     pod.HostVeth,
 		Bridge:       pod.Bridge,
 		Uplink:       conf.Uplink,
 		Masquerade:   conf.Masquerade,
 		AntiSpoofing: conf.AntiSpoofing,
-	})
-	zone, mark, err := zoneOf(conf, pod)
-	if err != nil {
+		Zone:         zone,
+		Mark:         mark,
+	}
+	if p.backend, err = chooseBackend(conf.Backend, p.policy); err != nil {
 		return nil, err
 	}
-	p.zone = renderZone(ZoneInput{Network: conf.Name, Bridge: pod.Bridge, Zone: zone, Mark: mark, Families: p.rules.Families()})
-	if conf.AntiSpoofing && pod.Bridge != "" {
-		for _, f := range p.rules.Families() {
+	if p.backend.Name() == BackendIPTables && p.policy.Spoofable() && pod.Bridge != "" {
+		// iptables sees bridged frames only through br_netfilter.
+		for _, f := range p.policy.Families() {
 			p.hostK = append(p.hostK, kv{Key: bridgeNFKey(f), Value: "1"})
 		}
 	}
@@ -70,13 +75,21 @@ func makePlan(conf *NetConf, args *skel.CmdArgs, prev *current.Result) (*plan, e
 }
 
 // load is what ADD and CHECK start with: the netns guard, the config, the
-// required prevResult and the plan derived from them.
+// limits of the derived names, the required prevResult and the plan
+// derived from them. Nothing is changed.
 func load(args *skel.CmdArgs) (*NetConf, *current.Result, *plan, error) {
 	if err := cniutil.GuardNetNS(args.Netns); err != nil {
+		var e *types.Error
+		if !errors.As(err, &e) {
+			err = cniutil.Errorf(types.ErrInvalidEnvironmentVariables, "CNI_NETNS %q: %v", args.Netns, err)
+		}
 		return nil, nil, nil, err
 	}
 	conf, err := parseConfig(args.StdinData)
 	if err != nil {
+		return nil, nil, nil, err
+	}
+	if err := cniutil.CheckAttachment(args, conf.Name); err != nil {
 		return nil, nil, nil, err
 	}
 	prev, err := cniutil.RequirePrevResult(&conf.PluginConf, "sysctl-firewall")
@@ -90,7 +103,7 @@ func load(args *skel.CmdArgs) (*NetConf, *current.Result, *plan, error) {
 	return conf, prev, p, nil
 }
 
-func cmdAdd(args *skel.CmdArgs) error {
+func cmdAdd(args *skel.CmdArgs) (err error) {
 	conf, prev, p, err := load(args)
 	if err != nil {
 		return err
@@ -98,55 +111,31 @@ func cmdAdd(args *skel.CmdArgs) error {
 	if err := requireSysctls(args.Netns, p.podKV, p.hostK); err != nil {
 		return err
 	}
-	if err := ensurePodSysctls(args.Netns, p.podKV); err != nil {
+	// A failed ADD changes nothing: the sysctls written so far get their
+	// old values back.
+	var undo undoList
+	defer func() {
+		if err != nil {
+			undo.run(args.Netns)
+		}
+	}()
+	if err = ensurePodSysctls(args.Netns, p.podKV, &undo); err != nil {
 		return err
 	}
-	if err := ensureHostSysctls(p.hostK); err != nil {
+	if err = ensureHostSysctls(p.hostK, &undo, ""); err != nil {
 		return err
 	}
-	if err := ensureRules(attachmentOf(conf, args), p.rules, p.zone); err != nil {
+	if err = p.backend.Add(attachmentOf(conf, args), p.policy); err != nil {
 		return err
 	}
 	return types.PrintResult(cniutil.NewResult(prev), conf.CNIVersion)
 }
 
-// ensureRules installs the attachment's rules for every family that has
-// some and makes sure the network's zone rules are there (one
-// iptables-restore per family on the common path); on failure it removes
-// the chains it created (zone rules are the network's and stay).
-func ensureRules(a attachment, rules, zone Rules) (err error) {
-	type made struct {
-		x      *xtables
-		tables []string
-	}
-	var done []made
-	defer func() {
-		if err == nil {
-			return
-		}
-		for _, m := range done {
-			if len(m.tables) > 0 {
-				_ = m.x.del(a, m.tables, false)
-			}
-		}
-	}()
-	for _, f := range rules.Families() {
-		x := newXtables(f)
-		created, err := x.add(a, rules[f], zone[f])
-		done = append(done, made{x, created})
-		if err != nil {
-			if errors.Is(err, errAttachmentExists) {
-				return cniutil.Errorf(types.ErrInternal, "%s: %v (ADD repeated without DEL?)", f, err)
-			}
-			return fmt.Errorf("%s firewall: %w", f, err)
-		}
-	}
-	return nil
-}
-
-// cmdDel removes the attachment's chains and jumps in both families and
-// every table. It needs neither prevResult nor the netns; sysctls are not
-// restored (the pod netns goes away with the pod, the host veth too).
+// cmdDel removes the attachment's firewall state from every backend that
+// may hold some (teardownBackends). It reads only the network name from
+// the config (see teardownConf) and needs neither prevResult nor the
+// netns; sysctls are not restored (the pod netns goes away with the pod,
+// the host veth too).
 func cmdDel(args *skel.CmdArgs) error {
 	// Only the refusal of the host netns counts: a missing netns is normal.
 	if err := cniutil.GuardNetNS(args.Netns); err != nil {
@@ -155,54 +144,15 @@ func cmdDel(args *skel.CmdArgs) error {
 			return err
 		}
 	}
-	conf, err := parseConfig(args.StdinData)
+	tc, err := parseTeardown(args.StdinData)
 	if err != nil {
 		return err
 	}
-	return deleteRules(attachmentOf(conf, args), delFamilies(conf), delTables(conf))
-}
-
-// delTables are the tables this config gives rules in (filter always, nat
-// with masquerade, raw with antiSpoofing): DEL's restore deletes jump and
-// chain there and checks the other tables for a leftover chain (an ADD
-// with another config); see renderDel.
-func delTables(conf *NetConf) []string {
-	out := []string{"filter"}
-	if conf.Masquerade {
-		out = append(out, "nat")
-	}
-	if conf.AntiSpoofing {
-		out = append(out, "raw")
-	}
-	return out
-}
-
-// delFamilies is both families, or only those of prevResult's addresses
-// when DEL got a prevResult that has some (ADD derived its rules from the
-// same result, so the other family has nothing). It saves the execs of a
-// family that was never used.
-func delFamilies(conf *NetConf) []Family {
-	prev, err := cniutil.PrevResult(&conf.PluginConf)
-	if err != nil || prev == nil || len(prev.IPs) == 0 {
-		return Families
-	}
-	var out []Family
-	for _, f := range Families {
-		for _, ipc := range prev.IPs {
-			if familyOf(ipc.Address.IP) == f {
-				out = append(out, f)
-				break
-			}
-		}
-	}
-	return out
-}
-
-func deleteRules(a attachment, families []Family, tables []string) error {
+	a := attachment{Network: tc.Name, ContainerID: args.ContainerID, IfName: args.IfName}
 	var errs []error
-	for _, f := range families {
-		if err := newXtables(f).del(a, tables, true); err != nil {
-			errs = append(errs, fmt.Errorf("%s: %w", f, err))
+	for _, b := range teardownBackends() {
+		if err := b.Del(a, tc); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", b.Name(), err))
 		}
 	}
 	return errors.Join(errs...)
@@ -219,47 +169,39 @@ func cmdCheck(args *skel.CmdArgs) error {
 	if err := checkHostSysctls(p.hostK); err != nil {
 		return cniutil.Errorf(types.ErrInternal, "sysctl-firewall check: host: %v", err)
 	}
-	a := attachmentOf(conf, args)
-	for _, f := range p.rules.Families() {
-		x := newXtables(f)
-		if x.check(a, p.rules[f], p.zone[f]) {
-			continue
-		}
-		// Something is missing (or no restore): go-iptables rule by rule
-		// names the first missing piece.
-		ipt, err := x.iptables()
-		if err != nil {
+	if err := p.backend.Check(attachmentOf(conf, args), p.policy); err != nil {
+		var e *types.Error
+		if errors.As(err, &e) {
 			return err
 		}
-		if err := checkAttachment(ipt, f, a, p.rules[f]); err != nil {
-			return cniutil.Errorf(types.ErrInternal, "sysctl-firewall check: %v", err)
-		}
-		if err := checkZone(ipt, f, p.zone[f]); err != nil {
-			return cniutil.Errorf(types.ErrInternal, "sysctl-firewall check: %v", err)
-		}
+		return cniutil.Errorf(types.ErrInternal, "sysctl-firewall check (%s): %v", p.backend.Name(), err)
 	}
 	return nil
 }
 
-// cmdStatus answers 50 unless the iptables binary runs.
+// cmdStatus answers 50 unless the configured backend (auto: the one auto
+// picks on this node now) can work.
 func cmdStatus(args *skel.CmdArgs) error {
-	if _, err := parseConfig(args.StdinData); err != nil {
+	conf, err := parseConfig(args.StdinData)
+	if err != nil {
 		return err
 	}
-	if _, err := newIPTables(V4); err != nil {
-		return cniutil.Errorf(cniutil.ErrPluginNotAvailable, "sysctl-firewall: %v", err)
+	b, err := chooseBackend(conf.Backend, &Policy{})
+	if err != nil {
+		return err
+	}
+	if err := b.Status(); err != nil {
+		return statusError(b, err)
 	}
 	return nil
 }
 
-// cmdGC deletes every attachment of this network found in the project
-// chains that is not in cni.dev/valid-attachments (one restore each, for
-// the tables where its jump was found). With an empty list it also
-// removes the network's conntrack zone rules (and the node-wide restore
-// rule when no network's zone is left). Without the key it releases
-// nothing.
+// cmdGC deletes, in every backend that may hold state of ours, each
+// attachment of this network that is not in cni.dev/valid-attachments;
+// with an empty list also the network's shared objects (conntrack zone
+// rules, masquerade chains). Without the key it releases nothing.
 func cmdGC(args *skel.CmdArgs) error {
-	conf, err := parseConfig(args.StdinData)
+	tc, err := parseTeardown(args.StdinData)
 	if err != nil {
 		return err
 	}
@@ -268,32 +210,9 @@ func cmdGC(args *skel.CmdArgs) error {
 		return err
 	}
 	var errs []error
-	for _, f := range Families {
-		x := newXtables(f)
-		if x.path == "" {
-			continue
-		}
-		ipt, err := x.iptables()
-		if err != nil {
-			continue
-		}
-		found, err := listAttachments(ipt, conf.Name)
-		if err != nil {
-			errs = append(errs, fmt.Errorf("%s: %w", f, err))
-		}
-		for at, tables := range found {
-			if valid[at] {
-				continue
-			}
-			a := attachment{Network: conf.Name, ContainerID: at.ContainerID, IfName: at.IfName}
-			if err := x.del(a, tables, true); err != nil {
-				errs = append(errs, fmt.Errorf("%s %s/%s: %w", f, at.ContainerID, at.IfName, err))
-			}
-		}
-		if len(valid) == 0 {
-			if err := deleteZone(ipt, conf.Name); err != nil {
-				errs = append(errs, fmt.Errorf("%s conntrack zone: %w", f, err))
-			}
+	for _, b := range teardownBackends() {
+		if err := b.GC(tc.Name, valid); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", b.Name(), err))
 		}
 	}
 	return errors.Join(errs...)

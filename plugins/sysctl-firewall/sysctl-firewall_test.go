@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/containernetworking/cni/pkg/types"
+	"github.com/google/nftables"
 
 	"github.com/vxvrf/cni/pkg/cniutil"
 	"github.com/vxvrf/cni/pkg/naming"
@@ -23,12 +24,17 @@ func hostBridgeNF(t *testing.T) string {
 }
 
 func TestLifecycleAllVersions(t *testing.T) {
+	forBackends(t, testLifecycle)
+}
+
+func testLifecycle(t *testing.T, be string) {
 	testutil.RequireRoot(t)
 	before := hostBridgeNF(t)
-	n := newNode(t, "sf-life")
+	n := newNode(t, labFor("sf-life", be))
 	p := n.addPod(t, "p", "sfh-life", "10.66.0.5/24")
 	prev := p.prevResult(t)
 	extra := map[string]any{
+		"backend":      be,
 		"sysctls":      map[string]string{"net.ipv4.conf.IFNAME.accept_redirects": "0", "net.ipv4.ip_unprivileged_port_start": "80"},
 		"hostSysctls":  map[string]string{"net.ipv6.conf.IFNAME.accept_ra": "0"},
 		"masquerade":   true,
@@ -56,6 +62,10 @@ func TestLifecycleAllVersions(t *testing.T) {
 			}
 			if got := strings.TrimSpace(n.sh(t, "cat", "/proc/sys/net/ipv6/conf/"+p.hostVeth+"/accept_ra")); got != "0" {
 				t.Fatalf("host veth accept_ra = %s", got)
+			}
+			if be == BackendNftables {
+				lifecycleNft(t, n, p, v, cid, conf)
+				return
 			}
 			if got := strings.TrimSpace(n.sh(t, "cat", "/proc/sys/net/bridge/bridge-nf-call-iptables")); got != "1" {
 				t.Fatalf("node bridge-nf-call-iptables = %s", got)
@@ -131,6 +141,66 @@ func TestLifecycleAllVersions(t *testing.T) {
 		t.Fatalf("machine's bridge-nf-call-iptables changed: %s → %s", before, after)
 	}
 }
+
+// lifecycleNft is the nftables half of TestLifecycleAllVersions after
+// ADD: the attachment's elements are there, CHECK fails when one is
+// removed or a base rule is gone, a repeated ADD restores a removed
+// element (nftables ADD is idempotent), DEL removes all and repeats.
+func lifecycleNft(t *testing.T, n *node, p *pod, v, cid string, conf []byte) {
+	tag := naming.NftTag(testNet, cid, "eth0")
+	dump := dumpNft(t, n)
+	for _, want := range []string{
+		"bridge=false fwd4 0a420005" + hexName(bridge) + " " + tag,
+		"bridge=false masq4 0a420005" + hexName(bridge) + " " + tag,
+		"bridge=true guard4 " + hexName(p.hostVeth) + " " + tag,
+		"bridge=true allow4 " + hexName(p.hostVeth) + "0a420005 " + tag,
+	} {
+		if !strings.Contains(dump, "element "+want) {
+			t.Fatalf("nftables lacks %q:\n%s", want, dump)
+		}
+	}
+	if s := n.save(t); strings.Contains(s, "VXVRF-") {
+		t.Fatalf("nftables backend touched iptables:\n%s", s)
+	}
+	if v != "0.3.1" {
+		n.mustRun(t, "CHECK", cid, p, conf)
+		n.nftDelElements(t, "allow4", true, testNet, cid)
+		n.run(t, "CHECK", cid, p, conf).CNIError(t)
+		n.mustRun(t, "ADD", cid, p, conf)
+		n.mustRun(t, "CHECK", cid, p, conf)
+		// A pod sysctl flipped → fails.
+		if _, err := p.In("sysctl", "-qw", "net.ipv4.conf.eth0.accept_redirects=1"); err != nil {
+			t.Fatal(err)
+		}
+		n.run(t, "CHECK", cid, p, conf).CNIError(t)
+		if _, err := p.In("sysctl", "-qw", "net.ipv4.conf.eth0.accept_redirects=0"); err != nil {
+			t.Fatal(err)
+		}
+		n.mustRun(t, "CHECK", cid, p, conf)
+		// A base rule removed → fails; the node-wide ensure puts it back.
+		n.nft(t, func(c *nftables.Conn) error {
+			ch := &nftables.Chain{Name: "forward", Table: nftInet}
+			rules, err := c.GetRules(nftInet, ch)
+			if err != nil || len(rules) == 0 {
+				return fmt.Errorf("forward rules: %d, %v", len(rules), err)
+			}
+			return c.DelRule(rules[0])
+		})
+		if e := n.run(t, "CHECK", cid, p, conf).CNIError(t); !strings.Contains(e.Msg, "forward") {
+			t.Fatalf("CHECK with a forward rule removed: %s", e.Msg)
+		}
+		n.nft(t, func(c *nftables.Conn) error { ensureBase(c); return nil })
+		n.mustRun(t, "CHECK", cid, p, conf)
+	}
+	n.mustRun(t, "DEL", cid, p, conf)
+	if s := n.attState(t, BackendNftables, testNet, cid); s != "" {
+		t.Fatalf("DEL left:\n%s", s)
+	}
+	n.mustRun(t, "DEL", cid, p, conf)
+}
+
+// hexName is an interface name as it appears in a dumped nftables key.
+func hexName(name string) string { return fmt.Sprintf("%x", ifnameBytes(name)) }
 
 func TestBadInput(t *testing.T) {
 	testutil.RequireRoot(t)

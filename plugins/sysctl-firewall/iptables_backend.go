@@ -1,0 +1,209 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+
+	"github.com/containernetworking/cni/pkg/types"
+	current "github.com/containernetworking/cni/pkg/types/100"
+	"github.com/google/nftables"
+
+	"github.com/vxvrf/cni/pkg/cniutil"
+	"github.com/vxvrf/cni/pkg/naming"
+)
+
+// iptablesBackend is the iptables (and ip6tables) backend: per attachment
+// a chain per table jumped to from the project chains, tagged with the
+// attachment (rules.go, iptables.go, restore.go), and the network's
+// conntrack zone rules (zone.go).
+type iptablesBackend struct{}
+
+func (iptablesBackend) Name() string { return BackendIPTables }
+
+// Status: the iptables binary runs and can read the filter table
+// (`iptables --version`, `iptables -S FORWARD 1`).
+func (iptablesBackend) Status() error {
+	ipt, err := newIPTables(V4)
+	if err != nil {
+		return err
+	}
+	if _, err := ipt.ChainExists("filter", "FORWARD"); err != nil {
+		return fmt.Errorf("iptables cannot read the filter table: %w", err)
+	}
+	return nil
+}
+
+// rulesOf renders the policy as iptables rule specs.
+func rulesOf(a attachment, p *Policy) (rules, zone Rules) {
+	rules = renderRules(RuleInput{
+		Addrs:        p.Addrs,
+		HostVeth:     p.HostVeth,
+		Bridge:       p.Bridge,
+		Uplink:       p.Uplink,
+		Masquerade:   p.Masquerade,
+		AntiSpoofing: p.AntiSpoofing,
+	})
+	zone = renderZone(ZoneInput{Network: a.Network, Bridge: p.Bridge, Zone: p.Zone, Mark: p.Mark, Families: rules.Families()})
+	return rules, zone
+}
+
+func (iptablesBackend) Add(a attachment, p *Policy) error {
+	rules, zone := rulesOf(a, p)
+	return ensureRules(a, rules, zone)
+}
+
+func (iptablesBackend) Del(a attachment, tc *teardownConf) error {
+	return deleteRules(a, delFamilies(tc.Prev), tc.Tables)
+}
+
+func (iptablesBackend) Check(a attachment, p *Policy) error {
+	rules, zone := rulesOf(a, p)
+	for _, f := range rules.Families() {
+		x := newXtables(f)
+		if x.check(a, rules[f], zone[f]) {
+			continue
+		}
+		// Something is missing (or no restore): go-iptables rule by rule
+		// names the first missing piece.
+		ipt, err := x.iptables()
+		if err != nil {
+			return err
+		}
+		if err := checkAttachment(ipt, f, a, rules[f]); err != nil {
+			return err
+		}
+		if err := checkZone(ipt, f, zone[f]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// GC lists the project chains per family (-S), takes the tags of network,
+// deletes (as DEL, for the tables where its jump was found) every
+// attachment not in valid, and with an empty list the network's zone rules.
+func (iptablesBackend) GC(network string, valid map[cniutil.Attachment]bool) error {
+	var errs []error
+	for _, f := range Families {
+		x := newXtables(f)
+		if x.path == "" {
+			continue
+		}
+		ipt, err := x.iptables()
+		if err != nil {
+			continue
+		}
+		found, err := listAttachments(ipt, network)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", f, err))
+		}
+		for at, tables := range found {
+			if valid[at] {
+				continue
+			}
+			a := attachment{Network: network, ContainerID: at.ContainerID, IfName: at.IfName}
+			if err := x.del(a, tables, true); err != nil {
+				errs = append(errs, fmt.Errorf("%s %s/%s: %w", f, at.ContainerID, at.IfName, err))
+			}
+		}
+		if len(valid) == 0 {
+			if err := deleteZone(ipt, network); err != nil {
+				errs = append(errs, fmt.Errorf("%s conntrack zone: %w", f, err))
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// iptablesMayHaveState: iptables may hold chains of ours in this netns,
+// found without an exec: legacy tables are loaded (their content is not
+// visible without one), or iptables-nft's tables (family ip / ip6) have a
+// chain named VXVRF-…, or nf_tables cannot be asked.
+func iptablesMayHaveState() bool {
+	for _, f := range []string{"/proc/net/ip_tables_names", "/proc/net/ip6_tables_names"} {
+		if b, err := os.ReadFile(f); err == nil && len(strings.TrimSpace(string(b))) > 0 {
+			return true
+		}
+	}
+	c, err := nftables.New()
+	if err != nil {
+		return true
+	}
+	chains, err := c.ListChains()
+	if err != nil {
+		return true
+	}
+	for _, ch := range chains {
+		fam := ch.Table.Family
+		if (fam == nftables.TableFamilyIPv4 || fam == nftables.TableFamilyIPv6) && strings.HasPrefix(ch.Name, naming.Prefix+"-") {
+			return true
+		}
+	}
+	return false
+}
+
+// ensureRules installs the attachment's rules for every family that has
+// some and makes sure the network's zone rules are there (one
+// iptables-restore per family on the common path); on failure it removes
+// the chains it created (zone rules are the network's and stay).
+func ensureRules(a attachment, rules, zone Rules) (err error) {
+	type made struct {
+		x      *xtables
+		tables []string
+	}
+	var done []made
+	defer func() {
+		if err == nil {
+			return
+		}
+		for _, m := range done {
+			if len(m.tables) > 0 {
+				_ = m.x.del(a, m.tables, false)
+			}
+		}
+	}()
+	for _, f := range rules.Families() {
+		x := newXtables(f)
+		created, err := x.add(a, rules[f], zone[f])
+		done = append(done, made{x, created})
+		if err != nil {
+			if errors.Is(err, errAttachmentExists) {
+				return cniutil.Errorf(types.ErrInternal, "%s: %v (ADD repeated without DEL?)", f, err)
+			}
+			return fmt.Errorf("%s firewall: %w", f, err)
+		}
+	}
+	return nil
+}
+
+func deleteRules(a attachment, families []Family, tables []string) error {
+	var errs []error
+	for _, f := range families {
+		if err := newXtables(f).del(a, tables, true); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", f, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// delFamilies is both families, or only those of prevResult's addresses
+// when DEL got a well-formed prevResult that has some (ADD derived its
+// rules from the same result, so the other family has nothing). It saves
+// the execs of a family that was never used.
+func delFamilies(prev *current.Result) []Family {
+	if prev == nil || len(prev.IPs) == 0 {
+		return Families
+	}
+	var out []Family
+	for _, f := range Families {
+		for _, ipc := range prev.IPs {
+			if familyOf(ipc.Address.IP) == f {
+				out = append(out, f)
+				break
+			}
+		}
+	}
+	return out
+}

@@ -1,0 +1,670 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"net"
+	"strings"
+
+	"github.com/google/nftables"
+	"github.com/google/nftables/binaryutil"
+	"github.com/google/nftables/expr"
+	"golang.org/x/sys/unix"
+
+	"github.com/vxvrf/cni/pkg/cniutil"
+	"github.com/vxvrf/cni/pkg/naming"
+)
+
+// The nftables backend (netlink through github.com/google/nftables, no
+// nft binary). Node-wide objects, created by the first ADD and after
+// that only read:
+//
+//	table inet vxvrf
+//	  set fwd4  { type ipv4_addr . ifname }   # pod address . in-device
+//	  set fwd6  { type ipv6_addr . ifname }
+//	  map masq4 { type ipv4_addr . ifname : verdict }  # -> goto masq-<net>-<rule>
+//	  map masq6 { type ipv6_addr . ifname : verdict }
+//	  set guard4, guard6 { type ifname }       # routed host veths under anti-spoofing
+//	  set allow4 { type ifname . ipv4_addr }   # their allowed sources
+//	  set allow6 { type ifname . ipv6_addr }
+//	  chain forward     { type filter hook forward priority 0; policy accept }
+//	    ip  saddr . iifname @fwd4 accept
+//	    ip  daddr . oifname @fwd4 ct state established,related accept   (and ip6 / @fwd6)
+//	  chain postrouting { type nat hook postrouting priority 100 }
+//	    ip  saddr . iifname vmap @masq4                                   (and ip6 / @masq6)
+//	  chain prerouting  { type filter hook prerouting priority -300 }
+//	    iifname @guard4 iifname . ip saddr != @allow4 drop
+//	    iifname @guard6 ip6 saddr != fe80::/10 ip6 saddr != :: iifname . ip6 saddr != @allow6 drop
+//	  chain masq-<net>-<rule>   (one per network, family, subnet and outgoing rule)
+//	    ip daddr != SUBNET oifname != BRIDGE masquerade   (or oifname UPLINK)
+//	table bridge vxvrf          (anti-spoofing of host veths on a bridge)
+//	  sets guard4, guard6, allow4, allow6 as above
+//	  chain prerouting  { type filter hook prerouting priority -200 }
+//	    the same two rules, matched on the ether type
+//
+// Per attachment there are only set and map elements, each with the
+// comment naming.NftTag(net, cid, ifname): ADD adds them and DEL deletes
+// them, each in one netlink transaction, whatever the number of pods.
+// The in-device is the bridge for a bridged pod (what the forward and
+// postrouting hooks see as iif) and the host veth for a routed one.
+
+// nftSet names one of our sets and its key layout.
+type nftSet struct {
+	name   string
+	keys   []nftables.SetDatatype
+	isMap  bool
+	bridge bool // in the bridge table (else inet)
+}
+
+var (
+	setFwd4    = nftSet{name: "fwd4", keys: []nftables.SetDatatype{nftables.TypeIPAddr, nftables.TypeIFName}}
+	setFwd6    = nftSet{name: "fwd6", keys: []nftables.SetDatatype{nftables.TypeIP6Addr, nftables.TypeIFName}}
+	setMasq4   = nftSet{name: "masq4", keys: []nftables.SetDatatype{nftables.TypeIPAddr, nftables.TypeIFName}, isMap: true}
+	setMasq6   = nftSet{name: "masq6", keys: []nftables.SetDatatype{nftables.TypeIP6Addr, nftables.TypeIFName}, isMap: true}
+	setGuard4  = nftSet{name: "guard4", keys: []nftables.SetDatatype{nftables.TypeIFName}}
+	setGuard6  = nftSet{name: "guard6", keys: []nftables.SetDatatype{nftables.TypeIFName}}
+	setAllow4  = nftSet{name: "allow4", keys: []nftables.SetDatatype{nftables.TypeIFName, nftables.TypeIPAddr}}
+	setAllow6  = nftSet{name: "allow6", keys: []nftables.SetDatatype{nftables.TypeIFName, nftables.TypeIP6Addr}}
+	setBGuard4 = nftSet{name: "guard4", keys: setGuard4.keys, bridge: true}
+	setBGuard6 = nftSet{name: "guard6", keys: setGuard6.keys, bridge: true}
+	setBAllow4 = nftSet{name: "allow4", keys: setAllow4.keys, bridge: true}
+	setBAllow6 = nftSet{name: "allow6", keys: setAllow6.keys, bridge: true}
+
+	inetSets   = []nftSet{setFwd4, setFwd6, setMasq4, setMasq6, setGuard4, setGuard6, setAllow4, setAllow6}
+	bridgeSets = []nftSet{setBGuard4, setBGuard6, setBAllow4, setBAllow6}
+)
+
+var (
+	nftInet   = &nftables.Table{Name: naming.NftTable, Family: nftables.TableFamilyINet}
+	nftBridge = &nftables.Table{Name: naming.NftTable, Family: nftables.TableFamilyBridge}
+)
+
+func (s nftSet) table() *nftables.Table {
+	if s.bridge {
+		return nftBridge
+	}
+	return nftInet
+}
+
+// object is the set as the library wants it (created or referenced).
+func (s nftSet) object() *nftables.Set {
+	set := &nftables.Set{Table: s.table(), Name: s.name, IsMap: s.isMap, Concatenation: len(s.keys) > 1}
+	if len(s.keys) == 1 {
+		set.KeyType = s.keys[0]
+	} else {
+		set.KeyType, _ = nftables.ConcatSetType(s.keys...)
+	}
+	if s.isMap {
+		set.DataType = nftables.TypeVerdict
+	}
+	return set
+}
+
+// nftElem is one element of one set.
+type nftElem struct {
+	set     nftSet
+	key     []byte
+	verdict string // goto target, maps only
+}
+
+// nftPlan is what the nftables backend makes of a Policy: the
+// attachment's elements and the network's masquerade chains they jump to.
+type nftPlan struct {
+	elems []nftElem
+	masq  map[string]masqRule // chain name -> rule
+}
+
+// masqRule is the one rule of a masquerade chain.
+type masqRule struct {
+	fam    Family
+	subnet *net.IPNet // nil: no destination condition
+	oif    string     // "" none
+	notOif bool       // oif is "!= oif"
+}
+
+func (m masqRule) String() string {
+	s := fmt.Sprintf("%s %v", m.fam, m.subnet)
+	if m.oif != "" {
+		if m.notOif {
+			s += " !"
+		}
+		s += " " + m.oif
+	}
+	return s
+}
+
+// planNft computes the attachment's elements. Pure (TestPlanNft).
+func planNft(network string, p *Policy) *nftPlan {
+	out := &nftPlan{masq: map[string]masqRule{}}
+	in := p.InDev()
+	for _, a := range p.Addrs {
+		f := familyOf(a.IP)
+		fwd, masq := setFwd4, setMasq4
+		if f == V6 {
+			fwd, masq = setFwd6, setMasq6
+		}
+		key := concat(ipBytes(a.IP), ifnameBytes(in))
+		out.elems = append(out.elems, nftElem{set: fwd, key: key})
+		if p.Masquerade {
+			r := masqRule{fam: f, subnet: a.Subnet}
+			switch {
+			case p.Uplink != "":
+				r.oif = p.Uplink
+			case p.Bridge != "":
+				r.oif, r.notOif = p.Bridge, true
+			}
+			chain := naming.NftMasqChain(network, r.String())
+			out.masq[chain] = r
+			out.elems = append(out.elems, nftElem{set: masq, key: key, verdict: chain})
+		}
+	}
+	if p.Spoofable() {
+		for _, f := range p.Families() {
+			guard, allow := setGuard4, setAllow4
+			switch {
+			case f == V6 && p.Bridge != "":
+				guard, allow = setBGuard6, setBAllow6
+			case f == V6:
+				guard, allow = setGuard6, setAllow6
+			case p.Bridge != "":
+				guard, allow = setBGuard4, setBAllow4
+			}
+			out.elems = append(out.elems, nftElem{set: guard, key: ifnameBytes(p.HostVeth)})
+			for _, a := range p.Addrs {
+				if familyOf(a.IP) == f {
+					out.elems = append(out.elems, nftElem{set: allow, key: concat(ifnameBytes(p.HostVeth), ipBytes(a.IP))})
+				}
+			}
+		}
+	}
+	return out
+}
+
+func ipBytes(ip net.IP) []byte {
+	if v4 := ip.To4(); v4 != nil {
+		return v4
+	}
+	return ip.To16()
+}
+
+// ifnameBytes is an interface name as nftables keys hold it: 16 bytes,
+// NUL padded.
+func ifnameBytes(name string) []byte {
+	b := make([]byte, unix.IFNAMSIZ)
+	copy(b, name)
+	return b
+}
+
+func concat(parts ...[]byte) []byte { return bytes.Join(parts, nil) }
+
+// nftBackend is the nftables backend.
+type nftBackend struct{}
+
+func newNftBackend() nftBackend { return nftBackend{} }
+
+func (nftBackend) Name() string { return BackendNftables }
+
+func nftConn() (*nftables.Conn, error) {
+	c, err := nftables.New(nftables.AsLasting())
+	if err != nil {
+		return nil, fmt.Errorf("nftables netlink: %w", err)
+	}
+	return c, nil
+}
+
+// Status: nf_tables answers a listing over netlink.
+func (nftBackend) Status() error {
+	c, err := nftConn()
+	if err != nil {
+		return err
+	}
+	defer c.CloseLasting()
+	if _, err := c.ListTablesOfFamily(nftables.TableFamilyINet); err != nil {
+		return fmt.Errorf("nf_tables: %w", err)
+	}
+	return nil
+}
+
+// present: one of our tables exists (DEL and GC then look into them).
+func (nftBackend) present() bool {
+	c, err := nftConn()
+	if err != nil {
+		return false
+	}
+	defer c.CloseLasting()
+	for _, t := range []*nftables.Table{nftInet, nftBridge} {
+		if _, err := c.ListTableOfFamily(t.Name, t.Family); err == nil {
+			return true
+		}
+	}
+	return false
+}
+
+// Add sends the attachment's elements in one transaction. When that
+// fails (first ADD on the node or of a network: a table, set or
+// masquerade chain missing), it sends one transaction that ensures the
+// node-wide objects and the network's masquerade chains together with
+// the elements. The ensure is idempotent (tables, sets and chains are
+// created if missing, our base chains flushed and refilled in the same
+// transaction), so concurrent first ADDs need no lock.
+func (b nftBackend) Add(a attachment, p *Policy) error {
+	if p.Zone != 0 {
+		return backendConfigError("conntrackZone %d: the nftables backend has no conntrack zones (google/nftables cannot set a zone for the original direction only); use backend iptables or auto", p.Zone)
+	}
+	plan := planNft(a.Network, p)
+	tag := naming.NftTag(a.Network, a.ContainerID, a.IfName)
+	c, err := nftConn()
+	if err != nil {
+		return err
+	}
+	defer c.CloseLasting()
+	if err := addElems(c, plan.elems, tag); err != nil {
+		return err
+	}
+	if c.Flush() == nil {
+		return nil
+	}
+	ensureBase(c)
+	ensureMasq(c, plan.masq)
+	if err := addElems(c, plan.elems, tag); err != nil {
+		return err
+	}
+	if err := c.Flush(); err != nil {
+		return fmt.Errorf("nftables: add %s: %w", tag, err)
+	}
+	return nil
+}
+
+func addElems(c *nftables.Conn, elems []nftElem, tag string) error {
+	for _, e := range elems {
+		el := nftables.SetElement{Key: e.key, Comment: tag}
+		if e.verdict != "" {
+			el.VerdictData = &expr.Verdict{Kind: expr.VerdictGoto, Chain: e.verdict}
+		}
+		if err := c.SetAddElements(e.set.object(), []nftables.SetElement{el}); err != nil {
+			return fmt.Errorf("nftables: element of %s: %w", e.set.name, err)
+		}
+	}
+	return nil
+}
+
+// ensureBase queues the node-wide tables, sets and base chains with
+// their rules.
+func ensureBase(c *nftables.Conn) {
+	c.AddTable(nftInet)
+	c.AddTable(nftBridge)
+	for _, s := range append(append([]nftSet{}, inetSets...), bridgeSets...) {
+		_ = c.AddSet(s.object(), nil)
+	}
+	accept := nftables.ChainPolicyAccept
+	for _, ch := range []struct {
+		chain *nftables.Chain
+		rules [][]expr.Any
+	}{
+		{&nftables.Chain{Name: "forward", Table: nftInet, Type: nftables.ChainTypeFilter, Hooknum: nftables.ChainHookForward, Priority: nftables.ChainPriorityFilter, Policy: &accept}, forwardRules()},
+		{&nftables.Chain{Name: "postrouting", Table: nftInet, Type: nftables.ChainTypeNAT, Hooknum: nftables.ChainHookPostrouting, Priority: nftables.ChainPriorityNATSource}, postroutingRules()},
+		{&nftables.Chain{Name: "prerouting", Table: nftInet, Type: nftables.ChainTypeFilter, Hooknum: nftables.ChainHookPrerouting, Priority: nftables.ChainPriorityRaw, Policy: &accept}, spoofRules(false)},
+		{&nftables.Chain{Name: "prerouting", Table: nftBridge, Type: nftables.ChainTypeFilter, Hooknum: nftables.ChainHookPrerouting, Priority: nftables.ChainPriorityRef(-200), Policy: &accept}, spoofRules(true)},
+	} {
+		c.AddChain(ch.chain)
+		c.FlushChain(ch.chain)
+		for _, r := range ch.rules {
+			c.AddRule(&nftables.Rule{Table: ch.chain.Table, Chain: ch.chain, Exprs: r})
+		}
+	}
+}
+
+// baseRuleCount is how many rules each base chain holds (CHECK).
+func baseRuleCount() map[string]int {
+	return map[string]int{
+		"inet/forward":      len(forwardRules()),
+		"inet/postrouting":  len(postroutingRules()),
+		"inet/prerouting":   len(spoofRules(false)),
+		"bridge/prerouting": len(spoofRules(true)),
+	}
+}
+
+// ensureMasq queues the masquerade chains (created, flushed, refilled).
+func ensureMasq(c *nftables.Conn, chains map[string]masqRule) {
+	for name, r := range chains {
+		ch := c.AddChain(&nftables.Chain{Name: name, Table: nftInet})
+		c.FlushChain(ch)
+		c.AddRule(&nftables.Rule{Table: nftInet, Chain: ch, Exprs: masqExprs(r)})
+	}
+}
+
+// Registers: NFT_REG_1 holds the first key part; the next part of a
+// concatenation starts at the 32-bit register after it (NFT_REG32_00 is
+// the first word of NFT_REG_1).
+const (
+	reg1 = unix.NFT_REG_1
+	// regAfter4 is the register right after a 4-byte value in reg1,
+	// regAfter16 after a 16-byte one.
+	regAfter4  = unix.NFT_REG32_01
+	regAfter16 = unix.NFT_REG32_04
+)
+
+func nfproto(f Family) []expr.Any {
+	p := byte(unix.NFPROTO_IPV4)
+	if f == V6 {
+		p = unix.NFPROTO_IPV6
+	}
+	return []expr.Any{
+		&expr.Meta{Key: expr.MetaKeyNFPROTO, Register: reg1},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: reg1, Data: []byte{p}},
+	}
+}
+
+// etherType matches the frame's protocol in the bridge family.
+func etherType(f Family) []expr.Any {
+	t := uint16(unix.ETH_P_IP)
+	if f == V6 {
+		t = unix.ETH_P_IPV6
+	}
+	return []expr.Any{
+		&expr.Meta{Key: expr.MetaKeyPROTOCOL, Register: reg1},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: reg1, Data: binaryutil.BigEndian.PutUint16(t)},
+	}
+}
+
+// addrField is the offset and length of a source or destination address.
+func addrField(f Family, src bool) (off, n uint32) {
+	switch {
+	case f == V4 && src:
+		return 12, 4
+	case f == V4:
+		return 16, 4
+	case src:
+		return 8, 16
+	}
+	return 24, 16
+}
+
+func loadAddr(f Family, src bool, reg uint32) *expr.Payload {
+	off, n := addrField(f, src)
+	return &expr.Payload{DestRegister: reg, Base: expr.PayloadBaseNetworkHeader, Offset: off, Len: n}
+}
+
+func regAfter(f Family) uint32 {
+	if f == V6 {
+		return regAfter16
+	}
+	return regAfter4
+}
+
+func fwdSet(f Family) nftSet {
+	if f == V6 {
+		return setFwd6
+	}
+	return setFwd4
+}
+
+func forwardRules() [][]expr.Any {
+	var out [][]expr.Any
+	for _, f := range Families {
+		set := fwdSet(f)
+		out = append(out, append(nfproto(f),
+			loadAddr(f, true, reg1),
+			&expr.Meta{Key: expr.MetaKeyIIFNAME, Register: regAfter(f)},
+			&expr.Lookup{SourceRegister: reg1, SetName: set.name},
+			&expr.Verdict{Kind: expr.VerdictAccept},
+		))
+		out = append(out, append(nfproto(f),
+			loadAddr(f, false, reg1),
+			&expr.Meta{Key: expr.MetaKeyOIFNAME, Register: regAfter(f)},
+			&expr.Lookup{SourceRegister: reg1, SetName: set.name},
+			&expr.Ct{Register: reg1, Key: expr.CtKeySTATE},
+			&expr.Bitwise{SourceRegister: reg1, DestRegister: reg1, Len: 4,
+				Mask: binaryutil.NativeEndian.PutUint32(expr.CtStateBitESTABLISHED | expr.CtStateBitRELATED),
+				Xor:  binaryutil.NativeEndian.PutUint32(0)},
+			&expr.Cmp{Op: expr.CmpOpNeq, Register: reg1, Data: binaryutil.NativeEndian.PutUint32(0)},
+			&expr.Verdict{Kind: expr.VerdictAccept},
+		))
+	}
+	return out
+}
+
+func postroutingRules() [][]expr.Any {
+	var out [][]expr.Any
+	for _, f := range Families {
+		set := setMasq4
+		if f == V6 {
+			set = setMasq6
+		}
+		out = append(out, append(nfproto(f),
+			loadAddr(f, true, reg1),
+			&expr.Meta{Key: expr.MetaKeyIIFNAME, Register: regAfter(f)},
+			&expr.Lookup{SourceRegister: reg1, SetName: set.name, IsDestRegSet: true, DestRegister: unix.NFT_REG_VERDICT},
+		))
+	}
+	return out
+}
+
+// spoofRules drop packets from a guarded host veth whose source is not
+// allowed; bridge: in the bridge table (matched on the ether type).
+func spoofRules(bridge bool) [][]expr.Any {
+	var out [][]expr.Any
+	for _, f := range Families {
+		guard, allow := setGuard4, setAllow4
+		if f == V6 {
+			guard, allow = setGuard6, setAllow6
+		}
+		r := nfproto(f)
+		if bridge {
+			r = etherType(f)
+		}
+		r = append(r,
+			&expr.Meta{Key: expr.MetaKeyIIFNAME, Register: reg1},
+			&expr.Lookup{SourceRegister: reg1, SetName: guard.name},
+		)
+		if f == V6 {
+			r = append(r, notInNet(f, LinkLocal6)...)
+			r = append(r, notInNet(f, Unspecified6)...)
+		}
+		r = append(r,
+			&expr.Meta{Key: expr.MetaKeyIIFNAME, Register: reg1},
+			loadAddr(f, true, unix.NFT_REG32_04),
+			&expr.Lookup{SourceRegister: reg1, SetName: allow.name, Invert: true},
+			&expr.Verdict{Kind: expr.VerdictDrop},
+		)
+		out = append(out, r)
+	}
+	return out
+}
+
+// notInNet: the source address is outside n.
+func notInNet(f Family, n *net.IPNet) []expr.Any {
+	_, size := addrField(f, true)
+	return []expr.Any{
+		loadAddr(f, true, reg1),
+		&expr.Bitwise{SourceRegister: reg1, DestRegister: reg1, Len: size, Mask: []byte(n.Mask), Xor: make([]byte, size)},
+		&expr.Cmp{Op: expr.CmpOpNeq, Register: reg1, Data: ipBytes(n.IP.Mask(n.Mask))},
+	}
+}
+
+// masqExprs is a masquerade chain's rule.
+func masqExprs(r masqRule) []expr.Any {
+	out := nfproto(r.fam)
+	if r.subnet != nil {
+		_, size := addrField(r.fam, false)
+		mask := []byte(r.subnet.Mask)
+		if r.fam == V4 && len(mask) == 16 {
+			mask = mask[12:]
+		}
+		out = append(out,
+			loadAddr(r.fam, false, reg1),
+			&expr.Bitwise{SourceRegister: reg1, DestRegister: reg1, Len: size, Mask: mask, Xor: make([]byte, size)},
+			&expr.Cmp{Op: expr.CmpOpNeq, Register: reg1, Data: ipBytes(r.subnet.IP.Mask(r.subnet.Mask))},
+		)
+	}
+	if r.oif != "" {
+		op := expr.CmpOpEq
+		if r.notOif {
+			op = expr.CmpOpNeq
+		}
+		out = append(out,
+			&expr.Meta{Key: expr.MetaKeyOIFNAME, Register: reg1},
+			&expr.Cmp{Op: op, Register: reg1, Data: ifnameBytes(r.oif)},
+		)
+	}
+	return append(out, &expr.Masq{})
+}
+
+// found is one element of ours in the kernel.
+type found struct {
+	set nftSet
+	el  nftables.SetElement
+}
+
+// elementsOf dumps every set of our tables and returns the elements whose
+// comment satisfies match. A missing table has none.
+func elementsOf(c *nftables.Conn, match func(comment string) bool) ([]found, error) {
+	var out []found
+	var errs []error
+	for _, sets := range [][]nftSet{inetSets, bridgeSets} {
+		if _, err := c.ListTableOfFamily(naming.NftTable, sets[0].table().Family); err != nil {
+			continue
+		}
+		for _, s := range sets {
+			els, err := c.GetSetElements(s.object())
+			if err != nil {
+				errs = append(errs, fmt.Errorf("list %s: %w", s.name, err))
+				continue
+			}
+			for _, el := range els {
+				if match(el.Comment) {
+					out = append(out, found{set: s, el: el})
+				}
+			}
+		}
+	}
+	return out, errors.Join(errs...)
+}
+
+// deleteFound queues the deletion of elements (by key).
+func deleteFound(c *nftables.Conn, els []found) error {
+	for _, f := range els {
+		if err := c.SetDeleteElements(f.set.object(), []nftables.SetElement{{Key: f.el.Key}}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Del deletes the elements commented with the attachment's tag: one dump
+// per set, one transaction.
+func (nftBackend) Del(a attachment, _ *teardownConf) error {
+	tag := naming.NftTag(a.Network, a.ContainerID, a.IfName)
+	c, err := nftConn()
+	if err != nil {
+		return err
+	}
+	defer c.CloseLasting()
+	els, err := elementsOf(c, func(s string) bool { return s == tag })
+	if err != nil {
+		return err
+	}
+	if len(els) == 0 {
+		return nil
+	}
+	if err := deleteFound(c, els); err != nil {
+		return err
+	}
+	if err := c.Flush(); err != nil {
+		return fmt.Errorf("nftables: delete %s: %w", tag, err)
+	}
+	return nil
+}
+
+// GC deletes the elements of network whose attachment is not in valid;
+// with an empty list also the network's masquerade chains.
+func (nftBackend) GC(network string, valid map[cniutil.Attachment]bool) error {
+	keep := map[string]bool{}
+	for at := range valid {
+		keep[naming.NftTag(network, at.ContainerID, at.IfName)] = true
+	}
+	prefix := naming.NftNetworkTag(network)
+	c, err := nftConn()
+	if err != nil {
+		return err
+	}
+	defer c.CloseLasting()
+	els, err := elementsOf(c, func(s string) bool { return strings.HasPrefix(s, prefix) && !keep[s] })
+	if err != nil {
+		return err
+	}
+	if err := deleteFound(c, els); err != nil {
+		return err
+	}
+	if len(valid) == 0 {
+		chains, err := c.ListChainsOfTableFamily(nftables.TableFamilyINet)
+		if err != nil {
+			return err
+		}
+		for _, ch := range chains {
+			if ch.Table.Name == naming.NftTable && strings.HasPrefix(ch.Name, naming.NftMasqPrefix(network)) {
+				c.FlushChain(ch)
+				c.DelChain(ch)
+			}
+		}
+	}
+	if err := c.Flush(); err != nil {
+		return fmt.Errorf("nftables: gc of %s: %w", network, err)
+	}
+	return nil
+}
+
+// Check: the base chains hold their rules, the masquerade chains exist,
+// and every element of the attachment is there with its tag.
+func (nftBackend) Check(a attachment, p *Policy) error {
+	if p.Zone != 0 {
+		return backendConfigError("conntrackZone %d: the nftables backend has no conntrack zones", p.Zone)
+	}
+	plan := planNft(a.Network, p)
+	tag := naming.NftTag(a.Network, a.ContainerID, a.IfName)
+	c, err := nftConn()
+	if err != nil {
+		return err
+	}
+	defer c.CloseLasting()
+	for where, n := range baseRuleCount() {
+		fam, name, _ := strings.Cut(where, "/")
+		t := nftInet
+		if fam == "bridge" {
+			t = nftBridge
+		}
+		rules, err := c.GetRules(t, &nftables.Chain{Name: name, Table: t})
+		if err != nil {
+			return fmt.Errorf("nftables chain %s %s %s: %w", fam, naming.NftTable, name, err)
+		}
+		if len(rules) != n {
+			return fmt.Errorf("nftables chain %s %s %s has %d rules, want %d", fam, naming.NftTable, name, len(rules), n)
+		}
+	}
+	for name := range plan.masq {
+		rules, err := c.GetRules(nftInet, &nftables.Chain{Name: name, Table: nftInet})
+		if err != nil || len(rules) != 1 {
+			return fmt.Errorf("nftables masquerade chain %s missing or changed (%d rules, %v)", name, len(rules), err)
+		}
+	}
+	have, err := elementsOf(c, func(s string) bool { return s == tag })
+	if err != nil {
+		return err
+	}
+	for _, e := range plan.elems {
+		ok := false
+		for _, h := range have {
+			// (A map element's verdict does not come back in the dump;
+			// its chain is checked above.)
+			if h.set.name == e.set.name && h.set.bridge == e.set.bridge && bytes.Equal(h.el.Key, e.key) {
+				ok = true
+				break
+			}
+		}
+		if !ok {
+			return fmt.Errorf("nftables element missing in %s: %x (%s)", e.set.name, e.key, tag)
+		}
+	}
+	return nil
+}
