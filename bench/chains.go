@@ -160,6 +160,13 @@ func (s *stageTimes) record(on bool) {
 	s.mu.Unlock()
 }
 
+// reset forgets what was recorded.
+func (s *stageTimes) reset() {
+	s.mu.Lock()
+	s.rec = map[[2]string][]time.Duration{}
+	s.mu.Unlock()
+}
+
 // live is a chain bound to its node, with its attached pods.
 type live struct {
 	spec   *chainSpec

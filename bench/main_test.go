@@ -93,10 +93,13 @@ func TestSmokeRun(t *testing.T) {
 		if len(c.Stages) == 0 {
 			t.Errorf("%s: no stages", c.Name)
 		}
-		for _, s := range c.Stages {
+		for _, s := range append(c.Stages, c.StagesFull...) {
 			if s.Add.N != 2 || s.Del.N != 2 { // one exec per plugin per ADD and DEL
 				t.Errorf("%s stage %s: %+v", c.Name, s.Plugin, s)
 			}
+		}
+		if len(c.StagesFull) != len(c.Stages) {
+			t.Errorf("%s: stages at the last level %+v", c.Name, c.StagesFull)
 		}
 	}
 	if len(res.IPAM) != 4 {

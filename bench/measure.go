@@ -63,7 +63,8 @@ type ChainResult struct {
 	// ConcurrentAdd/Del: wall time (ms) of Concurrent ADDs, then DELs, at once.
 	ConcurrentAdd float64       `json:"concurrentAdd"`
 	ConcurrentDel float64       `json:"concurrentDel"`
-	Stages        []StageResult `json:"stages"` // at the first level
+	Stages        []StageResult `json:"stages"`               // at the first level
+	StagesFull    []StageResult `json:"stagesFull,omitempty"` // at the last level
 }
 
 // LevelResult is ADD and DEL with Pods pods already attached to the node.
@@ -216,8 +217,11 @@ func measureChains(ctx context.Context, o options, res *Results, lab *netsim.Lab
 				return err
 			}
 		}
+		// Per-stage times at the first and the last level: which stage
+		// grows as the node fills.
+		rec := li == 0 || li == len(o.levels)-1
 		for _, l := range ok {
-			l.stages.record(li == 0)
+			l.stages.record(rec)
 		}
 		logf("level %d pods: %d × ADD+DEL per chain", level, o.iterations)
 		adds := make([][]time.Duration, len(ok))
@@ -240,9 +244,15 @@ func measureChains(ctx context.Context, o options, res *Results, lab *netsim.Lab
 		}
 		for j, l := range ok {
 			l.res.Levels = append(l.res.Levels, LevelResult{Pods: level, Add: stats(adds[j]), Del: stats(dels[j])})
-			if li == 0 {
+			if rec {
 				l.stages.record(false)
-				l.res.Stages = l.stageStats()
+				st := l.stageStats()
+				l.stages.reset()
+				if li == 0 {
+					l.res.Stages = st
+				} else {
+					l.res.StagesFull = st
+				}
 			}
 		}
 	}

@@ -79,10 +79,19 @@ func renderMarkdown(r *Results, imgDir string) string {
 		}
 	}
 
-	w("\n**Per stage** (one exec of each plugin, ms, median [p10–p90], with %d pods attached; the reference `bridge` execs `host-local` itself):\n\n| chain | plugin | ADD | DEL |\n|---|---|---|---|\n", firstLevel(r))
+	last := firstLevel(r)
+	if len(r.Levels) > 0 {
+		last = r.Levels[len(r.Levels)-1]
+	}
+	w("\n**Per stage** (one exec of each plugin, ms; median [p10–p90] with %d pods attached, median with %d; the reference `bridge` execs `host-local` itself):\n\n| chain | plugin | ADD | DEL | ADD, %d pods | DEL, %d pods |\n|---|---|---|---|---|---|\n",
+		firstLevel(r), last, last, last)
 	for _, c := range r.Chains {
-		for _, s := range c.Stages {
-			w("| %s | %s | %s | %s |\n", c.Name, s.Plugin, fmtStats(s.Add), fmtStats(s.Del))
+		for i, s := range c.Stages {
+			full := "– | –"
+			if i < len(c.StagesFull) && c.StagesFull[i].Plugin == s.Plugin {
+				full = fmt.Sprintf("%.1f | %.1f", c.StagesFull[i].Add.Median, c.StagesFull[i].Del.Median)
+			}
+			w("| %s | %s | %s | %s | %s |\n", c.Name, s.Plugin, fmtStats(s.Add), fmtStats(s.Del), full)
 		}
 	}
 

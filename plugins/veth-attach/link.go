@@ -301,11 +301,16 @@ const (
 	brStateForwarding = 3
 )
 
-// portState reads the bridge port state of link index idx.
+// portState reads the bridge port state of link index idx: one
+// RTM_GETLINK of that link, IFLA_LINKINFO → IFLA_INFO_SLAVE_DATA →
+// IFLA_BRPORT_STATE (the AF_BRIDGE dump it replaces listed every port of
+// the node, so an ADD grew with the number of pods).
 func portState(idx int) (uint8, error) {
-	req := nl.NewNetlinkRequest(syscall.RTM_GETLINK, syscall.NLM_F_DUMP)
-	req.AddData(nl.NewIfInfomsg(syscall.AF_BRIDGE))
-	msgs, err := req.Execute(syscall.NETLINK_ROUTE, 0)
+	req := nl.NewNetlinkRequest(syscall.RTM_GETLINK, syscall.NLM_F_ACK)
+	msg := nl.NewIfInfomsg(syscall.AF_UNSPEC)
+	msg.Index = int32(idx)
+	req.AddData(msg)
+	msgs, err := req.Execute(syscall.NETLINK_ROUTE, syscall.RTM_NEWLINK)
 	if err != nil {
 		return 0, err
 	}
@@ -319,7 +324,7 @@ func portState(idx int) (uint8, error) {
 			return 0, err
 		}
 		for _, a := range attrs {
-			if a.Attr.Type&^syscall.NLA_F_NESTED != syscall.IFLA_PROTINFO {
+			if a.Attr.Type&^syscall.NLA_F_NESTED != syscall.IFLA_LINKINFO {
 				continue
 			}
 			infos, err := nl.ParseRouteAttr(a.Value)
@@ -327,8 +332,17 @@ func portState(idx int) (uint8, error) {
 				return 0, err
 			}
 			for _, in := range infos {
-				if in.Attr.Type == nl.IFLA_BRPORT_STATE && len(in.Value) > 0 {
-					return in.Value[0], nil
+				if in.Attr.Type&^syscall.NLA_F_NESTED != nl.IFLA_INFO_SLAVE_DATA {
+					continue
+				}
+				port, err := nl.ParseRouteAttr(in.Value)
+				if err != nil {
+					return 0, err
+				}
+				for _, p := range port {
+					if p.Attr.Type == nl.IFLA_BRPORT_STATE && len(p.Value) > 0 {
+						return p.Value[0], nil
+					}
 				}
 			}
 		}
