@@ -149,7 +149,11 @@ func targets(r *Results) []string {
 		if got > limit {
 			verdict = "**missed**"
 		}
-		out = append(out, fmt.Sprintf("%s: %.2f× (target ≤ %.2f×): %s", what, got, limit, verdict))
+		prec := 2 // enough digits that the verdict can be read off the number
+		if d := got - limit; d > -0.01 && d < 0.01 {
+			prec = 3
+		}
+		out = append(out, fmt.Sprintf("%s: %.*f× (target ≤ %.2f×): %s", what, prec, got, limit, verdict))
 	}
 	bare, full := find("ref-bare"), find("ref-full")
 	for _, name := range []string{"ours-nft", "ours-ipt"} {
