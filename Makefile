@@ -2,6 +2,7 @@
 #
 #   make demo    build, then run conflist/vrf-vxlan.conflist on two throwaway nodes joined by VXLAN
 #   make test    install what the tests need, then unit, per-plugin and integration tests
+#   make bench   our chain against the reference chains; writes bench/results/ and the README cost block
 
 PLUGINS  := infra-ensure vrf-vxlan-bridge veth-attach lockfile-ipam sysctl-firewall
 VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
@@ -13,7 +14,7 @@ GOTEST   := $(GO) test -count=1
 SHELL    := /bin/bash
 export GOFLAGS ?= -buildvcs=false
 
-.PHONY: all build demo demo-cluster docs-images test test-vrf e2e deps test-unit vet fmt tidy install image clean
+.PHONY: all build demo demo-cluster docs-images test test-vrf e2e bench deps test-unit vet fmt tidy install image clean
 
 all: build
 
@@ -46,6 +47,15 @@ test: build deps vet
 		$(GOTEST) -json -timeout 30m ./... | $(GO) run ./scripts/testreport
 	$(MAKE) test-vrf
 	$(MAKE) e2e
+
+# The cost of one pod's ADD and DEL: our chain (both firewall backends)
+# against the reference chains, as the node fills, concurrent, per stage,
+# and the IPAM alone against host-local. Root: builds a lab of namespaces.
+# Writes bench/results/ (results.json, results.md, PNG plots) and rewrites
+# the bench block of README.md. BENCH_FLAGS=-quick for a smoke run (~15 s).
+BENCH_FLAGS ?=
+bench: build deps
+	VXVRF_REF_BIN=$(TOOLS)/cni $(GO) run ./bench -bin $(BIN) -out bench/results -readme README.md $(BENCH_FLAGS)
 
 # The runtime suite (containerd+crictl, podman, kubelet, cnitool), each inside
 # a node namespace; installs what it needs first (cached under /opt/vxvrf-e2e).

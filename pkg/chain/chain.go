@@ -76,23 +76,33 @@ func Parse(b []byte) (*libcni.NetworkConfigList, error) {
 // directory cacheDir (it must not be empty: the default /var/lib/cni is
 // refused) and the node namespace node.
 func New(list *libcni.NetworkConfigList, cniPath []string, cacheDir string, node ns.NetNS) (*Chain, error) {
+	// An explicit exec: libcni's lazy default is not safe for concurrent
+	// ADDs on one CNIConfig.
+	return NewWithExec(list, cniPath, cacheDir, node, &invoke.DefaultExec{
+		RawExec:       &invoke.RawExec{Stderr: os.Stderr},
+		PluginDecoder: version.PluginDecoder{},
+	})
+}
+
+// NewWithExec is New with the invoke.Exec that runs every plugin (the
+// benchmark wraps the default one to time each exec). exec must be safe for
+// concurrent use when the chain is.
+func NewWithExec(list *libcni.NetworkConfigList, cniPath []string, cacheDir string, node ns.NetNS, exec invoke.Exec) (*Chain, error) {
 	if cacheDir == "" {
 		return nil, errors.New("chain: a cache directory is required (the default /var/lib/cni is not used)")
 	}
 	if node == nil {
 		return nil, errors.New("chain: a node namespace is required")
 	}
+	if exec == nil {
+		return nil, errors.New("chain: an exec is required")
+	}
 	return &Chain{
 		List:     list,
 		Node:     node,
 		CNIPath:  cniPath,
 		CacheDir: cacheDir,
-		// An explicit exec: libcni's lazy default is not safe for
-		// concurrent ADDs on one CNIConfig.
-		cni: libcni.NewCNIConfigWithCacheDir(cniPath, cacheDir, &invoke.DefaultExec{
-			RawExec:       &invoke.RawExec{Stderr: os.Stderr},
-			PluginDecoder: version.PluginDecoder{},
-		}),
+		cni:      libcni.NewCNIConfigWithCacheDir(cniPath, cacheDir, exec),
 	}, nil
 }
 

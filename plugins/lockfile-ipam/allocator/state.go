@@ -5,7 +5,8 @@ import (
 	"fmt"
 	"math/big"
 	"net"
-	"sort"
+	"slices"
+	"strings"
 
 	current "github.com/containernetworking/cni/pkg/types/100"
 	"github.com/containernetworking/plugins/pkg/ip"
@@ -54,15 +55,50 @@ func (st *State) Find(containerID, ifName string) int {
 	return -1
 }
 
-// used is the set of leased addresses.
-func (st *State) used() map[string]bool {
-	u := map[string]bool{}
-	for _, l := range st.Leases {
-		for _, a := range l.IPs {
-			u[a.String()] = true
+// addrKey is a's map key: its 16-byte form, so an IPv4 address is one key
+// whatever its length, without the cost of a.String(). Every address of a
+// state is 4 or 16 bytes (ParseIP, canonicalIP); anything else keys as
+// zero.
+func addrKey(a net.IP) (k [16]byte) {
+	copy(k[:], a.To16())
+	return k
+}
+
+// usedSet answers "is this address leased?". Allocation after the
+// round-robin cursor usually asks about one or two addresses, so the first
+// few questions scan the leases (no allocation); a longer search builds a
+// set once.
+type usedSet struct {
+	leases []Lease
+	asked  int
+	set    map[[16]byte]bool
+}
+
+// scanLimit is how many questions are answered by a scan before the set is
+// built.
+const scanLimit = 8
+
+func (u *usedSet) has(a net.IP) bool {
+	if u.set == nil && u.asked < scanLimit {
+		u.asked++
+		for _, l := range u.leases {
+			for _, b := range l.IPs {
+				if a.Equal(b) {
+					return true
+				}
+			}
+		}
+		return false
+	}
+	if u.set == nil {
+		u.set = make(map[[16]byte]bool, 2*len(u.leases))
+		for _, l := range u.leases {
+			for _, b := range l.IPs {
+				u.set[addrKey(b)] = true
+			}
 		}
 	}
-	return u
+	return u.set[addrKey(a)]
 }
 
 // Allocate leases one address per range set to (containerID, ifName).
@@ -73,7 +109,7 @@ func (st *State) Allocate(sets []RangeSet, containerID, ifName string, requested
 	if i := st.Find(containerID, ifName); i >= 0 {
 		return nil, fmt.Errorf("%w: container %q ifname %q already holds %v", ErrDuplicate, containerID, ifName, st.Leases[i].IPs)
 	}
-	used := st.used()
+	used := &usedSet{leases: st.Leases}
 	picked := make([]net.IP, len(sets))
 	for _, req := range requested {
 		c, err := canonicalIP(req)
@@ -92,7 +128,7 @@ func (st *State) Allocate(sets []RangeSet, containerID, ifName string, requested
 				return nil, fmt.Errorf("%w: %s and %s both fall into range set %d (%s); one address per range set", ErrRequested, picked[si], c, si, set)
 			case c.Equal(r.Gateway):
 				return nil, fmt.Errorf("%w: %s is the gateway of range %s", ErrRequested, c, r)
-			case used[c.String()]:
+			case used.has(c):
 				return nil, fmt.Errorf("%w: %s is already leased", ErrRequested, c)
 			}
 			picked[si] = c
@@ -128,7 +164,7 @@ func (st *State) Allocate(sets []RangeSet, containerID, ifName string, requested
 // nextFree walks the set from the address after last (or from the first
 // range's start when last is not in the set), wrapping around once, and
 // returns the first address that is neither a gateway nor used.
-func nextFree(set RangeSet, last net.IP, used map[string]bool) net.IP {
+func nextFree(set RangeSet, last net.IP, used *usedSet) net.IP {
 	ri, cur := 0, net.IP(nil)
 	for i := range set {
 		if last != nil && set[i].Contains(last) {
@@ -154,7 +190,7 @@ func nextFree(set RangeSet, last net.IP, used map[string]bool) net.IP {
 		} else if cur.Equal(start) {
 			return nil
 		}
-		if !cur.Equal(r.Gateway) && !used[cur.String()] {
+		if !cur.Equal(r.Gateway) && !used.has(cur) {
 			return cur
 		}
 	}
@@ -199,11 +235,11 @@ func (st *State) Free(set RangeSet) *big.Int {
 			n.Sub(n, big.NewInt(1))
 		}
 	}
-	seen := map[string]bool{}
+	seen := map[[16]byte]bool{}
 	for _, l := range st.Leases {
 		for _, a := range l.IPs {
-			if r, ok := set.RangeFor(a); ok && !a.Equal(r.Gateway) && !seen[a.String()] {
-				seen[a.String()] = true
+			if r, ok := set.RangeFor(a); ok && !a.Equal(r.Gateway) && !seen[addrKey(a)] {
+				seen[addrKey(a)] = true
 				n.Sub(n, big.NewInt(1))
 			}
 		}
@@ -230,13 +266,18 @@ func (st *State) Normalize() {
 			}
 		}
 	}
-	sort.SliceStable(st.Leases, func(i, j int) bool {
-		a, b := st.Leases[i], st.Leases[j]
-		if a.ContainerID != b.ContainerID {
-			return a.ContainerID < b.ContainerID
-		}
-		return a.IfName < b.IfName
-	})
+	// A file we wrote is sorted already: check in one pass before sorting.
+	if !slices.IsSortedFunc(st.Leases, compareLeases) {
+		slices.SortStableFunc(st.Leases, compareLeases)
+	}
+}
+
+// compareLeases orders leases by (containerID, ifname).
+func compareLeases(a, b Lease) int {
+	if c := strings.Compare(a.ContainerID, b.ContainerID); c != 0 {
+		return c
+	}
+	return strings.Compare(a.IfName, b.IfName)
 }
 
 // Validate reports a decoded state that cannot be trusted: wrong version,
@@ -248,25 +289,36 @@ func (st *State) Validate(network string) error {
 	if st.Network != network {
 		return fmt.Errorf("state belongs to network %q, not %q", st.Network, network)
 	}
-	keys := map[[2]string]bool{}
-	addrs := map[string]bool{}
-	for _, l := range st.Leases {
+	// Sorted leases (every file this plugin wrote) hold a duplicate next to
+	// each other: no set of keys needed.
+	sorted := slices.IsSortedFunc(st.Leases, compareLeases)
+	var keys map[[2]string]bool
+	if !sorted {
+		keys = make(map[[2]string]bool, len(st.Leases))
+	}
+	addrs := make(map[[16]byte]bool, 2*len(st.Leases))
+	for i, l := range st.Leases {
 		if l.ContainerID == "" || l.IfName == "" {
 			return fmt.Errorf("lease with empty containerID or ifname")
 		}
 		k := [2]string{l.ContainerID, l.IfName}
-		if keys[k] {
+		if (sorted && i > 0 && compareLeases(st.Leases[i-1], l) == 0) || keys[k] {
 			return fmt.Errorf("two leases for container %q ifname %q", l.ContainerID, l.IfName)
 		}
-		keys[k] = true
+		if !sorted {
+			keys[k] = true
+		}
 		for _, a := range l.IPs {
 			if a == nil {
 				return fmt.Errorf("lease of container %q has an invalid address", l.ContainerID)
 			}
-			if addrs[a.String()] {
+			if len(a) != net.IPv4len && len(a) != net.IPv6len {
+				return fmt.Errorf("lease of container %q has an invalid address", l.ContainerID)
+			}
+			if addrs[addrKey(a)] {
 				return fmt.Errorf("address %s leased twice", a)
 			}
-			addrs[a.String()] = true
+			addrs[addrKey(a)] = true
 		}
 	}
 	return nil

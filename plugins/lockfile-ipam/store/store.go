@@ -242,7 +242,26 @@ func (s *Store) Load() (*allocator.State, error) {
 }
 
 // Decode parses and validates a state file's content.
+// A file in the subset parseState reads (what Encode writes) skips
+// encoding/json; any other is decoded by it.
 func Decode(data []byte, network string) (*allocator.State, error) {
+	st, ok := parseState(data)
+	if !ok {
+		var err error
+		if st, err = decodeJSON(data); err != nil {
+			return nil, err
+		}
+	}
+	if err := st.Validate(network); err != nil {
+		return nil, err
+	}
+	st.Normalize()
+	return st, nil
+}
+
+// decodeJSON is the reference decoding: encoding/json, unknown keys and
+// trailing data refused.
+func decodeJSON(data []byte) (*allocator.State, error) {
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()
 	var st allocator.State
@@ -252,21 +271,16 @@ func Decode(data []byte, network string) (*allocator.State, error) {
 	if dec.More() {
 		return nil, fmt.Errorf("trailing data after the state object")
 	}
-	if err := st.Validate(network); err != nil {
-		return nil, err
-	}
-	st.Normalize()
 	return &st, nil
 }
 
 // Encode renders a state the way Save writes it.
 func Encode(st *allocator.State) ([]byte, error) {
 	st.Normalize()
-	data, err := json.MarshalIndent(st, "", "  ")
-	if err != nil {
-		return nil, err
+	if data, ok := appendState(make([]byte, 0, 64+160*len(st.Leases)), st); ok {
+		return data, nil
 	}
-	return append(data, '\n'), nil
+	return json.Marshal(st) // only to report the address it cannot encode
 }
 
 // tempName is the state file's temp file. One name per network is
