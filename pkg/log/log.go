@@ -238,6 +238,14 @@ func (w *File) rotate() error {
 	if err != nil || st.Size() <= w.MaxBytes {
 		return nil
 	}
+	// lumberjack names the backup by the millisecond; two rotations in
+	// one millisecond would overwrite the first backup.
+	for {
+		if _, err := os.Stat(w.backupName(time.Now())); err != nil {
+			break
+		}
+		time.Sleep(time.Millisecond)
+	}
 	lj := &lumberjack.Logger{Filename: w.Path}
 	if err := lj.Rotate(); err != nil {
 		return err
@@ -254,6 +262,12 @@ func (w *File) rotate() error {
 
 // backupTimeFormat is lumberjack's timestamp in backup names.
 const backupTimeFormat = "2006-01-02T15-04-05.000"
+
+// backupName is the name lumberjack gives a backup made at t.
+func (w *File) backupName(t time.Time) string {
+	ext := filepath.Ext(w.Path)
+	return strings.TrimSuffix(w.Path, ext) + "-" + t.UTC().Format(backupTimeFormat) + ext
+}
 
 // Backups lists the rotated files of Path, oldest first.
 func (w *File) Backups() ([]string, error) {
