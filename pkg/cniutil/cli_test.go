@@ -1,0 +1,44 @@
+package cniutil
+
+import (
+	"bytes"
+	"encoding/json"
+	"strings"
+	"testing"
+
+	"github.com/containernetworking/cni/pkg/types"
+)
+
+func TestHandleCLI(t *testing.T) {
+	Describe(&strictConf{}, func(stdin []byte) error {
+		c := &strictConf{}
+		return DecodeStrict("p", stdin, c)
+	})
+	var out bytes.Buffer
+	if ok, code := HandleCLI("p", []string{"--help"}, nil, &out); !ok || code != 0 {
+		t.Fatal(ok, code)
+	}
+	for _, want := range []string{"masquerade  ", "true|false", "vxlan.remotes", "string list", "ranges[][].vni", "log.file", "log.level", "sysctls"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("--help lacks %q:\n%s", want, out.String())
+		}
+	}
+	if strings.Contains(out.String(), "prevResult  ") || strings.Contains(out.String(), "hidden") {
+		t.Errorf("--help lists spec or unexported keys:\n%s", out.String())
+	}
+	out.Reset()
+	if ok, code := HandleCLI("p", []string{ValidateFlag}, strings.NewReader(`{"name":"n","hairpn":true}`), &out); !ok || code != 1 {
+		t.Fatal(ok, code)
+	}
+	var e types.Error
+	if err := json.Unmarshal(out.Bytes(), &e); err != nil || e.Code != 7 || !strings.Contains(e.Msg, `did you mean "hairpin"`) {
+		t.Errorf("--validate printed %q", out.String())
+	}
+	out.Reset()
+	if ok, code := HandleCLI("p", []string{ValidateFlag}, strings.NewReader(`{"name":"n","hairpin":true}`), &out); !ok || code != 0 || out.Len() != 0 {
+		t.Errorf("valid config: %v %d %q", ok, code, out.String())
+	}
+	if ok, _ := HandleCLI("p", nil, nil, &out); ok {
+		t.Error("no arguments must run the CNI plugin")
+	}
+}
