@@ -18,7 +18,6 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
-	"sort"
 	"strings"
 	"sync"
 	"syscall"
@@ -26,11 +25,10 @@ import (
 
 	"github.com/containernetworking/cni/pkg/types"
 	current "github.com/containernetworking/cni/pkg/types/100"
-	"github.com/containernetworking/plugins/pkg/netlinksafe"
 	"github.com/containernetworking/plugins/pkg/ns"
-	"github.com/vishvananda/netlink"
 
 	"github.com/vxvrf/cni/pkg/chain"
+	"github.com/vxvrf/cni/pkg/inspect"
 	"github.com/vxvrf/cni/pkg/naming"
 	"github.com/vxvrf/cni/pkg/netsim"
 )
@@ -227,7 +225,7 @@ func (d *demo) run() error {
 	}
 
 	section("what the chain built in the node " + node.Name)
-	if err := picture(node, list.Name, vrf); err != nil {
+	if err := picture(node); err != nil {
 		d.check("draw the node", err)
 	}
 	for _, p := range pods {
@@ -316,127 +314,17 @@ func probeVRF(node *netsim.Node) bool {
 	return true
 }
 
-// picture prints the node's links as a tree of masters, their addresses,
-// the VXLAN and bridge details and the VRF tables' routes.
-func picture(node *netsim.Node, network string, vrf bool) error {
-	type link struct {
-		name, kind, state, master, alias string
-		addrs                            []string
-		extra                            string
-		children                         []string
-	}
-	links := map[string]*link{}
-	var order []string
-	err := node.Do(func(ns.NetNS) error {
-		ls, err := netlinksafe.LinkList()
+// picture prints the node as vxvrf inspect reads it: the links as a tree
+// of masters, the main and VRF routing tables and the chain's rules.
+func picture(node *netsim.Node) error {
+	return node.Do(func(ns.NetNS) error {
+		r, err := inspect.Collect(nil, "")
 		if err != nil {
 			return err
 		}
-		byIndex := map[int]string{}
-		for _, l := range ls {
-			byIndex[l.Attrs().Index] = l.Attrs().Name
-		}
-		for _, l := range ls {
-			a := l.Attrs()
-			k := &link{name: a.Name, kind: l.Type(), state: a.OperState.String(), alias: a.Alias}
-			if a.MasterIndex != 0 {
-				k.master = byIndex[a.MasterIndex]
-			}
-			switch v := l.(type) {
-			case *netlink.Vxlan:
-				k.extra = fmt.Sprintf("vni %d port %d local %v learning %v", v.VxlanId, v.Port, v.SrcAddr, v.Learning)
-			case *netlink.Vrf:
-				k.extra = fmt.Sprintf("table %d", v.Table)
-			case *netlink.Veth:
-				k.extra = fmt.Sprintf("mtu %d", a.MTU)
-			case *netlink.Bridge:
-				k.extra = fmt.Sprintf("mtu %d mac %s", a.MTU, a.HardwareAddr)
-			}
-			addrs, err := netlinksafe.AddrList(l, netlink.FAMILY_ALL)
-			if err != nil {
-				return err
-			}
-			for _, ad := range addrs {
-				if ad.IP.IsLinkLocalUnicast() {
-					continue
-				}
-				k.addrs = append(k.addrs, ad.IPNet.String())
-			}
-			links[a.Name] = k
-			order = append(order, a.Name)
-		}
+		r.WritePicture(os.Stdout)
 		return nil
 	})
-	if err != nil {
-		return err
-	}
-	for _, n := range order {
-		if m := links[n].master; m != "" && links[m] != nil {
-			links[m].children = append(links[m].children, n)
-		}
-	}
-	var draw func(name, indent string)
-	draw = func(name, indent string) {
-		k := links[name]
-		line := fmt.Sprintf("%s%s [%s, %s]", indent, k.name, k.kind, strings.ToLower(k.state))
-		if k.extra != "" {
-			line += " " + k.extra
-		}
-		if len(k.addrs) > 0 {
-			line += " addr " + strings.Join(k.addrs, ", ")
-		}
-		if k.alias != "" {
-			line += fmt.Sprintf(" alias %q", k.alias)
-		}
-		fmt.Println(line)
-		sort.Strings(k.children)
-		for _, c := range k.children {
-			draw(c, indent+"    └─ ")
-		}
-	}
-	fmt.Println("  links (a port is drawn under its master):")
-	for _, n := range order {
-		if links[n].master == "" || links[links[n].master] == nil {
-			draw(n, "    ")
-		}
-	}
-	if out, err := node.In("ip", "route"); err == nil {
-		fmt.Printf("  main table routes:\n%s", indent(string(out), "    "))
-	}
-	if out, err := node.In("ip", "-6", "route"); err == nil && strings.TrimSpace(string(out)) != "" {
-		fmt.Printf("  main table IPv6 routes:\n%s", indent(string(out), "    "))
-	}
-	if vrf {
-		for _, k := range links {
-			if k.kind != "vrf" {
-				continue
-			}
-			out, err := node.In("ip", "route", "show", "vrf", k.name)
-			if err == nil {
-				fmt.Printf("  routes of VRF %s (%s):\n%s", k.name, k.extra, indent(string(out), "    "))
-			}
-		}
-	} else {
-		fmt.Println("  no VRF on this kernel: the bridge routes in the main table")
-	}
-	for _, cmd := range []string{"iptables-save", "ip6tables-save"} {
-		out, err := node.In(cmd)
-		if err != nil {
-			continue
-		}
-		var rules []string
-		table := ""
-		for _, l := range strings.Split(string(out), "\n") {
-			if strings.HasPrefix(l, "*") {
-				table = l[1:]
-			}
-			if strings.HasPrefix(l, "-A ") && strings.Contains(l, naming.Prefix) {
-				rules = append(rules, fmt.Sprintf("%-6s %s", table, l))
-			}
-		}
-		fmt.Printf("  %s rules of the chain (%d):\n%s", strings.TrimSuffix(cmd, "-save"), len(rules), indent(strings.Join(rules, "\n")+"\n", "    "))
-	}
-	return nil
 }
 
 func indent(s, pre string) string {

@@ -31,9 +31,13 @@ func Describe(conf any, validate func(stdin []byte) error) {
 }
 
 // ValidateFlag is the flag that makes a plugin validate the config on its
-// stdin offline and exit: 0 when ADD would accept it, else 1 with the CNI
-// error ADD would print.
+// stdin offline and exit: 0 printing ValidOutput when ADD would accept
+// it, else 1 with the CNI error ADD would print.
 const ValidateFlag = "--validate"
+
+// ValidOutput is what --validate prints for a valid config (a binary
+// without --validate prints nothing on stdout and exits 0).
+const ValidOutput = `{"valid":true}`
 
 // HandleCLI answers the command-line flags a plugin takes when run by hand
 // (--help, --version, --validate) and reports whether it did; a runtime
@@ -60,6 +64,7 @@ func HandleCLI(plugin string, args []string, stdin io.Reader, stdout io.Writer) 
 		if err := described.validate(b); err != nil {
 			return true, printError(stdout, err)
 		}
+		fmt.Fprintln(stdout, ValidOutput)
 		return true, 0
 	}
 	fmt.Fprintf(os.Stderr, "%s: unknown argument %q (try --help)\n", plugin, args[0])

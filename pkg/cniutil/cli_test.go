@@ -35,7 +35,7 @@ func TestHandleCLI(t *testing.T) {
 		t.Errorf("--validate printed %q", out.String())
 	}
 	out.Reset()
-	if ok, code := HandleCLI("p", []string{ValidateFlag}, strings.NewReader(`{"name":"n","hairpin":true}`), &out); !ok || code != 0 || out.Len() != 0 {
+	if ok, code := HandleCLI("p", []string{ValidateFlag}, strings.NewReader(`{"name":"n","hairpin":true}`), &out); !ok || code != 0 || strings.TrimSpace(out.String()) != ValidOutput {
 		t.Errorf("valid config: %v %d %q", ok, code, out.String())
 	}
 	if ok, _ := HandleCLI("p", nil, nil, &out); ok {
