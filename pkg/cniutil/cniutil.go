@@ -48,22 +48,6 @@ func Decode(stdin []byte, v any) error {
 	return nil
 }
 
-// PrevResult parses conf's prevResult into the current result type. It
-// returns nil, nil when there is no prevResult.
-func PrevResult(conf *types.PluginConf) (*current.Result, error) {
-	if conf.RawPrevResult == nil {
-		return nil, nil
-	}
-	if err := version.ParsePrevResult(conf); err != nil {
-		return nil, types.NewError(types.ErrDecodingFailure, "failed to parse prevResult", err.Error())
-	}
-	res, err := current.NewResultFromResult(conf.PrevResult)
-	if err != nil {
-		return nil, types.NewError(types.ErrDecodingFailure, "failed to convert prevResult", err.Error())
-	}
-	return res, nil
-}
-
 // RequirePrevResult is PrevResult for stages that cannot work without one.
 func RequirePrevResult(conf *types.PluginConf, plugin string) (*current.Result, error) {
 	res, err := PrevResult(conf)

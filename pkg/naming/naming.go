@@ -76,3 +76,26 @@ func LeaseFile(network string) string { return network + ".json" }
 
 // LockFile is the lock guarding LeaseFile.
 func LockFile(network string) string { return network + ".lock" }
+
+// Limits of the names a network and an attachment may have, so that every
+// name derived from them fits where the kernel or a file system puts it:
+// AttachmentTag in a link alias (IFALIASZ) and an iptables comment (256
+// bytes with NUL), LeaseFile and LockFile in a directory entry (255 bytes).
+const (
+	MaxTagLen         = 255
+	MaxNetworkNameLen = 128
+)
+
+// CheckAttachment reports whether names derived from (network,
+// containerID, ifName) all fit. Callers check this before they change
+// anything, so a name that does not fit is refused, never truncated.
+func CheckAttachment(network, containerID, ifName string) error {
+	if len(network) > MaxNetworkNameLen {
+		return fmt.Errorf("network name is %d bytes; at most %d are supported", len(network), MaxNetworkNameLen)
+	}
+	if n := len(AttachmentTag(network, containerID, ifName)); n > MaxTagLen {
+		return fmt.Errorf("container ID is %d bytes; with network %q and ifname %q it must be at most %d",
+			len(containerID), network, ifName, len(containerID)-(n-MaxTagLen))
+	}
+	return nil
+}

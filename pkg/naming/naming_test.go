@@ -50,3 +50,28 @@ func TestDerivedNamesAreDeterministicAndDistinct(t *testing.T) {
 		t.Error("AttachmentTag does not start with NetworkTag")
 	}
 }
+
+func TestCheckAttachmentLimits(t *testing.T) {
+	cid64 := strings.Repeat("a", 64)
+	if err := CheckAttachment("vxvrf", cid64, "eth0"); err != nil {
+		t.Errorf("a 64-byte container ID must fit: %v", err)
+	}
+	if err := CheckAttachment(strings.Repeat("n", MaxNetworkNameLen), cid64, "eth0"); err != nil {
+		t.Errorf("the longest network name with a 64-byte ID must fit: %v", err)
+	}
+	if err := CheckAttachment(strings.Repeat("n", MaxNetworkNameLen+1), "c", "eth0"); err == nil {
+		t.Error("a network name over the limit was accepted")
+	}
+	long := strings.Repeat("c", MaxTagLen)
+	if err := CheckAttachment("vxvrf", long, "eth0"); err == nil {
+		t.Error("a container ID overflowing the tag was accepted")
+	}
+	// Right at the limit the tag fits exactly.
+	fit := strings.Repeat("c", MaxTagLen-len(AttachmentTag("vxvrf", "", "eth0")))
+	if err := CheckAttachment("vxvrf", fit, "eth0"); err != nil || len(AttachmentTag("vxvrf", fit, "eth0")) != MaxTagLen {
+		t.Errorf("tag of exactly %d bytes: %v", MaxTagLen, err)
+	}
+	if err := CheckAttachment("vxvrf", fit+"c", "eth0"); err == nil {
+		t.Error("tag of 256 bytes accepted")
+	}
+}

@@ -60,6 +60,9 @@ func cmdCheck(args *skel.CmdArgs) error {
 	if err != nil {
 		return err
 	}
+	if _, err := cniutil.PrevResult(&conf.PluginConf); err != nil {
+		return err
+	}
 	if _, err := resolveUplink(conf, types.ErrInvalidNetworkConfig, types.ErrTryAgainLater); err != nil {
 		return err
 	}

@@ -8,12 +8,11 @@ import (
 
 	"github.com/containernetworking/cni/pkg/skel"
 
-	"github.com/vxvrf/cni/pkg/buildinfo"
 	"github.com/vxvrf/cni/pkg/cniutil"
 )
 
 func init() { runtime.LockOSThread() }
 
 func main() {
-	skel.PluginMainFuncs(skel.CNIFuncs{Add: cmdAdd, Check: cmdCheck, Del: cmdDel, Status: cmdStatus, GC: cmdGC}, cniutil.Versions, buildinfo.About("vrf-vxlan-bridge"))
+	cniutil.PluginMain("vrf-vxlan-bridge", skel.CNIFuncs{Add: cmdAdd, Check: cmdCheck, Del: cmdDel, Status: cmdStatus, GC: cmdGC})
 }

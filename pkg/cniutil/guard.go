@@ -1,0 +1,57 @@
+package cniutil
+
+import (
+	"fmt"
+	"os"
+	"runtime/debug"
+
+	"github.com/containernetworking/cni/pkg/skel"
+	"github.com/containernetworking/cni/pkg/types"
+	"github.com/containernetworking/plugins/pkg/ns"
+
+	"github.com/vxvrf/cni/pkg/buildinfo"
+)
+
+// PluginMain runs a stage through skel with every verb under a last-resort
+// recover: a panic becomes CNI error 999 naming the plugin (the stack goes
+// to stderr) instead of an empty stdout. The verb's own deferred rollback
+// runs first, while the panic unwinds through it.
+func PluginMain(plugin string, funcs skel.CNIFuncs) {
+	wrap := func(verb string, fn func(*skel.CmdArgs) error) func(*skel.CmdArgs) error {
+		if fn == nil {
+			return nil
+		}
+		return func(args *skel.CmdArgs) error { return Guard(plugin+" "+verb, func() error { return fn(args) }) }
+	}
+	skel.PluginMainFuncs(skel.CNIFuncs{
+		Add:    wrap("ADD", funcs.Add),
+		Check:  wrap("CHECK", funcs.Check),
+		Del:    wrap("DEL", funcs.Del),
+		Status: wrap("STATUS", funcs.Status),
+		GC:     wrap("GC", funcs.GC),
+	}, Versions, buildinfo.About(plugin))
+}
+
+// Guard runs fn and turns a panic in it into CNI error 999 naming where.
+func Guard(where string, fn func() error) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = panicError(where, r)
+		}
+	}()
+	return fn()
+}
+
+// InNS runs fn inside netns like netns.Do, but a panic in fn (which runs on
+// a goroutine of its own, where no caller's recover reaches) comes back as
+// an error, so the caller's rollback still runs and the process answers.
+func InNS(netns ns.NetNS, fn func(ns.NetNS) error) error {
+	return netns.Do(func(host ns.NetNS) error {
+		return Guard("in netns "+netns.Path(), func() error { return fn(host) })
+	})
+}
+
+func panicError(where string, r any) *types.Error {
+	fmt.Fprintf(os.Stderr, "%s: internal error: %v\n%s", where, r, debug.Stack())
+	return Errorf(types.ErrInternal, "%s: internal error: %v (please report this with the config that caused it)", where, r)
+}
