@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/containernetworking/cni/pkg/skel"
 	"github.com/containernetworking/cni/pkg/types"
 
 	"github.com/vxvrf/cni/pkg/buildinfo"
@@ -34,6 +35,17 @@ func Describe(conf any, validate func(stdin []byte) error) {
 // stdin offline and exit: 0 printing ValidOutput when ADD would accept
 // it, else 1 with the CNI error ADD would print.
 const ValidateFlag = "--validate"
+
+// operator is what PluginMain adds for the operator: a plugin run by hand
+// answers --help, --version and --validate and exits; run by a runtime,
+// each verb logs its line (pkg/log), outside the panic guard so a panic
+// is logged as the 999 it becomes.
+func operator(plugin string, funcs skel.CNIFuncs) skel.CNIFuncs {
+	if ok, code := HandleCLI(plugin, os.Args[1:], os.Stdin, os.Stdout); ok {
+		os.Exit(code)
+	}
+	return vlog.Wrap(plugin, funcs)
+}
 
 // ValidOutput is what --validate prints for a valid config (a binary
 // without --validate prints nothing on stdout and exits 0).
@@ -160,6 +172,9 @@ func jsonType(t reflect.Type) string {
 		t = t.Elem()
 	}
 	if isLeaf(t) {
+		if t.Kind() == reflect.Struct && t.Name() == "Route" {
+			return "object (route: dst, gw, ...)"
+		}
 		return "string (" + strings.ToLower(t.Name()) + ")"
 	}
 	switch t.Kind() {

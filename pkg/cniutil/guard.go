@@ -23,13 +23,13 @@ func PluginMain(plugin string, funcs skel.CNIFuncs) {
 		}
 		return func(args *skel.CmdArgs) error { return Guard(plugin+" "+verb, func() error { return fn(args) }) }
 	}
-	skel.PluginMainFuncs(skel.CNIFuncs{
+	skel.PluginMainFuncs(operator(plugin, skel.CNIFuncs{
 		Add:    wrap("ADD", funcs.Add),
 		Check:  wrap("CHECK", funcs.Check),
 		Del:    wrap("DEL", funcs.Del),
 		Status: wrap("STATUS", funcs.Status),
 		GC:     wrap("GC", funcs.GC),
-	}, Versions, buildinfo.About(plugin))
+	}), Versions, buildinfo.About(plugin))
 }
 
 // Guard runs fn and turns a panic in it into CNI error 999 naming where.
