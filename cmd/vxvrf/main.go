@@ -161,14 +161,22 @@ func cmdValidate(args []string, stdout, stderr io.Writer) int {
 	fs := flags("validate", "[--cni-bin-dir D] [--json] F.conflist", stdout, stderr)
 	binDir := fs.String("cni-bin-dir", defaultBinDirs(), "where the plugin binaries are (colon separated)")
 	asJSON := fs.Bool("json", false, "print JSON")
-	if code := parse(fs, args); code >= 0 {
-		return code
+	// Flags may follow the file too.
+	var files []string
+	for {
+		if code := parse(fs, args); code >= 0 {
+			return code
+		}
+		if fs.NArg() == 0 {
+			break
+		}
+		files, args = append(files, fs.Arg(0)), fs.Args()[1:]
 	}
-	if fs.NArg() != 1 {
+	if len(files) != 1 {
 		fs.Usage()
 		return 2
 	}
-	return report(doctor.Validate(fs.Arg(0), filepath.SplitList(*binDir)), *asJSON, stdout)
+	return report(doctor.Validate(files[0], filepath.SplitList(*binDir)), *asJSON, stdout)
 }
 
 func report(f doctor.Findings, asJSON bool, w io.Writer) int {

@@ -120,11 +120,14 @@ func kernelFeatures(t topology) Findings {
 		{"nf_tables", "nftables", t.firewall, "a kernel with CONFIG_NF_TABLES (modprobe nf_tables), or the iptables legacy backend"},
 	} {
 		s := kernel.Has(k.module)
+		if s != kernel.Loaded && k.module == "nf_tables" && exec.Command("nft", "list", "tables").Run() == nil {
+			s = kernel.Loaded // nft works: built in
+		}
 		switch {
 		case s == kernel.Loaded || s == kernel.Available:
 			f.add(OK, "kernel "+k.module, k.what+": "+s.String(), "")
 		case s == kernel.Unknown:
-			f.add(Info, "kernel "+k.module, k.what+": cannot tell (no /sys/module, no module lists)", "")
+			f.add(Info, "kernel "+k.module, k.what+": not loaded; cannot tell whether built in (no module lists in "+kernel.ModulesDir+")", "")
 		case k.needed:
 			f.add(Error, "kernel "+k.module, k.what+": missing", k.fix)
 		default:

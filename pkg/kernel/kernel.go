@@ -24,7 +24,7 @@ var ModulesDir = func() string {
 type Support int
 
 const (
-	Unknown   Support = iota // no /sys/module and no module lists to look at
+	Unknown   Support = iota // not loaded, and no module lists to look at
 	Missing                  // neither loaded, built in nor loadable
 	Loaded                   // in /sys/module (loaded, or built in with parameters)
 	Available                // built in or loadable: the kernel loads it on first use
@@ -54,8 +54,8 @@ func Has(name string) Support {
 			}
 		}
 	}
-	if _, err := os.Stat("/sys/module"); lists == 0 && err != nil {
-		return Unknown
+	if lists == 0 {
+		return Unknown // a built-in feature without parameters shows nowhere else
 	}
 	return Missing
 }
