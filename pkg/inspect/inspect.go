@@ -233,7 +233,10 @@ func Collect(conflists []string, network string) (*Report, error) {
 	if err != nil {
 		return nil, err
 	}
-	rules := Ruleset()
+	rules, err := Ruleset()
+	if err != nil && rules == "" {
+		return nil, err // no firewall tool at all: attachments would look rule-less
+	}
 	r := &Report{Links: links}
 	claimed := map[string]bool{} // attachment chains accounted for
 	for _, nc := range configs {
@@ -455,6 +458,12 @@ func readLeases(path string) (*allocator.State, error) {
 	return st, nil
 }
 
+// Links lists the links of the current network namespace.
+func Links() ([]Link, error) {
+	l, _, err := readLinks()
+	return l, err
+}
+
 func readLinks() ([]Link, map[string]netlink.Link, error) {
 	ls, err := netlinksafe.LinkList()
 	if err != nil {
@@ -509,18 +518,23 @@ func addrs(l netlink.Link) []string {
 }
 
 // Ruleset is the node's firewall as text: iptables-save, ip6tables-save
-// and nft list ruleset, each when available.
-func Ruleset() string {
+// and the nft tables that are not iptables-nft's. The error names an
+// iptables-save that failed (the text has what the others printed); nft
+// is optional.
+func Ruleset() (string, error) {
 	var b strings.Builder
+	var errs []error
 	for _, cmd := range []string{"iptables-save", "ip6tables-save"} {
-		if out, err := exec.Command(cmd).Output(); err == nil {
-			b.Write(out)
+		out, err := exec.Command(cmd).Output()
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", cmd, err))
 		}
+		b.Write(out)
 	}
 	if out, err := exec.Command("nft", "list", "ruleset").Output(); err == nil {
 		b.WriteString(ownTables(string(out)))
 	}
-	return b.String()
+	return b.String(), errors.Join(errs...)
 }
 
 // ownTables keeps the nft tables that are not iptables-nft's own (those
