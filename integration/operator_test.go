@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -326,5 +327,45 @@ func TestToolHelp(t *testing.T) {
 	}
 	if _, _, code := testutil.RunTool(t, node.NetNS, "frobnicate"); code != 2 {
 		t.Errorf("unknown command: exit %d, want 2", code)
+	}
+}
+
+// TestPluginHelp: every stage answers --help with its config keys (from
+// the config struct) and their documentation (the README's Configuration
+// section), which documents every key; --version carries the version.
+func TestPluginHelp(t *testing.T) {
+	dir := testutil.PluginDir(t, testutil.Plugins...)
+	keyLine := regexp.MustCompile(`^  ([A-Za-z0-9.\[\]]+)\s{2,}\S`)
+	for _, p := range testutil.Plugins {
+		out, err := exec.Command(filepath.Join(dir, p), "--help").Output()
+		if err != nil {
+			t.Fatalf("%s --help: %v", p, err)
+		}
+		help := string(out)
+		keys, doc, _ := strings.Cut(help, "Configuration (from the plugin's README.md):")
+		if doc == "" {
+			t.Errorf("%s --help has no documentation:\n%s", p, help)
+			continue
+		}
+		n := 0
+		for _, l := range strings.Split(keys, "\n") {
+			m := keyLine.FindStringSubmatch(l)
+			if m == nil || strings.HasPrefix(m[1], "log.") || strings.Contains(l, p+" --") {
+				continue
+			}
+			n++
+			parts := strings.Split(m[1], ".")
+			last := strings.TrimSuffix(parts[len(parts)-1], "[]")
+			if !strings.Contains(doc, "`"+last) && !strings.Contains(doc, "."+last) && !strings.Contains(doc, last+"`") {
+				t.Errorf("%s: key %s is not documented in its README's Configuration section", p, m[1])
+			}
+		}
+		if n == 0 {
+			t.Errorf("%s --help lists no keys:\n%s", p, help)
+		}
+		out, err = exec.Command(filepath.Join(dir, p), "--version").Output()
+		if err != nil || !strings.HasPrefix(string(out), "vxvrf "+p+" ") {
+			t.Errorf("%s --version: %v %q", p, err, out)
+		}
 	}
 }

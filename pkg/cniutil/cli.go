@@ -21,14 +21,33 @@ import (
 var described struct {
 	conf     any
 	validate func(stdin []byte) error
+	readme   string
 }
 
 // Describe registers the plugin's config struct (for --help) and the
 // validation ADD runs on its config before touching anything (for
 // --validate, which vxvrf validate and doctor call, so that they and ADD
 // never disagree). Call it from an init function of the plugin.
-func Describe(conf any, validate func(stdin []byte) error) {
-	described.conf, described.validate = conf, validate
+// readme is the plugin's README.md: --help prints its Configuration
+// section, the documented meaning of each key.
+func Describe(conf any, validate func(stdin []byte) error, readme string) {
+	described.conf, described.validate, described.readme = conf, validate, readme
+}
+
+// section returns the body of the "## title" section of a markdown text.
+func section(md, title string) string {
+	var b strings.Builder
+	in := false
+	for _, l := range strings.Split(md, "\n") {
+		if strings.HasPrefix(l, "## ") {
+			in = strings.TrimSpace(l[3:]) == title
+			continue
+		}
+		if in {
+			b.WriteString(l + "\n")
+		}
+	}
+	return strings.Trim(b.String(), "\n")
 }
 
 // ValidateFlag is the flag that makes a plugin validate the config on its
@@ -112,6 +131,9 @@ func Help(plugin string) string {
 			fmt.Fprintf(&b, "  %-*s  %s\n", width, r[0], r[1])
 		}
 		b.WriteString("\n")
+	}
+	if doc := section(described.readme, "Configuration"); doc != "" {
+		fmt.Fprintf(&b, "Configuration (from the plugin's README.md):\n\n%s\n\n", doc)
 	}
 	fmt.Fprintf(&b, "Keys the spec, libcni and runtimes add are accepted too: %s, cni.dev/*; the contents of runtimeConfig and args are the runtime's.\n", strings.Join(specKeys, ", "))
 	return b.String()

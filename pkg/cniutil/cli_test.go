@@ -13,17 +13,17 @@ func TestHandleCLI(t *testing.T) {
 	Describe(&strictConf{}, func(stdin []byte) error {
 		c := &strictConf{}
 		return DecodeStrict("p", stdin, c)
-	})
+	}, "# p\n\n## Configuration\n\n| key | meaning |\n| `hairpin` | hairpin mode |\n\n## Behaviour\n\nnot shown\n")
 	var out bytes.Buffer
 	if ok, code := HandleCLI("p", []string{"--help"}, nil, &out); !ok || code != 0 {
 		t.Fatal(ok, code)
 	}
-	for _, want := range []string{"masquerade  ", "true|false", "vxlan.remotes", "string list", "ranges[][].vni", "log.file", "log.level", "sysctls"} {
+	for _, want := range []string{"masquerade  ", "true|false", "vxlan.remotes", "string list", "ranges[][].vni", "log.file", "log.level", "sysctls", "| `hairpin` | hairpin mode |"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("--help lacks %q:\n%s", want, out.String())
 		}
 	}
-	if strings.Contains(out.String(), "prevResult  ") || strings.Contains(out.String(), "hidden") {
+	if strings.Contains(out.String(), "prevResult  ") || strings.Contains(out.String(), "hidden") || strings.Contains(out.String(), "not shown") {
 		t.Errorf("--help lists spec or unexported keys:\n%s", out.String())
 	}
 	out.Reset()
