@@ -369,3 +369,32 @@ func TestPluginHelp(t *testing.T) {
 		}
 	}
 }
+
+// TestInspectVXLAN: inspect shows the VXLAN device and compares its flood
+// list with the configured remotes: a peer missing from it and an entry
+// no peer accounts for are both reported.
+func TestInspectVXLAN(t *testing.T) {
+	e := newEnv(t, "inspvx", nil, func(_ map[string]any, plugins []map[string]any) error {
+		chain.Plugin(plugins, "vrf-vxlan-bridge")["vxlan"] = map[string]any{"vni": 42, "remotes": []string{"198.18.0.12", "198.18.0.13"}}
+		return nil
+	})
+	conflist := e.writeConflist(e.conf)
+	e.addPod("p1")
+	vx := e.inspect("--conflist", conflist).Networks[0].VXLAN
+	if vx == nil || !vx.Present || vx.Name != "vxlan-42" || vx.VNI != 42 || vx.Mode != "remotes" || vx.MTU != 1450 || vx.Port != 4789 ||
+		strings.Join(vx.Flood, ",") != "198.18.0.12,198.18.0.13" || len(vx.Missing)+len(vx.Extra) != 0 {
+		t.Fatalf("vxlan: %+v", vx)
+	}
+	e.in("bridge", "fdb", "del", "00:00:00:00:00:00", "dev", "vxlan-42", "dst", "198.18.0.13")
+	e.in("bridge", "fdb", "append", "00:00:00:00:00:00", "dev", "vxlan-42", "dst", "198.18.0.77")
+	vx = e.inspect("--conflist", conflist).Networks[0].VXLAN
+	if strings.Join(vx.Missing, ",") != "198.18.0.13" || strings.Join(vx.Extra, ",") != "198.18.0.77" {
+		t.Errorf("missing %v extra %v, want 198.18.0.13 and 198.18.0.77", vx.Missing, vx.Extra)
+	}
+	text, _, _ := testutil.RunTool(t, e.node.NetNS, "inspect", "--conflist", conflist)
+	for _, want := range []string{"vxlan     vxlan-42 vni 42 mode remotes port 4789 mtu 1450", "peers missing from the flood list: 198.18.0.13", "flood entries no configured peer accounts for: 198.18.0.77", "vrf       none"} {
+		if !strings.Contains(text, want) {
+			t.Errorf("inspect text lacks %q:\n%s", want, text)
+		}
+	}
+}

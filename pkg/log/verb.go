@@ -1,6 +1,7 @@
 package log
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"log/slog"
@@ -40,7 +41,7 @@ func Did(action, object string) {
 
 // Wrap returns funcs with each verb logged: one line per verb with the
 // network, container ID, ifname, duration, what it did (Did) and its
-// result or error. The "log" section of the verb's config chooses where
+// result or error (a successful STATUS, which runtimes poll, at debug). The "log" section of the verb's config chooses where
 // (see Config); a config that does not decode logs errors to stderr (the
 // plugin itself reports the bad config).
 func Wrap(plugin string, funcs skel.CNIFuncs) skel.CNIFuncs {
@@ -104,7 +105,11 @@ func runVerb(plugin, verb string, args *skel.CmdArgs, f func(*skel.CmdArgs) erro
 			logger.Error(verb+" failed", line...)
 			return
 		}
-		logger.Info(verb+" ok", line...)
+		level := slog.LevelInfo
+		if verb == "STATUS" {
+			level = slog.LevelDebug // runtimes poll STATUS every few seconds
+		}
+		logger.Log(context.Background(), level, verb+" ok", line...)
 	}()
 	return f(args)
 }
