@@ -115,6 +115,8 @@ type Link struct {
 	State  string   `json:"state"`
 	Master string   `json:"master,omitempty"`
 	Alias  string   `json:"alias,omitempty"`
+	MAC    string   `json:"mac,omitempty"`
+	Up     bool     `json:"up"` // administratively
 	MTU    int      `json:"mtu"`
 	Addrs  []string `json:"addrs,omitempty"`
 	Extra  string   `json:"extra,omitempty"`
@@ -476,11 +478,16 @@ func readLinks() ([]Link, map[string]netlink.Link, error) {
 	var out []Link
 	for _, l := range ls {
 		a := l.Attrs()
-		k := Link{Name: a.Name, Kind: l.Type(), State: strings.ToLower(a.OperState.String()), Alias: a.Alias, MTU: a.MTU, Addrs: addrs(l)}
+		k := Link{Name: a.Name, Kind: l.Type(), State: strings.ToLower(a.OperState.String()), Alias: a.Alias,
+			MAC: a.HardwareAddr.String(), Up: a.Flags&net.FlagUp != 0, MTU: a.MTU, Addrs: addrs(l)}
 		k.Master = masterName(byName, a.MasterIndex)
 		switch v := l.(type) {
-		case *netlink.Vxlan:
-			k.Extra = fmt.Sprintf("vni %d port %d local %v learning %v", v.VxlanId, v.Port, v.SrcAddr, v.Learning)
+		case *netlink.Vxlan: // as ip -d link says it
+			learn := "learning"
+			if !v.Learning {
+				learn = "nolearning"
+			}
+			k.Extra = fmt.Sprintf("vni %d local %v dev %s dstport %d %s", v.VxlanId, v.SrcAddr, indexName(ls, v.VtepDevIndex), v.Port, learn)
 		case *netlink.Vrf:
 			k.Extra = fmt.Sprintf("table %d", v.Table)
 		case *netlink.Bridge:
@@ -489,6 +496,15 @@ func readLinks() ([]Link, map[string]netlink.Link, error) {
 		out = append(out, k)
 	}
 	return out, byName, nil
+}
+
+func indexName(ls []netlink.Link, index int) string {
+	for _, l := range ls {
+		if l.Attrs().Index == index {
+			return l.Attrs().Name
+		}
+	}
+	return "-"
 }
 
 func masterName(links map[string]netlink.Link, index int) string {
