@@ -1,6 +1,6 @@
 # vxvrf: chained CNI plugins building a VRF + VXLAN + bridge overlay.
 #
-#   make demo    build, then run the default conflist on a throwaway node namespace
+#   make demo    build, then run conflist/vrf-vxlan.conflist on two throwaway nodes joined by VXLAN
 #   make test    install what the tests need, then unit, per-plugin and integration tests
 
 PLUGINS  := infra-ensure vrf-vxlan-bridge veth-attach lockfile-ipam sysctl-firewall
@@ -15,7 +15,7 @@ GOTEST   := $(GO) test -count=1
 SHELL    := /bin/bash
 export GOFLAGS ?= -buildvcs=false
 
-.PHONY: all build demo demo-cluster test test-vrf e2e deps test-unit vet fmt tidy install image clean
+.PHONY: all build demo demo-cluster docs-images test test-vrf e2e deps test-unit vet fmt tidy install image clean
 
 all: build
 
@@ -32,9 +32,13 @@ FORCE:
 deps:
 	./scripts/install-deps.sh
 
-demo: build
+# Two simulated nodes joined by VXLAN, a pod on each: traffic across the
+# nodes, a picture of what was built, then everything removed. On a kernel
+# without VRF the conflist's vrf is left out, and the demo says so.
+DEMO_CONFLIST ?= conflist/vrf-vxlan.conflist
+demo: build $(BIN)/vxvrf-installer
 	./scripts/install-deps.sh --demo
-	$(GO) run ./integration/demo -bin $(BIN) -conflist conflist/vxvrf.conflist
+	$(GO) run ./integration/demo -bin $(BIN) -conflist $(DEMO_CONFLIST)
 
 # Three simulated nodes, a router and an external host: prints who reaches whom.
 demo-cluster: build
@@ -91,6 +95,15 @@ $(BIN)/vxvrf-installer: FORCE
 # An OCI image of the installer and the plugins, built without a Docker daemon.
 image:
 	VERSION=$(VERSION) ./deploy/build-image.sh
+
+# The README's pictures, drawn from their Graphviz sources next to them
+# (needs Graphviz: apt-get install graphviz).
+DOCS_IMAGES := $(patsubst %.dot,%.png,$(wildcard docs/images/*.dot))
+docs-images: $(DOCS_IMAGES)
+
+docs/images/%.png: docs/images/%.dot FORCE
+	@command -v dot >/dev/null || { echo 'docs-images needs Graphviz: apt-get install graphviz' >&2; exit 1; }
+	dot -Tpng -Gdpi=110 $< -o $@
 
 clean:
 	rm -rf $(BIN)

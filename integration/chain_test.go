@@ -74,16 +74,7 @@ func TestTwoPods(t *testing.T) {
 		}
 	}
 
-	for _, p := range []*pod{p1, p2} {
-		if err := e.chain.Del(ctx(t), p.rt); err != nil {
-			t.Errorf("DEL %s: %v", p.rt.ContainerID, err)
-		}
-	}
-	e.noLeftovers(p1, p2)
-	if err := e.chain.GC(ctx(t), []types.GCAttachment{}); err != nil {
-		t.Errorf("GC with an empty list: %v", err)
-	}
-	e.networkGone()
+	e.teardown(p1, p2)
 }
 
 // TestVersions runs the chain at every supported cniVersion.

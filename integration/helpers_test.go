@@ -307,6 +307,22 @@ func (e *env) networkGone() {
 	}
 }
 
+// teardown DELs the pods, expects nothing of them left, runs GC with an
+// empty list and expects the network gone.
+func (e *env) teardown(pods ...*pod) {
+	e.t.Helper()
+	for _, p := range pods {
+		if err := e.chain.Del(ctx(e.t), p.rt); err != nil {
+			e.t.Errorf("DEL %s: %v", p.rt.ContainerID, err)
+		}
+	}
+	e.noLeftovers(pods...)
+	if err := e.chain.GC(ctx(e.t), []types.GCAttachment{}); err != nil {
+		e.t.Errorf("GC with an empty list: %v", err)
+	}
+	e.networkGone()
+}
+
 func grep(s, sub string) string {
 	var out []string
 	for _, l := range strings.Split(s, "\n") {

@@ -4,13 +4,16 @@
 # development kernel has none.
 #
 #   1. builds the plugins with CGO_ENABLED=0 into a temporary bin/ (or uses
-#      $VXVRF_BIN when it is set and holds them);
+#      $VXVRF_BIN when it is set and holds them), and the previous release's
+#      (testutil.PreviousRelease, for the upgrade tests) from git unless
+#      $VXVRF_PREV_BIN is set;
 #   2. compiles the test binary of each package in $VRF_PKGS
 #      (./integration/vrf must compile; a plugin package that does not yet
 #      compile is reported and left out);
 #   3. runs each binary that lists a VRF test in the VM with
 #      -test.run VRF -test.skip 'VRFUnsupported|NoVRF' -test.v (the skipped
-#      ones test the no-VRF path), VXVRF_BIN=<that bin/>, VXVRF_REQUIRE_VRF=1,
+#      ones test the no-VRF path), VXVRF_BIN=<that bin/>, VXVRF_PREV_BIN=<the
+#      previous release's>, VXVRF_REQUIRE_VRF=1,
 #      VXVRF_REF_BIN=<reference plugins: host-local>, the package directory as
 #      the working directory;
 #   4. prints a summary and FAILS when a plugin did not build, a test failed
@@ -50,6 +53,25 @@ else
 	done
 fi
 log "plugins in $BIN: $(ls "$BIN" | tr '\n' ' ')"
+
+# The previous release's plugins for the upgrade tests
+# (testutil.PreviousPlugins; the guest has neither git nor go):
+# $VXVRF_PREV_BIN, else built from `git archive <PreviousRelease>`.
+PREV=${VXVRF_PREV_BIN:-}
+PREV_COMMIT=$(sed -n 's/^const PreviousRelease = "\(.*\)"$/\1/p' pkg/testutil/previous.go)
+if [[ -z $PREV ]]; then
+	PREV=$WORK/prev
+	mkdir -p "$PREV" "$WORK/prev-src"
+	if git archive "$PREV_COMMIT" | tar -x -C "$WORK/prev-src"; then
+		for p in $PLUGINS; do
+			(cd "$WORK/prev-src" && $GO build -trimpath -o "$PREV/$p" "./plugins/$p") ||
+				problems+=("previous release $PREV_COMMIT: plugin $p does not build")
+		done
+	else
+		problems+=("previous release $PREV_COMMIT not available from git (set VXVRF_PREV_BIN)")
+	fi
+fi
+PREV=$(realpath "$PREV")
 
 # Reference plugins (host-local) some plugin tests use: $VXVRF_REF_BIN, else
 # .tools/cni (scripts/install-deps.sh), else go install into the work dir.
@@ -95,9 +117,9 @@ for entry in "${bins[@]}"; do
 	dir=$(realpath "$pkg")
 	log "running $pkg in the VM"
 	rc=0 # pipefail: the status is vmtest.sh's (tee succeeds)
-	files="$BIN $dir"
+	files="$BIN $PREV $dir"
 	[[ -d $REF ]] && files+=" $REF"
-	VMTEST_FILES=$files VMTEST_CWD=$dir VMTEST_ENV="VXVRF_BIN=$BIN VXVRF_REF_BIN=$REF VXVRF_REQUIRE_VRF=1" \
+	VMTEST_FILES=$files VMTEST_CWD=$dir VMTEST_ENV="VXVRF_BIN=$BIN VXVRF_PREV_BIN=$PREV VXVRF_REF_BIN=$REF VXVRF_REQUIRE_VRF=1" \
 		"$ROOT/scripts/vmtest.sh" "$tb" -test.run "$RUN_PATTERN" -test.skip "$SKIP_PATTERN" -test.v -test.count=1 -test.timeout=10m 2>&1 |
 		tee "$WORK/$(basename "$tb").log" || rc=$?
 	log=$WORK/$(basename "$tb").log

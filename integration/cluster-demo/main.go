@@ -118,7 +118,7 @@ func (d *demo) run(binDir string) error {
 	}
 	fmt.Printf("  router: namespace %s (underlay bridge, forwarding on, no route to pod subnets)\n", c.Router.Name)
 	fmt.Printf("  external host: namespace %s, %s\n", c.External.Name, c.ExtAddr)
-	vrf := probeVRF(c.Nodes[0].NS)
+	vrf := c.Nodes[0].HasVRF()
 
 	var specs []cluster.Spec
 	if vrf {
@@ -343,13 +343,4 @@ func (d *demo) matrix(n *cluster.Network, pods map[string][]*cluster.Pod, v4 boo
 	if v4 {
 		fmt.Printf("    external = TCP to %s, which must see the node's uplink address (masquerade)\n", d.c.ExtAddr)
 	}
-}
-
-// probeVRF tries to create a VRF inside a node namespace.
-func probeVRF(n *netsim.NS) bool {
-	if _, err := n.In("ip", "link", "add", "vrfprobe", "type", "vrf", "table", "4242"); err != nil {
-		return false
-	}
-	_, _ = n.In("ip", "link", "del", "vrfprobe")
-	return true
 }

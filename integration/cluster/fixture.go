@@ -1,8 +1,9 @@
 // Package cluster runs the vxvrf chain on a simulated cluster: several
 // node namespaces on one underlay (netsim.Cluster), every node running the
 // same conflist through libcni except for its own IPAM range and its own
-// uplink address (resolved on the node). The tests of this package and
-// `make demo-cluster` (integration/cluster-demo) share it.
+// uplink address (resolved on the node). The tests of this package,
+// `make demo` (integration/demo) and `make demo-cluster`
+// (integration/cluster-demo) share it.
 package cluster
 
 import (
@@ -210,11 +211,40 @@ func (c *Cluster) Network(s Spec) (*Network, error) {
 	return n, nil
 }
 
+// NetworkFrom binds already rendered conflists, one per node (in node
+// order), as one network: a caller that renders per-node values itself
+// (the demo renders them with vxvrf-installer). The network is named by
+// the conflists; Spec carries only that name.
+func (c *Cluster) NetworkFrom(conflists [][]byte) (*Network, error) {
+	if len(conflists) != len(c.Nodes) {
+		return nil, fmt.Errorf("%d conflists for %d nodes", len(conflists), len(c.Nodes))
+	}
+	n := &Network{C: c}
+	for i, b := range conflists {
+		ch, err := c.bind(b, i, c.Nodes[i])
+		if err != nil {
+			return nil, fmt.Errorf("node n%d: %w", i+1, err)
+		}
+		if i > 0 && ch.List.Name != n.Spec.Name {
+			return nil, fmt.Errorf("node n%d: network %q, node n1: %q", i+1, ch.List.Name, n.Spec.Name)
+		}
+		n.Spec.Name = ch.List.Name
+		n.Chains = append(n.Chains, ch)
+	}
+	return n, nil
+}
+
 func (c *Cluster) chainFor(s Spec, i int, node *netsim.Node) (*chain.Chain, error) {
 	b, err := c.Conflist(s, i)
 	if err != nil {
 		return nil, err
 	}
+	return c.bind(b, i, node)
+}
+
+// bind parses node i's conflist and binds it to the node, its plugin
+// directory and its cache directory.
+func (c *Cluster) bind(b []byte, i int, node *netsim.Node) (*chain.Chain, error) {
 	list, err := chain.Parse(b)
 	if err != nil {
 		return nil, err

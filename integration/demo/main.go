@@ -1,11 +1,19 @@
-// Command demo runs the default conflist on a throwaway node: a node
-// namespace with an uplink to an underlay namespace and two pod namespaces.
-// It adds both pods through libcni, shows the results, proves traffic, draws
-// what the chain built inside the node, then deletes everything, garbage
-// collects and checks that nothing is left. It never touches this machine's
-// own network namespace and exits non-zero when any step fails.
+// Command demo is `make demo`: it runs a conflist on two throwaway nodes
+// joined by VXLAN. It builds two node namespaces on an underlay (with a
+// router and an external host behind it), renders the conflist for each node
+// with vxvrf-installer (the renderer the DaemonSet uses), adds one pod per
+// node through libcni, proves traffic (pod↔pod across the nodes through
+// VXLAN, full-size packets with DF set, the gateway, the node, masqueraded
+// egress), draws what the chain built on each node, then deletes
+// everything, garbage collects, checks that nothing is left and removes the
+// lab. It never touches this machine's own network namespace, removes the
+// lab also on failure and on Ctrl-C, can run again at once, and exits
+// non-zero when any step fails.
 //
-//	go run ./integration/demo -bin bin -conflist conflist/vxvrf.conflist
+// On a kernel without VRF a conflist with a vrf object runs without it,
+// and the demo says so; a conflist without vxlan gets one.
+//
+//	go run ./integration/demo -bin bin -conflist conflist/vrf-vxlan.conflist
 package main
 
 import (
@@ -21,60 +29,52 @@ import (
 	"strings"
 	"sync"
 	"syscall"
-	"time"
 
 	"github.com/containernetworking/cni/pkg/types"
-	current "github.com/containernetworking/cni/pkg/types/100"
-	"github.com/containernetworking/plugins/pkg/ns"
 
+	"github.com/vxvrf/cni/integration/cluster"
 	"github.com/vxvrf/cni/pkg/chain"
-	"github.com/vxvrf/cni/pkg/inspect"
 	"github.com/vxvrf/cni/pkg/naming"
 	"github.com/vxvrf/cni/pkg/netsim"
 )
 
-const labName = "demo"
+const (
+	labName = "demo"
+	nodes   = 2
+)
 
 func main() {
-	bin := flag.String("bin", "bin", "directory holding the plugin binaries (CNI_PATH)")
-	conflist := flag.String("conflist", "conflist/vxvrf.conflist", "the conflist to run")
-	keepState := flag.Bool("host-state", false, "keep the conflist's state directories (default: a temp dir, removed at the end)")
+	bin := flag.String("bin", "bin", "directory holding the plugin binaries (CNI_PATH) and vxvrf-installer")
+	conflist := flag.String("conflist", "conflist/vrf-vxlan.conflist", "the conflist to run on both nodes")
 	flag.Parse()
 	if os.Geteuid() != 0 {
 		fmt.Fprintln(os.Stderr, "demo: needs root (it creates network namespaces; the machine's own network is not touched)")
 		os.Exit(2)
 	}
-	d := &demo{bin: *bin, conflist: *conflist, hostState: *keepState}
-	err := d.run()
+	d := &demo{conflist: *conflist, lab: labName}
+	err := d.run(*bin)
 	d.cleanup()
 	if err != nil {
-		fmt.Fprintf(os.Stderr, "\nFAILED: %v\n", err)
+		fmt.Fprintf(os.Stderr, "\nFAILED: %v\n(the lab was removed)\n", err)
 		os.Exit(1)
 	}
 	if d.failures > 0 {
-		fmt.Fprintf(os.Stderr, "\nFAILED: %d check(s) failed\n", d.failures)
+		fmt.Fprintf(os.Stderr, "\nFAILED: %d check(s) failed (the lab was removed)\n", d.failures)
 		os.Exit(1)
 	}
-	fmt.Println("\nOK: the chain wired two pods, traffic flowed, and DEL + GC left nothing behind.")
+	fmt.Printf("\nOK: two nodes, one %s segment; the pods talked across nodes through VXLAN, and DEL + GC left nothing behind.\n", d.network)
 }
 
 type demo struct {
-	bin, conflist string
-	hostState     bool
+	conflist  string
+	lab       string // lab name (namespaces "<prefix><lab>-...")
+	installer string
+	network   string
 
-	lab      *netsim.Lab
+	c        *cluster.Cluster
 	tmp      string
 	failures int
 	once     sync.Once
-}
-
-type pod struct {
-	name string
-	ns   *netsim.NS
-	rt   chain.RuntimeConf
-	res  *current.Result
-	ips  []*current.IPConfig
-	done bool // DEL ran
 }
 
 func section(title string) { fmt.Printf("\n=== %s\n", title) }
@@ -89,21 +89,21 @@ func (d *demo) check(what string, err error) {
 	fmt.Printf("  ok    %s\n", what)
 }
 
-func (d *demo) cleanup() { d.once.Do(d.remove) }
-
-func (d *demo) remove() {
-	if d.lab != nil {
-		if err := d.lab.Close(); err != nil {
-			fmt.Fprintf(os.Stderr, "demo: removing the lab: %v\n", err)
+func (d *demo) cleanup() {
+	d.once.Do(func() {
+		if d.c != nil {
+			if err := d.c.Close(); err != nil {
+				fmt.Fprintf(os.Stderr, "demo: removing the lab: %v\n", err)
+			}
 		}
-	}
-	if d.tmp != "" {
-		_ = os.RemoveAll(d.tmp)
-	}
+		if d.tmp != "" {
+			_ = os.RemoveAll(d.tmp)
+		}
+	})
 }
 
-func (d *demo) run() error {
-	bin, err := filepath.Abs(d.bin)
+func (d *demo) run(binDir string) error {
+	bin, err := filepath.Abs(binDir)
 	if err != nil {
 		return err
 	}
@@ -111,22 +111,26 @@ func (d *demo) run() error {
 	if err != nil {
 		return err
 	}
-	if d.tmp, err = os.MkdirTemp("", "vxvrf-demo-"); err != nil {
-		return err
-	}
-	if !d.hostState {
-		// Keep this machine's /run clean: the node is throwaway, so is its state.
-		if raw, err = chain.SetStateDirs(raw, filepath.Join(d.tmp, "node")); err != nil {
-			return err
-		}
-	}
 	list, err := chain.Parse(raw)
 	if err != nil {
+		return fmt.Errorf("%s: %w", d.conflist, err)
+	}
+	// The binaries the conflist names, and the installer that renders it.
+	need := []string{"vxvrf-installer"}
+	for _, p := range list.Plugins {
+		need = append(need, p.Network.Type)
+	}
+	for _, p := range need {
+		if _, err := os.Stat(filepath.Join(bin, p)); err != nil {
+			return fmt.Errorf("%s not in %s (make build %s): %w", p, bin, filepath.Join(bin, "vxvrf-installer"), err)
+		}
+	}
+	d.installer = filepath.Join(bin, "vxvrf-installer")
+	if d.tmp, err = os.MkdirTemp("", "vxvrf-demo-"); err != nil {
 		return err
 	}
 
 	// SIGINT/SIGTERM: remove the lab before exiting.
-	ctx := context.Background()
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
 	defer signal.Stop(sig)
@@ -138,209 +142,226 @@ func (d *demo) run() error {
 		}
 	}()
 
-	section("lab")
-	if d.lab, err = netsim.New(labName); err != nil {
-		return fmt.Errorf("create lab: %w", err)
+	section("lab: two nodes on an underlay (network namespaces; this machine's network is not touched)")
+	if d.c, err = cluster.New(d.lab, nodes, bin, d.tmp); err != nil {
+		return fmt.Errorf("create the lab: %w", err)
 	}
-	node, err := d.lab.AddNode("node")
+	c := d.c
+	for i, n := range c.Nodes {
+		fmt.Printf("  node %s: namespace %s, uplink eth0 %s/24\n", nodeName(i), n.Name, n.Addr)
+	}
+	fmt.Printf("  underlay/router: namespace %s (%s), external host %s behind it\n", c.Router.Name, netsim.UnderlayGateway, c.ExtAddr)
+
+	section("kernel")
+	vrf := c.Nodes[0].HasVRF()
+	if vrf {
+		fmt.Println("  VRF: supported")
+	} else {
+		fmt.Println("  VRF: NOT supported by this kernel (CONFIG_NET_VRF is not set)")
+	}
+
+	section("conflist " + d.conflist)
+	prepared, notes, err := prepare(raw, vrf)
 	if err != nil {
-		return fmt.Errorf("create node: %w", err)
+		return fmt.Errorf("%s: %w", d.conflist, err)
 	}
-	fmt.Printf("  node namespace %s: uplink %s %s/24, default via %s (underlay namespace %s)\n",
-		node.Name, node.Uplink, node.Addr, netsim.UnderlayGateway, d.lab.Underlay.Name)
-	pods := []*pod{{name: "pod1"}, {name: "pod2"}}
-	for _, p := range pods {
-		if p.ns, err = d.lab.AddNS(p.name); err != nil {
-			return fmt.Errorf("create %s: %w", p.name, err)
-		}
-		p.rt = chain.RuntimeConf{ContainerID: labName + "-" + p.name, NetNS: p.ns.Path, IfName: "eth0"}
-		fmt.Printf("  pod namespace %s (container ID %s)\n", p.ns.Name, p.rt.ContainerID)
+	for _, n := range notes {
+		fmt.Printf("  NOTE: %s\n", n)
 	}
-	c, err := chain.New(list, []string{bin}, filepath.Join(d.tmp, "cache"), node.NetNS)
+	if len(notes) == 0 {
+		fmt.Println("  runs as written; only the per-node values below are filled in")
+	}
+	fmt.Println("  per node, rendered by vxvrf-installer --dry-run (as the DaemonSet does); state dirs moved to a temp dir:")
+	confs, err := d.renderNodes(prepared)
 	if err != nil {
 		return err
 	}
+	n, err := c.NetworkFrom(confs)
+	if err != nil {
+		return err
+	}
+	d.network = n.Spec.Name
 	var stages []string
-	for _, p := range list.Plugins {
+	for _, p := range n.Chains[0].List.Plugins {
 		stages = append(stages, p.Network.Type)
 	}
-	fmt.Printf("  network %q, cniVersion %s (libcni's pick), chain: %s\n", list.Name, list.CNIVersion, strings.Join(stages, " -> "))
-	if !d.hostState {
-		fmt.Printf("  state directories moved under %s (removed at the end; -host-state keeps the conflist's)\n", d.tmp)
-	}
+	fmt.Printf("  network %q, cniVersion %s (libcni's pick), chain: %s\n", n.Spec.Name, n.Chains[0].List.CNIVersion, strings.Join(stages, " -> "))
 
-	section("kernel")
-	vrf := probeVRF(node)
-	if vrf {
-		fmt.Println("  this kernel supports VRF")
-	} else {
-		fmt.Println("  this kernel has no VRF support: running without VRF")
-	}
-
-	op := func() (context.Context, context.CancelFunc) { return context.WithTimeout(ctx, time.Minute) }
-
-	section("ADD")
-	for _, p := range pods {
-		cctx, cancel := op()
-		res, err := c.Add(cctx, p.rt)
-		cancel()
+	section("ADD: one pod on each node")
+	var pods []*cluster.Pod
+	for i := range c.Nodes {
+		p, err := n.AddPod(i, "pod")
 		if err != nil {
-			return fmt.Errorf("ADD %s: %w", p.name, err)
-		}
-		if p.res, err = current.NewResultFromResult(res); err != nil {
 			return err
 		}
-		p.ips = chain.PodIPs(p.res, p.rt.NetNS, p.rt.IfName)
-		out, _ := json.MarshalIndent(res, "  ", "  ")
-		fmt.Printf("  %s result:\n  %s\n", p.name, out)
-		if len(p.ips) == 0 {
-			return fmt.Errorf("ADD %s: the result gives the pod no address", p.name)
+		pods = append(pods, p)
+		var addrs []string
+		for _, ip := range p.IPs {
+			addrs = append(addrs, ip.Address.String())
 		}
+		fmt.Printf("  %s on %s: eth0 %s, gateway %s, mtu %s\n", p.NS.Name, nodeName(i), strings.Join(addrs, " "), gateways(p), mtuOf(p.NS))
 	}
-	if c.List.CNIVersion == "1.1.0" {
-		d.check("STATUS", statusOf(c, op))
-	}
-	for _, p := range pods {
-		cctx, cancel := op()
-		d.check("CHECK "+p.name, c.Check(cctx, p.rt))
+	ctx := context.Background()
+	for i, p := range pods {
+		cctx, cancel := context.WithTimeout(ctx, cluster.Timeout)
+		d.check("CHECK "+p.NS.Name, n.Chains[i].Check(cctx, p.RT))
 		cancel()
+	}
+	if n.Chains[0].List.CNIVersion == "1.1.0" {
+		for i, ch := range n.Chains {
+			cctx, cancel := context.WithTimeout(ctx, cluster.Timeout)
+			d.check("STATUS on "+nodeName(i), ch.Status(cctx))
+			cancel()
+		}
 	}
 
 	section("traffic")
-	p1, p2 := pods[0], pods[1]
-	for _, v4 := range []bool{true, false} {
-		a, b := ipOf(p1, v4), ipOf(p2, v4)
-		if a == nil || b == nil {
-			continue
-		}
-		d.check(fmt.Sprintf("pod1 %s -> pod2 %s", a.Address.IP, b.Address.IP), ping(p1.ns, b.Address.IP))
-		d.check(fmt.Sprintf("pod2 %s -> pod1 %s", b.Address.IP, a.Address.IP), ping(p2.ns, a.Address.IP))
-		for _, p := range pods {
-			ip := ipOf(p, v4)
-			if ip.Gateway != nil {
-				d.check(fmt.Sprintf("%s -> gateway %s", p.name, ip.Gateway), ping(p.ns, ip.Gateway))
-			}
-			d.check(fmt.Sprintf("node -> %s %s", p.name, ip.Address.IP), ping(node.NS, ip.Address.IP))
+	d.traffic(n, pods)
+
+	section("what the chain built")
+	for i := range c.Nodes {
+		if err := picture(c, i, n.Spec.Name, pods); err != nil {
+			d.check("draw "+nodeName(i), err)
 		}
 	}
 
-	section("what the chain built in the node " + node.Name)
-	if err := picture(node); err != nil {
-		d.check("draw the node", err)
-	}
+	section("DEL, then GC with an empty attachment list on every node")
 	for _, p := range pods {
-		out, _ := p.ns.In("ip", "-br", "addr", "show", "dev", p.rt.IfName)
-		routes, _ := p.ns.In("ip", "route")
-		routes6, _ := p.ns.In("ip", "-6", "route")
-		fmt.Printf("  %s: %s", p.name, out)
-		for _, l := range strings.Split(strings.TrimSpace(string(routes)+string(routes6)), "\n") {
-			if l != "" {
-				fmt.Printf("        route %s\n", l)
-			}
-		}
+		d.check("DEL "+p.NS.Name, n.Del(p))
 	}
-
-	section("DEL")
-	for i := len(pods) - 1; i >= 0; i-- {
-		p := pods[i]
-		cctx, cancel := op()
-		err := c.Del(cctx, p.rt)
+	for i, ch := range n.Chains {
+		cctx, cancel := context.WithTimeout(ctx, cluster.Timeout)
+		d.check("GC on "+nodeName(i)+" (the network has no pods left there)", ch.GC(cctx, []types.GCAttachment{}))
 		cancel()
-		d.check("DEL "+p.name, err)
-		p.done = err == nil
 	}
-	cctx, cancel := op()
-	d.check("GC with an empty valid-attachments list (the network has no pods left)", c.GC(cctx, []types.GCAttachment{}))
-	cancel()
 
 	section("leftovers")
-	var atts []chain.Attachment
-	for _, p := range pods {
-		a := chain.Attachment{RT: p.rt, Pod: p.ns}
-		for _, ip := range p.ips {
-			a.IPs = append(a.IPs, ip.Address.IP)
+	for i, ch := range n.Chains {
+		var atts []chain.Attachment
+		for _, p := range pods {
+			if p.Node == i {
+				atts = append(atts, p.Attachment())
+			}
 		}
-		atts = append(atts, a)
-	}
-	var stateDirs []string
-	if !d.hostState {
-		stateDirs = append(stateDirs, filepath.Join(d.tmp, "node"))
-	}
-	left := append(c.Leftovers(node.NS, atts, stateDirs...), c.NetworkLeftovers(node.NS)...)
-	for _, l := range left {
-		d.check("nothing left", errors.New(l))
-	}
-	if len(left) == 0 {
-		fmt.Println("  none: no veth, bridge, rule, route, lease, state or cache entry of the demo remains")
-		if rules, err := chain.Ruleset(node.NS); err == nil && strings.Contains(rules, naming.Prefix) {
-			fmt.Println("  (sysctl-firewall's empty project-wide hook chains stay; they are shared by all networks of a node)")
+		left := append(ch.NetworkLeftovers(c.Nodes[i].NS), ch.Leftovers(c.Nodes[i].NS, atts, c.NodeRoot(i))...)
+		for _, l := range left {
+			d.check(nodeName(i)+": nothing left", errors.New(l))
+		}
+		if len(left) == 0 {
+			links, _ := c.Nodes[i].In("ip", "-br", "link")
+			fmt.Printf("  ok    %s: no device, rule, route, lease or cache entry of the network is left; links now: %s\n",
+				nodeName(i), strings.Join(strings.Fields(firstFields(string(links))), " "))
 		}
 	}
-	if links, err := node.In("ip", "-br", "link"); err == nil {
-		fmt.Printf("  links in the node now:\n%s", indent(string(links), "    "))
+	if rules, err := chain.Ruleset(c.Nodes[0].NS); err == nil && strings.Contains(rules, naming.Prefix) {
+		fmt.Println("  (sysctl-firewall's empty project-wide hook chains stay: they are shared by every network of a node)")
 	}
 	return nil
 }
 
-func statusOf(c *chain.Chain, op func() (context.Context, context.CancelFunc)) error {
-	if c.List.CNIVersion != "1.1.0" {
-		return nil
-	}
-	cctx, cancel := op()
-	defer cancel()
-	return c.Status(cctx)
-}
-
-func ipOf(p *pod, v4 bool) *current.IPConfig {
-	for _, ip := range p.ips {
-		if (ip.Address.IP.To4() != nil) == v4 {
-			return ip
+// traffic runs the checks that show the overlay works: per family, the two
+// pods across the nodes (and a full-size packet with DF set, which only
+// passes when every MTU on the path is right), each pod to its gateway, each
+// node to its own pod, and IPv4 egress to the external host.
+func (d *demo) traffic(n *cluster.Network, pods []*cluster.Pod) {
+	a, b := pods[0], pods[1]
+	for _, v4 := range []bool{true, false} {
+		ia, ib := a.IP(v4), b.IP(v4)
+		if ia == nil || ib == nil {
+			continue
+		}
+		d.check(fmt.Sprintf("%s %s -> %s %s (across the nodes, through VXLAN)", a.NS.Name, ia.Address.IP, b.NS.Name, ib.Address.IP), reach(a.NS, ib.Address.IP))
+		d.check(fmt.Sprintf("%s %s -> %s %s", b.NS.Name, ib.Address.IP, a.NS.Name, ia.Address.IP), reach(b.NS, ia.Address.IP))
+		if size, err := fullSize(a.NS, v4); err == nil {
+			d.check(fmt.Sprintf("%s -> %s with a full-size packet (%d bytes of payload, DF set)", a.NS.Name, b.NS.Name, size),
+				cluster.Ping(a.NS, ib.Address.IP, "-M", "do", "-s", fmt.Sprint(size)))
+		} else {
+			d.check("pod MTU", err)
+		}
+		for _, p := range pods {
+			ip := p.IP(v4)
+			if ip.Gateway != nil {
+				d.check(fmt.Sprintf("%s -> gateway %s (on its own node's bridge)", p.NS.Name, ip.Gateway), reach(p.NS, ip.Gateway))
+			}
+			node := d.c.Nodes[p.Node]
+			var extra []string
+			if vrf := vrfOf(node, n.Spec.Name); vrf != "" {
+				extra = []string{"-I", vrf}
+			}
+			d.check(fmt.Sprintf("node %s -> its pod %s", nodeName(p.Node), ip.Address.IP),
+				cluster.Ping(node.NS, ip.Address.IP, extra...))
 		}
 	}
-	return nil
+	if masquerades(n) {
+		for _, p := range pods {
+			peer, err := d.c.Egress(p.NS)
+			if err == nil && !peer.Equal(d.c.Nodes[p.Node].Addr) {
+				err = fmt.Errorf("the external host saw %s, not the node's %s", peer, d.c.Nodes[p.Node].Addr)
+			}
+			d.check(fmt.Sprintf("%s -> external host %s over TCP, masqueraded to its node's %s", p.NS.Name, d.c.ExtAddr, d.c.Nodes[p.Node].Addr), err)
+		}
+	}
 }
 
-func ping(from *netsim.NS, ip net.IP) error {
-	_, err := from.In("ping", "-c1", "-W2", ip.String())
+// reach pings once, retried once (the first may be spent on neighbour
+// resolution across the overlay).
+func reach(from *netsim.NS, ip net.IP) error {
+	err := cluster.Ping(from, ip)
+	if err != nil {
+		err = cluster.Ping(from, ip)
+	}
 	return err
 }
 
-// probeVRF tries to create a VRF inside the node namespace.
-func probeVRF(node *netsim.Node) bool {
-	if _, err := node.In("ip", "link", "add", "vrfprobe", "type", "vrf", "table", "4242"); err != nil {
-		return false
+// fullSize is the largest ICMP echo payload that fits the pod's eth0 MTU.
+func fullSize(pod *netsim.NS, v4 bool) (int, error) {
+	var mtu int
+	if _, err := fmt.Sscan(mtuOf(pod), &mtu); err != nil {
+		return 0, fmt.Errorf("read the pod's MTU: %w", err)
 	}
-	_, _ = node.In("ip", "link", "del", "vrfprobe")
-	return true
+	if v4 {
+		return mtu - 20 - 8, nil
+	}
+	return mtu - 40 - 8, nil
 }
 
-// picture prints the node as vxvrf inspect reads it: the links as a tree
-// of masters, the main and VRF routing tables and the chain's rules.
-func picture(node *netsim.Node) error {
-	return node.Do(func(ns.NetNS) error {
-		r, err := inspect.Collect(nil, "")
-		if err != nil {
-			return err
+func mtuOf(pod *netsim.NS) string {
+	out, err := pod.In("cat", "/sys/class/net/eth0/mtu")
+	if err != nil {
+		return "?"
+	}
+	return strings.TrimSpace(string(out))
+}
+
+func gateways(p *cluster.Pod) string {
+	var gws []string
+	for _, ip := range p.IPs {
+		if ip.Gateway != nil {
+			gws = append(gws, ip.Gateway.String())
 		}
-		r.WritePicture(os.Stdout)
-		return nil
-	})
-}
-
-func indent(s, pre string) string {
-	var b strings.Builder
-	for _, l := range strings.Split(strings.TrimRight(s, "\n"), "\n") {
-		b.WriteString(pre + l + "\n")
 	}
-	return b.String()
+	return strings.Join(gws, " ")
 }
 
-func grepLines(s, sub string) []string {
+// masquerades says whether the chain's sysctl-firewall masquerades egress.
+func masquerades(n *cluster.Network) bool {
+	for _, p := range n.Chains[0].List.Plugins {
+		if p.Network.Type == "sysctl-firewall" {
+			var conf struct {
+				Masquerade bool `json:"masquerade"`
+			}
+			return json.Unmarshal(p.Bytes, &conf) == nil && conf.Masquerade
+		}
+	}
+	return false
+}
+
+func firstFields(s string) string {
 	var out []string
-	for _, l := range strings.Split(s, "\n") {
-		if strings.Contains(l, sub) {
-			out = append(out, l)
+	for _, l := range strings.Split(strings.TrimSpace(s), "\n") {
+		if f := strings.Fields(l); len(f) > 0 {
+			out = append(out, f[0])
 		}
 	}
-	return out
+	return strings.Join(out, " ")
 }

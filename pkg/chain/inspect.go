@@ -1,6 +1,7 @@
 package chain
 
 import (
+	"encoding/json"
 	"fmt"
 	"net"
 	"os"
@@ -163,7 +164,8 @@ func (c *Chain) Leftovers(node *netsim.NS, atts []Attachment, stateDirs ...strin
 
 // NetworkLeftovers lists what remains of the network itself once it has no
 // attachments and GC ran with an empty list: its bridge and VRF, links
-// tagged for it, and its iptables rules (the empty project hooks may stay).
+// marked (naming.NetworkMark: also its VXLAN device, whatever the names)
+// or tagged for it, and its iptables rules (the empty project hooks may stay).
 func (c *Chain) NetworkLeftovers(node *netsim.NS) []string {
 	var left []string
 	network := c.List.Name
@@ -172,7 +174,8 @@ func (c *Chain) NetworkLeftovers(node *netsim.NS) []string {
 		left = append(left, "list links: "+err.Error())
 	}
 	for name, alias := range links {
-		if name == naming.BridgeName(network) || name == naming.VRFName(network) || strings.HasPrefix(alias, naming.NetworkTag(network)) {
+		if name == naming.BridgeName(network) || name == naming.VRFName(network) || alias == naming.NetworkMark(network) ||
+			strings.HasPrefix(alias, naming.NetworkTag(network)) {
 			left = append(left, fmt.Sprintf("link %s (alias %q)", name, alias))
 		}
 	}
@@ -183,5 +186,41 @@ func (c *Chain) NetworkLeftovers(node *netsim.NS) []string {
 	for _, l := range NetworkRules(rules, network) {
 		left = append(left, "iptables "+l)
 	}
+	if t := c.vrfTable(); t != 0 {
+		table := fmt.Sprint(t)
+		proto := fmt.Sprint(naming.RouteProtocol)
+		for _, args := range [][]string{
+			{"route", "show", "table", table, "proto", proto}, {"-6", "route", "show", "table", table, "proto", proto},
+			{"rule", "show", "table", table}, {"-6", "rule", "show", "table", table},
+		} {
+			out, err := node.In("ip", args...)
+			if err != nil {
+				left = append(left, err.Error())
+			}
+			for _, l := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+				if l != "" {
+					left = append(left, fmt.Sprintf("ip %s: %s", strings.Join(args, " "), l))
+				}
+			}
+		}
+	}
 	return left
+}
+
+// vrfTable is vrf.table of the chain's vrf-vxlan-bridge, 0 without one.
+func (c *Chain) vrfTable() int64 {
+	for _, p := range c.List.Plugins {
+		if p.Network.Type != "vrf-vxlan-bridge" {
+			continue
+		}
+		var conf struct {
+			VRF *struct {
+				Table int64 `json:"table"`
+			} `json:"vrf"`
+		}
+		if json.Unmarshal(p.Bytes, &conf) == nil && conf.VRF != nil {
+			return conf.VRF.Table
+		}
+	}
+	return 0
 }

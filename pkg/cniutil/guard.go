@@ -7,6 +7,7 @@ import (
 
 	"github.com/containernetworking/cni/pkg/skel"
 	"github.com/containernetworking/cni/pkg/types"
+	"github.com/containernetworking/cni/pkg/version"
 	"github.com/containernetworking/plugins/pkg/ns"
 
 	"github.com/vxvrf/cni/pkg/buildinfo"
@@ -15,7 +16,8 @@ import (
 // PluginMain runs a stage through skel with every verb under a last-resort
 // recover: a panic becomes CNI error 999 naming the plugin (the stack goes
 // to stderr) instead of an empty stdout. The verb's own deferred rollback
-// runs first, while the panic unwinds through it.
+// runs first, while the panic unwinds through it. DEL accepts
+// TeardownVersions.
 func PluginMain(plugin string, funcs skel.CNIFuncs) {
 	wrap := func(verb string, fn func(*skel.CmdArgs) error) func(*skel.CmdArgs) error {
 		if fn == nil {
@@ -23,14 +25,24 @@ func PluginMain(plugin string, funcs skel.CNIFuncs) {
 		}
 		return func(args *skel.CmdArgs) error { return Guard(plugin+" "+verb, func() error { return fn(args) }) }
 	}
+	versions := Versions
+	if os.Getenv("CNI_COMMAND") == "DEL" {
+		versions = TeardownVersions
+	}
 	skel.PluginMainFuncs(operator(plugin, skel.CNIFuncs{
 		Add:    wrap("ADD", funcs.Add),
 		Check:  wrap("CHECK", funcs.Check),
 		Del:    wrap("DEL", funcs.Del),
 		Status: wrap("STATUS", funcs.Status),
 		GC:     wrap("GC", funcs.GC),
-	}), Versions, buildinfo.About(plugin))
+	}), versions, buildinfo.About(plugin))
 }
+
+// TeardownVersions is what DEL accepts: every released spec version, so
+// that a config whose cniVersion is (or became) older than Versions still
+// tears down; a pod sandbox must always be removable. DEL prints nothing
+// on success, so no result of an old version is ever produced.
+var TeardownVersions = version.PluginSupports("0.1.0", "0.2.0", "0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0")
 
 // Guard runs fn and turns a panic in it into CNI error 999 naming where.
 func Guard(where string, fn func() error) (err error) {

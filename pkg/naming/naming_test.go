@@ -75,3 +75,16 @@ func TestCheckAttachmentLimits(t *testing.T) {
 		t.Error("tag of 256 bytes accepted")
 	}
 }
+
+func TestNetworkMark(t *testing.T) {
+	if got := NetworkMark("red"); got != "vxvrf:red" {
+		t.Errorf("NetworkMark(red) = %q", got)
+	}
+	// A network's mark is not an attachment tag of it, nor of another network.
+	if strings.HasPrefix(NetworkMark("red"), NetworkTag("red")) || strings.HasPrefix(NetworkMark("red-1"), NetworkTag("red")) {
+		t.Error("a network mark looks like an attachment tag")
+	}
+	if n := len(NetworkMark(strings.Repeat("n", MaxNetworkNameLen))); n > MaxTagLen {
+		t.Errorf("the longest network's mark is %d bytes, more than an alias holds", n)
+	}
+}

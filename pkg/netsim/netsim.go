@@ -181,3 +181,14 @@ func Sweep(prefix string) {
 		}
 	}
 }
+
+// HasVRF says whether the kernel can create a VRF device, probing inside n
+// (a lab namespace, never the host's): it creates and removes a throwaway
+// VRF. A kernel without CONFIG_NET_VRF answers false.
+func (n *NS) HasVRF() bool {
+	if _, err := n.In("ip", "link", "add", "vrfprobe", "type", "vrf", "table", "4242"); err != nil {
+		return false
+	}
+	_, _ = n.In("ip", "link", "del", "vrfprobe")
+	return true
+}

@@ -102,7 +102,8 @@ func processBinDir() (string, error) {
 	tmp := os.TempDir()
 	bins, _ := filepath.Glob(filepath.Join(tmp, "vxvrf-bin-*"))
 	refs, _ := filepath.Glob(filepath.Join(tmp, "vxvrf-ref-*"))
-	for _, d := range append(bins, refs...) {
+	prevs, _ := filepath.Glob(filepath.Join(tmp, "vxvrf-prev-*"))
+	for _, d := range append(append(bins, refs...), prevs...) {
 		_, pid, _ := strings.Cut(strings.TrimPrefix(filepath.Base(d), "vxvrf-"), "-")
 		if _, err := os.Stat(filepath.Join("/proc", pid)); os.IsNotExist(err) {
 			_ = os.RemoveAll(d)
@@ -138,6 +139,7 @@ type Invocation struct {
 	Args        string // CNI_ARGS
 	Config      []byte // stdin
 	Env         []string
+	Dir         string // where the binary is: PluginDir when empty
 }
 
 // Outcome is what the plugin printed and how it exited.
@@ -161,11 +163,14 @@ func (o Outcome) CNIError(t testing.TB) *types.Error {
 }
 
 // Run executes the plugin inside the namespace in (the node), as a runtime
-// would, with CNI_PATH set to PluginDir. A plugin that delegates (to IPAM)
+// would, with CNI_PATH set to inv.Dir (default PluginDir). A plugin that delegates (to IPAM)
 // needs its delegate built first: call PluginDir(t, "lockfile-ipam").
 func Run(t testing.TB, in ns.NetNS, inv Invocation) Outcome {
 	t.Helper()
-	dir := PluginDir(t, inv.Plugin)
+	dir := inv.Dir
+	if dir == "" {
+		dir = PluginDir(t, inv.Plugin)
+	}
 	var out Outcome
 	err := in.Do(func(ns.NetNS) error {
 		cmd := exec.Command(filepath.Join(dir, inv.Plugin))

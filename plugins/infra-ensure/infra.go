@@ -37,10 +37,12 @@ func cmdAdd(args *skel.CmdArgs) error {
 	if err := probeFeatures(); err != nil {
 		return err
 	}
-	if err := ensureSysctls(link.Attrs().Name); err != nil {
+	// Everything that can fail on the config comes before the node
+	// sysctls: a refused ADD leaves them as they were.
+	if err := ensureStateDir(conf.StateDir); err != nil {
 		return err
 	}
-	if err := ensureStateDir(conf.StateDir); err != nil {
+	if err := ensureSysctls(link.Attrs().Name); err != nil {
 		return err
 	}
 	result := cniutil.NewResult(prev)

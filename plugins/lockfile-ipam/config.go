@@ -4,10 +4,13 @@ import (
 	"bufio"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/containernetworking/cni/pkg/types"
@@ -98,16 +101,22 @@ func parseIP(s string) (net.IP, error) {
 	return a, nil
 }
 
-// parseBase decodes stdin and resolves what DEL and GC need (network,
-// dataDir, lockTimeout), without validating ranges: releasing a lease must
-// not depend on ADD-only preconditions.
+// parseBase decodes stdin and resolves network, dataDir and lockTimeout
+// for ADD, CHECK and STATUS. Malformed JSON is a decoding failure (6);
+// well-formed JSON with bad values (a CIDR that does not parse, a string
+// where a list belongs) is an invalid configuration (7).
 func parseBase(stdin []byte) (*NetConf, error) {
-	// Malformed JSON is a decoding failure (6); well-formed JSON with bad
-	// values (a CIDR that does not parse, a string where a list belongs) is
-	// an invalid configuration (7).
 	var raw map[string]json.RawMessage
 	if err := cniutil.Decode(stdin, &raw); err != nil {
 		return nil, err
+	}
+	// A prevResult that is not an object does not decode as a result (6);
+	// one that decodes but is malformed is cniutil.PrevResult's 7.
+	if p, ok := raw["prevResult"]; ok && string(p) != "null" {
+		var obj map[string]json.RawMessage
+		if err := json.Unmarshal(p, &obj); err != nil {
+			return nil, types.NewError(types.ErrDecodingFailure, "failed to parse prevResult", err.Error())
+		}
 	}
 	conf := &NetConf{}
 	if err := cniutil.CheckKeys(pluginName, stdin, conf, "ipam"); err != nil {
@@ -123,14 +132,11 @@ func parseBase(stdin []byte) (*NetConf, error) {
 	if err := cniutil.CheckStageKeys(pluginName, stdin, conf, conf.Stage); err != nil {
 		return nil, err
 	}
-	conf.DataDir = conf.IPAM.DataDir
-	if conf.DataDir == "" {
-		conf.DataDir = defaultDataDir
+	dataDir, err := resolveDataDir(conf.IPAM.DataDir)
+	if err != nil {
+		return nil, cniutil.InvalidConfig(err)
 	}
-	if !filepath.IsAbs(conf.DataDir) {
-		return nil, cniutil.InvalidConfig(fmt.Errorf("ipam.dataDir %q must be an absolute path", conf.DataDir))
-	}
-	conf.DataDir = filepath.Clean(conf.DataDir)
+	conf.DataDir = dataDir
 	conf.Timeout = defaultLockTimeout
 	if conf.IPAM.LockTimeout != "" {
 		d, err := time.ParseDuration(conf.IPAM.LockTimeout)
@@ -143,6 +149,58 @@ func parseBase(stdin []byte) (*NetConf, error) {
 		conf.Timeout = d
 	}
 	return conf, nil
+}
+
+func resolveDataDir(dir string) (string, error) {
+	if dir == "" {
+		return defaultDataDir, nil
+	}
+	if !filepath.IsAbs(dir) {
+		return "", fmt.Errorf("ipam.dataDir %q must be an absolute path", dir)
+	}
+	return filepath.Clean(dir), nil
+}
+
+// teardownConf is all DEL and GC read: the network name and where its
+// state lives. Ranges, routes, resolvConf, cniVersion-specific keys — all
+// that may be invalid or changed since ADD — are not looked at.
+type teardownConf struct {
+	Name    string
+	DataDir string // "" when ipam.dataDir is unusable: nothing can be there
+	Timeout time.Duration
+}
+
+// parseTeardown reads stdin leniently: only JSON that does not parse at
+// all fails (6). An unusable ipam block or dataDir leaves DataDir empty
+// (ADD never used it, so nothing was leased there) and a bad lockTimeout
+// falls back to the default; stderr says so.
+func parseTeardown(stdin []byte) (*teardownConf, error) {
+	var raw struct {
+		Name string          `json:"name"`
+		IPAM json.RawMessage `json:"ipam"`
+	}
+	if err := cniutil.Decode(stdin, &raw); err != nil {
+		return nil, err
+	}
+	tc := &teardownConf{Name: raw.Name, Timeout: defaultLockTimeout}
+	var ipamConf struct {
+		DataDir     string `json:"dataDir"`
+		LockTimeout string `json:"lockTimeout"`
+	}
+	if err := json.Unmarshal(raw.IPAM, &ipamConf); err != nil || len(raw.IPAM) == 0 || string(raw.IPAM) == "null" {
+		fmt.Fprintf(os.Stderr, "%s: no usable ipam block (%v): nothing to release\n", pluginName, err)
+		return tc, nil
+	}
+	dir, err := resolveDataDir(ipamConf.DataDir)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "%s: %v: nothing to release\n", pluginName, err)
+		return tc, nil
+	}
+	tc.DataDir = dir
+	if d, err := time.ParseDuration(ipamConf.LockTimeout); err == nil && d > 0 {
+		tc.Timeout = d
+	}
+	return tc, nil
 }
 
 // parseConfig decodes stdin and CNI_ARGS, sets defaults and validates
@@ -225,34 +283,83 @@ func dedupIPs(in []net.IP) []net.IP {
 	return out
 }
 
-// parseResolvConf reads nameserver, domain, search and options lines.
+// maxResolvConf bounds what parseResolvConf reads (glibc's resolv.conf is
+// a few hundred bytes).
+const maxResolvConf = 64 << 10
+
+// Values parseResolvConf passes on: an IP address for nameserver; a domain
+// name for domain and search; an option token such as "ndots:5",
+// "rotate", "timeout:2".
+var (
+	domainSyntax = regexp.MustCompile(`^([A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?\.)*[A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?\.?$`)
+	optionSyntax = regexp.MustCompile(`^[a-z][a-z0-9_-]{0,31}(:[0-9]{1,5})?$`)
+)
+
+// parseResolvConf reads the DNS settings of a resolv.conf(5) file. It runs
+// as root on a path from the config, so it reads only what resolv.conf
+// syntax allows into the result: the path must be absolute and name (a
+// symlink is followed, /etc/resolv.conf usually is one) a regular file of
+// at most 64 KiB; only nameserver lines with an IP address, domain and
+// search lines with domain names and options lines with option tokens are
+// taken, other lines and invalid values are skipped. A file that yields
+// nothing is an error: it is not a resolv.conf.
 func parseResolvConf(path string) (*types.DNS, error) {
-	f, err := os.Open(path)
+	if !filepath.IsAbs(path) {
+		return nil, fmt.Errorf("%q must be an absolute path", path)
+	}
+	// O_NONBLOCK: a FIFO in its place must not block the open.
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
 	if err != nil {
 		return nil, err
 	}
 	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	if !fi.Mode().IsRegular() {
+		return nil, fmt.Errorf("%s is not a regular file (%s)", path, fi.Mode().Type())
+	}
+	if fi.Size() > maxResolvConf {
+		return nil, fmt.Errorf("%s is larger than %d bytes; not a resolv.conf", path, maxResolvConf)
+	}
 	dns := &types.DNS{}
-	sc := bufio.NewScanner(f)
+	found := false
+	sc := bufio.NewScanner(io.LimitReader(f, maxResolvConf))
 	for sc.Scan() {
-		line := strings.TrimSpace(sc.Text())
-		if line == "" || line[0] == '#' || line[0] == ';' {
+		fields := strings.Fields(sc.Text())
+		if len(fields) < 2 || fields[0][0] == '#' || fields[0][0] == ';' {
 			continue
 		}
-		fields := strings.Fields(line)
-		if len(fields) < 2 {
-			continue
-		}
-		switch fields[0] {
+		switch vals := fields[1:]; fields[0] {
 		case "nameserver":
-			dns.Nameservers = append(dns.Nameservers, fields[1])
+			if addr, _, _ := strings.Cut(vals[0], "%"); net.ParseIP(addr) != nil { // fe80::1%eth0
+				dns.Nameservers = append(dns.Nameservers, vals[0])
+				found = true
+			}
 		case "domain":
-			dns.Domain = fields[1]
+			if domainSyntax.MatchString(vals[0]) {
+				dns.Domain, found = vals[0], true
+			}
 		case "search":
-			dns.Search = append(dns.Search, fields[1:]...)
+			for _, v := range vals {
+				if domainSyntax.MatchString(v) {
+					dns.Search, found = append(dns.Search, v), true
+				}
+			}
 		case "options":
-			dns.Options = append(dns.Options, fields[1:]...)
+			for _, v := range vals {
+				if optionSyntax.MatchString(v) {
+					dns.Options, found = append(dns.Options, v), true
+				}
+			}
 		}
 	}
-	return dns, sc.Err()
+	if err := sc.Err(); err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	if !found {
+		return nil, fmt.Errorf("%s has no nameserver, domain, search or options line: not a resolv.conf", path)
+	}
+	return dns, nil
 }

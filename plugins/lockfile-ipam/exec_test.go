@@ -465,7 +465,9 @@ func TestExecErrors(t *testing.T) {
 		{"bad cidr", "ADD", netConf(t, "1.0.0", "delegated", dataDir, `,"subnet":"10.79.0.0/99"`, ""), types.ErrInvalidNetworkConfig},
 		{"version 0.2.0", "ADD", netConf(t, "0.2.0", "delegated", dataDir, dualStack, ""), types.ErrIncompatibleCNIVersion},
 		{"version 9.9.9", "ADD", netConf(t, "9.9.9", "delegated", dataDir, dualStack, ""), types.ErrIncompatibleCNIVersion},
-		{"bad prevResult", "ADD", netConf(t, "1.0.0", "stage", dataDir, dualStack, `,"prevResult":{"ips":[{"address":"nope"}]}`), types.ErrDecodingFailure},
+		{"malformed prevResult", "ADD", netConf(t, "1.0.0", "stage", dataDir, dualStack, `,"prevResult":{"ips":[{"address":"nope"}]}`), types.ErrInvalidNetworkConfig},
+		{"null in prevResult", "ADD", netConf(t, "1.0.0", "stage", dataDir, dualStack, `,"prevResult":{"ips":[null],"routes":[null]}`), types.ErrInvalidNetworkConfig},
+		{"undecodable prevResult", "ADD", netConf(t, "1.0.0", "stage", dataDir, dualStack, `,"prevResult":"x"`), types.ErrDecodingFailure},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

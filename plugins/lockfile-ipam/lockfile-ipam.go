@@ -5,12 +5,16 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"path/filepath"
+	"time"
 
 	"github.com/containernetworking/cni/pkg/skel"
 	"github.com/containernetworking/cni/pkg/types"
 	current "github.com/containernetworking/cni/pkg/types/100"
+	"golang.org/x/sys/unix"
 
 	"github.com/vxvrf/cni/pkg/cniutil"
+	"github.com/vxvrf/cni/pkg/naming"
 	"github.com/vxvrf/cni/plugins/lockfile-ipam/allocator"
 	"github.com/vxvrf/cni/plugins/lockfile-ipam/store"
 )
@@ -31,6 +35,9 @@ func load(args *skel.CmdArgs) (*NetConf, *current.Result, error) {
 	if err != nil {
 		return nil, nil, err
 	}
+	if err := cniutil.CheckAttachment(args, conf.Name); err != nil {
+		return nil, nil, err
+	}
 	if err := cniutil.GuardNetNS(args.Netns); err != nil {
 		return nil, nil, err
 	}
@@ -49,7 +56,7 @@ func cmdAdd(args *skel.CmdArgs) error {
 		return err
 	}
 	var ips []*current.IPConfig
-	err = withState(conf, func(st *allocator.State) (bool, error) {
+	err = withState(conf.DataDir, conf.Name, conf.Timeout, func(st *allocator.State) (bool, error) {
 		ips, err = st.Allocate(conf.Sets, args.ContainerID, args.IfName, conf.Requested)
 		return err == nil, allocError(err)
 	})
@@ -75,18 +82,21 @@ func buildResult(conf *NetConf, prev *current.Result, ips []*current.IPConfig) *
 	return res
 }
 
+// cmdDel releases the lease of (containerID, ifname). It reads only the
+// network name and state location (parseTeardown): a config invalid or
+// changed since ADD never keeps a lease.
 func cmdDel(args *skel.CmdArgs) error {
-	conf, err := parseBase(args.StdinData)
+	conf, err := parseTeardown(args.StdinData)
 	if err != nil {
 		return err
 	}
-	if err := cniutil.GuardNetNS(args.Netns); err != nil {
+	if err := cniutil.GuardNetNS(args.Netns); err != nil && !cniutil.IsGone(err) {
 		return err
 	}
-	if _, err := os.Stat(conf.DataDir); errors.Is(err, os.ErrNotExist) {
-		return nil // nothing was ever leased here
+	if !leasedHere(conf) {
+		return nil
 	}
-	return withState(conf, func(st *allocator.State) (bool, error) {
+	return withState(conf.DataDir, conf.Name, conf.Timeout, func(st *allocator.State) (bool, error) {
 		return st.Release(args.ContainerID, args.IfName), nil
 	})
 }
@@ -97,7 +107,7 @@ func cmdCheck(args *skel.CmdArgs) error {
 		return err
 	}
 	var leased []net.IP
-	err = withState(conf, func(st *allocator.State) (bool, error) {
+	err = withState(conf.DataDir, conf.Name, conf.Timeout, func(st *allocator.State) (bool, error) {
 		i := st.Find(args.ContainerID, args.IfName)
 		if i < 0 {
 			return false, cniutil.Errorf(ErrNoLease, "no lease for container %q ifname %q in network %q", args.ContainerID, args.IfName, conf.Name)
@@ -131,8 +141,9 @@ func checkPrevResult(prev *current.Result, leased []net.IP) error {
 	return nil
 }
 
+// cmdGC reads what cmdDel reads.
 func cmdGC(args *skel.CmdArgs) error {
-	conf, err := parseBase(args.StdinData)
+	conf, err := parseTeardown(args.StdinData)
 	if err != nil {
 		return err
 	}
@@ -144,10 +155,10 @@ func cmdGC(args *skel.CmdArgs) error {
 		fmt.Fprintf(os.Stderr, "%s: GC of network %q without cni.dev/valid-attachments: releasing nothing\n", pluginName, conf.Name)
 		return nil
 	}
-	if _, err := os.Stat(conf.DataDir); errors.Is(err, os.ErrNotExist) {
+	if !leasedHere(conf) {
 		return nil
 	}
-	return withState(conf, func(st *allocator.State) (bool, error) {
+	return withState(conf.DataDir, conf.Name, conf.Timeout, func(st *allocator.State) (bool, error) {
 		removed := st.Retain(func(cid, ifname string) bool {
 			return valid[cniutil.Attachment{ContainerID: cid, IfName: ifname}]
 		})
@@ -163,17 +174,26 @@ func cmdStatus(args *skel.CmdArgs) error {
 	if err != nil {
 		return err
 	}
-	if err := checkWritable(conf.DataDir); err != nil {
+	if err := naming.CheckAttachment(conf.Name, "", ""); err != nil {
+		return cniutil.Errorf(types.ErrInvalidNetworkConfig, "network name: %v", err)
+	}
+	exists, err := checkWritable(conf.DataDir)
+	if err != nil {
 		return cniutil.Errorf(cniutil.ErrPluginNotAvailable, "data dir %s is not writable: %v", conf.DataDir, err)
 	}
-	err = withState(conf, func(st *allocator.State) (bool, error) {
+	free := func(st *allocator.State) (bool, error) {
 		for i, set := range conf.Sets {
 			if st.Free(set).Sign() == 0 {
 				return false, cniutil.Errorf(cniutil.ErrPluginNotAvailable, "no free address in range set %d (%s)", i, set)
 			}
 		}
 		return false, nil
-	})
+	}
+	if !exists { // nothing leased yet; STATUS creates nothing
+		_, err = free(allocator.NewState(conf.Name))
+		return err
+	}
+	err = withState(conf.DataDir, conf.Name, conf.Timeout, free)
 	// A state file that cannot be read means ADD cannot be served either.
 	var cerr *types.Error
 	if errors.As(err, &cerr) && cerr.Code == types.ErrIOFailure {
@@ -182,24 +202,55 @@ func cmdStatus(args *skel.CmdArgs) error {
 	return err
 }
 
-// checkWritable creates dir if needed and a file in it.
-func checkWritable(dir string) error {
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return err
+// checkWritable reports whether ADD could write dir, without changing the
+// node: an existing dir gets a probe file (removed at once); for a missing
+// one, its nearest existing ancestor must be a writable directory.
+func checkWritable(dir string) (exists bool, err error) {
+	if fi, err := os.Stat(dir); err == nil {
+		if !fi.IsDir() {
+			return true, fmt.Errorf("not a directory")
+		}
+		f, err := os.CreateTemp(dir, ".status-probe-*")
+		if err != nil {
+			return true, err
+		}
+		f.Close()
+		return true, os.Remove(f.Name())
 	}
-	f, err := os.CreateTemp(dir, ".status-probe-*")
-	if err != nil {
-		return err
+	d := dir
+	for {
+		parent := filepath.Dir(d)
+		if parent == d {
+			break
+		}
+		d = parent
+		if fi, err := os.Stat(d); err == nil {
+			if !fi.IsDir() {
+				return false, fmt.Errorf("%s is not a directory", d)
+			}
+			break
+		}
 	}
-	f.Close()
-	return os.Remove(f.Name())
+	return false, unix.Access(d, unix.W_OK)
+}
+
+// leasedHere reports whether the network can hold leases in the teardown
+// config's dataDir: it names a usable one, that directory exists, and the
+// network name fits the state file names (ADD refuses one that does not).
+func leasedHere(conf *teardownConf) bool {
+	if conf.DataDir == "" || naming.CheckAttachment(conf.Name, "", "") != nil {
+		return false
+	}
+	_, err := os.Lstat(conf.DataDir)
+	return !errors.Is(err, os.ErrNotExist)
 }
 
 // withState runs fn on the network's state under the lock and saves the
 // state when fn reports a change. Lock timeout → 11, I/O and corrupt
-// state → 5.
-func withState(conf *NetConf, fn func(*allocator.State) (bool, error)) error {
-	s, err := store.Open(conf.DataDir, conf.Name, conf.Timeout)
+// state → 5. A call that leaves no state file leaves no lock file and no
+// directory it created either (store.Close).
+func withState(dataDir, network string, timeout time.Duration, fn func(*allocator.State) (bool, error)) error {
+	s, err := store.Open(dataDir, network, timeout)
 	if errors.Is(err, store.ErrLockTimeout) {
 		return cniutil.Errorf(types.ErrTryAgainLater, "%v", err)
 	}

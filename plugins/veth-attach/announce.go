@@ -9,6 +9,8 @@ import (
 	current "github.com/containernetworking/cni/pkg/types/100"
 	"github.com/containernetworking/plugins/pkg/ns"
 	"golang.org/x/sys/unix"
+
+	"github.com/vxvrf/cni/pkg/cniutil"
 )
 
 // announce tells the segment (the node's bridge, other pods, other nodes
@@ -22,7 +24,7 @@ func announce(podNS ns.NetNS, podIf net.Interface, ips []*current.IPConfig) {
 	if len(ips) == 0 {
 		return
 	}
-	err := podNS.Do(func(ns.NetNS) error {
+	err := cniutil.InNS(podNS, func(ns.NetNS) error {
 		for _, ipc := range ips {
 			addr := ipc.Address.IP
 			var err error

@@ -1,8 +1,11 @@
 package main
 
 import (
+	"bytes"
+	"encoding/json"
 	"fmt"
 	"net"
+	"os"
 
 	"github.com/containernetworking/cni/pkg/types"
 
@@ -80,6 +83,9 @@ func validMAC(mac string) error {
 	if hw[0]&1 == 1 {
 		return fmt.Errorf("invalid MAC %q: multicast", mac)
 	}
+	if bytes.Equal(hw, make(net.HardwareAddr, 6)) {
+		return fmt.Errorf("invalid MAC %q: all zero", mac)
+	}
 	return nil
 }
 
@@ -105,4 +111,36 @@ func (c *NetConf) podMAC(cniArgs string) (string, error) {
 		return "", cniutil.Errorf(types.ErrInvalidEnvironmentVariables, "CNI_ARGS MAC: %v", err)
 	}
 	return mac, nil
+}
+
+// teardownConf is all DEL and GC read: the network name (the host veth
+// name and the GC tag derive from it) and ipam.type. Nothing else in the
+// config — an mtu, mac or bridge that is invalid or changed since ADD, a
+// malformed prevResult — can block a teardown.
+type teardownConf struct {
+	Name     string
+	IPAMType string
+}
+
+// parseTeardown reads stdin leniently: an ipam block that does not decode
+// names no IPAM (ADD could not have used it either); stderr says so.
+func parseTeardown(stdin []byte) (*teardownConf, error) {
+	var raw struct {
+		Name string          `json:"name"`
+		IPAM json.RawMessage `json:"ipam"`
+	}
+	if err := cniutil.Decode(stdin, &raw); err != nil {
+		return nil, err
+	}
+	tc := &teardownConf{Name: raw.Name}
+	if len(raw.IPAM) > 0 {
+		var ipamConf struct {
+			Type string `json:"type"`
+		}
+		if err := json.Unmarshal(raw.IPAM, &ipamConf); err != nil {
+			fmt.Fprintf(os.Stderr, "veth-attach: ignoring an ipam block that does not decode: %v\n", err)
+		}
+		tc.IPAMType = ipamConf.Type
+	}
+	return tc, nil
 }

@@ -60,7 +60,7 @@ func findBridge(name string, prev *current.Result) (netlink.Link, error) {
 // checkFree refuses an attachment whose pod interface or host veth already
 // exists, before anything is created.
 func checkFree(podNS ns.NetNS, ifName, hostName string) error {
-	err := podNS.Do(func(ns.NetNS) error {
+	err := cniutil.InNS(podNS, func(ns.NetNS) error {
 		if _, err := netlinksafe.LinkByName(ifName); err == nil {
 			return fmt.Errorf("interface %q already exists in %s", ifName, podNS.Path())
 		}
@@ -79,7 +79,7 @@ func checkFree(podNS ns.NetNS, ifName, hostName string) error {
 // lands in hostNS under its deterministic name.
 func ensureVeth(podNS, hostNS ns.NetNS, ifName, hostName string, mtu int, mac string) (net.Interface, net.Interface, error) {
 	var hostIf, podIf net.Interface
-	err := podNS.Do(func(ns.NetNS) error {
+	err := cniutil.InNS(podNS, func(ns.NetNS) error {
 		var err error
 		hostIf, podIf, err = ip.SetupVethWithName(ifName, hostName, mtu, mac, hostNS)
 		return err
@@ -119,7 +119,7 @@ func ensurePort(hostName, tag string, br netlink.Link, hairpin bool) error {
 // configurePod puts the addresses and routes on the pod interface and
 // brings it up (ipam.ConfigureIface also settles IPv6 DAD).
 func configurePod(podNS ns.NetNS, podIf net.Interface, ips []*current.IPConfig, routes []*types.Route, enableDAD bool) error {
-	return podNS.Do(func(ns.NetNS) error {
+	return cniutil.InNS(podNS, func(ns.NetNS) error {
 		if !enableDAD && hasIPv6(ips) {
 			if err := sysctl.Set("net/ipv6/conf/"+podIf.Name+"/accept_dad", "0"); err != nil {
 				return fmt.Errorf("turn off DAD on %q: %w", podIf.Name, err)
@@ -179,10 +179,38 @@ func ensureGateways(br netlink.Link, ips []*current.IPConfig) error {
 			}
 		}
 		if vrf != nil {
-			subnet := &net.IPNet{IP: ipc.Address.IP.Mask(ipc.Address.Mask), Mask: ipc.Address.Mask}
-			r := &netlink.Route{Dst: subnet, LinkIndex: vrf.Attrs().Index, Table: mainTable}
-			if err := netlink.RouteAdd(r); err != nil && !errors.Is(err, syscall.EEXIST) {
-				return fmt.Errorf("route %s dev %s: %w", subnet, vrf.Attrs().Name, err)
+			if err := ensureVRFRoute(ipc, vrf); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// ensureVRFRoute adds the main-table route "<subnet> dev <vrf> proto 118"
+// (naming.RouteProtocol: the project's mark; the route goes with the VRF
+// device). The same route without the mark, as the previous release made
+// it, is marked; a route to the subnet through another device is left
+// alone.
+func ensureVRFRoute(ipc *current.IPConfig, vrf netlink.Link) error {
+	subnet := &net.IPNet{IP: ipc.Address.IP.Mask(ipc.Address.Mask), Mask: ipc.Address.Mask}
+	r := &netlink.Route{Dst: subnet, LinkIndex: vrf.Attrs().Index, Table: mainTable, Protocol: naming.RouteProtocol}
+	err := netlink.RouteAdd(r)
+	if err == nil || !errors.Is(err, syscall.EEXIST) {
+		if err != nil {
+			return fmt.Errorf("route %s dev %s: %w", subnet, vrf.Attrs().Name, err)
+		}
+		return nil
+	}
+	have, err := netlinksafe.RouteListFiltered(nl.GetIPFamily(subnet.IP), &netlink.Route{Dst: subnet, Table: mainTable},
+		netlink.RT_FILTER_DST|netlink.RT_FILTER_TABLE)
+	if err != nil {
+		return fmt.Errorf("list routes to %s: %w", subnet, err)
+	}
+	for _, h := range have {
+		if h.LinkIndex == vrf.Attrs().Index && h.Protocol != naming.RouteProtocol && h.Gw == nil {
+			if err := netlink.RouteReplace(r); err != nil {
+				return fmt.Errorf("mark route %s dev %s: %w", subnet, vrf.Attrs().Name, err)
 			}
 		}
 	}
@@ -332,7 +360,7 @@ func checkAttachment(args *skel.CmdArgs, conf *NetConf, prev *current.Result, br
 		}
 	}
 
-	return ns.WithNetNSPath(args.Netns, func(ns.NetNS) error {
+	return inNSPath(args.Netns, func(ns.NetNS) error {
 		l, err := netlinksafe.LinkByName(args.IfName)
 		if err != nil {
 			return fmt.Errorf("pod interface %q: %w", args.IfName, err)
@@ -379,4 +407,15 @@ func gcHostVeths(prefix string, valid map[cniutil.Attachment]bool) []error {
 		}
 	}
 	return errs
+}
+
+// inNSPath is ns.WithNetNSPath through cniutil.InNS: a panic in fn comes
+// back as an error.
+func inNSPath(path string, fn func(ns.NetNS) error) error {
+	n, err := ns.GetNS(path)
+	if err != nil {
+		return err
+	}
+	defer n.Close()
+	return cniutil.InNS(n, fn)
 }

@@ -9,7 +9,6 @@ import (
 
 	"github.com/containernetworking/cni/pkg/types"
 	current "github.com/containernetworking/cni/pkg/types/100"
-	"github.com/containernetworking/plugins/pkg/netlinksafe"
 	"github.com/vishvananda/netlink"
 
 	"github.com/vxvrf/cni/pkg/cniutil"
@@ -95,44 +94,6 @@ func bridgeMTU(conf *NetConf, prev *current.Result, u *underlay) (int, error) {
 	return DefaultMTU, nil
 }
 
-// ensureLink creates want, or returns the existing link of that name when
-// it has the same type (EEXIST from a concurrent ADD is fine).
-func ensureLink(want netlink.Link) (netlink.Link, bool, error) {
-	name := want.Attrs().Name
-	err := netlink.LinkAdd(want)
-	created := err == nil
-	if err != nil && !errors.Is(err, syscall.EEXIST) {
-		return nil, false, fmt.Errorf("create %s %s: %w", want.Type(), name, err)
-	}
-	l, err := netlinksafe.LinkByName(name)
-	if err != nil {
-		if !created && cniutil.IsGone(err) {
-			return nil, false, cniutil.Errorf(types.ErrInvalidNetworkConfig,
-				"create %s %s: the kernel says it exists but no link has that name: another device holds the same identity (for vxlan: the same VNI and port)", want.Type(), name)
-		}
-		return nil, false, fmt.Errorf("look up %s %s: %w", want.Type(), name, err)
-	}
-	if l.Type() != want.Type() {
-		return nil, false, cniutil.Errorf(types.ErrInvalidNetworkConfig, "%s exists but is a %s device, not a %s", name, l.Type(), want.Type())
-	}
-	return l, created, nil
-}
-
-// deleteLink removes the named link; a missing one is fine.
-func deleteLink(name string) error {
-	l, err := netlinksafe.LinkByName(name)
-	if err != nil {
-		if cniutil.IsGone(err) {
-			return nil
-		}
-		return fmt.Errorf("look up %s: %w", name, err)
-	}
-	if err := netlink.LinkDel(l); err != nil && !errors.Is(err, syscall.ENODEV) {
-		return fmt.Errorf("delete %s: %w", name, err)
-	}
-	return nil
-}
-
 func setUp(l netlink.Link) error {
 	if l.Attrs().Flags&net.FlagUp != 0 {
 		return nil
@@ -161,14 +122,14 @@ func setMaster(l, master netlink.Link) error {
 }
 
 // ensureVRF creates or verifies the network's VRF with its table.
-func ensureVRF(c *VRFConf) (netlink.Link, bool, error) {
-	l, created, err := ensureLink(&netlink.Vrf{LinkAttrs: netlink.LinkAttrs{Name: c.Name}, Table: uint32(c.Table)})
+func ensureVRF(c *VRFConf, o *owned) (netlink.Link, bool, error) {
+	l, created, err := o.ensureLink(&netlink.Vrf{LinkAttrs: netlink.LinkAttrs{Name: c.Name}, Table: uint32(c.Table)}, "vrf.name")
 	if err != nil {
 		if errors.Is(err, syscall.EOPNOTSUPP) {
 			return nil, false, cniutil.Errorf(types.ErrInvalidNetworkConfig,
 				"vrf %s: the kernel has no VRF support (CONFIG_NET_VRF, module vrf); remove the vrf key or use a kernel with VRF", c.Name)
 		}
-		return nil, false, err
+		return l, created, err
 	}
 	if err := checkVRFLink(l, c); err != nil {
 		return l, created, err
@@ -189,10 +150,10 @@ func checkVRFLink(l netlink.Link, c *VRFConf) error {
 
 // ensureBridge creates or adjusts the bridge (MTU, MAC), enslaves it to the
 // VRF and sets it up.
-func ensureBridge(c *BridgeConf, mtu int, vrf netlink.Link, anycast bool) (netlink.Link, bool, error) {
-	l, created, err := ensureLink(&netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: c.Name, HardwareAddr: c.mac}})
+func ensureBridge(c *BridgeConf, mtu int, vrf netlink.Link, anycast bool, o *owned) (netlink.Link, bool, error) {
+	l, created, err := o.ensureLink(&netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: c.Name, HardwareAddr: c.mac}}, "bridge.name")
 	if err != nil {
-		return nil, false, err
+		return l, created, err
 	}
 	// The kernel keeps a bridge MTU set through a change (not at creation)
 	// instead of following its smallest port, and back to 1500 when the
@@ -247,7 +208,7 @@ func ensureBridge(c *BridgeConf, mtu int, vrf netlink.Link, anycast bool) (netli
 }
 
 // ensureVXLAN creates or verifies the VXLAN device and plugs it into the bridge.
-func ensureVXLAN(c *VXLANConf, u *underlay, mtu int, br netlink.Link, anycast bool) (netlink.Link, bool, error) {
+func ensureVXLAN(c *VXLANConf, u *underlay, mtu int, br netlink.Link, anycast bool, o *owned) (netlink.Link, bool, error) {
 	want := &netlink.Vxlan{
 		LinkAttrs:    netlink.LinkAttrs{Name: c.Name(), MTU: mtu},
 		VxlanId:      int(c.VNI),
@@ -257,12 +218,12 @@ func ensureVXLAN(c *VXLANConf, u *underlay, mtu int, br netlink.Link, anycast bo
 		Port:         c.Port,
 		Learning:     c.learning(),
 	}
-	l, created, err := ensureLink(want)
+	l, created, err := o.ensureLink(want, "vxlan.vni")
 	if err != nil {
 		if errors.Is(err, syscall.EOPNOTSUPP) {
 			return nil, false, cniutil.Errorf(types.ErrInvalidNetworkConfig, "vxlan %s: the kernel has no VXLAN support (CONFIG_VXLAN)", c.Name())
 		}
-		return nil, false, err
+		return l, created, err
 	}
 	if err := checkVXLANLink(l, c, u); err != nil {
 		return l, created, err

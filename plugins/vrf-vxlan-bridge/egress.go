@@ -4,10 +4,13 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"slices"
 	"syscall"
 
 	"github.com/containernetworking/plugins/pkg/netlinksafe"
 	"github.com/vishvananda/netlink"
+
+	"github.com/vxvrf/cni/pkg/naming"
 )
 
 // VRF egress (vrf.egress). A pod in a VRF sends traffic for outside the
@@ -25,6 +28,8 @@ import (
 //	fwmark <table<<16>/0xffff0000 lookup <table>  (priority EgressRulePriority)
 //
 // so the reply is routed by the tenant's table into the tenant's bridge.
+// The copied routes and the rule carry naming.RouteProtocol: GC deletes
+// only those (and the previous release's, recognised in legacyEgress*).
 // The table doubles as the conntrack zone (CT --zone-orig) that keeps two
 // tenants' identical flows (same source address and port) apart, hence at
 // most 65535.
@@ -45,6 +50,7 @@ func egressRule(table int64, family int) *netlink.Rule {
 	r.Mask = &m
 	r.Table = int(table)
 	r.Priority = EgressRulePriority
+	r.Protocol = naming.RouteProtocol
 	return r
 }
 
@@ -57,7 +63,7 @@ func mainDefaults(up netlink.Link, family int) ([]netlink.Route, error) {
 	}
 	var out []netlink.Route
 	for _, r := range rs {
-		if r.Dst == nil || r.Dst.IP.IsUnspecified() && ones(r.Dst) == 0 {
+		if isDefault(r) {
 			out = append(out, r)
 		}
 	}
@@ -74,12 +80,14 @@ func leaked(r netlink.Route, table int64) *netlink.Route {
 		Gw:        r.Gw,
 		LinkIndex: r.LinkIndex,
 		Table:     int(table),
-		Protocol:  r.Protocol,
+		Protocol:  naming.RouteProtocol,
 	}
 }
 
 // ensureEgress copies the uplink's main-table default routes into the VRF
-// table and adds the reply rule, for each family with a default route.
+// table and adds the reply rule, for each family with a default route. A
+// copy or rule the previous release made (without our protocol) is
+// replaced by a marked one.
 func ensureEgress(c *VRFConf, up netlink.Link) error {
 	for _, fam := range []int{netlink.FAMILY_V4, netlink.FAMILY_V6} {
 		defs, err := mainDefaults(up, fam)
@@ -96,6 +104,9 @@ func ensureEgress(c *VRFConf, up netlink.Link) error {
 		}
 		if err := netlink.RuleAdd(egressRule(c.Table, fam)); err != nil && !errors.Is(err, syscall.EEXIST) {
 			return fmt.Errorf("vrf egress: rule fwmark %#x/%#x lookup %d: %w", EgressMark(c.Table), uint32(EgressMarkMask), c.Table, err)
+		}
+		if err := deleteLegacyEgressRules(c.Table, fam); err != nil {
+			return err
 		}
 	}
 	return nil
@@ -122,32 +133,117 @@ func checkEgress(c *VRFConf, up netlink.Link) error {
 		if !found {
 			return fmt.Errorf("vrf %s: no egress default route via %s in table %d", c.Name, up.Attrs().Name, c.Table)
 		}
-		if !hasEgressRule(c.Table, fam) {
+		if len(egressRules(c.Table, fam, naming.RouteProtocol, legacyRuleProtocol)) == 0 {
 			return fmt.Errorf("vrf %s: no rule fwmark %#x/%#x lookup %d", c.Name, EgressMark(c.Table), uint32(EgressMarkMask), c.Table)
 		}
 	}
 	return nil
 }
 
-func hasEgressRule(table int64, fam int) bool {
+// legacyRuleProtocol is the protocol of the previous release's egress
+// rule: none (unspec).
+const legacyRuleProtocol = 0
+
+// egressRules lists the rules of the family with the egress rule's
+// selector, table and priority, and one of the protocols.
+func egressRules(table int64, fam int, protos ...uint8) []netlink.Rule {
 	rules, err := netlinksafe.RuleList(fam)
 	if err != nil {
-		return false
+		return nil
 	}
+	var out []netlink.Rule
 	for _, r := range rules {
-		if r.Table == int(table) && r.Mark == EgressMark(table) && r.Mask != nil && *r.Mask == EgressMarkMask {
-			return true
+		if r.Table == int(table) && r.Mark == EgressMark(table) && r.Mask != nil && *r.Mask == EgressMarkMask &&
+			r.Priority == EgressRulePriority && slices.Contains(protos, r.Protocol) {
+			out = append(out, r)
 		}
 	}
-	return false
+	return out
 }
 
-// deleteEgress removes the rules and every route left in the VRF table
-// (the leaked defaults outlive the VRF device). Absent ones are fine.
-func deleteEgress(table int64) error {
+// deleteLegacyEgressRules deletes the previous release's egress rules
+// (the same rule without a protocol). A delete without a protocol matches
+// a rule of any protocol, so a marked or foreign rule it takes instead is
+// put back.
+func deleteLegacyEgressRules(table int64, fam int) error {
+	for i := 0; i < 8 && len(egressRules(table, fam, legacyRuleProtocol)) > 0; i++ {
+		before := egressRules(table, fam, allProtocols()...)
+		del := egressRule(table, fam)
+		del.Protocol = legacyRuleProtocol
+		if err := netlink.RuleDel(del); err != nil && !errors.Is(err, syscall.ENOENT) {
+			return fmt.Errorf("delete the previous release's rule fwmark %#x lookup %d: %w", EgressMark(table), table, err)
+		}
+		count := map[uint8]int{}
+		for _, r := range egressRules(table, fam, allProtocols()...) {
+			count[r.Protocol]++
+		}
+		for _, r := range before {
+			if r.Protocol == legacyRuleProtocol {
+				continue
+			}
+			if count[r.Protocol] > 0 {
+				count[r.Protocol]--
+				continue
+			}
+			back := egressRule(table, fam)
+			back.Protocol = r.Protocol
+			if err := netlink.RuleAdd(back); err != nil && !errors.Is(err, syscall.EEXIST) {
+				return fmt.Errorf("restore rule fwmark %#x lookup %d proto %d: %w", EgressMark(table), table, r.Protocol, err)
+			}
+		}
+	}
+	return nil
+}
+
+func allProtocols() []uint8 {
+	out := make([]uint8, 256)
+	for i := range out {
+		out[i] = uint8(i)
+	}
+	return out
+}
+
+// legacyEgressRoutes are the previous release's copies in the VRF table:
+// default routes without our protocol that equal a main-table default
+// route (gateway, device and protocol copied).
+func legacyEgressRoutes(table int64) []netlink.Route {
+	var out []netlink.Route
+	for _, fam := range []int{netlink.FAMILY_V4, netlink.FAMILY_V6} {
+		mains, err := netlinksafe.RouteListFiltered(fam, &netlink.Route{Table: syscall.RT_TABLE_MAIN}, netlink.RT_FILTER_TABLE)
+		if err != nil {
+			continue
+		}
+		rs, err := netlinksafe.RouteListFiltered(fam, &netlink.Route{Table: int(table)}, netlink.RT_FILTER_TABLE)
+		if err != nil {
+			continue
+		}
+		for _, r := range rs {
+			if r.Protocol == naming.RouteProtocol || !isDefault(r) {
+				continue
+			}
+			for _, m := range mains {
+				if isDefault(m) && m.LinkIndex == r.LinkIndex && m.Gw.Equal(r.Gw) && m.Protocol == r.Protocol {
+					out = append(out, r)
+					break
+				}
+			}
+		}
+	}
+	return out
+}
+
+func isDefault(r netlink.Route) bool {
+	return r.Dst == nil || r.Dst.IP.IsUnspecified() && ones(r.Dst) == 0
+}
+
+// deleteEgress removes the VRF table's egress: the rules and the routes of
+// the table that carry our protocol, the previous release's rules, and
+// legacyRoutes (the previous release's routes, see legacyEgressRoutes).
+// Routes other software put in the table stay. Absent ones are fine.
+func deleteEgress(table int64, legacyRoutes []netlink.Route) error {
 	var errs []error
 	for _, fam := range []int{netlink.FAMILY_V4, netlink.FAMILY_V6} {
-		for hasEgressRule(table, fam) {
+		for i := 0; i < 8 && len(egressRules(table, fam, naming.RouteProtocol)) > 0; i++ {
 			if err := netlink.RuleDel(egressRule(table, fam)); err != nil {
 				if !errors.Is(err, syscall.ENOENT) {
 					errs = append(errs, fmt.Errorf("delete egress rule of table %d: %w", table, err))
@@ -155,17 +251,28 @@ func deleteEgress(table int64) error {
 				break
 			}
 		}
-		rs, err := netlinksafe.RouteListFiltered(fam, &netlink.Route{Table: int(table)}, netlink.RT_FILTER_TABLE)
+		if err := deleteLegacyEgressRules(table, fam); err != nil {
+			errs = append(errs, err)
+		}
+		rs, err := netlinksafe.RouteListFiltered(fam, &netlink.Route{Table: int(table), Protocol: naming.RouteProtocol}, netlink.RT_FILTER_TABLE|netlink.RT_FILTER_PROTOCOL)
 		if err != nil {
 			errs = append(errs, err)
 			continue
 		}
 		for _, r := range rs {
-			r := r
-			if err := netlink.RouteDel(&r); err != nil && !errors.Is(err, syscall.ESRCH) {
-				errs = append(errs, fmt.Errorf("delete route %s table %d: %w", r.Dst, table, err))
-			}
+			errs = append(errs, deleteRoute(r))
 		}
 	}
+	for _, r := range legacyRoutes {
+		errs = append(errs, deleteRoute(r))
+	}
 	return errors.Join(errs...)
+}
+
+// deleteRoute deletes r exactly (its protocol too); absent is fine.
+func deleteRoute(r netlink.Route) error {
+	if err := netlink.RouteDel(&r); err != nil && !errors.Is(err, syscall.ESRCH) {
+		return fmt.Errorf("delete route %s table %d: %w", r.Dst, r.Table, err)
+	}
+	return nil
 }

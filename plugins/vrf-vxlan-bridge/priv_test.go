@@ -303,14 +303,11 @@ func TestGC(t *testing.T) {
 	}
 }
 
-// TestConcurrentAdds: 20 parallel ADDs for different containers all
-// succeed and share one bridge and one vxlan.
-func TestConcurrentAdds(t *testing.T) {
-	node, pod := labNode(t, "vb-par")
-	testutil.PluginDir(t, plugin)
-	conf := netConf("1.1.0", "par", map[string]any{"vxlan": map[string]any{"vni": 600, "remotes": []string{"198.18.0.31", "198.18.0.32"}}})
+// concurrentAdds runs n ADDs (containers c0..) at once; each must succeed.
+func concurrentAdds(t *testing.T, node *netsim.Node, pod *netsim.NS, conf []byte, n int) {
+	t.Helper()
 	var wg sync.WaitGroup
-	outs := make([]testutil.Outcome, 20)
+	outs := make([]testutil.Outcome, n)
 	for i := range outs {
 		wg.Add(1)
 		go func(i int) {
@@ -324,6 +321,15 @@ func TestConcurrentAdds(t *testing.T) {
 			t.Errorf("ADD c%d: %v: %s %s", i, o.Err, o.Stdout, o.Stderr)
 		}
 	}
+}
+
+// TestConcurrentAdds: 20 parallel ADDs for different containers all
+// succeed and share one bridge and one vxlan.
+func TestConcurrentAdds(t *testing.T) {
+	node, pod := labNode(t, "vb-par")
+	testutil.PluginDir(t, plugin)
+	conf := netConf("1.1.0", "par", map[string]any{"vxlan": map[string]any{"vni": 600, "remotes": []string{"198.18.0.31", "198.18.0.32"}}})
+	concurrentAdds(t, node, pod, conf, 20)
 	out, err := node.In("ip", "-j", "link", "show", "type", "bridge")
 	if err != nil {
 		t.Fatal(err)
@@ -357,10 +363,12 @@ func TestHostNetNS(t *testing.T) {
 	}
 }
 
-// TestRollback: an ADD that fails after creating the bridge removes it.
+// TestRollback: a device squatting on the VXLAN device's name is refused
+// before the bridge is created (TestVNIConflict covers the rollback of a
+// bridge created before a later step failed).
 func TestRollback(t *testing.T) {
 	node, pod := labNode(t, "vb-rb")
-	// A bridge squatting on the VXLAN device's name makes ensureVXLAN fail.
+	// A bridge squatting on the VXLAN device's name: not this network's.
 	if _, err := node.In("ip", "link", "add", "vxlan-800", "type", "bridge"); err != nil {
 		t.Fatal(err)
 	}

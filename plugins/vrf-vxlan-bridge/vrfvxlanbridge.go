@@ -25,6 +25,9 @@ func load(args *skel.CmdArgs) (conf *NetConf, prev *current.Result, u *underlay,
 	if conf, err = parseConfig(args.StdinData); err != nil {
 		return
 	}
+	if err = cniutil.CheckAttachment(args, conf.Name); err != nil {
+		return
+	}
 	if prev, err = cniutil.PrevResult(&conf.PluginConf); err != nil {
 		return
 	}
@@ -42,54 +45,51 @@ func cmdAdd(args *skel.CmdArgs) error {
 	if err != nil {
 		return err
 	}
+	var up netlink.Link
+	if conf.VRF != nil && conf.VRF.Egress {
+		if up, err = egressUplink(conf, prev, u); err != nil {
+			return err
+		}
+	}
+	// Refuse names held by devices that are not this network's before
+	// anything changes.
+	own, err := judge(conf.devices())
+	if err != nil {
+		return wrap(err)
+	}
 
-	// Roll back the devices this ADD created if a later step fails.
-	var created []string
-	success, vrfCreated := false, false
-	defer func() {
-		if success {
-			return
-		}
-		for i := len(created) - 1; i >= 0; i-- {
-			_ = deleteLink(created[i])
-		}
-		if vrfCreated {
-			_ = deleteEgress(conf.VRF.Table)
-		}
-	}()
+	// A failed ADD changes nothing: what it created is removed again.
+	var rb rollback
+	defer rb.unlessDone()
 	track := func(l netlink.Link, isNew bool) {
-		if isNew {
-			created = append(created, l.Attrs().Name)
+		if l != nil && isNew {
+			rb.push(func() { _ = netlink.LinkDel(l) })
 		}
 	}
 
 	var names []string
 	var vrf netlink.Link
 	if conf.VRF != nil {
-		l, isNew, err := ensureVRF(conf.VRF)
-		if l != nil {
-			track(l, isNew)
-		}
+		l, isNew, err := ensureVRF(conf.VRF, own)
+		track(l, isNew)
 		if err != nil {
 			return wrap(err)
 		}
+		if isNew {
+			rb.push(func() { _ = deleteEgress(conf.VRF.Table, nil) })
+		}
 		vrf = l
-		vrfCreated = isNew
 		names = append(names, conf.VRF.Name)
 	}
-	br, isNew, err := ensureBridge(&conf.Bridge, mtu, vrf, conf.anycast())
-	if br != nil {
-		track(br, isNew)
-	}
+	br, isNew, err := ensureBridge(&conf.Bridge, mtu, vrf, conf.anycast(), own)
+	track(br, isNew)
 	if err != nil {
 		return wrap(err)
 	}
 	names = append(names, conf.Bridge.Name)
 	if conf.VXLAN != nil {
-		vx, isNew, err := ensureVXLAN(conf.VXLAN, u, mtu, br, conf.anycast())
-		if vx != nil {
-			track(vx, isNew)
-		}
+		vx, isNew, err := ensureVXLAN(conf.VXLAN, u, mtu, br, conf.anycast(), own)
+		track(vx, isNew)
 		if err != nil {
 			return wrap(err)
 		}
@@ -101,11 +101,7 @@ func cmdAdd(args *skel.CmdArgs) error {
 		names = append(names, conf.VXLAN.Name())
 	}
 
-	if conf.VRF != nil && conf.VRF.Egress {
-		up, err := egressUplink(conf, prev, u)
-		if err != nil {
-			return err
-		}
+	if up != nil {
 		if err := ensureEgress(conf.VRF, up); err != nil {
 			return wrap(err)
 		}
@@ -119,8 +115,11 @@ func cmdAdd(args *skel.CmdArgs) error {
 		}
 		result.Interfaces = append(result.Interfaces, hostInterface(l))
 	}
-	success = true
-	return types.PrintResult(result, conf.CNIVersion)
+	if err := types.PrintResult(result, conf.CNIVersion); err != nil {
+		return err
+	}
+	rb.done()
+	return nil
 }
 
 // wrap keeps a *types.Error and turns anything else into an internal error
@@ -133,10 +132,6 @@ func wrap(err error) error {
 	return cniutil.Errorf(types.ErrInternal, "vrf-vxlan-bridge: %v", err)
 }
 
-// cmdDel releases nothing: the VRF, bridge and VXLAN are shared by every
-// attachment of the network and stay until GC says the network is empty.
-func cmdDel(args *skel.CmdArgs) error { return nil }
-
 func cmdCheck(args *skel.CmdArgs) error {
 	conf, prev, u, mtu, err := load(args)
 	if err != nil {
@@ -144,6 +139,9 @@ func cmdCheck(args *skel.CmdArgs) error {
 	}
 	if err := checkDevices(conf, u, mtu); err != nil {
 		return wrap(fmt.Errorf("check: %w", err))
+	}
+	if _, err := judge(conf.devices()); err != nil {
+		return wrap(err)
 	}
 	if conf.VRF != nil && conf.VRF.Egress {
 		up, err := egressUplink(conf, prev, u)
@@ -253,14 +251,13 @@ func cmdStatus(args *skel.CmdArgs) error {
 	return nil
 }
 
-// cmdGC removes the network's VXLAN, bridge and VRF when the runtime says
-// the network has no attachment left (an empty valid-attachments list).
-// Without the key, or with attachments left, it keeps everything.
+// cmdGC removes the network's VXLAN, bridge and VRF, and the VRF table's
+// egress routes and rules, when the runtime says the network has no
+// attachment left (an empty valid-attachments list). Without the key, or
+// with attachments left, it keeps everything. It reads only the names it
+// needs from the config (see teardownDevices), and deletes only what is
+// this network's (see gcNetwork).
 func cmdGC(args *skel.CmdArgs) error {
-	conf, err := parseConfig(args.StdinData)
-	if err != nil {
-		return err
-	}
 	valid, present, err := cniutil.ValidAttachments(args.StdinData)
 	if err != nil {
 		return err
@@ -268,15 +265,7 @@ func cmdGC(args *skel.CmdArgs) error {
 	if !present || len(valid) > 0 {
 		return nil
 	}
-	var errs []error
-	if conf.VXLAN != nil {
-		errs = append(errs, deleteLink(conf.VXLAN.Name()))
-	}
-	errs = append(errs, deleteLink(conf.Bridge.Name))
-	if conf.VRF != nil {
-		errs = append(errs, deleteLink(conf.VRF.Name), deleteEgress(conf.VRF.Table))
-	}
-	if err := errors.Join(errs...); err != nil {
+	if err := gcNetwork(teardownDevices(args.StdinData)); err != nil {
 		return wrap(fmt.Errorf("gc: %w", err))
 	}
 	return nil

@@ -1,22 +1,37 @@
 // Package store persists lockfile-ipam's per-network state: one JSON file
-// <dataDir>/naming.LeaseFile(network), guarded by a gofrs/flock lock on
+// <dataDir>/naming.LeaseFile(network), guarded by a flock(2) lock on
 // <dataDir>/naming.LockFile(network). The lock is held from Open to Close,
 // across the whole read-modify-write; writes are atomic (temp file in the
-// same directory, fsync, rename, fsync of the directory). The lock file is
-// never removed.
+// same directory, fsync, rename, fsync of the directory).
+//
+// Files are opened safely: the data directory is opened once with
+// O_NOFOLLOW (a symlink in its place is refused; its parent directories
+// are the operator's and are followed), and the lock, state and temp files
+// are opened relative to it (openat) with O_NOFOLLOW, so a symlink planted
+// in the data directory is never followed, dangling or not. The state and
+// lock files are created with mode 0600 (the state lists container IDs);
+// a state file that is not a regular file, or larger than MaxStateSize,
+// is refused.
+//
+// The lock file exists only next to a state file: Close removes it (and
+// the directories its Open created) when the network has no state file,
+// so a failed first ADD leaves nothing behind. A waiter that locked a lock
+// file removed meanwhile notices (the path no longer names the inode it
+// holds) and opens the new one.
 package store
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
-	"github.com/gofrs/flock"
+	"golang.org/x/sys/unix"
 
 	"github.com/vxvrf/cni/pkg/naming"
 	"github.com/vxvrf/cni/plugins/lockfile-ipam/allocator"
@@ -24,6 +39,9 @@ import (
 
 // RetryDelay is how often a waiting Open retries the lock.
 const RetryDelay = 5 * time.Millisecond
+
+// MaxStateSize bounds the state file Load reads.
+const MaxStateSize = 256 << 20
 
 // ErrLockTimeout is returned by Open when the lock was not acquired in time.
 var ErrLockTimeout = errors.New("timed out waiting for the state lock")
@@ -35,7 +53,9 @@ var ErrCorrupt = errors.New("corrupt state file")
 type Store struct {
 	dir     string
 	network string
-	lock    *flock.Flock
+	dirFD   int
+	lockFD  int
+	created []string // directories this Open created, outermost first
 }
 
 // Paths returns the state and lock file paths of network under dataDir.
@@ -43,35 +63,139 @@ func Paths(dataDir, network string) (state, lock string) {
 	return filepath.Join(dataDir, naming.LeaseFile(network)), filepath.Join(dataDir, naming.LockFile(network))
 }
 
-// Open creates dataDir if needed and takes the network's lock, waiting at
-// most timeout. Close releases it.
+// Open creates dataDir if needed (mode 0755) and takes the network's
+// lock, waiting at most timeout. Close releases it.
 func Open(dataDir, network string, timeout time.Duration) (*Store, error) {
-	if err := os.MkdirAll(dataDir, 0o755); err != nil {
-		return nil, fmt.Errorf("create data dir: %w", err)
+	deadline := time.Now().Add(timeout)
+	for {
+		s := &Store{dir: dataDir, network: network, dirFD: -1, lockFD: -1}
+		err := s.open(deadline)
+		if err == nil {
+			return s, nil
+		}
+		s.closeFDs()
+		// ENOENT: another Close removed the directory between our mkdir
+		// and our open; start again.
+		if !errors.Is(err, unix.ENOENT) || time.Now().After(deadline) {
+			return nil, err
+		}
+		time.Sleep(RetryDelay)
 	}
-	_, lockPath := Paths(dataDir, network)
-	l := flock.New(lockPath, flock.SetPermissions(0o600))
-	ctx, cancel := context.WithTimeout(context.Background(), timeout)
-	defer cancel()
-	ok, err := l.TryLockContext(ctx, RetryDelay)
-	if err != nil && !errors.Is(err, context.DeadlineExceeded) {
-		l.Close()
-		return nil, fmt.Errorf("lock %s: %w", lockPath, err)
-	}
-	if !ok {
-		l.Close()
-		return nil, fmt.Errorf("%w: %s held for more than %s", ErrLockTimeout, lockPath, timeout)
-	}
-	return &Store{dir: dataDir, network: network, lock: l}, nil
 }
 
-// Close releases the lock (the lock file stays).
-func (s *Store) Close() error {
-	if err := s.lock.Unlock(); err != nil {
-		s.lock.Close()
+func (s *Store) open(deadline time.Time) error {
+	if err := s.mkdirs(); err != nil {
 		return err
 	}
-	return s.lock.Close()
+	fd, err := unix.Open(s.dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err != nil {
+		if errors.Is(err, unix.ELOOP) || errors.Is(err, unix.ENOTDIR) {
+			return fmt.Errorf("data dir %s is a symlink or not a directory; refusing to follow it: %w", s.dir, err)
+		}
+		return fmt.Errorf("open data dir %s: %w", s.dir, err)
+	}
+	s.dirFD = fd
+	_, lockPath := Paths(s.dir, s.network)
+	lockName := naming.LockFile(s.network)
+	for {
+		fd, err := unix.Openat(s.dirFD, lockName, unix.O_RDWR|unix.O_CREAT|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_CLOEXEC, 0o600)
+		if err != nil {
+			return fmt.Errorf("open lock %s: %w", lockPath, err)
+		}
+		s.lockFD = fd
+		if err := s.lock(lockPath, deadline); err != nil {
+			return err
+		}
+		// The lock file may have been removed (Close) while we waited:
+		// a lock on a removed inode protects nothing.
+		var held, now unix.Stat_t
+		if err := unix.Fstat(s.lockFD, &held); err != nil {
+			return fmt.Errorf("stat lock %s: %w", lockPath, err)
+		}
+		if held.Mode&unix.S_IFMT != unix.S_IFREG {
+			return fmt.Errorf("lock %s is not a regular file", lockPath)
+		}
+		err = unix.Fstatat(s.dirFD, lockName, &now, unix.AT_SYMLINK_NOFOLLOW)
+		if err == nil && held.Dev == now.Dev && held.Ino == now.Ino {
+			return nil
+		}
+		if err != nil && !errors.Is(err, unix.ENOENT) {
+			return fmt.Errorf("stat lock %s: %w", lockPath, err)
+		}
+		unix.Close(s.lockFD)
+		s.lockFD = -1
+	}
+}
+
+// mkdirs creates the data directory and its missing parents (0755),
+// remembering which it created.
+func (s *Store) mkdirs() error {
+	var missing []string
+	for d := s.dir; ; d = filepath.Dir(d) {
+		if _, err := os.Lstat(d); err == nil || d == filepath.Dir(d) {
+			break
+		}
+		missing = append(missing, d)
+	}
+	for i := len(missing) - 1; i >= 0; i-- {
+		err := unix.Mkdir(missing[i], 0o755)
+		if err == nil {
+			s.created = append(s.created, missing[i])
+		} else if !errors.Is(err, unix.EEXIST) {
+			return fmt.Errorf("create data dir %s: %w", missing[i], err)
+		}
+	}
+	return nil
+}
+
+// lock takes the flock on lockFD, retrying until deadline.
+func (s *Store) lock(lockPath string, deadline time.Time) error {
+	start := time.Now()
+	for {
+		err := unix.Flock(s.lockFD, unix.LOCK_EX|unix.LOCK_NB)
+		if err == nil {
+			return nil
+		}
+		if !errors.Is(err, unix.EWOULDBLOCK) && !errors.Is(err, unix.EINTR) {
+			return fmt.Errorf("lock %s: %w", lockPath, err)
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%w: %s held for more than %s", ErrLockTimeout, lockPath, time.Since(start).Round(time.Millisecond))
+		}
+		time.Sleep(RetryDelay)
+	}
+}
+
+func (s *Store) closeFDs() {
+	if s.lockFD >= 0 {
+		unix.Close(s.lockFD) // the last close releases the flock
+		s.lockFD = -1
+	}
+	if s.dirFD >= 0 {
+		unix.Close(s.dirFD)
+		s.dirFD = -1
+	}
+}
+
+// Close releases the lock. When the network has no state file (nothing
+// was ever saved: a failed first ADD, a DEL or STATUS of an unused
+// network) it first removes the lock file, and the directories this Open
+// created when they are empty, so such a call leaves nothing behind.
+func (s *Store) Close() error {
+	defer s.closeFDs()
+	var st unix.Stat_t
+	if err := unix.Fstatat(s.dirFD, naming.LeaseFile(s.network), &st, unix.AT_SYMLINK_NOFOLLOW); !errors.Is(err, unix.ENOENT) {
+		return nil
+	}
+	if err := unix.Unlinkat(s.dirFD, naming.LockFile(s.network), 0); err != nil {
+		return nil
+	}
+	for i := len(s.created) - 1; i >= 0; i-- {
+		if unix.Rmdir(s.created[i]) != nil { // not empty: another network's files
+			break
+		}
+	}
+	return nil
 }
 
 // Path is the state file.
@@ -81,14 +205,34 @@ func (s *Store) Path() string {
 }
 
 // Load reads the state; a missing file is an empty state. A file that does
-// not decode or validate is ErrCorrupt and is left as it is.
+// not decode or validate, is not a regular file or is larger than
+// MaxStateSize is ErrCorrupt and is left as it is.
 func (s *Store) Load() (*allocator.State, error) {
-	data, err := os.ReadFile(s.Path())
-	if errors.Is(err, os.ErrNotExist) {
+	fd, err := unix.Openat(s.dirFD, naming.LeaseFile(s.network), unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
+	if errors.Is(err, unix.ENOENT) {
 		return allocator.NewState(s.network), nil
+	}
+	if errors.Is(err, unix.ELOOP) {
+		return nil, fmt.Errorf("%w %s: a symlink; refusing to follow it", ErrCorrupt, s.Path())
 	}
 	if err != nil {
 		return nil, fmt.Errorf("read state %s: %w", s.Path(), err)
+	}
+	f := os.NewFile(uintptr(fd), s.Path())
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, fmt.Errorf("read state %s: %w", s.Path(), err)
+	}
+	if !fi.Mode().IsRegular() {
+		return nil, fmt.Errorf("%w %s: not a regular file (%s)", ErrCorrupt, s.Path(), fi.Mode().Type())
+	}
+	data, err := io.ReadAll(io.LimitReader(f, MaxStateSize+1))
+	if err != nil {
+		return nil, fmt.Errorf("read state %s: %w", s.Path(), err)
+	}
+	if len(data) > MaxStateSize {
+		return nil, fmt.Errorf("%w %s: larger than %d bytes", ErrCorrupt, s.Path(), MaxStateSize)
 	}
 	st, err := Decode(data, s.network)
 	if err != nil {
@@ -125,54 +269,71 @@ func Encode(st *allocator.State) ([]byte, error) {
 	return append(data, '\n'), nil
 }
 
-// Save writes the state atomically: temp file in the data dir, write,
-// fsync, rename over the state file, fsync the directory. Temp files left
-// by a crashed writer are removed first (the lock makes them stale).
+// tempName is the state file's temp file. One name per network is
+// enough: only the lock holder writes it.
+func tempName(network string) string { return "." + naming.LeaseFile(network) + ".tmp" }
+
+// Save writes the state atomically: temp file (0600) in the data dir,
+// write, fsync, rename over the state file, fsync the directory. A temp
+// file left by a crashed writer is removed first (the lock makes it
+// stale); so are the randomly named ones earlier versions left.
 func (s *Store) Save(st *allocator.State) error {
 	data, err := Encode(st)
 	if err != nil {
 		return fmt.Errorf("encode state: %w", err)
 	}
-	pattern := "." + naming.LeaseFile(s.network) + ".tmp-"
-	if stale, _ := filepath.Glob(filepath.Join(s.dir, pattern+"*")); len(stale) > 0 {
-		for _, f := range stale {
-			os.Remove(f)
-		}
-	}
-	tmp, err := os.CreateTemp(s.dir, pattern+"*")
+	tmp := tempName(s.network)
+	s.removeStaleTemps(tmp)
+	fd, err := unix.Openat(s.dirFD, tmp, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
 	if err != nil {
-		return fmt.Errorf("create temp state: %w", err)
+		return fmt.Errorf("create temp state %s: %w", filepath.Join(s.dir, tmp), err)
 	}
+	f := os.NewFile(uintptr(fd), filepath.Join(s.dir, tmp))
 	done := false
 	defer func() {
 		if !done {
-			tmp.Close()
-			os.Remove(tmp.Name())
+			f.Close()
+			_ = unix.Unlinkat(s.dirFD, tmp, 0)
 		}
 	}()
-	if err := tmp.Chmod(0o644); err != nil {
+	if err := f.Chmod(0o600); err != nil { // the umask may have kept bits off; never on
 		return fmt.Errorf("chmod temp state: %w", err)
 	}
-	if _, err := tmp.Write(data); err != nil {
+	if _, err := f.Write(data); err != nil {
 		return fmt.Errorf("write temp state: %w", err)
 	}
-	if err := tmp.Sync(); err != nil {
+	if err := f.Sync(); err != nil {
 		return fmt.Errorf("fsync temp state: %w", err)
 	}
-	if err := tmp.Close(); err != nil {
+	if err := f.Close(); err != nil {
 		return fmt.Errorf("close temp state: %w", err)
 	}
-	if err := os.Rename(tmp.Name(), s.Path()); err != nil {
+	if err := unix.Renameat(s.dirFD, tmp, s.dirFD, naming.LeaseFile(s.network)); err != nil {
+		_ = unix.Unlinkat(s.dirFD, tmp, 0)
+		done = true
 		return fmt.Errorf("rename state into place: %w", err)
 	}
 	done = true
-	d, err := os.Open(s.dir)
-	if err != nil {
-		return fmt.Errorf("open data dir for fsync: %w", err)
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
+	if err := unix.Fsync(s.dirFD); err != nil {
 		return fmt.Errorf("fsync data dir: %w", err)
 	}
 	return nil
+}
+
+// removeStaleTemps unlinks tmp and the ".<lease file>.tmp-*" files of
+// earlier versions (never following anything: unlink removes a link).
+func (s *Store) removeStaleTemps(tmp string) {
+	_ = unix.Unlinkat(s.dirFD, tmp, 0)
+	fd, err := unix.Openat(s.dirFD, ".", unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return
+	}
+	d := os.NewFile(uintptr(fd), s.dir)
+	defer d.Close()
+	names, _ := d.Readdirnames(-1)
+	for _, n := range names {
+		if strings.HasPrefix(n, tmp+"-") {
+			_ = unix.Unlinkat(s.dirFD, n, 0)
+		}
+	}
 }

@@ -5,6 +5,8 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -129,8 +131,184 @@ func TestLockTimeout(t *testing.T) {
 	if err != nil {
 		t.Fatalf("after release: %v", err)
 	}
+	if err := s.Save(allocator.NewState("net1")); err != nil {
+		t.Fatal(err)
+	}
 	s.Close()
 	if _, err := os.Stat(lockPath); err != nil {
-		t.Fatalf("lock file removed: %v", err)
+		t.Fatalf("lock file next to a state file removed: %v", err)
+	}
+}
+
+// TestNoStateLeavesNothing: an Open/Close that saved nothing (a failed
+// first ADD) removes the lock file and the directories it created, but
+// never a directory that was there before or holds other files.
+func TestNoStateLeavesNothing(t *testing.T) {
+	base := t.TempDir()
+	dir := filepath.Join(base, "a", "b", "data")
+	s, err := Open(dir, "net1", time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Load(); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	if entries, _ := os.ReadDir(base); len(entries) != 0 {
+		t.Fatalf("a state-less Open/Close left %v in %s", entries, base)
+	}
+	// A directory holding another network's state stays.
+	other, err := Open(dir, "net2", time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := other.Save(allocator.NewState("net2")); err != nil {
+		t.Fatal(err)
+	}
+	other.Close()
+	s, err = Open(dir, "net1", time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	entries, _ := os.ReadDir(dir)
+	if len(entries) != 2 || entries[0].Name() != "net2.json" || entries[1].Name() != "net2.lock" {
+		t.Fatalf("dir holds %v, want net2's two files", entries)
+	}
+}
+
+// TestWaiterOnRemovedLock: a process waiting on a lock file that the
+// holder removes at Close does not believe it holds the network's lock: it
+// takes the lock on the file the path names afterwards.
+func TestWaiterOnRemovedLock(t *testing.T) {
+	dir := t.TempDir()
+	first, err := Open(dir, "net1", time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := make(chan *Store)
+	go func() {
+		s, err := Open(dir, "net1", 5*time.Second)
+		if err != nil {
+			t.Error(err)
+		}
+		got <- s
+	}()
+	time.Sleep(50 * time.Millisecond) // the waiter has opened the old inode
+	first.Close()                     // no state: removes the lock file
+	second := <-got
+	if second == nil {
+		return
+	}
+	defer second.Close()
+	_, lockPath := Paths(dir, "net1")
+	holder := flock.New(lockPath)
+	if ok, err := holder.TryLock(); err != nil || ok {
+		t.Fatalf("the lock file at %s is not locked by the waiter (ok %v, err %v)", lockPath, ok, err)
+	}
+}
+
+// TestSymlinksNotFollowed: a dangling symlink in place of the lock file
+// does not create its target, a symlinked state file is refused as
+// corrupt, a symlink in place of the data dir is refused, and the files
+// written are 0600.
+func TestSymlinksNotFollowed(t *testing.T) {
+	dir := t.TempDir()
+	target := filepath.Join(t.TempDir(), "created-by-lock")
+	_, lockPath := Paths(dir, "net1")
+	if err := os.Symlink(target, lockPath); err != nil {
+		t.Fatal(err)
+	}
+	if s, err := Open(dir, "net1", 100*time.Millisecond); err == nil {
+		s.Close()
+		t.Error("Open followed or accepted a symlinked lock file")
+	}
+	if _, err := os.Lstat(target); !os.IsNotExist(err) {
+		t.Errorf("the lock symlink's target was created: %v", err)
+	}
+	os.Remove(lockPath)
+
+	secret := filepath.Join(t.TempDir(), "secret")
+	if err := os.WriteFile(secret, []byte(`{"version":1,"network":"net1","leases":[],"lastReserved":{}}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	statePath, _ := Paths(dir, "net1")
+	if err := os.Symlink(secret, statePath); err != nil {
+		t.Fatal(err)
+	}
+	s, err := Open(dir, "net1", time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Load(); !errors.Is(err, ErrCorrupt) {
+		t.Errorf("Load of a symlinked state file: %v, want ErrCorrupt", err)
+	}
+	s.Close()
+	os.Remove(statePath)
+
+	link := filepath.Join(t.TempDir(), "datalink")
+	if err := os.Symlink(dir, link); err != nil {
+		t.Fatal(err)
+	}
+	if s, err := Open(link, "net1", time.Second); err == nil {
+		s.Close()
+		t.Error("Open accepted a symlinked data dir")
+	}
+
+	s, err = Open(dir, "net1", time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Save(allocator.NewState("net1")); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	for _, p := range []string{statePath, lockPath} {
+		if fi, err := os.Stat(p); err != nil || fi.Mode().Perm() != 0o600 {
+			t.Errorf("%s: mode %v (%v), want 0600", p, fi.Mode(), err)
+		}
+	}
+}
+
+// TestMutualExclusionWithRemovals: many concurrent holders, half of which
+// end without a state file (so Close removes the lock file and the data
+// dir under the others' feet), are never inside the lock together.
+func TestMutualExclusionWithRemovals(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "data")
+	var inside, maxInside, saves atomic.Int32
+	var wg sync.WaitGroup
+	for i := range 60 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			s, err := Open(dir, "net1", 10*time.Second)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			n := inside.Add(1)
+			for m := maxInside.Load(); n > m && !maxInside.CompareAndSwap(m, n); m = maxInside.Load() {
+			}
+			time.Sleep(time.Millisecond)
+			if i%2 == 0 && i > 40 {
+				st, err := s.Load()
+				if err != nil {
+					t.Error(err)
+				} else if err := s.Save(st); err != nil {
+					t.Error(err)
+				} else {
+					saves.Add(1)
+				}
+			}
+			inside.Add(-1)
+			s.Close()
+		}()
+	}
+	wg.Wait()
+	if maxInside.Load() != 1 {
+		t.Fatalf("%d holders were inside the lock at once", maxInside.Load())
+	}
+	if saves.Load() == 0 {
+		t.Fatal("no holder saved")
 	}
 }

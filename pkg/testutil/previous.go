@@ -1,0 +1,63 @@
+package testutil
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+)
+
+// PreviousRelease is the commit of the project's previous release: the
+// last one before shared objects carried ownership marks. Upgrade tests
+// run its binaries on a node and today's after them.
+const PreviousRelease = "5e65c9d"
+
+var prevDir string // guarded by mu
+
+// PreviousPlugins returns a directory holding the previous release's
+// plugin binaries: $VXVRF_PREV_BIN when set, else built once per test
+// process from `git archive PreviousRelease` of this checkout. Without git
+// or that commit (a source tarball) the test skips, saying so.
+func PreviousPlugins(t testing.TB) string {
+	t.Helper()
+	if d := os.Getenv("VXVRF_PREV_BIN"); d != "" {
+		abs, err := filepath.Abs(d)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return abs
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if prevDir != "" {
+		return prevDir
+	}
+	root, err := RepoRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command("git", "-C", root, "cat-file", "-e", PreviousRelease+"^{commit}").CombinedOutput(); err != nil {
+		t.Skipf("previous release %s not available from git in %s (%v: %s); set VXVRF_PREV_BIN to its binaries", PreviousRelease, root, err, out)
+	}
+	work := filepath.Join(os.TempDir(), fmt.Sprintf("vxvrf-prev-%d", os.Getpid()))
+	src, bin := filepath.Join(work, "src"), filepath.Join(work, "bin")
+	if err := os.MkdirAll(src, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	archive := exec.Command("sh", "-c", `git -C "$1" archive "$2" | tar -x -C "$3"`, "sh", root, PreviousRelease, src)
+	if out, err := archive.CombinedOutput(); err != nil {
+		t.Fatalf("git archive %s: %v: %s", PreviousRelease, err, out)
+	}
+	for _, p := range Plugins {
+		cmd := exec.Command("go", "build", "-o", filepath.Join(bin, p), "./plugins/"+p)
+		cmd.Dir = src
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOFLAGS=-buildvcs=false")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("build %s of %s: %v: %s", p, PreviousRelease, err, out)
+		}
+	}
+	_ = os.RemoveAll(src)
+	prevDir = bin
+	return bin
+}

@@ -1,0 +1,300 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/containernetworking/cni/pkg/types"
+	"github.com/containernetworking/plugins/pkg/netlinksafe"
+	"github.com/vishvananda/netlink"
+
+	"github.com/vxvrf/cni/pkg/cniutil"
+	"github.com/vxvrf/cni/pkg/naming"
+)
+
+// Ownership. Every shared device this plugin creates carries the alias
+// naming.NetworkMark(network); GC deletes only devices with that mark (or
+// recognised as the previous release's, below) and ADD refuses to adopt a
+// device of the configured name that carries no such mark.
+//
+// The previous release set no marks. Its devices are recognised by what it
+// made (see legacy): the configured name, kind and attributes, and master
+// relations that only this network's devices have. ADD marks them.
+
+// netDevices are the names of a network's shared devices: what ADD is
+// about to ensure, or what GC may find from a (possibly partly invalid)
+// config. An empty name or a zero table/vni means "none" or "unknown".
+type netDevices struct {
+	network string
+	mark    string
+	vrf     string
+	table   int64
+	bridge  string
+	vxlan   string
+	vni     int
+}
+
+// devices are the names the (validated) config asks for.
+func (c *NetConf) devices() netDevices {
+	d := netDevices{network: c.Name, mark: naming.NetworkMark(c.Name), bridge: c.Bridge.Name}
+	if c.VRF != nil {
+		d.vrf, d.table = c.VRF.Name, c.VRF.Table
+	}
+	if c.VXLAN != nil {
+		d.vxlan, d.vni = c.VXLAN.Name(), int(c.VXLAN.VNI)
+	}
+	return d
+}
+
+// nodeLinks is the node's links, read once, to judge ownership.
+type nodeLinks struct {
+	byName  map[string]netlink.Link
+	byIndex map[int]netlink.Link
+	ports   map[int][]netlink.Link // by master index
+}
+
+func readLinks() (*nodeLinks, error) {
+	ls, err := netlinksafe.LinkList()
+	if err != nil {
+		return nil, fmt.Errorf("list links: %w", err)
+	}
+	n := &nodeLinks{byName: map[string]netlink.Link{}, byIndex: map[int]netlink.Link{}, ports: map[int][]netlink.Link{}}
+	for _, l := range ls {
+		a := l.Attrs()
+		n.byName[a.Name] = l
+		n.byIndex[a.Index] = l
+		if a.MasterIndex != 0 {
+			n.ports[a.MasterIndex] = append(n.ports[a.MasterIndex], l)
+		}
+	}
+	return n, nil
+}
+
+// ownership of a configured device name.
+type ownership int
+
+const (
+	absent  ownership = iota
+	marked            // carries this network's mark
+	legacy            // unmarked, made by the previous release for this network
+	foreign           // anything else: never adopted, never deleted
+)
+
+// owner judges the device named name, which the config means as role
+// ("vrf", "bridge" or "vxlan").
+func (n *nodeLinks) owner(d netDevices, role, name string) ownership {
+	l := n.byName[name]
+	switch {
+	case name == "" || l == nil:
+		return absent
+	case l.Attrs().Alias == d.mark:
+		return marked
+	case l.Attrs().Alias != "":
+		return foreign
+	}
+	var ok bool
+	switch role {
+	case "vrf":
+		ok = n.legacyVRF(d, l)
+	case "bridge":
+		ok = n.legacyBridge(d, l)
+	case "vxlan":
+		ok = n.legacyVXLAN(d, l)
+	}
+	if ok {
+		return legacy
+	}
+	return foreign
+}
+
+// legacyVXLAN: the previous release's vxlan-<vni>: a VXLAN device with the
+// configured VNI, a port of the configured bridge.
+func (n *nodeLinks) legacyVXLAN(d netDevices, l netlink.Link) bool {
+	vx, ok := l.(*netlink.Vxlan)
+	if !ok || d.vni == 0 || vx.VxlanId != d.vni || vx.Alias != "" {
+		return false
+	}
+	m := n.byIndex[vx.MasterIndex]
+	return m != nil && m.Type() == "bridge" && m.Attrs().Name == d.bridge
+}
+
+// legacyBridge: the previous release's bridge: a bridge, unmarked, outside
+// any VRF or in the configured one, whose ports are all this network's
+// (host veths tagged for it, its VXLAN device), with at least one such
+// port, or without ports under the name this project derives for the
+// network (naming.BridgeName).
+func (n *nodeLinks) legacyBridge(d netDevices, l netlink.Link) bool {
+	a := l.Attrs()
+	if l.Type() != "bridge" || a.Alias != "" {
+		return false
+	}
+	if a.MasterIndex != 0 {
+		m := n.byIndex[a.MasterIndex]
+		if m == nil || m.Type() != "vrf" || m.Attrs().Name != d.vrf {
+			return false
+		}
+	}
+	ports := n.ports[a.Index]
+	for _, p := range ports {
+		pa := p.Attrs()
+		switch {
+		case pa.Alias == d.mark:
+		case p.Type() == "veth" && strings.HasPrefix(pa.Alias, naming.NetworkTag(d.network)):
+		case pa.Name == d.vxlan && n.legacyVXLAN(d, p):
+		default:
+			return false
+		}
+	}
+	return len(ports) > 0 || a.Name == naming.BridgeName(d.network)
+}
+
+// legacyVRF: the previous release's VRF: a VRF with the configured table,
+// unmarked, whose only port is this network's bridge, or without ports
+// under the name this project derives for the network (naming.VRFName).
+func (n *nodeLinks) legacyVRF(d netDevices, l netlink.Link) bool {
+	vrf, ok := l.(*netlink.Vrf)
+	if !ok || d.table == 0 || int64(vrf.Table) != d.table || vrf.Alias != "" {
+		return false
+	}
+	ports := n.ports[vrf.Index]
+	for _, p := range ports {
+		if p.Attrs().Name != d.bridge || (p.Attrs().Alias != d.mark && !n.legacyBridge(d, p)) {
+			return false
+		}
+	}
+	return len(ports) > 0 || vrf.Name == naming.VRFName(d.network)
+}
+
+// notOurs is ADD's (and CHECK's) answer to a configured device name that
+// holds a device this project did not make for the network: code 7 naming
+// the key, the device and what it is.
+func notOurs(d netDevices, key, name string, l netlink.Link) error {
+	var what []string
+	what = append(what, "type "+l.Type())
+	switch x := l.(type) {
+	case *netlink.Vrf:
+		what = append(what, fmt.Sprintf("table %d", x.Table))
+	case *netlink.Vxlan:
+		what = append(what, fmt.Sprintf("vni %d", x.VxlanId))
+	}
+	alias := l.Attrs().Alias
+	switch {
+	case alias == "":
+		what = append(what, "no vxvrf alias")
+	case strings.HasPrefix(alias, naming.MarkPrefix) && !strings.Contains(strings.TrimPrefix(alias, naming.MarkPrefix), ":"):
+		what = append(what, fmt.Sprintf("it belongs to vxvrf network %q", strings.TrimPrefix(alias, naming.MarkPrefix)))
+	default:
+		what = append(what, fmt.Sprintf("alias %q", alias))
+	}
+	if key == "vxlan.vni" {
+		return cniutil.Errorf(types.ErrInvalidNetworkConfig, "vxlan.vni %d: its device %q exists but was not created by vxvrf for network %q (%s); remove it or pick another VNI",
+			d.vni, name, d.network, strings.Join(what, ", "))
+	}
+	return cniutil.Errorf(types.ErrInvalidNetworkConfig, "%s %q names an existing device not created by vxvrf for network %q (%s); pick another name",
+		key, name, d.network, strings.Join(what, ", "))
+}
+
+// owned is what ADD knows of the network's devices before it changes
+// anything: their names and which of them the previous release made.
+type owned struct {
+	d        netDevices
+	legacies map[string]bool
+}
+
+// judge reads the node's links and refuses, before anything changes, a
+// configured device name held by a device that is not this network's. It
+// returns the names of the previous release's devices (to be marked). A
+// device without any alias may be one a concurrent ADD has just created
+// and is about to mark: it is given markWait before it counts as foreign.
+func judge(d netDevices) (*owned, error) {
+	deadline := time.Now().Add(markWait)
+	for {
+		n, err := readLinks()
+		if err != nil {
+			return nil, err
+		}
+		legacies := map[string]bool{}
+		var refusal error
+		unaliased := false
+		for _, dev := range []struct{ role, key, name string }{
+			{"vrf", "vrf.name", d.vrf},
+			{"bridge", "bridge.name", d.bridge},
+			{"vxlan", "vxlan.vni", d.vxlan},
+		} {
+			switch n.owner(d, dev.role, dev.name) {
+			case foreign:
+				l := n.byName[dev.name]
+				unaliased = unaliased || l.Attrs().Alias == ""
+				if refusal == nil {
+					refusal = notOurs(d, dev.key, dev.name, l)
+				}
+			case legacy:
+				legacies[dev.name] = true
+			}
+		}
+		switch {
+		case refusal == nil:
+			return &owned{d: d, legacies: legacies}, nil
+		case unaliased && time.Now().Before(deadline):
+			time.Sleep(50 * time.Millisecond)
+		default:
+			return nil, refusal
+		}
+	}
+}
+
+// markWait bounds how long ADD waits for a concurrent ADD that has just
+// created a device (EEXIST) to mark it.
+const markWait = 2 * time.Second
+
+// ensureLink creates want with the network's mark, or returns the
+// existing link of that name when it is this network's (marked, or the
+// previous release's, listed in legacies: then it is marked now) and has
+// the same type. A device created by a concurrent ADD is given markWait to
+// be marked; any other device is refused (code 7).
+func (o *owned) ensureLink(want netlink.Link, key string) (netlink.Link, bool, error) {
+	d, legacies := o.d, o.legacies
+	name := want.Attrs().Name
+	err := netlink.LinkAdd(want)
+	created := err == nil
+	if err != nil && !errors.Is(err, syscall.EEXIST) {
+		return nil, false, fmt.Errorf("create %s %s: %w", want.Type(), name, err)
+	}
+	deadline := time.Now().Add(markWait)
+	for {
+		l, err := netlinksafe.LinkByName(name)
+		if err != nil {
+			if !created && cniutil.IsGone(err) {
+				return nil, false, cniutil.Errorf(types.ErrInvalidNetworkConfig,
+					"create %s %s: the kernel says it exists but no link has that name: another device holds the same identity (for vxlan: the same VNI and port)", want.Type(), name)
+			}
+			return nil, false, fmt.Errorf("look up %s %s: %w", want.Type(), name, err)
+		}
+		if created {
+			if err := netlink.LinkSetAlias(l, d.mark); err != nil {
+				return l, true, fmt.Errorf("mark %s %s (alias %s): %w", want.Type(), name, d.mark, err)
+			}
+			l.Attrs().Alias = d.mark
+		}
+		switch alias := l.Attrs().Alias; {
+		case alias == d.mark:
+		case alias == "" && legacies[name]:
+			if err := netlink.LinkSetAlias(l, d.mark); err != nil {
+				return l, false, fmt.Errorf("mark %s %s (alias %s): %w", want.Type(), name, d.mark, err)
+			}
+			l.Attrs().Alias = d.mark
+		case alias == "" && time.Now().Before(deadline):
+			time.Sleep(20 * time.Millisecond)
+			continue
+		default:
+			return nil, false, notOurs(d, key, name, l)
+		}
+		if l.Type() != want.Type() {
+			return nil, false, cniutil.Errorf(types.ErrInvalidNetworkConfig, "%s exists but is a %s device, not a %s", name, l.Type(), want.Type())
+		}
+		return l, created, nil
+	}
+}
