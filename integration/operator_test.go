@@ -57,8 +57,12 @@ func TestVerbLog(t *testing.T) {
 					n++
 				}
 			}
-			if n != 1 {
-				t.Errorf("%d lines for %s %s, want 1:\n%s", n, plugin, verb, b)
+			want := 1
+			if plugin == "vrf-vxlan-bridge" && verb == "DEL" {
+				want = 0 // its DEL does nothing and exits before any config is read
+			}
+			if n != want {
+				t.Errorf("%d lines for %s %s, want %d:\n%s", n, plugin, verb, want, b)
 			}
 		}
 	}

@@ -18,7 +18,13 @@ import (
 func (e *env) snapshot(p *pod) string {
 	e.t.Helper()
 	var b strings.Builder
-	b.WriteString(e.in("ip", "-d", "-o", "link", "show"))
+	// ip -d prints "Error: Peer netns reference is invalid." for veths
+	// whose peer namespace it cannot name, a varying number of times.
+	for _, l := range strings.Split(e.in("ip", "-d", "-o", "link", "show"), "\n") {
+		if !strings.HasPrefix(l, "Error:") {
+			b.WriteString(l + "\n")
+		}
+	}
 	for _, l := range strings.Split(e.ruleset(), "\n") {
 		if !strings.HasPrefix(l, "#") {
 			b.WriteString(l + "\n")

@@ -44,9 +44,24 @@ func DecodeStrict(plugin string, stdin []byte, v any) error {
 		return err
 	}
 	if err := json.Unmarshal(stdin, v); err != nil {
-		return InvalidConfig(describeDecodeError(plugin, stdin, reflect.TypeOf(v), err))
+		e := describeDecodeError(plugin, stdin, reflect.TypeOf(v), err)
+		if specSection(stdin, reflect.TypeOf(v)) {
+			// A spec-owned section (prevResult, runtimeConfig, ...) that
+			// does not decode is a decoding failure, as before.
+			return types.NewError(types.ErrDecodingFailure, e.Error(), "")
+		}
+		return InvalidConfig(e)
 	}
 	return nil
+}
+
+// specSection reports whether the value that fails to decode lies in one
+// of the opaque spec sections rather than in the plugin's own keys.
+func specSection(stdin []byte, t reflect.Type) bool {
+	path, _, _ := locate(stdin, t, "")
+	top, _, _ := strings.Cut(path, ".")
+	top, _, _ = strings.Cut(top, "[")
+	return opaqueKeys[top]
 }
 
 // CheckKeys is DecodeStrict without decoding into v: it checks stdin's keys

@@ -79,3 +79,14 @@ func TestCheckKeysOnly(t *testing.T) {
 		t.Fatalf("got %v", err)
 	}
 }
+
+// TestDecodeStrictSpecSections: a spec-owned section of the wrong type is
+// still a decoding failure (6), naming the key.
+func TestDecodeStrictSpecSections(t *testing.T) {
+	for _, in := range []string{`{"name":"n","prevResult":"x"}`, `{"name":"n","prevResult":[]}`, `{"name":"n","capabilities":{"mac":"yes"}}`} {
+		err := DecodeStrict("p", []byte(in), &strictConf{})
+		if e, ok := err.(*types.Error); !ok || e.Code != types.ErrDecodingFailure || !strings.HasPrefix(e.Msg, `p: "`) {
+			t.Errorf("%s: %#v", in, err)
+		}
+	}
+}
