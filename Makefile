@@ -5,6 +5,8 @@
 #   make bench   our chain against the reference chains; writes bench/results/ and the README cost block
 
 PLUGINS  := infra-ensure vrf-vxlan-bridge veth-attach lockfile-ipam sysctl-firewall
+# The node tool (not a CNI stage), installed next to the plugins.
+TOOL     := vxvrf
 VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS  := -s -w -X github.com/vxvrf/cni/pkg/buildinfo.Version=$(VERSION)
 BIN      := $(CURDIR)/bin
@@ -18,7 +20,10 @@ export GOFLAGS ?= -buildvcs=false
 
 all: build
 
-build: $(addprefix $(BIN)/,$(PLUGINS))
+build: $(addprefix $(BIN)/,$(PLUGINS)) $(BIN)/$(TOOL)
+
+$(BIN)/$(TOOL): FORCE
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $@ ./cmd/$(TOOL)
 
 $(BIN)/%: FORCE
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $@ ./plugins/$*
@@ -84,14 +89,14 @@ fmt:
 tidy:
 	$(GO) mod tidy
 
-# Installs the binaries atomically (temp file, then rename) into
+# Installs the binaries (the plugins and the vxvrf tool) atomically (temp file, then rename) into
 # $(DESTDIR)$(CNI_BIN_DIR) with the same installer the DaemonSet runs; with
 # CLUSTER_CONFIG (and NODE_NAME, NODE_IP) it also renders this node's conflist.
 CNI_BIN_DIR    ?= /opt/cni/bin
 CNI_CONF_DIR   ?= /etc/cni/net.d
 CLUSTER_CONFIG ?=
 install: build $(BIN)/vxvrf-installer
-	$(BIN)/vxvrf-installer --once --root '$(or $(DESTDIR),/)' --src $(BIN) --plugins '$(PLUGINS)' \
+	$(BIN)/vxvrf-installer --once --root '$(or $(DESTDIR),/)' --src $(BIN) --plugins '$(PLUGINS) $(TOOL)' \
 		--cni-bin-dir $(CNI_BIN_DIR) --cni-conf-dir $(CNI_CONF_DIR) $(if $(CLUSTER_CONFIG),--config '$(CLUSTER_CONFIG)')
 
 $(BIN)/vxvrf-installer: FORCE

@@ -48,6 +48,7 @@ build() { (cd "$root" && CGO_ENABLED=0 GOOS=linux GOARCH=$arch GOFLAGS=-buildvcs
 for p in "${PLUGINS[@]}"; do
 	build "$rootfs/opt/vxvrf/bin/$p" "./plugins/$p"
 done
+build "$rootfs/opt/vxvrf/bin/vxvrf" ./cmd/vxvrf
 build "$rootfs/usr/local/bin/vxvrf-installer" ./deploy/installer
 find "$rootfs" -type d -exec chmod 0755 {} +
 find "$rootfs" -type f -exec chmod 0755 {} +

@@ -5,11 +5,10 @@ import (
 	"sort"
 	"strings"
 
-	"github.com/containernetworking/plugins/pkg/netlinksafe"
 	"github.com/containernetworking/plugins/pkg/ns"
-	"github.com/vishvananda/netlink"
 
 	"github.com/vxvrf/cni/integration/cluster"
+	"github.com/vxvrf/cni/pkg/inspect"
 	"github.com/vxvrf/cni/pkg/naming"
 	"github.com/vxvrf/cni/pkg/netsim"
 )
@@ -24,54 +23,30 @@ type link struct {
 	children                       []string
 }
 
-// links reads the node's devices (without lo) through netlink.
+// links reads the node's devices (without lo) as vxvrf inspect does
+// (pkg/inspect).
 func links(node *netsim.Node) (map[string]*link, []string, error) {
-	out := map[string]*link{}
-	var order []string
+	var ls []inspect.Link
 	err := node.Do(func(ns.NetNS) error {
-		ls, err := netlinksafe.LinkList()
-		if err != nil {
-			return err
-		}
-		byIndex := map[int]string{}
-		for _, l := range ls {
-			byIndex[l.Attrs().Index] = l.Attrs().Name
-		}
-		for _, l := range ls {
-			a := l.Attrs()
-			if a.Name == "lo" {
-				continue
-			}
-			k := &link{name: a.Name, kind: l.Type(), alias: a.Alias, mac: a.HardwareAddr.String(), mtu: a.MTU, up: a.Flags&1 != 0}
-			if a.MasterIndex != 0 {
-				k.master = byIndex[a.MasterIndex]
-			}
-			switch v := l.(type) {
-			case *netlink.Vxlan:
-				learn := "learning"
-				if !v.Learning {
-					learn = "nolearning"
-				}
-				k.detail = fmt.Sprintf("vni %d local %v dev %s dstport %d %s", v.VxlanId, v.SrcAddr, byIndex[v.VtepDevIndex], v.Port, learn)
-			case *netlink.Vrf:
-				k.detail = fmt.Sprintf("table %d", v.Table)
-			}
-			addrs, err := netlinksafe.AddrList(l, netlink.FAMILY_ALL)
-			if err != nil {
-				return err
-			}
-			for _, ad := range addrs {
-				if !ad.IP.IsLinkLocalUnicast() {
-					k.addrs = append(k.addrs, ad.IPNet.String())
-				}
-			}
-			out[a.Name] = k
-			order = append(order, a.Name)
-		}
-		return nil
+		var err error
+		ls, err = inspect.Links()
+		return err
 	})
 	if err != nil {
 		return nil, nil, err
+	}
+	out := map[string]*link{}
+	var order []string
+	for _, l := range ls {
+		if l.Name == "lo" {
+			continue
+		}
+		k := &link{name: l.Name, kind: l.Kind, master: l.Master, alias: l.Alias, mac: l.MAC, mtu: l.MTU, up: l.Up, addrs: l.Addrs}
+		if l.Kind == "vxlan" || l.Kind == "vrf" {
+			k.detail = l.Extra
+		}
+		out[l.Name] = k
+		order = append(order, l.Name)
 	}
 	for _, n := range order {
 		if m := out[n].master; m != "" && out[m] != nil {

@@ -8,9 +8,9 @@ import (
 	"path/filepath"
 	"strings"
 
-	"github.com/containernetworking/plugins/pkg/netlinksafe"
 	"github.com/containernetworking/plugins/pkg/ns"
 
+	"github.com/vxvrf/cni/pkg/inspect"
 	"github.com/vxvrf/cni/pkg/naming"
 	"github.com/vxvrf/cni/pkg/netsim"
 )
@@ -50,31 +50,27 @@ func NetworkRules(rules, network string) []string {
 	return out
 }
 
-// Ruleset is iptables-save and ip6tables-save of the node.
+// Ruleset is the node's firewall as vxvrf inspect reads it: iptables-save,
+// ip6tables-save and the project's own nft tables.
 func Ruleset(node *netsim.NS) (string, error) {
-	v4, err := node.In("iptables-save")
-	if err != nil {
-		return "", err
-	}
-	v6, err := node.In("ip6tables-save")
-	if err != nil {
-		return "", err
-	}
-	return string(v4) + string(v6), nil
+	var rules string
+	err := node.Do(func(ns.NetNS) error {
+		var err error
+		rules, err = inspect.Ruleset()
+		return err
+	})
+	return rules, err
 }
 
-// Links maps every link of the node to its alias.
+// Links maps every link of the node to its alias (as vxvrf inspect reads them).
 func Links(node ns.NetNS) (map[string]string, error) {
 	out := map[string]string{}
 	err := node.Do(func(ns.NetNS) error {
-		ls, err := netlinksafe.LinkList()
-		if err != nil {
-			return err
-		}
+		ls, err := inspect.Links()
 		for _, l := range ls {
-			out[l.Attrs().Name] = l.Attrs().Alias
+			out[l.Name] = l.Alias
 		}
-		return nil
+		return err
 	})
 	return out, err
 }

@@ -29,13 +29,13 @@ func PluginMain(plugin string, funcs skel.CNIFuncs) {
 	if os.Getenv("CNI_COMMAND") == "DEL" {
 		versions = TeardownVersions
 	}
-	skel.PluginMainFuncs(skel.CNIFuncs{
+	skel.PluginMainFuncs(operator(plugin, skel.CNIFuncs{
 		Add:    wrap("ADD", funcs.Add),
 		Check:  wrap("CHECK", funcs.Check),
 		Del:    wrap("DEL", funcs.Del),
 		Status: wrap("STATUS", funcs.Status),
 		GC:     wrap("GC", funcs.GC),
-	}, versions, buildinfo.About(plugin))
+	}), versions, buildinfo.About(plugin))
 }
 
 // TeardownVersions is what DEL accepts: every released spec version, so

@@ -32,7 +32,7 @@ type NetConf struct {
 // parseConfig decodes stdin, sets the defaults and validates.
 func parseConfig(stdin []byte) (*NetConf, error) {
 	conf := &NetConf{}
-	if err := cniutil.Decode(stdin, conf); err != nil {
+	if err := cniutil.DecodeStrict("infra-ensure", stdin, conf); err != nil {
 		return nil, err
 	}
 	if conf.Uplink != "" && utils.ValidateInterfaceName(conf.Uplink) != nil {

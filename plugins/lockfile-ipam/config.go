@@ -119,6 +119,9 @@ func parseBase(stdin []byte) (*NetConf, error) {
 		}
 	}
 	conf := &NetConf{}
+	if err := cniutil.CheckKeys(pluginName, stdin, conf, "ipam"); err != nil {
+		return nil, err
+	}
 	if err := json.Unmarshal(stdin, conf); err != nil {
 		return nil, cniutil.InvalidConfig(fmt.Errorf("%s: %w", pluginName, err))
 	}
@@ -126,6 +129,9 @@ func parseBase(stdin []byte) (*NetConf, error) {
 		return nil, cniutil.InvalidConfig(fmt.Errorf("%s: missing the \"ipam\" block", pluginName))
 	}
 	conf.Stage = conf.IPAM.Type == "" || conf.IPAM.Type == conf.Type
+	if err := cniutil.CheckStageKeys(pluginName, stdin, conf, conf.Stage); err != nil {
+		return nil, err
+	}
 	dataDir, err := resolveDataDir(conf.IPAM.DataDir)
 	if err != nil {
 		return nil, cniutil.InvalidConfig(err)

@@ -59,7 +59,7 @@ type kv struct {
 // after substitution are caught by resolveSysctls.
 func parseConfig(stdin []byte) (*NetConf, error) {
 	conf := &NetConf{}
-	if err := cniutil.Decode(stdin, conf); err != nil {
+	if err := cniutil.DecodeStrict("sysctl-firewall", stdin, conf); err != nil {
 		return nil, err
 	}
 	for what, m := range map[string]map[string]string{"sysctls": conf.Sysctls, "hostSysctls": conf.HostSysctls, "nodeSysctls": conf.NodeSysctls} {

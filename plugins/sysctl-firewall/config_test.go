@@ -38,11 +38,11 @@ func TestParseConfig(t *testing.T) {
 		"duplicate ifname":    {`{"name":"n","sysctls":{"net.ipv4.conf.IFNAME.rp_filter":"1","net.ipv4.conf.eth0.rp_filter":"1"}}`, types.ErrInvalidNetworkConfig},
 		"bad uplink":          {`{"name":"n","uplink":"a/b"}`, types.ErrInvalidNetworkConfig},
 		"long uplink":         {`{"name":"n","uplink":"abcdefghijklmnop"}`, types.ErrInvalidNetworkConfig},
-		"sysctl not string":   {`{"name":"n","sysctls":{"net.ipv4.ip_forward":1}}`, types.ErrDecodingFailure},
-		"masquerade not bool": {`{"name":"n","masquerade":"yes"}`, types.ErrDecodingFailure},
+		"sysctl not string":   {`{"name":"n","sysctls":{"net.ipv4.ip_forward":1}}`, types.ErrInvalidNetworkConfig},
+		"masquerade not bool": {`{"name":"n","masquerade":"yes"}`, types.ErrInvalidNetworkConfig},
 		"zone too big":        {`{"name":"n","conntrackZone":65536}`, types.ErrInvalidNetworkConfig},
 		"zone negative":       {`{"name":"n","conntrackZone":-1}`, types.ErrInvalidNetworkConfig},
-		"zone not a number":   {`{"name":"n","conntrackZone":"410"}`, types.ErrDecodingFailure},
+		"zone not a number":   {`{"name":"n","conntrackZone":"410"}`, types.ErrInvalidNetworkConfig},
 	} {
 		t.Run(name, func(t *testing.T) {
 			_, err := parseConfig([]byte(tc.conf))

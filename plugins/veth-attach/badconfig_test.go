@@ -46,7 +46,7 @@ func TestBadConfigsSpecificCodes(t *testing.T) {
 		{name: "ifname with a slash", ifn: "a/b", code: types.ErrInvalidEnvironmentVariables},
 		{name: "mtu too small", extra: map[string]any{"mtu": 10}, code: types.ErrInvalidNetworkConfig},
 		{name: "mtu too big", extra: map[string]any{"mtu": 70000}, code: types.ErrInvalidNetworkConfig},
-		{name: "mtu a string", extra: map[string]any{"mtu": "1500"}, code: types.ErrDecodingFailure},
+		{name: "mtu a string", extra: map[string]any{"mtu": "1500"}, code: types.ErrInvalidNetworkConfig},
 		{name: "IPv6 in prevResult below 1280", extra: map[string]any{"mtu": 1000, "prevResult": prev(map[string]any{"address": "fd77::5/64"})}, code: types.ErrInvalidNetworkConfig, addOnly: true},
 		{name: "IPv6 ipam on a small bridge", extra: map[string]any{"bridge": "br-small", "ipam": v6ipam}, code: types.ErrInvalidNetworkConfig, addOnly: true},
 		{name: "route gw outside the pod subnets", extra: map[string]any{"prevResult": withRoutes(prev(map[string]any{"address": "10.77.0.5/24"}), map[string]any{"dst": "10.99.0.0/16", "gw": "10.55.0.1"})}, code: types.ErrInvalidNetworkConfig, addOnly: true},

@@ -52,7 +52,7 @@ const (
 // parseConfig decodes stdin, sets defaults and validates.
 func parseConfig(stdin []byte) (*NetConf, error) {
 	conf := &NetConf{}
-	if err := cniutil.Decode(stdin, conf); err != nil {
+	if err := cniutil.DecodeStrict("veth-attach", stdin, conf); err != nil {
 		return nil, err
 	}
 	if conf.Bridge != "" && len(conf.Bridge) > naming.MaxIfNameLen {

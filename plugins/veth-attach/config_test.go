@@ -41,7 +41,7 @@ func TestParseConfig(t *testing.T) {
 		code uint
 	}{
 		{`{"cniVersion":"1.0.0","name":"n"`, types.ErrDecodingFailure},
-		{`{"cniVersion":"1.0.0","name":"n","mtu":"big"}`, types.ErrDecodingFailure},
+		{`{"cniVersion":"1.0.0","name":"n","mtu":"big"}`, types.ErrInvalidNetworkConfig},
 		{`{"cniVersion":"1.0.0","name":"n","mtu":-1}`, types.ErrInvalidNetworkConfig},
 		{`{"cniVersion":"1.0.0","name":"n","mtu":67}`, types.ErrInvalidNetworkConfig},
 		{`{"cniVersion":"1.0.0","name":"n","mtu":65536}`, types.ErrInvalidNetworkConfig},

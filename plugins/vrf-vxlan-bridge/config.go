@@ -94,7 +94,7 @@ func (v *VXLANConf) learning() bool {
 // (see bridgeMTU).
 func parseConfig(stdin []byte) (*NetConf, error) {
 	conf := &NetConf{}
-	if err := cniutil.Decode(stdin, conf); err != nil {
+	if err := cniutil.DecodeStrict("vrf-vxlan-bridge", stdin, conf); err != nil {
 		return nil, err
 	}
 	bad := func(format string, a ...any) (*NetConf, error) {
