@@ -1,0 +1,75 @@
+#!/usr/bin/env bash
+# Runs every native fuzz target (testing.F) for FUZZTIME each (default 5s;
+# make fuzz runs them longer). A target that fails leaves its crasher in
+# <package>/testdata/fuzz/<Target>/ (commit it as a regression seed) and
+# makes the script fail after the other targets ran.
+#
+# The command-level targets (FuzzCommands) run the stages' ADD/CHECK/DEL/
+# GC/STATUS in-process and change the network namespace they run in, so the
+# whole run happens in a throwaway network and mount namespace with a tmpfs
+# on /run (needs root); the machine's own network and /run are not touched.
+#
+#   scripts/fuzz.sh                 every target, FUZZTIME each
+#   scripts/fuzz.sh FuzzDecode ...  only the named targets
+set -euo pipefail
+
+FUZZTIME=${FUZZTIME:-5s}
+GO=${GO:-go}
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+MODULE=github.com/vxvrf/cni
+
+if [[ "${VXVRF_FUZZ_ISOLATED:-}" != 1 ]]; then
+	if [[ $(id -u) != 0 ]]; then
+		echo "fuzz.sh: needs root (runs the targets in a private network namespace)" >&2
+		exit 1
+	fi
+	# The build happens before: the isolated namespace has no network.
+	export GOFLAGS="${GOFLAGS:-} -buildvcs=false"
+	BUILD=$(mktemp -d /tmp/vxvrf-fuzzbin-XXXXXX)
+	trap 'rm -rf "$BUILD"' EXIT
+	for pkg in infra-ensure vrf-vxlan-bridge veth-attach lockfile-ipam sysctl-firewall lockfile-ipam/store lockfile-ipam/allocator; do
+		# -fuzz builds the binary with coverage instrumentation.
+		(cd "$ROOT" && $GO test -c -fuzz . -o "$BUILD/${pkg//\//-}.test" "./plugins/$pkg")
+	done
+	CACHE=$($GO env GOCACHE)/fuzz
+	set +e
+	unshare --net --mount --propagation private -- env VXVRF_FUZZ_ISOLATED=1 FUZZ_BUILD="$BUILD" FUZZ_CACHE="$CACHE" \
+		VXVRF_FUZZ_OUTER_NET="$(readlink /proc/self/ns/net)" VXVRF_FUZZ_OUTER_MNT="$(readlink /proc/self/ns/mnt)" \
+		bash -c 'mount -t tmpfs vxvrf-fuzz /run && exec "$0" "$@"' "$0" "$@"
+	exit $?
+fi
+
+# Package (under plugins/) and target, in a stable order.
+TARGETS=(
+	"infra-ensure FuzzParseConfig" "infra-ensure FuzzCommands"
+	"vrf-vxlan-bridge FuzzParseConfig" "vrf-vxlan-bridge FuzzCommands"
+	"lockfile-ipam FuzzParseConfig" "lockfile-ipam FuzzCommands"
+	"lockfile-ipam/store FuzzDecode" "lockfile-ipam/allocator FuzzAllocate"
+	"veth-attach FuzzParseConfig" "veth-attach FuzzCommands"
+	"sysctl-firewall FuzzParseConfig" "sysctl-firewall FuzzCommands"
+)
+
+ip link set lo up
+failed=()
+ran=0
+start=$SECONDS
+for t in "${TARGETS[@]}"; do
+	read -r pkg target <<<"$t"
+	if (($# > 0)) && [[ " $* " != *" $target "* && " $* " != *" $pkg/$target "* ]]; then
+		continue
+	fi
+	t0=$SECONDS
+	ran=$((ran + 1))
+	echo "=== fuzz $pkg $target ($FUZZTIME)"
+	if ! (cd "$ROOT/plugins/$pkg" && "$FUZZ_BUILD/${pkg//\//-}.test" -test.run '^$' -test.fuzz "^$target\$" \
+		-test.fuzztime "$FUZZTIME" -test.fuzzcachedir "$FUZZ_CACHE/$MODULE/plugins/$pkg" 2>&1 | tail -n 25); then
+		failed+=("$pkg $target")
+	fi
+	# pipefail is on: the tail keeps the test binary's status.
+	echo "--- $pkg $target: $((SECONDS - t0))s"
+done
+echo "fuzz: $ran targets in $((SECONDS - start))s, ${#failed[@]} failed"
+if ((${#failed[@]} > 0)); then
+	printf 'FAILED: %s (crashers under plugins/<pkg>/testdata/fuzz/<Target>/)\n' "${failed[@]}"
+	exit 1
+fi
