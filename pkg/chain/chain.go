@@ -28,7 +28,8 @@ type Chain struct {
 	CNIPath  []string
 	CacheDir string
 
-	cni *libcni.CNIConfig
+	exec invoke.Exec
+	cni  *libcni.CNIConfig
 }
 
 // RuntimeConf is what a runtime passes for one attachment.
@@ -76,6 +77,17 @@ func Parse(b []byte) (*libcni.NetworkConfigList, error) {
 // directory cacheDir (it must not be empty: the default /var/lib/cni is
 // refused) and the node namespace node.
 func New(list *libcni.NetworkConfigList, cniPath []string, cacheDir string, node ns.NetNS) (*Chain, error) {
+	// An explicit exec: libcni's lazy default is not safe for concurrent
+	// ADDs on one CNIConfig.
+	return NewWithExec(list, cniPath, cacheDir, node, &invoke.DefaultExec{
+		RawExec:       &invoke.RawExec{Stderr: os.Stderr},
+		PluginDecoder: version.PluginDecoder{},
+	})
+}
+
+// NewWithExec is New with the invoke.Exec libcni runs the plugins through
+// (the chaos suite's kills plugins mid-flight).
+func NewWithExec(list *libcni.NetworkConfigList, cniPath []string, cacheDir string, node ns.NetNS, exec invoke.Exec) (*Chain, error) {
 	if cacheDir == "" {
 		return nil, errors.New("chain: a cache directory is required (the default /var/lib/cni is not used)")
 	}
@@ -87,19 +99,15 @@ func New(list *libcni.NetworkConfigList, cniPath []string, cacheDir string, node
 		Node:     node,
 		CNIPath:  cniPath,
 		CacheDir: cacheDir,
-		// An explicit exec: libcni's lazy default is not safe for
-		// concurrent ADDs on one CNIConfig.
-		cni: libcni.NewCNIConfigWithCacheDir(cniPath, cacheDir, &invoke.DefaultExec{
-			RawExec:       &invoke.RawExec{Stderr: os.Stderr},
-			PluginDecoder: version.PluginDecoder{},
-		}),
+		exec:     exec,
+		cni:      libcni.NewCNIConfigWithCacheDir(cniPath, cacheDir, exec),
 	}, nil
 }
 
 // WithCacheDir returns the same chain with another cache directory (a
 // runtime that lost its cache, or a second runtime).
 func (c *Chain) WithCacheDir(dir string) (*Chain, error) {
-	return New(c.List, c.CNIPath, dir, c.Node)
+	return NewWithExec(c.List, c.CNIPath, dir, c.Node, c.exec)
 }
 
 // in runs f inside the node namespace, so the plugin processes libcni

@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/containernetworking/cni/pkg/types"
+	current "github.com/containernetworking/cni/pkg/types/100"
 )
 
 // Fuzz seeds and properties shared by the stages' native fuzz targets
@@ -145,7 +146,7 @@ func StageSeeds(tb testing.TB, typ string, hostile bool) [][]byte {
 				}
 				conf["name"], conf["cniVersion"] = list.Name, v
 				if prev := PrevResults[typ]; prev != "" {
-					conf["prevResult"] = json.RawMessage(prev)
+					conf["prevResult"] = json.RawMessage(prevResultAs(tb, prev, v))
 				}
 				b, err := json.Marshal(conf)
 				if err != nil {
@@ -181,6 +182,25 @@ func StageSeeds(tb testing.TB, typ string, hostile bool) [][]byte {
 		out = append(out, SetKeys(tb, base, kv))
 	}
 	return out
+}
+
+// prevResultAs converts a 1.0.0 result to cniVersion v (0.3.x and 0.4.0
+// results carry ips[].version), as the previous plugin would print it.
+func prevResultAs(tb testing.TB, prev, v string) []byte {
+	tb.Helper()
+	res, err := current.NewResult([]byte(prev))
+	if err != nil {
+		tb.Fatalf("prevResult seed: %v", err)
+	}
+	conv, err := res.GetAsVersion(v)
+	if err != nil {
+		tb.Fatalf("prevResult seed as %s: %v", v, err)
+	}
+	b, err := json.Marshal(conv)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return b
 }
 
 // SetKeys returns the JSON object conf with the given keys set to the given

@@ -59,7 +59,8 @@ func FuzzIsolated() bool {
 // PrevResults.
 type fuzzNode struct {
 	root  string // state root forced into every config
-	podNS string // CNI_NETNS
+	podNS string // CNI_NETNS of configs whose prevResult names SANDBOX: the fixture pod
+	empty string // CNI_NETNS of the others: an empty pod of this process
 	n     atomic.Int64
 }
 
@@ -86,13 +87,42 @@ func getFuzzNode() (*fuzzNode, error) {
 			fuzzErr = err
 			return
 		}
-		fuzzN = &fuzzNode{root: root, podNS: fuzzPod}
+		empty := fmt.Sprintf("fzempty-%d", os.Getpid())
+		if out, err := exec.Command("ip", "netns", "add", empty).CombinedOutput(); err != nil {
+			fuzzErr = fmt.Errorf("ip netns add: %w: %s", err, out)
+			return
+		}
+		fuzzN = &fuzzNode{root: root, podNS: fuzzPod, empty: filepath.Join("/run/netns", empty)}
 	})
 	if fuzzErr != nil {
 		return nil, fuzzErr
 	}
 	// Re-made before every input: a GC or DEL may have removed parts.
+	if err := emptyPod(fuzzN.empty); err != nil {
+		return nil, err
+	}
 	return fuzzN, ensureFuzzNode()
+}
+
+// emptyPod deletes every link but lo in the pod netns at path.
+func emptyPod(path string) error {
+	pod, err := ns.GetNS(path)
+	if err != nil {
+		return err
+	}
+	defer pod.Close()
+	return pod.Do(func(ns.NetNS) error {
+		links, err := netlink.LinkList()
+		if err != nil {
+			return err
+		}
+		for _, l := range links {
+			if l.Attrs().Name != "lo" {
+				_ = netlink.LinkDel(l)
+			}
+		}
+		return nil
+	})
 }
 
 // ensureFuzzNode (re)creates the fixture; the fuzz workers share the
@@ -277,11 +307,15 @@ func FuzzStage(t *testing.T, funcs skel.CNIFuncs, stdin []byte) {
 	if err != nil {
 		t.Fatalf("fuzz node: %v", err)
 	}
+	podNS := node.empty
+	if bytes.Contains(stdin, []byte("SANDBOX")) {
+		podNS = node.podNS
+	}
 	stdin = node.sanitize(stdin)
 	cid := fmt.Sprintf("fz%d-%d", os.Getpid(), node.n.Add(1))
 	env := map[string]string{
 		"CNI_CONTAINERID": cid,
-		"CNI_NETNS":       node.podNS,
+		"CNI_NETNS":       podNS,
 		"CNI_IFNAME":      "eth0",
 		"CNI_ARGS":        "IgnoreUnknown=1;K8S_POD_NAME=fz",
 		"CNI_PATH":        filepath.Join(node.root, "bin"),
