@@ -203,6 +203,30 @@ func prevResultAs(tb testing.TB, prev, v string) []byte {
 	return b
 }
 
+// PinResolvConf points ipam.resolvConf, when a JSON object stdin has one,
+// at path: a fuzzer must not make the parser read /dev/zero or a FIFO.
+// Other input is returned as it is.
+func PinResolvConf(stdin []byte, path string) []byte {
+	var m map[string]json.RawMessage
+	if json.Unmarshal(stdin, &m) != nil || m == nil {
+		return stdin
+	}
+	var ipam map[string]json.RawMessage
+	if json.Unmarshal(m["ipam"], &ipam) != nil || ipam == nil {
+		return stdin
+	}
+	if _, ok := ipam["resolvConf"]; !ok {
+		return stdin
+	}
+	ipam["resolvConf"], _ = json.Marshal(path)
+	m["ipam"], _ = json.Marshal(ipam)
+	out, err := json.Marshal(m)
+	if err != nil {
+		return stdin
+	}
+	return out
+}
+
 // SetKeys returns the JSON object conf with the given keys set to the given
 // raw JSON values.
 func SetKeys(tb testing.TB, conf []byte, kv map[string]string) []byte {

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"os"
+	"path/filepath"
 	"testing"
 
 	"github.com/containernetworking/cni/pkg/skel"
@@ -19,7 +21,12 @@ func FuzzParseConfig(f *testing.F) {
 	for _, a := range []string{"IP=10.244.1.9", "IP=10.244.1.9,fd00:10:244:1::9", "IP=", "IP=x", "IP=10.244.1.9/24;K8S_POD_NAME=a", "IP=;;;=", "=", ";IgnoreUnknown=0;X=1"} {
 		f.Add(testutil.StageSeeds(f, "lockfile-ipam", false)[0], a)
 	}
+	resolv := filepath.Join(f.TempDir(), "resolv.conf")
+	if err := os.WriteFile(resolv, []byte("nameserver 10.96.0.10\nsearch svc.cluster.local\n"), 0o644); err != nil {
+		f.Fatal(err)
+	}
 	f.Fuzz(func(t *testing.T, stdin []byte, cniArgs string) {
+		stdin = testutil.PinResolvConf(stdin, resolv)
 		conf, err := parseConfig(stdin, cniArgs)
 		if err != nil {
 			testutil.CheckCNIError(t, err, testutil.ConfigCodes...)
