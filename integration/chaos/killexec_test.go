@@ -7,9 +7,11 @@ import (
 	"errors"
 	"fmt"
 	"math/rand"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -41,6 +43,11 @@ type plan struct {
 	stage, verb string
 	fired       bool
 	landed      bool
+	// onChild, when set, replaces the timer: the kill waits until the
+	// plugin has a child whose command line contains onChild, stops that
+	// child (SIGSTOP), kills the plugin and sends the child's pid here.
+	onChild string
+	child   chan int
 }
 
 // killStat counts the kills of one "stage VERB".
@@ -129,7 +136,9 @@ func (k *killExec) ExecPlugin(ctx context.Context, pluginPath string, stdinData 
 		return nil, fmt.Errorf("start %s: %w", stage, err)
 	}
 	var timer *time.Timer
-	if p != nil {
+	if p != nil && p.onChild != "" {
+		go stopChildThenKill(cmd.Process.Pid, p)
+	} else if p != nil {
 		proc := cmd.Process
 		timer = time.AfterFunc(delay, func() { _ = proc.Signal(syscall.SIGKILL) })
 	}
@@ -169,6 +178,34 @@ func (k *killExec) ExecPlugin(ctx context.Context, pluginPath string, stdinData 
 		return nil, pluginError(stage, err, stdout.Bytes(), stderr.Bytes())
 	}
 	return stdout.Bytes(), nil
+}
+
+// stopChildThenKill waits for a child of pid whose command line contains
+// p.onChild, stops it, gives the plugin 50ms to finish writing the child's
+// stdin, kills the plugin and reports the child. It gives up when pid exits.
+func stopChildThenKill(pid int, p *plan) {
+	for {
+		tasks, err := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/children", pid))
+		if err != nil || len(tasks) == 0 {
+			close(p.child)
+			return
+		}
+		for _, t := range tasks {
+			b, _ := os.ReadFile(t)
+			for _, f := range strings.Fields(string(b)) {
+				child, _ := strconv.Atoi(f)
+				cmdline, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", child))
+				if child > 0 && strings.Contains(string(cmdline), p.onChild) {
+					_ = syscall.Kill(child, syscall.SIGSTOP)
+					time.Sleep(50 * time.Millisecond)
+					_ = syscall.Kill(pid, syscall.SIGKILL)
+					p.child <- child
+					return
+				}
+			}
+		}
+		time.Sleep(200 * time.Microsecond)
+	}
 }
 
 // pluginError is what invoke.RawExec returns for a failed plugin: the CNI
