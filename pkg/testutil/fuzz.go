@@ -270,10 +270,10 @@ func CheckCNIError(tb testing.TB, err error, codes ...uint) {
 	tb.Fatalf("error code %d (%s), want one of %v", e.Code, e.Error(), codes)
 }
 
-// ConfigCodes are the codes a configuration problem may have: incompatible
-// version (1), decoding failure (6), invalid configuration (7), invalid
-// environment variables (4).
-var ConfigCodes = []uint{types.ErrIncompatibleCNIVersion, types.ErrInvalidEnvironmentVariables, types.ErrDecodingFailure, types.ErrInvalidNetworkConfig}
+// ConfigCodes are the codes a configuration problem may have: decoding
+// failure (6), invalid configuration (7), invalid environment variables (4,
+// CNI_ARGS).
+var ConfigCodes = []uint{types.ErrInvalidEnvironmentVariables, types.ErrDecodingFailure, types.ErrInvalidNetworkConfig}
 
 // CheckRemarshal checks that a parsed configuration re-marshals to JSON
 // (MarshalConf) that parses again, and that marshalling that second parse
