@@ -87,7 +87,9 @@ func getFuzzNode() (*fuzzNode, error) {
 			fuzzErr = err
 			return
 		}
+		// A dead worker of an earlier target may have had this pid.
 		empty := fmt.Sprintf("fzempty-%d", os.Getpid())
+		_ = exec.Command("ip", "netns", "del", empty).Run()
 		if out, err := exec.Command("ip", "netns", "add", empty).CombinedOutput(); err != nil {
 			fuzzErr = fmt.Errorf("ip netns add: %w: %s", err, out)
 			return
