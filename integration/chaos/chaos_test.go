@@ -136,6 +136,7 @@ func TestChaos(t *testing.T) {
 
 	h := newHarness(t, seed)
 	h.addResidents(6)
+	h.checkersSee()
 	h.checkpoint("start")
 
 	// Kill-injected cycles (a kill landed mid-operation): a fifth on a
@@ -489,6 +490,28 @@ func (h *harness) addResidents(n int) {
 		h.mu.Lock()
 		h.residents = append(h.residents, p)
 		h.mu.Unlock()
+	}
+}
+
+// checkersSee proves the checkers can fail: with the residents attached,
+// Orphans told that nothing is live and Leftovers asked about a resident
+// must report each kind of object they look for.
+func (h *harness) checkersSee() {
+	c, node := h.chain()
+	orphans := strings.Join(c.Orphans(node.NS, nil, h.stateDirs()...), "\n")
+	for _, want := range []string{"host veth", "iptables chain", "iptables rule tagged", "lease of", "libcni cache entry"} {
+		if !strings.Contains(orphans, want) {
+			h.t.Fatalf("Orphans sees no %q of the attached residents:\n%s", want, orphans)
+		}
+	}
+	left := strings.Join(c.Leftovers(node.NS, []chain.Attachment{h.residents[0].attachment()}, h.stateDirs()...), "\n")
+	for _, want := range []string{"host veth", "iptables", "state file", "libcni cache entry", "the pod still has"} {
+		if !strings.Contains(left, want) {
+			h.t.Fatalf("Leftovers sees no %q of an attached resident:\n%s", want, left)
+		}
+	}
+	if d := chain.DuplicateLeases(h.stateDirs()...); len(d) > 0 {
+		h.t.Fatalf("duplicate leases at the start: %v", d)
 	}
 }
 
