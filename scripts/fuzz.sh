@@ -64,11 +64,15 @@ for t in "${TARGETS[@]}"; do
 	t0=$SECONDS
 	ran=$((ran + 1))
 	echo "=== fuzz $pkg $target ($FUZZTIME)"
+	log="$FUZZ_BUILD/${pkg//\//-}-$target.log"
 	if ! (cd "$ROOT/plugins/$pkg" && "$FUZZ_BUILD/${pkg//\//-}.test" -test.run '^$' -test.fuzz "^$target\$" \
-		-test.fuzztime "$FUZZTIME" -test.fuzzminimizetime "$FUZZMINIMIZETIME" -test.fuzzcachedir "$FUZZ_CACHE/$MODULE/plugins/$pkg" 2>&1 | tail -n 25); then
+		-test.fuzztime "$FUZZTIME" -test.fuzzminimizetime "$FUZZMINIMIZETIME" -test.fuzzcachedir "$FUZZ_CACHE/$MODULE/plugins/$pkg" >"$log" 2>&1); then
 		failed+=("$pkg $target")
+		# The failing input, the property or panic, and the project's frames.
+		grep -E -- '--- FAIL|panic:|panicked on|Failing input|go test -run|_test\.go:[0-9]+:|fuzzstage\.go:[0-9]+:|/plugins/[^ ]+\.go:[0-9]+|/pkg/[^ ]+\.go:[0-9]+' "$log" | grep -v '_test.go:[0-9]* +0x' | head -n 40
+	else
+		tail -n 2 "$log"
 	fi
-	# pipefail is on: the tail keeps the test binary's status.
 	echo "--- $pkg $target: $((SECONDS - t0))s"
 done
 echo "fuzz: $ran targets in $((SECONDS - start))s, ${#failed[@]} failed"

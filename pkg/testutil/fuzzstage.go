@@ -324,6 +324,13 @@ func FuzzStage(t *testing.T, funcs skel.CNIFuncs, stdin []byte) {
 	}
 	run := func(cmd string) CmdOutcome {
 		env["CNI_COMMAND"] = cmd
+		defer func() {
+			if r := recover(); r != nil {
+				// Name the verb and input; the fuzzer prints the stack.
+				t.Logf("%s panicked on %s", cmd, Printable(stdin))
+				panic(r)
+			}
+		}()
 		start := time.Now()
 		o, err := RunInProcess(funcs, env, stdin)
 		if err != nil {
