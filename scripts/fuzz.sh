@@ -7,7 +7,8 @@
 # The command-level targets (FuzzCommands) run the stages' ADD/CHECK/DEL/
 # GC/STATUS in-process and change the network namespace they run in, so the
 # whole run happens in a throwaway network and mount namespace with a tmpfs
-# on /run (needs root); the machine's own network and /run are not touched.
+# on /run (needs root; TMPDIR is on it too, so the fuzz workers' state goes
+# with it); the machine's own network and /run are not touched.
 #
 #   scripts/fuzz.sh                 every target, FUZZTIME each
 #   scripts/fuzz.sh FuzzDecode ...  only the named targets
@@ -38,7 +39,7 @@ if [[ "${VXVRF_FUZZ_ISOLATED:-}" != 1 ]]; then
 	set +e
 	unshare --net --mount --propagation private -- env VXVRF_FUZZ_ISOLATED=1 FUZZ_BUILD="$BUILD" FUZZ_CACHE="$CACHE" \
 		VXVRF_FUZZ_OUTER_NET="$(readlink /proc/self/ns/net)" VXVRF_FUZZ_OUTER_MNT="$(readlink /proc/self/ns/mnt)" \
-		bash -c 'mount -t tmpfs vxvrf-fuzz /run && exec "$0" "$@"' "$0" "$@"
+		bash -c 'mount -t tmpfs vxvrf-fuzz /run && mkdir /run/tmp && TMPDIR=/run/tmp exec "$0" "$@"' "$0" "$@"
 	exit $?
 fi
 
