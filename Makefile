@@ -86,7 +86,7 @@ race:
 CHAOS_CYCLES ?= 1000
 chaos: build
 	set -o pipefail; VXVRF_CHAOS_CYCLES=$(CHAOS_CYCLES) VXVRF_BIN=$(BIN) VXVRF_LAB_PREFIX=$${VXVRF_LAB_PREFIX:-ch} \
-		$(GOTEST) -v -timeout 3h -run 'Chaos' ./integration/chaos/ 2>&1 | grep --line-buffered -Ev '^=== (RUN|PAUSE|CONT)'
+		$(GOTEST) -v -timeout 3h -run 'Chaos|KillDuring' ./integration/chaos/ 2>&1 | grep --line-buffered -Ev '^=== (RUN|PAUSE|CONT)'
 
 test-unit:
 	$(GOTEST) -short ./pkg/... ./plugins/... 

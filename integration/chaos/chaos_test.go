@@ -399,16 +399,13 @@ var knownOpenBugs = []struct {
 	name, stage, verb, line string
 	anyCycle                bool // match the line in any check, whatever was killed
 }{
-	// sysctl-firewall runs iptables-restore as a child; SIGKILL of the
-	// plugin leaves the child running (often still waiting for the xtables
-	// lock under load), and it commits the attachment's chain and tagged
-	// jumps after the runtime's recovery DEL removed them.
-	{"sysctl-firewall: orphaned iptables-restore commits rules after the recovery DEL", "sysctl-firewall", "ADD", "iptables", false},
-	// lockfile-ipam killed inside Save leaves .<network>.json.tmp-* (every
-	// lease, container IDs included) until the next successful Save; a DEL
-	// that finds no lease does not sweep it. The file names every
-	// attachment live at the time, so other cycles' checks see it too.
-	{"lockfile-ipam: a killed Save leaves its temp file until the next Save", "lockfile-ipam", "", ".json.tmp-", true},
+	// Empty: the leaks found so far fail the suite until they are fixed —
+	// sysctl-firewall's orphaned iptables-restore writing after the
+	// recovery DEL (TestKillDuringIptablesRestore), and lockfile-ipam's
+	// temp file left by a killed Save. Add an entry only for a leak whose
+	// fix is tracked elsewhere, e.g.
+	// {"sysctl-firewall: orphaned iptables-restore commits rules after the recovery DEL", "sysctl-firewall", "ADD", "iptables", false},
+	// {"lockfile-ipam: a killed Save leaves its temp file until the next Save", "lockfile-ipam", "", ".json.tmp-", true},
 }
 
 func knownBug(k *cycleKill, leftover string) string {
