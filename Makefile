@@ -1,8 +1,12 @@
 # vxvrf: chained CNI plugins building a VRF + VXLAN + bridge overlay.
 #
 #   make demo    build, then run conflist/vrf-vxlan.conflist on two throwaway nodes joined by VXLAN
-#   make test    install what the tests need, then unit, per-plugin and integration tests
+#   make test    install what the tests need, then unit, per-plugin and integration tests,
+#                a short run of every fuzz target, the race check and a slice of the chaos suite
 #   make bench   our chain against the reference chains; writes bench/results/ and the README cost block
+#   make fuzz    every native fuzz target for FUZZTIME each (default 2m)
+#   make race    go test -race where goroutines share state
+#   make chaos   the chaos suite: >= CHAOS_CYCLES kill-injected ADD/DEL cycles
 
 PLUGINS  := infra-ensure vrf-vxlan-bridge veth-attach lockfile-ipam sysctl-firewall
 # The node tool (not a CNI stage), installed next to the plugins.
@@ -16,7 +20,7 @@ GOTEST   := $(GO) test -count=1
 SHELL    := /bin/bash
 export GOFLAGS ?= -buildvcs=false
 
-.PHONY: all build demo demo-cluster docs-images test test-vrf e2e bench deps test-unit vet fmt tidy install image clean
+.PHONY: all build demo demo-cluster docs-images test test-vrf e2e bench deps test-unit vet fmt tidy install image clean fuzz race chaos
 
 all: build
 
@@ -50,6 +54,8 @@ demo-cluster: build
 test: build deps vet
 	set -o pipefail; VXVRF_BIN=$(BIN) VXVRF_REF_BIN=$(TOOLS)/cni PATH=$(TOOLS)/bin:$$PATH \
 		$(GOTEST) -json -timeout 30m ./... | $(GO) run ./scripts/testreport
+	$(MAKE) fuzz FUZZTIME=$(TEST_FUZZTIME)
+	$(MAKE) race
 	$(MAKE) test-vrf
 	$(MAKE) e2e
 
@@ -74,6 +80,32 @@ e2e: build deps
 # if a VRF test fails or skips there.
 test-vrf: build deps
 	VXVRF_BIN=$(BIN) VXVRF_REF_BIN=$(TOOLS)/cni GO=$(GO) ./scripts/test-vrf.sh
+
+# Native Go fuzz targets (testing.F): the stages' config parsers and
+# prevResult handling, the IPAM state file and allocator. Each runs
+# FUZZTIME; a crasher is written to <package>/testdata/fuzz/<Target>/ (check
+# it in: it becomes a regression seed). make test runs them for
+# TEST_FUZZTIME each. Runs in a private network namespace; see scripts/fuzz.sh.
+FUZZTIME      ?= 2m
+TEST_FUZZTIME ?= 4s
+fuzz:
+	FUZZTIME=$(FUZZTIME) GO=$(GO) ./scripts/fuzz.sh
+
+# The race detector over the packages whose tests share state between
+# goroutines (needs cgo and a C compiler).
+RACE_PKGS := ./pkg/... ./plugins/lockfile-ipam/allocator ./plugins/lockfile-ipam/store ./deploy/internal/install
+race:
+	CGO_ENABLED=1 $(GOTEST) -race -timeout 20m $(RACE_PKGS)
+
+# The chaos suite: the default chain run through libcni on a lab node with
+# every stage SIGKILLed at random moments of ADD and DEL (also under 50
+# concurrent ADD/DELs), the runtime's recovery, node reboots and uplink
+# flaps; after each run nothing may be left and no address handed out
+# twice. make test's go test ./... runs its default slice (60 cycles).
+CHAOS_CYCLES ?= 1000
+chaos: build
+	set -o pipefail; VXVRF_CHAOS_CYCLES=$(CHAOS_CYCLES) VXVRF_BIN=$(BIN) VXVRF_LAB_PREFIX=$${VXVRF_LAB_PREFIX:-ch} \
+		$(GOTEST) -v -timeout 3h -run 'Chaos|KillDuring' ./integration/chaos/ 2>&1 | grep --line-buffered -Ev '^=== (RUN|PAUSE|CONT)'
 
 test-unit:
 	$(GOTEST) -short ./pkg/... ./plugins/... 

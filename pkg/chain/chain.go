@@ -28,7 +28,8 @@ type Chain struct {
 	CNIPath  []string
 	CacheDir string
 
-	cni *libcni.CNIConfig
+	exec invoke.Exec
+	cni  *libcni.CNIConfig
 }
 
 // RuntimeConf is what a runtime passes for one attachment.
@@ -85,8 +86,9 @@ func New(list *libcni.NetworkConfigList, cniPath []string, cacheDir string, node
 }
 
 // NewWithExec is New with the invoke.Exec that runs every plugin (the
-// benchmark wraps the default one to time each exec). exec must be safe for
-// concurrent use when the chain is.
+// benchmark wraps the default one to time each exec; the chaos suite's
+// kills plugins mid-flight). exec must be safe for concurrent use when the
+// chain is.
 func NewWithExec(list *libcni.NetworkConfigList, cniPath []string, cacheDir string, node ns.NetNS, exec invoke.Exec) (*Chain, error) {
 	if cacheDir == "" {
 		return nil, errors.New("chain: a cache directory is required (the default /var/lib/cni is not used)")
@@ -102,6 +104,7 @@ func NewWithExec(list *libcni.NetworkConfigList, cniPath []string, cacheDir stri
 		Node:     node,
 		CNIPath:  cniPath,
 		CacheDir: cacheDir,
+		exec:     exec,
 		cni:      libcni.NewCNIConfigWithCacheDir(cniPath, cacheDir, exec),
 	}, nil
 }
@@ -109,7 +112,7 @@ func NewWithExec(list *libcni.NetworkConfigList, cniPath []string, cacheDir stri
 // WithCacheDir returns the same chain with another cache directory (a
 // runtime that lost its cache, or a second runtime).
 func (c *Chain) WithCacheDir(dir string) (*Chain, error) {
-	return New(c.List, c.CNIPath, dir, c.Node)
+	return NewWithExec(c.List, c.CNIPath, dir, c.Node, c.exec)
 }
 
 // in runs f inside the node namespace, so the plugin processes libcni

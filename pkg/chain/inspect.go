@@ -6,6 +6,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 
 	"github.com/containernetworking/plugins/pkg/ns"
@@ -236,4 +237,120 @@ func (c *Chain) vrfTable() int64 {
 		}
 	}
 	return 0
+}
+
+var (
+	hostVethRe = regexp.MustCompile(`^vx[0-9a-f]{13}$`)
+	attChainRe = regexp.MustCompile(naming.Prefix + `-[0-9a-f]{16}\b`)
+)
+
+// Orphans lists what of this network's attachments is on the node although
+// it belongs to none of live: host veths and attachment-tagged links,
+// attachment chains and tagged rules in iptables, leases and stray temp
+// files under stateDirs, and libcni cache entries. Unlike Leftovers it
+// needs no list of the dead attachments, so it also finds what an ADD that
+// was killed before it reported anything left behind.
+func (c *Chain) Orphans(node *netsim.NS, live []Attachment, stateDirs ...string) []string {
+	var left []string
+	network := c.List.Name
+	veths, chains, tags := map[string]bool{}, map[string]bool{}, map[string]bool{}
+	type key struct{ cid, ifn string }
+	liveKeys := map[key]bool{}
+	for _, a := range live {
+		rt := a.RT.libcni()
+		veths[naming.HostVethName(network, rt.ContainerID, rt.IfName)] = true
+		chains[naming.AttachmentChain(network, rt.ContainerID, rt.IfName)] = true
+		tags[naming.AttachmentTag(network, rt.ContainerID, rt.IfName)] = true
+		liveKeys[key{rt.ContainerID, rt.IfName}] = true
+	}
+	links, err := Links(node.NetNS)
+	if err != nil {
+		left = append(left, "list links: "+err.Error())
+	}
+	for name, alias := range links {
+		if hostVethRe.MatchString(name) && !veths[name] {
+			left = append(left, fmt.Sprintf("host veth %s (alias %q) of no live attachment", name, alias))
+			continue
+		}
+		if rest, ok := strings.CutPrefix(alias, naming.NetworkTag(network)); ok && strings.Contains(rest, ":") && !tags[alias] {
+			left = append(left, fmt.Sprintf("link %s tagged %q for no live attachment", name, alias))
+		}
+	}
+	rules, err := Ruleset(node)
+	if err != nil {
+		left = append(left, "iptables-save: "+err.Error())
+	}
+	tagRe := regexp.MustCompile(regexp.QuoteMeta(naming.NetworkTag(network)) + `[^\s"]+`)
+	for _, l := range strings.Split(rules, "\n") {
+		for _, ch := range attChainRe.FindAllString(l, -1) {
+			if !chains[ch] {
+				left = append(left, fmt.Sprintf("iptables chain %s of no live attachment: %s", ch, l))
+				break
+			}
+		}
+		for _, tag := range tagRe.FindAllString(l, -1) {
+			if !tags[tag] {
+				left = append(left, fmt.Sprintf("iptables rule tagged %s for no live attachment: %s", tag, l))
+				break
+			}
+		}
+	}
+	for path, content := range StateFiles(stateDirs...) {
+		if strings.Contains(filepath.Base(path), ".tmp") {
+			left = append(left, fmt.Sprintf("stray temp file %s", path))
+			continue
+		}
+		var st leaseFile
+		if json.Unmarshal([]byte(content), &st) != nil {
+			continue
+		}
+		for _, l := range st.Leases {
+			if !liveKeys[key{l.ContainerID, l.IfName}] {
+				left = append(left, fmt.Sprintf("lease of %s/%s (%v) in %s: no live attachment", l.ContainerID, l.IfName, l.IPs, path))
+			}
+		}
+	}
+	cached, err := c.CachedAttachments()
+	if err != nil {
+		left = append(left, "libcni cache: "+err.Error())
+	}
+	for _, a := range cached {
+		if !liveKeys[key{a.ContainerID, a.IfName}] {
+			left = append(left, fmt.Sprintf("libcni cache entry of %s/%s: no live attachment", a.ContainerID, a.IfName))
+		}
+	}
+	return left
+}
+
+// leaseFile is what Orphans and DuplicateLeases read of a lockfile-ipam
+// state file.
+type leaseFile struct {
+	Leases []struct {
+		ContainerID string   `json:"containerID"`
+		IfName      string   `json:"ifname"`
+		IPs         []net.IP `json:"ips"`
+	} `json:"leases"`
+}
+
+// DuplicateLeases lists every address that the lease files under
+// stateDirs give to more than one attachment.
+func DuplicateLeases(stateDirs ...string) []string {
+	var dup []string
+	for path, content := range StateFiles(stateDirs...) {
+		var st leaseFile
+		if json.Unmarshal([]byte(content), &st) != nil {
+			continue
+		}
+		holder := map[string]string{}
+		for _, l := range st.Leases {
+			for _, a := range l.IPs {
+				who := l.ContainerID + "/" + l.IfName
+				if h, ok := holder[a.String()]; ok {
+					dup = append(dup, fmt.Sprintf("%s: %s leased to %s and %s", path, a, h, who))
+				}
+				holder[a.String()] = who
+			}
+		}
+	}
+	return dup
 }

@@ -10,10 +10,10 @@ import (
 	"github.com/containernetworking/cni/pkg/types"
 )
 
-// FuzzParseConfig: the config parser and the teardown reader never panic,
+// FuzzParseTeardown: the config parser and the teardown reader never panic,
 // and refuse only with a CNI error of code 6 or 7. Seeded from the
 // sysctl-firewall objects of the shipped conflists.
-func FuzzParseConfig(f *testing.F) {
+func FuzzParseTeardown(f *testing.F) {
 	files, _ := filepath.Glob("../../conflist/*.conflist")
 	for _, file := range files {
 		b, err := os.ReadFile(file)

@@ -1,0 +1,18 @@
+package main
+
+import (
+	"testing"
+
+	"github.com/containernetworking/cni/pkg/skel"
+
+	"github.com/vxvrf/cni/pkg/testutil"
+)
+
+// FuzzParseConfig: see testutil.FuzzParse.
+func FuzzParseConfig(f *testing.F) { testutil.FuzzParse(f, "sysctl-firewall", parseConfig) }
+
+// FuzzCommands: fuzzed configs and prevResults through every verb, in a
+// throwaway network namespace; see testutil.FuzzCommands.
+func FuzzCommands(f *testing.F) {
+	testutil.FuzzCommands(f, "sysctl-firewall", skel.CNIFuncs{Add: cmdAdd, Check: cmdCheck, Del: cmdDel, Status: cmdStatus, GC: cmdGC})
+}
