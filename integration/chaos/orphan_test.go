@@ -19,6 +19,8 @@ import (
 // write after the DEL.
 func TestKillDuringIptablesRestore(t *testing.T) {
 	h := newHarness(t, 1)
+	h.backend = "iptables" // the backend that runs a child process
+	h.c = h.newChain()
 	h.addResidents(1)
 	c, node := h.chain()
 	p := h.newPod("o")

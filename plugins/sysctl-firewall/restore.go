@@ -10,6 +10,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"syscall"
 
 	"github.com/coreos/go-iptables/iptables"
 
@@ -306,6 +307,10 @@ func (e *restoreError) usage() bool {
 func (x *xtables) runRestore(in string) error {
 	cmd := exec.Command(x.restore, "--noflush", "--wait", strconv.Itoa(iptablesWait))
 	cmd.Stdin = strings.NewReader(in)
+	// The restore dies with us: a plugin SIGKILLed mid-ADD (a runtime's
+	// timeout) must not leave a child that commits the attachment's rules
+	// after the runtime's recovery DEL has removed them.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	if err := cmd.Run(); err != nil {

@@ -117,6 +117,11 @@ func (s *Store) open(deadline time.Time) error {
 		}
 		err = unix.Fstatat(s.dirFD, lockName, &now, unix.AT_SYMLINK_NOFOLLOW)
 		if err == nil && held.Dev == now.Dev && held.Ino == now.Ino {
+			// Only the lock holder writes the temp file: one found now was
+			// left by a writer killed inside Save. It lists every lease
+			// (container IDs), so it goes at once, not at the next Save:
+			// a DEL that finds no lease saves nothing.
+			_ = unix.Unlinkat(s.dirFD, tempName(s.network), 0)
 			return nil
 		}
 		if err != nil && !errors.Is(err, unix.ENOENT) {

@@ -312,3 +312,33 @@ func TestMutualExclusionWithRemovals(t *testing.T) {
 		t.Fatal("no holder saved")
 	}
 }
+
+// A writer killed inside Save leaves its temp file (every lease, with
+// container IDs). The next lock holder removes it even when it saves
+// nothing, as a DEL of an attachment without lease does.
+func TestKilledWritersTempRemovedWithoutSave(t *testing.T) {
+	dir := t.TempDir()
+	s, err := Open(dir, "net1", time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Save(allocator.NewState("net1")); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	tmp := filepath.Join(dir, tempName("net1"))
+	if err := os.WriteFile(tmp, []byte(`{"leases":[{"containerID":"secret"}]}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s, err = Open(dir, "net1", time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Load(); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	if _, err := os.Stat(tmp); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("the killed writer's temp file is still there: %v", err)
+	}
+}
