@@ -7,6 +7,7 @@ import (
 
 	"github.com/containernetworking/plugins/pkg/ns"
 
+	"github.com/vxvrf/cni/pkg/cniutil"
 	"github.com/vxvrf/cni/pkg/naming"
 	"github.com/vxvrf/cni/pkg/netsim"
 	"github.com/vxvrf/cni/pkg/testutil"
@@ -55,7 +56,7 @@ func TestAutoUpgrade(t *testing.T) {
 
 	n.mustRun(t, "ADD", p1.cid, p1.pod, conf(BackendIPTables, p1))
 	var pick, why string
-	if err := n.NS.NetNS.Do(func(ns.NetNS) error { pick, why = autoBackend(); return nil }); err != nil {
+	if err := cniutil.InNS(n.NS.NetNS, func(ns.NetNS) error { pick, why = autoBackend(); return nil }); err != nil {
 		t.Fatal(err)
 	}
 	if pick != BackendNftables {
