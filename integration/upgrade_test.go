@@ -1,6 +1,7 @@
 package integration
 
 import (
+	"strings"
 	"testing"
 
 	"github.com/containernetworking/cni/pkg/types"
@@ -40,8 +41,9 @@ func upgradeEnv(t *testing.T, lab string) (*env, *pod) {
 }
 
 // TestUpgradeAdd: on a node set up by the previous release, today's ADD
-// adopts and marks the bridge and the VXLAN device; both pods talk; CHECK
-// of the old attachment passes; DEL and GC of today's binaries leave
+// adopts and marks the bridge and the VXLAN device; the new pod's firewall
+// state joins the old one's in iptables; both pods talk; CHECK of the old
+// attachment passes; DEL and GC of today's binaries leave
 // nothing.
 func TestUpgradeAdd(t *testing.T) {
 	t.Parallel()
@@ -53,6 +55,11 @@ func TestUpgradeAdd(t *testing.T) {
 		if links[dev] != mark {
 			t.Errorf("after today's ADD %s has alias %q, want %q", dev, links[dev], mark)
 		}
+	}
+	// The network has the old release's iptables attachment: auto keeps
+	// its new pods in iptables too (sysctl-firewall README, "Which backend").
+	if ch := naming.AttachmentChain(e.chain.List.Name, p2.rt.ContainerID, p2.rt.IfName); !strings.Contains(e.ruleset(), ch) {
+		t.Errorf("today's ADD of p2 is not in iptables (no chain %s) next to p1's", ch)
 	}
 	e.connectivity(p1, p2)
 	for _, p := range []*pod{p1, p2} {

@@ -137,22 +137,54 @@ func validBackend(name string) bool {
 	return name == "" || name == BackendAuto || name == BackendNftables || name == BackendIPTables
 }
 
-// chooseBackend resolves the config's backend ("" is auto) for ADD,
-// CHECK and STATUS; see autoBackend for auto's rule.
-func chooseBackend(name string, p *Policy) (Backend, error) {
+// chooseBackend resolves the config's backend ("" is auto) for a new
+// attachment of network (ADD, STATUS); see autoFor for auto's rule.
+func chooseBackend(name, network string) Backend {
 	switch name {
 	case BackendNftables:
-		return newNftBackend(), nil
+		return newNftBackend()
 	case BackendIPTables:
-		return iptablesBackend{}, nil
+		return iptablesBackend{}
 	}
-	if pick, _ := autoBackend(p); pick == BackendNftables {
-		return newNftBackend(), nil
+	if pick, _ := autoFor(network); pick == BackendNftables {
+		return newNftBackend()
 	}
-	return iptablesBackend{}, nil
+	return iptablesBackend{}
 }
 
-// autoBackend is auto's choice on this node, and why. nftables, unless:
+// autoFor is auto's choice for a new attachment of network, and why: the
+// node's rule (autoBackend), except that a network iptables still holds
+// state of (an attachment's tagged jump, the network's zone rules: made by
+// the previous release, iptables-only, or by the iptables backend) stays
+// on iptables. So one network's pods, and its network-wide objects
+// (masquerade, conntrack zone), are never split across two backends; once
+// the network's iptables state is gone (its pods DELeted, GC), its new
+// ADDs follow the node's rule again.
+func autoFor(network string) (string, string) {
+	pick, why := autoBackend()
+	if pick == BackendNftables && iptablesHoldsNetwork(network) {
+		return BackendIPTables, "network " + network + " has attachments in iptables"
+	}
+	return pick, why
+}
+
+// checkBackend is the backend CHECK with auto looks in: where the
+// attachment's state is (nftables elements tagged for it, else its own
+// iptables chain), whatever auto would pick for a new ADD now (the node's
+// iptables, or the network's state, may have changed since its ADD, or
+// the previous release made it); with neither, auto's choice, which then
+// names what is missing.
+func checkBackend(a attachment) Backend {
+	if nb := newNftBackend(); nb.holds(a) {
+		return nb
+	}
+	if iptablesHolds(a) {
+		return iptablesBackend{}
+	}
+	return chooseBackend(BackendAuto, a.Network)
+}
+
+// autoBackend is auto's node-wide choice, and why. nftables, unless:
 //   - nf_tables does not answer over netlink;
 //   - iptables-legacy tables are loaded in this netns (their FORWARD
 //     chain cannot be read without an exec, and a drop there would win
@@ -167,7 +199,7 @@ func chooseBackend(name string, p *Policy) (Backend, error) {
 // An accept in one nftables base chain only ends that chain: every other
 // base chain on the hook still sees the packet and may drop it. That is
 // the whole rule: nftables where nothing else filters forwarded traffic.
-func autoBackend(_ *Policy) (string, string) {
+func autoBackend() (string, string) {
 	for _, f := range []string{"/proc/net/ip_tables_names", "/proc/net/ip6_tables_names"} {
 		if b, err := os.ReadFile(f); err == nil && strings.Contains(string(b), "filter") {
 			return BackendIPTables, "iptables-legacy filter table loaded (" + f + ")"

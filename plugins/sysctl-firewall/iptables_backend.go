@@ -9,6 +9,9 @@ import (
 	"github.com/containernetworking/cni/pkg/types"
 	current "github.com/containernetworking/cni/pkg/types/100"
 	"github.com/google/nftables"
+	"github.com/google/nftables/expr"
+	"github.com/google/nftables/userdata"
+	"github.com/google/nftables/xt"
 
 	"github.com/vxvrf/cni/pkg/cniutil"
 	"github.com/vxvrf/cni/pkg/naming"
@@ -127,21 +130,101 @@ func iptablesMayHaveState() bool {
 			return true
 		}
 	}
-	c, err := nftables.New()
+	chains, _, err := xtChains()
+	return err != nil || len(chains) > 0
+}
+
+// iptablesHolds: the attachment has a chain of its own
+// (naming.AttachmentChain) in iptables-nft, one netlink dump, no exec.
+// iptables-legacy is not looked into: with its filter table loaded auto
+// picks iptables anyway.
+func iptablesHolds(a attachment) bool {
+	chains, _, err := xtChains()
 	if err != nil {
-		return true
+		return false
 	}
-	chains, err := c.ListChains()
-	if err != nil {
-		return true
-	}
+	name := naming.AttachmentChain(a.Network, a.ContainerID, a.IfName)
 	for _, ch := range chains {
-		fam := ch.Table.Family
-		if (fam == nftables.TableFamilyIPv4 || fam == nftables.TableFamilyIPv6) && strings.HasPrefix(ch.Name, naming.Prefix+"-") {
+		if ch.Name == name {
 			return true
 		}
 	}
 	return false
+}
+
+// iptablesHoldsNetwork: a rule in one of our project chains of
+// iptables-nft (the attachments' jumps, the zone rules) carries a tag of
+// network, read over netlink without an exec; true also when nf_tables
+// cannot be read (then nothing speaks for nftables).
+func iptablesHoldsNetwork(network string) bool {
+	chains, c, err := xtChains()
+	if err != nil {
+		return true
+	}
+	projects := []string{naming.ZoneChain}
+	for _, h := range Hooks {
+		projects = append(projects, h.Project)
+	}
+	for _, ch := range chains {
+		if !contains(projects, ch.Name) {
+			continue
+		}
+		rules, err := c.GetRules(ch.Table, ch)
+		if err != nil {
+			return true
+		}
+		for _, r := range rules {
+			tag := ruleComment(r)
+			if strings.HasPrefix(tag, naming.NetworkTag(network)) || tag == naming.ZoneTag(network) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// xtChains lists the chains named VXVRF-… of the ip and ip6 nf_tables
+// families (iptables-nft's tables), with the connection to read them.
+func xtChains() ([]*nftables.Chain, *nftables.Conn, error) {
+	c, err := nftables.New()
+	if err != nil {
+		return nil, nil, err
+	}
+	all, err := c.ListChains()
+	if err != nil {
+		return nil, nil, err
+	}
+	var out []*nftables.Chain
+	for _, ch := range all {
+		fam := ch.Table.Family
+		if (fam == nftables.TableFamilyIPv4 || fam == nftables.TableFamilyIPv6) && strings.HasPrefix(ch.Name, naming.Prefix+"-") {
+			out = append(out, ch)
+		}
+	}
+	return out, c, nil
+}
+
+// ruleComment is the comment of an iptables-nft rule: the rule's userdata
+// comment (how iptables-nft stores `-m comment`), or an xt comment match.
+func ruleComment(r *nftables.Rule) string {
+	for ud := r.UserData; len(ud) >= 2; {
+		typ, n := ud[0], int(ud[1])
+		if len(ud) < 2+n {
+			break
+		}
+		if userdata.Type(typ) == userdata.TypeComment {
+			return strings.TrimRight(string(ud[2:2+n]), "\x00")
+		}
+		ud = ud[2+n:]
+	}
+	for _, e := range r.Exprs {
+		if m, ok := e.(*expr.Match); ok && m.Name == "comment" {
+			if c, ok := m.Info.(*xt.Comment); ok {
+				return string(*c)
+			}
+		}
+	}
+	return ""
 }
 
 // ensureRules installs the attachment's rules for every family that has

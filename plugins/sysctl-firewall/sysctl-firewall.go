@@ -32,9 +32,9 @@ type plan struct {
 	backend Backend
 }
 
-// makePlan derives the plan. forCheck: with backend auto, an attachment
-// that has nftables elements is checked there, whatever auto would pick
-// now (the node's iptables may have changed since its ADD).
+// makePlan derives the plan. forCheck: with backend auto, the attachment
+// is checked where its state is (checkBackend), whatever auto would pick
+// for a new ADD now.
 func makePlan(conf *NetConf, args *skel.CmdArgs, prev *current.Result, forCheck bool) (*plan, error) {
 	pod, err := findPod(prev, args.Netns, args.IfName)
 	if err != nil {
@@ -66,12 +66,10 @@ func makePlan(conf *NetConf, args *skel.CmdArgs, prev *current.Result, forCheck 
 		Zone:         zone,
 		Mark:         mark,
 	}
-	if p.backend, err = chooseBackend(conf.Backend, p.policy); err != nil {
-		return nil, err
-	}
-	if forCheck && (conf.Backend == "" || conf.Backend == BackendAuto) && p.backend.Name() != BackendNftables &&
-		newNftBackend().holds(attachmentOf(conf, args)) {
-		p.backend = newNftBackend()
+	if forCheck && (conf.Backend == "" || conf.Backend == BackendAuto) {
+		p.backend = checkBackend(attachmentOf(conf, args))
+	} else {
+		p.backend = chooseBackend(conf.Backend, conf.Name)
 	}
 	if p.backend.Name() == BackendIPTables && p.policy.Spoofable() && pod.Bridge != "" {
 		// iptables sees bridged frames only through br_netfilter.
@@ -188,16 +186,13 @@ func cmdCheck(args *skel.CmdArgs) error {
 }
 
 // cmdStatus answers 50 unless the configured backend (auto: the one auto
-// picks on this node now) can work.
+// picks for a new ADD of this network now) can work.
 func cmdStatus(args *skel.CmdArgs) error {
 	conf, err := parseConfig(args.StdinData)
 	if err != nil {
 		return err
 	}
-	b, err := chooseBackend(conf.Backend, &Policy{})
-	if err != nil {
-		return err
-	}
+	b := chooseBackend(conf.Backend, conf.Name)
 	if err := b.Status(); err != nil {
 		return statusError(b, err)
 	}
