@@ -11,6 +11,8 @@ import (
 	"testing"
 
 	"github.com/containernetworking/cni/pkg/types"
+	"github.com/containernetworking/plugins/pkg/ns"
+	"github.com/google/nftables"
 
 	"github.com/vxvrf/cni/pkg/chain"
 	"github.com/vxvrf/cni/pkg/doctor"
@@ -132,10 +134,21 @@ func orphanKinds(n *inspect.Network) map[string]string {
 }
 
 // TestInspectLeak: vxvrf inspect shows every attachment of the node with
-// its veth, lease and rules, and finds planted leaks: a lease whose veth is
-// gone, a tagged veth without lease, rules of an attachment that is gone.
+// its veth, lease and firewall objects of the backend in use, and finds
+// planted leaks: a lease whose veth is gone, a tagged veth without lease,
+// firewall state of an attachment that is gone (iptables: a rule tagged
+// for it; nftables: an element tagged for it).
 func TestInspectLeak(t *testing.T) {
-	e := newEnv(t, "insp", nil)
+	for _, backend := range []string{"nftables", "iptables"} {
+		t.Run(backend, func(t *testing.T) { testInspectLeak(t, backend) })
+	}
+}
+
+func testInspectLeak(t *testing.T, backend string) {
+	e := newEnv(t, "insp"+backend[:1], nil, func(_ map[string]any, plugins []map[string]any) error {
+		chain.Plugin(plugins, "sysctl-firewall")["backend"] = backend
+		return nil
+	})
 	conflist := e.writeConflist(e.conf)
 	p1, p2 := e.addPod("p1"), e.addPod("p2")
 
@@ -147,17 +160,24 @@ func TestInspectLeak(t *testing.T) {
 	if !n.Bridge.Present || n.Bridge.Name != naming.BridgeName("vxvrf") || len(n.Bridge.Ports) != 2 {
 		t.Errorf("bridge: %+v", n.Bridge)
 	}
-	if len(n.Attachments) != 2 || len(n.Orphans) != 0 {
-		t.Fatalf("attachments %+v orphans %+v", n.Attachments, n.Orphans)
+	if len(n.Attachments) != 2 || len(n.Orphans) != 0 || len(r.Orphans) != 0 {
+		t.Fatalf("attachments %+v orphans %+v, node orphans %+v", n.Attachments, n.Orphans, r.Orphans)
 	}
+	fwWant := map[string]string{"nftables": "nftables element inet vxvrf @fwd4 {", "iptables": "-j " + naming.Prefix + "-"}[backend]
 	for i, p := range []*pod{p1, p2} {
 		a := n.Attachments[i]
-		if a.ContainerID != p.rt.ContainerID || a.IfName != "eth0" || !a.VethPresent || !a.Lease || len(a.Firewall) == 0 {
+		if a.ContainerID != p.rt.ContainerID || a.IfName != "eth0" || !a.VethPresent || !a.Lease {
 			t.Errorf("attachment %d: %+v", i, a)
+		}
+		if fw := strings.Join(a.Firewall, "\n"); !strings.Contains(fw, fwWant) {
+			t.Errorf("attachment %s: no %s object %q among its firewall objects:\n%s", a.ContainerID, backend, fwWant, fw)
 		}
 		for _, ip := range p.ips {
 			if !strings.Contains(strings.Join(a.PodIPs, " "), ip.Address.IP.String()) {
 				t.Errorf("attachment %s lacks pod address %s: %v", a.ContainerID, ip.Address.IP, a.PodIPs)
+			}
+			if backend == "nftables" && !strings.Contains(strings.Join(a.Firewall, "\n"), ip.Address.IP.String()+" . ") {
+				t.Errorf("attachment %s: no nftables element for %s: %v", a.ContainerID, ip.Address.IP, a.Firewall)
 			}
 		}
 	}
@@ -167,7 +187,15 @@ func TestInspectLeak(t *testing.T) {
 	e.in("ip", "link", "del", veth1)
 	e.in("ip", "link", "add", "vxghost", "type", "veth", "peer", "name", "vxghostp")
 	e.in("ip", "link", "set", "vxghost", "alias", naming.AttachmentTag("vxvrf", "ghost", "eth0"))
-	e.in("iptables", "-t", "filter", "-A", naming.Prefix+"-FORWARD", "-m", "comment", "--comment", naming.AttachmentTag("vxvrf", "gone", "eth0"), "-j", "ACCEPT")
+	goneWant := "gone/eth0"
+	switch backend {
+	case "iptables":
+		e.in("iptables", "-t", "filter", "-A", naming.Prefix+"-FORWARD", "-m", "comment", "--comment", naming.AttachmentTag("vxvrf", "gone", "eth0"), "-j", "ACCEPT")
+	case "nftables":
+		// The tag is a hash: inspect names the element by it.
+		goneWant = naming.NftTag("vxvrf", "gone", "eth0")
+		e.addNftElement("guard4", []byte("vxgone"), goneWant)
+	}
 
 	r = e.inspect("--network", "vxvrf", "--conflist", conflist)
 	kinds := orphanKinds(r.Networks[0])
@@ -177,8 +205,8 @@ func TestInspectLeak(t *testing.T) {
 	if !strings.Contains(kinds["veth-without-lease"], "vxghost") {
 		t.Errorf("the veth without lease is not found: %+v", r.Networks[0].Orphans)
 	}
-	if !strings.Contains(kinds["rules-without-attachment"], "gone/eth0") {
-		t.Errorf("the rules without attachment are not found: %+v", r.Networks[0].Orphans)
+	if !strings.Contains(kinds["rules-without-attachment"], goneWant) {
+		t.Errorf("the %s state without attachment (%s) is not found: %+v", backend, goneWant, r.Networks[0].Orphans)
 	}
 	if len(r.Networks[0].Orphans) != 3 {
 		t.Errorf("want exactly the 3 planted orphans: %+v", r.Networks[0].Orphans)
@@ -188,6 +216,32 @@ func TestInspectLeak(t *testing.T) {
 		if !strings.Contains(text, want) {
 			t.Errorf("inspect text lacks %q:\n%s", want, text)
 		}
+	}
+}
+
+// addNftElement adds an element with comment to sysctl-firewall's set
+// inet vxvrf set in the node (key: an interface name, for the sets keyed
+// by ifname).
+func (e *env) addNftElement(set string, ifname []byte, comment string) {
+	e.t.Helper()
+	key := make([]byte, 16)
+	copy(key, ifname)
+	err := e.node.Do(func(ns.NetNS) error {
+		c, err := nftables.New()
+		if err != nil {
+			return err
+		}
+		s, err := c.GetSetByName(&nftables.Table{Name: naming.NftTable, Family: nftables.TableFamilyINet}, set)
+		if err != nil {
+			return err
+		}
+		if err := c.SetAddElements(s, []nftables.SetElement{{Key: key, Comment: comment}}); err != nil {
+			return err
+		}
+		return c.Flush()
+	})
+	if err != nil {
+		e.t.Fatalf("add an element to inet %s @%s: %v", naming.NftTable, set, err)
 	}
 }
 

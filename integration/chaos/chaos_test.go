@@ -193,6 +193,16 @@ func newHarness(t *testing.T, seed int64) *harness {
 	return h
 }
 
+// firewallBackend is the backend sysctl-firewall runs with: the one set,
+// else auto's choice, nftables on a lab node (a fresh netns: nothing else
+// filters forwarded traffic, see the plugin's README "Which backend").
+func (h *harness) firewallBackend() string {
+	if h.backend == "" || h.backend == "auto" {
+		return "nftables"
+	}
+	return h.backend
+}
+
 func (h *harness) newChain() *chain.Chain {
 	conf, err := chain.SetStateDirs(testutil.DefaultConflist(h.t), h.root)
 	if err != nil {
@@ -503,17 +513,22 @@ func (h *harness) addResidents(n int) {
 
 // checkersSee proves the checkers can fail: with the residents attached,
 // Orphans told that nothing is live and Leftovers asked about a resident
-// must report each kind of object they look for.
+// must report each kind of object they look for, the firewall objects of
+// the backend in use.
 func (h *harness) checkersSee() {
 	c, node := h.chain()
+	orphanFw, leftFw := []string{"nftables element"}, "nftables element"
+	if h.firewallBackend() == "iptables" {
+		orphanFw, leftFw = []string{"iptables chain", "iptables rule tagged"}, "iptables"
+	}
 	orphans := strings.Join(c.Orphans(node.NS, nil, h.stateDirs()...), "\n")
-	for _, want := range []string{"host veth", "iptables chain", "iptables rule tagged", "lease of", "libcni cache entry"} {
+	for _, want := range append([]string{"host veth", "lease of", "libcni cache entry"}, orphanFw...) {
 		if !strings.Contains(orphans, want) {
 			h.t.Fatalf("Orphans sees no %q of the attached residents:\n%s", want, orphans)
 		}
 	}
 	left := strings.Join(c.Leftovers(node.NS, []chain.Attachment{h.residents[0].attachment()}, h.stateDirs()...), "\n")
-	for _, want := range []string{"host veth", "iptables", "state file", "libcni cache entry", "the pod still has"} {
+	for _, want := range []string{"host veth", leftFw, "state file", "libcni cache entry", "the pod still has"} {
 		if !strings.Contains(left, want) {
 			h.t.Fatalf("Leftovers sees no %q of an attached resident:\n%s", want, left)
 		}

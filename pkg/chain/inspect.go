@@ -246,14 +246,15 @@ var (
 
 // Orphans lists what of this network's attachments is on the node although
 // it belongs to none of live: host veths and attachment-tagged links,
-// attachment chains and tagged rules in iptables, leases and stray temp
+// attachment chains and tagged rules in iptables, nftables elements tagged
+// for the network (naming.NftTag) of no live attachment, leases and stray temp
 // files under stateDirs, and libcni cache entries. Unlike Leftovers it
 // needs no list of the dead attachments, so it also finds what an ADD that
 // was killed before it reported anything left behind.
 func (c *Chain) Orphans(node *netsim.NS, live []Attachment, stateDirs ...string) []string {
 	var left []string
 	network := c.List.Name
-	veths, chains, tags := map[string]bool{}, map[string]bool{}, map[string]bool{}
+	veths, chains, tags, nftTags := map[string]bool{}, map[string]bool{}, map[string]bool{}, map[string]bool{}
 	type key struct{ cid, ifn string }
 	liveKeys := map[key]bool{}
 	for _, a := range live {
@@ -261,6 +262,7 @@ func (c *Chain) Orphans(node *netsim.NS, live []Attachment, stateDirs ...string)
 		veths[naming.HostVethName(network, rt.ContainerID, rt.IfName)] = true
 		chains[naming.AttachmentChain(network, rt.ContainerID, rt.IfName)] = true
 		tags[naming.AttachmentTag(network, rt.ContainerID, rt.IfName)] = true
+		nftTags[naming.NftTag(network, rt.ContainerID, rt.IfName)] = true
 		liveKeys[key{rt.ContainerID, rt.IfName}] = true
 	}
 	links, err := Links(node.NetNS)
@@ -293,6 +295,15 @@ func (c *Chain) Orphans(node *netsim.NS, live []Attachment, stateDirs ...string)
 				left = append(left, fmt.Sprintf("iptables rule tagged %s for no live attachment: %s", tag, l))
 				break
 			}
+		}
+	}
+	nft, err := NftObjects(node.NetNS)
+	if err != nil {
+		left = append(left, "nftables: "+err.Error())
+	}
+	for _, o := range nft {
+		if o.Set != "" && strings.HasPrefix(o.Comment, naming.NftNetworkTag(network)) && !nftTags[o.Comment] {
+			left = append(left, fmt.Sprintf("%s: tagged for no live attachment", o))
 		}
 	}
 	for path, content := range StateFiles(stateDirs...) {

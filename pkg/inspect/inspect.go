@@ -49,7 +49,11 @@ type Network struct {
 	VXLAN       *VXLAN        `json:"vxlan,omitempty"`
 	LeaseFile   string        `json:"leaseFile,omitempty"`
 	Attachments []*Attachment `json:"attachments"`
-	Orphans     []Orphan      `json:"orphans,omitempty"`
+	// Firewall are the network's own firewall objects that belong to no
+	// single attachment: with nftables its masquerade and conntrack-zone
+	// chains and zone elements.
+	Firewall []string `json:"firewall,omitempty"`
+	Orphans  []Orphan `json:"orphans,omitempty"`
 }
 
 // VRF is the network's VRF device.
@@ -98,12 +102,15 @@ type Attachment struct {
 	VethPresent bool     `json:"vethPresent"`
 	Lease       bool     `json:"lease"`
 	PodIPs      []string `json:"podIPs,omitempty"`
-	Firewall    []string `json:"firewall,omitempty"`
+	// Firewall are the attachment's firewall objects, in either backend:
+	// iptables lines (its tagged jumps and its VXVRF-<hex> chains) and
+	// nftables elements commented with its naming.NftTag.
+	Firewall []string `json:"firewall,omitempty"`
 }
 
 // Orphan is something left behind, with how to remove it.
 type Orphan struct {
-	Kind string `json:"kind"` // lease-without-veth, veth-without-lease, rules-without-attachment, chain-without-attachment
+	Kind string `json:"kind"` // lease-without-veth, veth-without-lease, rules-without-attachment, chain-without-attachment, chain-without-network
 	What string `json:"what"`
 	Fix  string `json:"fix"`
 }
@@ -235,26 +242,27 @@ func Collect(conflists []string, network string) (*Report, error) {
 	if err != nil {
 		return nil, err
 	}
-	rules, err := Ruleset()
-	if err != nil && rules == "" {
-		return nil, err // no firewall tool at all: attachments would look rule-less
+	fw, err := ReadFirewall()
+	if err != nil {
+		return nil, err
 	}
 	r := &Report{Links: links}
 	claimed := map[string]bool{} // attachment chains accounted for
 	for _, nc := range configs {
-		n, err := collectNetwork(nc, byName, rules, claimed)
+		n, err := collectNetwork(nc, byName, fw, claimed)
 		if err != nil {
 			return nil, err
 		}
 		r.Networks = append(r.Networks, n)
 	}
 	if network == "" {
-		r.Orphans = strayChains(rules, claimed)
+		r.Orphans = append(strayChains(fw.Rules, claimed), strayNft(fw.Nft, configs)...)
 	}
 	return r, nil
 }
 
-func collectNetwork(nc *netConfig, links map[string]netlink.Link, rules string, claimed map[string]bool) (*Network, error) {
+func collectNetwork(nc *netConfig, links map[string]netlink.Link, fw *Firewall, claimed map[string]bool) (*Network, error) {
+	rules := fw.Rules
 	n := &Network{Name: nc.name, Conflist: nc.file}
 	if nc.hasVRF {
 		n.VRF = &VRF{Name: nc.vrfName, Table: nc.vrfTable}
@@ -317,6 +325,7 @@ func collectNetwork(nc *netConfig, links map[string]netlink.Link, rules string, 
 			get(m[2], m[3]) // rules of an attachment that may have nothing else
 		}
 	}
+	nftTags := map[string]bool{} // nftables tags of the attachments found
 	for _, a := range atts {
 		chain := naming.AttachmentChain(nc.name, a.ContainerID, a.IfName)
 		claimed[chain] = true
@@ -326,7 +335,32 @@ func collectNetwork(nc *netConfig, links map[string]netlink.Link, rules string, 
 				a.Firewall = append(a.Firewall, strings.TrimSpace(l))
 			}
 		}
+		nftTag := naming.NftTag(nc.name, a.ContainerID, a.IfName)
+		nftTags[nftTag] = true
+		for _, o := range fw.Nft {
+			if o.Set != "" && o.Comment == nftTag {
+				a.Firewall = append(a.Firewall, o.String())
+			}
+		}
 		n.Attachments = append(n.Attachments, a)
+	}
+	// nftables: the network's own objects, and elements tagged for an
+	// attachment the network has no veth, lease or iptables rule of (the
+	// tag is a hash: its container ID and ifname cannot be read back).
+	stray := map[string][]string{}
+	var strayOrder []string
+	for _, o := range fw.Nft {
+		h, tag := nftOwner(o)
+		switch {
+		case h != nftNetHash(nc.name):
+		case tag == "":
+			n.Firewall = append(n.Firewall, o.String())
+		case !nftTags[tag]:
+			if stray[tag] == nil {
+				strayOrder = append(strayOrder, tag)
+			}
+			stray[tag] = append(stray[tag], o.String())
+		}
 	}
 	sort.Slice(n.Attachments, func(i, j int) bool {
 		a, b := n.Attachments[i], n.Attachments[j]
@@ -335,7 +369,41 @@ func collectNetwork(nc *netConfig, links map[string]netlink.Link, rules string, 
 	for _, a := range n.Attachments {
 		n.Orphans = append(n.Orphans, orphans(nc, a)...)
 	}
+	for _, tag := range strayOrder {
+		n.Orphans = append(n.Orphans, Orphan{"rules-without-attachment",
+			fmt.Sprintf("%d nftables elements tagged %s, an attachment of the network with no veth, no lease and no iptables rule: %s", len(stray[tag]), tag, strings.Join(stray[tag], "; ")),
+			fmt.Sprintf("run the runtime's GC for network %q with its live attachments (CNI GC deletes the elements of attachments not in the list)", nc.name)})
+	}
 	return n, nil
+}
+
+// strayNft are the objects of sysctl-firewall's nftables tables that
+// belong to no configured network: elements tagged for another network
+// (per attachment or its zone) and another network's masquerade and zone
+// chains.
+func strayNft(objs []NftObject, configs []*netConfig) []Orphan {
+	known := map[string]bool{}
+	for _, nc := range configs {
+		known[nftNetHash(nc.name)] = true
+	}
+	var elems []string
+	var out []Orphan
+	for _, o := range objs {
+		h, _ := nftOwner(o)
+		switch {
+		case h == "" || known[h]:
+		case o.Set != "":
+			elems = append(elems, o.String())
+		default:
+			out = append(out, Orphan{"chain-without-network", o.String() + " of no configured network",
+				"if no network on the node owns it: run CNI GC with an empty attachment list for its network, or nft flush chain " + o.Family + " " + naming.NftTable + " " + o.Chain + " && nft delete chain " + o.Family + " " + naming.NftTable + " " + o.Chain + " (after removing the elements that jump to it)"})
+		}
+	}
+	if len(elems) > 0 {
+		out = append([]Orphan{{"rules-without-attachment", fmt.Sprintf("%d nftables elements tagged for no configured network: %s", len(elems), strings.Join(elems, "; ")),
+			"if no network on the node owns them: run CNI GC for their network (an empty list removes all of them), or nft delete element with the key shown"}}, out...)
+	}
+	return out
 }
 
 func orphans(nc *netConfig, a *Attachment) []Orphan {
@@ -531,6 +599,59 @@ func addrs(l netlink.Link) []string {
 		}
 	}
 	return out
+}
+
+// Firewall is the node's firewall as inspect reads it: the iptables
+// rules as text (Ruleset) and sysctl-firewall's nftables objects.
+type Firewall struct {
+	Rules string
+	Nft   []NftObject
+}
+
+// ReadFirewall reads the firewall of the current network namespace. It
+// fails when neither iptables-save nor the nftables listing works (the
+// attachments would look rule-less); one of them failing alone is fine.
+func ReadFirewall() (*Firewall, error) {
+	rules, ierr := Ruleset()
+	objs, nerr := NftObjects()
+	if ierr != nil && rules == "" && nerr != nil {
+		return nil, errors.Join(ierr, fmt.Errorf("nftables: %w", nerr))
+	}
+	return &Firewall{Rules: rules, Nft: objs}, nil
+}
+
+// NetworkObjects lists what the firewall holds of network, per backend.
+// nftables: the elements tagged for it (its attachments' and its zone's)
+// and its masquerade and zone chains. iptables: the rules tagged for it
+// (the jumps to its attachments' chains, its zone rules) and the rules of
+// the chains those jumps go to, each after its table (iptables-save's
+// "*filter" …).
+func (f *Firewall) NetworkObjects(network string) (nft, ipt []string) {
+	for _, o := range f.Nft {
+		if h, _ := nftOwner(o); h == nftNetHash(network) {
+			nft = append(nft, o.String())
+		}
+	}
+	tagged := func(l string) bool {
+		return strings.Contains(l, naming.NetworkTag(network)) || containsWord(l, naming.ZoneTag(network))
+	}
+	chains := map[string]bool{}
+	for _, l := range strings.Split(f.Rules, "\n") {
+		if fs := strings.Fields(l); tagged(l) && len(fs) > 1 && fs[len(fs)-2] == "-j" {
+			chains[fs[len(fs)-1]] = true
+		}
+	}
+	table := ""
+	for _, l := range strings.Split(f.Rules, "\n") {
+		fs := strings.Fields(l)
+		switch {
+		case strings.HasPrefix(l, "*"):
+			table = l[1:]
+		case len(fs) > 1 && fs[0] == "-A" && (tagged(l) || chains[fs[1]]):
+			ipt = append(ipt, fmt.Sprintf("%-6s %s", table, l))
+		}
+	}
+	return nft, ipt
 }
 
 // Ruleset is the node's firewall as text: iptables-save, ip6tables-save

@@ -70,7 +70,10 @@ func (r *Report) WriteText(w io.Writer) {
 			if a.Lease {
 				lease = "lease " + list(a.PodIPs)
 			}
-			fmt.Fprintf(w, "    %s %s  veth %s  %s  firewall lines %d\n", a.ContainerID, a.IfName, veth, lease, len(a.Firewall))
+			fmt.Fprintf(w, "    %s %s  veth %s  %s  firewall objects %d\n", a.ContainerID, a.IfName, veth, lease, len(a.Firewall))
+		}
+		if len(n.Firewall) > 0 {
+			fmt.Fprintf(w, "  network firewall objects (%d):\n%s", len(n.Firewall), indentLines(strings.Join(n.Firewall, "\n"), "    "))
 		}
 		writeOrphans(w, n.Orphans)
 	}
