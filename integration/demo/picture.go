@@ -2,6 +2,8 @@ package main
 
 import (
 	"fmt"
+	"io"
+	"os"
 	"sort"
 	"strings"
 
@@ -58,9 +60,9 @@ func links(node *netsim.Node) (map[string]*link, []string, error) {
 
 // picture prints node i as a tree of devices (a port under its master),
 // the VXLAN device's forwarding entries (where it floods, what it learned
-// from the other node), the routes of the network and how many firewall
-// rules the chain installed: the essentials of ip -d link, bridge fdb,
-// ip route and iptables-save.
+// from the other node), the routes of the network and the network's
+// firewall objects the chain installed: the essentials of ip -d link,
+// bridge fdb, ip route and nft list ruleset / iptables-save.
 func picture(c *cluster.Cluster, i int, network string, pods []*cluster.Pod) error {
 	node := c.Nodes[i]
 	ls, order, err := links(node)
@@ -197,18 +199,40 @@ func picture(c *cluster.Cluster, i int, network string, pods []*cluster.Pod) err
 		}
 		printRoutes("main table routes via "+br+" (no VRF)", routes)
 	}
-	for _, cmd := range []string{"iptables-save", "ip6tables-save"} {
-		out, err := node.In(cmd)
+	return firewall(os.Stdout, node, network)
+}
+
+// firewall prints the network's objects in node's firewall, in the backend
+// sysctl-firewall used (both, on a node where the network has pods in
+// each), as vxvrf inspect reads them (pkg/inspect): nftables elements
+// and chains, or iptables rules.
+func firewall(w io.Writer, node *netsim.Node, network string) error {
+	var nft, ipt []string
+	err := node.Do(func(ns.NetNS) error {
+		fw, err := inspect.ReadFirewall()
 		if err != nil {
-			continue
+			return err
 		}
-		count := 0
-		for _, l := range strings.Split(string(out), "\n") {
-			if strings.HasPrefix(l, "-A ") && strings.Contains(l, naming.Prefix) {
-				count++
-			}
+		nft, ipt = fw.NetworkObjects(network)
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("read the firewall: %w", err)
+	}
+	if len(nft) > 0 {
+		fmt.Fprintf(w, "    firewall: nftables, tables inet and bridge %s: %d objects of network %s (per pod only elements, tagged vxvrf:<net>:<attachment>):\n", naming.NftTable, len(nft), network)
+		for _, o := range nft {
+			fmt.Fprintf(w, "      %s\n", strings.TrimPrefix(o, "nftables "))
 		}
-		fmt.Printf("    %s: %d rules in the chain's %s-* chains and hooks\n", strings.TrimSuffix(cmd, "-save"), count, naming.Prefix)
+	}
+	if len(ipt) > 0 {
+		fmt.Fprintf(w, "    firewall: iptables, %d rules of network %s (a %s-<hash> chain per pod, jumped to from the %s-* hooks):\n", len(ipt), network, naming.Prefix, naming.Prefix)
+		for _, l := range ipt {
+			fmt.Fprintf(w, "      %s\n", l)
+		}
+	}
+	if len(nft) == 0 && len(ipt) == 0 {
+		fmt.Fprintf(w, "    firewall: nothing of network %s\n", network)
 	}
 	return nil
 }
