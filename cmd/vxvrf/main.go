@@ -26,7 +26,7 @@ Usage:
                  what the chain built on this node, per network: VRF and table, bridge,
                  VXLAN (VNI, mode, MTU, local), the flood list against the configured peers,
                  every attachment (container ID, ifname, host veth, pod address, lease,
-                 firewall lines) and what is orphaned (a lease without a veth, a veth
+                 firewall objects, iptables or nftables) and what is orphaned (a lease without a veth, a veth
                  without a lease, rules without an attachment), with the fix
   vxvrf doctor   [--conflist F] [--cni-bin-dir D] [--json]
                  checks this node for the conflist: kernel features, uplink and MTU, each
