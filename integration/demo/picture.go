@@ -220,7 +220,7 @@ func firewall(w io.Writer, node *netsim.Node, network string) error {
 		return fmt.Errorf("read the firewall: %w", err)
 	}
 	if len(nft) > 0 {
-		fmt.Fprintf(w, "    firewall: nftables, tables inet and bridge %s: %d objects of network %s (per pod only elements, tagged vxvrf:<net>:<attachment>):\n", naming.NftTable, len(nft), network)
+		fmt.Fprintf(w, "    firewall: nftables, tables inet and bridge %s: %d objects of network %s (per pod only elements, commented vxvrf:<hash of net>:<hash of attachment>):\n", naming.NftTable, len(nft), network)
 		for _, o := range nft {
 			fmt.Fprintf(w, "      %s\n", strings.TrimPrefix(o, "nftables "))
 		}

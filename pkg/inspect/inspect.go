@@ -632,6 +632,7 @@ func (f *Firewall) NetworkObjects(network string) (nft, ipt []string) {
 			nft = append(nft, o.String())
 		}
 	}
+	sort.Strings(nft) // chains first; the kernel's order varies
 	tagged := func(l string) bool {
 		return strings.Contains(l, naming.NetworkTag(network)) || containsWord(l, naming.ZoneTag(network))
 	}
