@@ -1,26 +1,24 @@
 package main
 
 import (
-	"context"
 	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
 	"strings"
 	"time"
 
-	"github.com/containernetworking/cni/pkg/types"
 	"github.com/coreos/go-iptables/iptables"
-	"github.com/gofrs/flock"
 
 	"github.com/vxvrf/cni/pkg/cniutil"
 	"github.com/vxvrf/cni/pkg/naming"
 )
 
-// lockFile serialises only the slow path that creates the project-wide
-// chains and their jumps, so concurrent first ADDs do not insert the jump
-// twice. The fast path (the jump exists) takes no lock.
-const lockFile = "/run/vxvrf/sysctl-firewall.lock"
+// lockName serialises only the slow paths that create node-wide objects
+// (the project chains and their jumps, the nftables tables, the zone
+// rules), so concurrent first ADDs do not create them twice. The fast path
+// (they exist) takes no lock. The lock belongs to the node's network
+// namespace (cniutil.NetNSLock), not to a file: no path to configure or to
+// be redirected through a symlink.
+const lockName = "sysctl-firewall"
 
 // iptablesWait is passed as --wait: seconds to wait for the xtables lock.
 const iptablesWait = 30
@@ -60,7 +58,7 @@ func ruleExists(ipt *iptables.IPTables, table, chain string, spec []string) (boo
 
 // ensureProject makes sure table's project chain exists and is jumped to
 // from its built-in chain (inserted at position 1). One exec when it
-// already is; concurrent creators serialise on lockFile.
+// already is; concurrent creators serialise on lockName.
 func ensureProject(ipt *iptables.IPTables, h hook) error {
 	if ok, err := ruleExists(ipt, h.Table, h.Builtin, projectJump(h)); err != nil || ok {
 		return err
@@ -68,7 +66,7 @@ func ensureProject(ipt *iptables.IPTables, h hook) error {
 	return withLock(func() error { return ensureProjectLocked(ipt, h) })
 }
 
-// ensureProjectLocked is ensureProject's work, for a caller holding lockFile.
+// ensureProjectLocked is ensureProject's work, for a caller holding lockName.
 func ensureProjectLocked(ipt *iptables.IPTables, h hook) error {
 	if ok, err := ruleExists(ipt, h.Table, h.Builtin, projectJump(h)); err != nil || ok {
 		return err
@@ -82,21 +80,10 @@ func ensureProjectLocked(ipt *iptables.IPTables, h hook) error {
 	return nil
 }
 
-// withLock runs fn holding lockFile (code 11 when it is not acquired
-// within iptablesWait seconds). Not reentrant.
+// withLock runs fn holding the node's lockName (code 11 when it is not
+// acquired within iptablesWait seconds). Not reentrant.
 func withLock(fn func() error) error {
-	if err := os.MkdirAll(filepath.Dir(lockFile), 0o755); err != nil {
-		return fmt.Errorf("lock dir: %w", err)
-	}
-	lock := flock.New(lockFile)
-	ctx, cancel := context.WithTimeout(context.Background(), iptablesWait*time.Second)
-	defer cancel()
-	locked, err := lock.TryLockContext(ctx, 20*time.Millisecond)
-	if err != nil || !locked {
-		return cniutil.Errorf(types.ErrTryAgainLater, "lock %s: %v", lockFile, err)
-	}
-	defer lock.Unlock()
-	return fn()
+	return cniutil.NetNSLock(lockName, iptablesWait*time.Second, fn)
 }
 
 // errAttachmentExists: the attachment's chain is already there (a second
