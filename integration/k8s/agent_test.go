@@ -487,4 +487,3 @@ func linkIndex(t *testing.T, n *agentNode, name string) int {
 	}
 	return idx
 }
-
