@@ -1,12 +1,15 @@
 package agent
 
 import (
+	"cmp"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/containernetworking/cni/libcni"
@@ -104,7 +107,12 @@ func Uninstall(ctx context.Context, o *install.Options) (UninstallReport, error)
 		if err != nil {
 			return rep, fmt.Errorf("GC of network %s (shared devices, firewall, state): %w", list.Name, err)
 		}
-		rep.Removed = append(rep.Removed, fmt.Sprintf("network %s's shared devices, firewall objects and IPAM state (chain GC)", list.Name))
+		rep.Removed = append(rep.Removed, fmt.Sprintf("network %s's shared devices, firewall objects and leases (chain GC)", list.Name))
+		removed, err := removeState(list)
+		rep.Removed = append(rep.Removed, removed...)
+		if err != nil {
+			return rep, err
+		}
 	}
 	names, err := o.PluginNames()
 	if err != nil {
@@ -146,4 +154,54 @@ func attachments(network string) ([]string, error) {
 		}
 	}
 	return out, nil
+}
+
+// Where the plugins keep state when the conflist does not say.
+const (
+	defaultIPAMDataDir = "/var/lib/cni/vxvrf-ipam"
+	defaultStateDir    = "/run/vxvrf"
+)
+
+// removeState removes the network's lockfile-ipam lease and lock files
+// (empty after GC) and then the state directories, if nothing else is in
+// them (another network's leases keep them).
+func removeState(list *libcni.NetworkConfigList) ([]string, error) {
+	var files, dirs []string
+	for _, p := range list.Plugins {
+		var c struct {
+			Type     string `json:"type"`
+			StateDir string `json:"stateDir"`
+			IPAM     *struct {
+				Type    string `json:"type"`
+				DataDir string `json:"dataDir"`
+			} `json:"ipam"`
+		}
+		if err := json.Unmarshal(p.Bytes, &c); err != nil {
+			return nil, fmt.Errorf("conflist plugin %s: %w", p.Network.Type, err)
+		}
+		if c.IPAM != nil && (c.Type == "lockfile-ipam" || c.IPAM.Type == "lockfile-ipam") {
+			d := cmp.Or(c.IPAM.DataDir, defaultIPAMDataDir)
+			files = append(files, filepath.Join(d, naming.LeaseFile(list.Name)), filepath.Join(d, naming.LockFile(list.Name)))
+			dirs = append(dirs, d)
+		}
+		if c.Type == "infra-ensure" {
+			dirs = append(dirs, cmp.Or(c.StateDir, defaultStateDir))
+		}
+	}
+	var removed []string
+	for _, f := range files {
+		if err := os.Remove(f); err == nil {
+			removed = append(removed, f)
+		} else if !errors.Is(err, fs.ErrNotExist) {
+			return removed, fmt.Errorf("remove %s: %w", f, err)
+		}
+	}
+	// Deepest first, so a data dir inside the state dir goes before it.
+	slices.SortFunc(dirs, func(a, b string) int { return len(b) - len(a) })
+	for _, d := range slices.Compact(dirs) {
+		if err := os.Remove(d); err == nil {
+			removed = append(removed, d)
+		}
+	}
+	return removed, nil
 }
