@@ -40,6 +40,7 @@ func run(args []string) error {
 		healthAddr = fl.String("health-addr", "127.0.0.1:9466", "address of /healthz and /readyz; empty: none")
 		uninstall  = fl.Bool("uninstall", false, "remove the conflist; once the node has no attachment of the network, also its shared devices, firewall objects, state and the binaries; then exit (or wait, with --wait)")
 		wait       = fl.Bool("wait", false, "with --uninstall: stay running after the uninstall (a DaemonSet's pod must not exit)")
+		chroot     = fl.String("chroot", "", "with --uninstall: the host's root mounted here; uninstall from inside it, so the plugins' GC finds the host's iptables and state directories")
 		version    = fl.Bool("version", false, "print the version and exit")
 	)
 	o := &cfg.Install
@@ -69,12 +70,32 @@ func run(args []string) error {
 	defer stop()
 
 	if *uninstall {
-		rep, err := agent.Uninstall(ctx, o)
+		name := agent.ConflistName(o.Config)
+		if *chroot != "" {
+			// The plugin names come from the image, before leaving it.
+			names, err := o.PluginNames()
+			if err != nil {
+				return err
+			}
+			o.Plugins = names
+			if err := syscall.Chroot(*chroot); err != nil {
+				return fmt.Errorf("chroot %s: %w", *chroot, err)
+			}
+			if err := os.Chdir("/"); err != nil {
+				return err
+			}
+		}
+		rep, err := agent.Uninstall(ctx, o, name)
 		for _, l := range rep.Lines() {
 			log.Print(l)
 		}
 		if err != nil {
 			return err
+		}
+		if *wait && len(rep.Attachments) > 0 {
+			// Exit so the kubelet retries (with back-off) until the node
+			// is drained; only a clean node keeps this pod running.
+			return fmt.Errorf("not done: %d attachment(s) of the network left", len(rep.Attachments))
 		}
 		if *wait {
 			log.Print("uninstall done; waiting for SIGTERM")

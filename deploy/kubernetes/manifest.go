@@ -40,7 +40,8 @@ func Load(path string) (*Objects, error) {
 
 // Decode splits a multi-document YAML stream and decodes each document
 // strictly (unknown or duplicate fields are errors) into the API type its
-// apiVersion/kind names; another kind, or a kind twice, is an error.
+// apiVersion/kind names; another kind, or a kind twice, is an error. Kinds
+// the stream lacks stay nil.
 func Decode(r io.Reader) (*Objects, error) {
 	var o Objects
 	yr := utilyaml.NewYAMLReader(bufio.NewReader(r))
@@ -83,9 +84,6 @@ func Decode(r io.Reader) (*Objects, error) {
 		if err := yaml.UnmarshalStrict(doc, into); err != nil {
 			return nil, fmt.Errorf("document %d (%s): strict decode: %w", i, tm.Kind, err)
 		}
-	}
-	if o.ServiceAccount == nil || o.ClusterRole == nil || o.ClusterRoleBinding == nil || o.ConfigMap == nil || o.DaemonSet == nil {
-		return nil, fmt.Errorf("want a ServiceAccount, ClusterRole, ClusterRoleBinding, ConfigMap and DaemonSet")
 	}
 	return &o, nil
 }

@@ -38,6 +38,9 @@ func load(t *testing.T) objects {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if o.ServiceAccount == nil || o.ClusterRole == nil || o.ClusterRoleBinding == nil || o.ConfigMap == nil || o.DaemonSet == nil {
+		t.Fatalf("want a ServiceAccount, ClusterRole, ClusterRoleBinding, ConfigMap and DaemonSet: %+v", o)
+	}
 	return objects{sa: o.ServiceAccount, cm: o.ConfigMap, ds: o.DaemonSet, Objects: o}
 }
 
@@ -240,5 +243,50 @@ func TestConfigMapRendersForEveryNode(t *testing.T) {
 		if vx.Local != n.Address || slices.Contains(vx.Remotes, n.Address) || len(vx.Remotes) != len(c.Nodes)-1 {
 			t.Errorf("%s: vxlan local %s remotes %v: want its own address as local and every other node as a remote", n.Name, vx.Local, vx.Remotes)
 		}
+	}
+}
+
+// The uninstall DaemonSet: privileged in the host's namespaces (the chain's
+// GC removes devices and iptables rules there, from inside the host's root),
+// on every node, with the agent's uninstall mode.
+func TestUninstallManifest(t *testing.T) {
+	o, err := kubernetes.Load("vxvrf-uninstall.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o.DaemonSet == nil || o.ConfigMap != nil || o.ClusterRole != nil {
+		t.Fatalf("want only a DaemonSet: %+v", o)
+	}
+	main := load(t)
+	ps := o.DaemonSet.Spec.Template.Spec
+	if !ps.HostNetwork || ps.PriorityClassName != "system-node-critical" || !slices.Equal(ps.Tolerations, main.ds.Spec.Template.Spec.Tolerations) {
+		t.Errorf("hostNetwork %v, priority %q, tolerations %v: want those of the agent", ps.HostNetwork, ps.PriorityClassName, ps.Tolerations)
+	}
+	if ps.AutomountServiceAccountToken == nil || *ps.AutomountServiceAccountToken {
+		t.Error("the uninstall needs no API access: no token")
+	}
+	c := ps.Containers[0]
+	args := map[string]string{}
+	for _, a := range c.Args {
+		k, v, _ := strings.Cut(a, "=")
+		args[k] = v
+	}
+	for _, k := range []string{"--uninstall", "--wait", "--chroot"} {
+		if _, ok := args[k]; !ok {
+			t.Errorf("args %v lack %s", c.Args, k)
+		}
+	}
+	root := ""
+	for _, m := range c.VolumeMounts {
+		if m.MountPath == args["--chroot"] {
+			root = m.Name
+		}
+	}
+	ok := slices.ContainsFunc(ps.Volumes, func(v corev1.Volume) bool { return v.Name == root && v.HostPath != nil && v.HostPath.Path == "/" })
+	if !ok {
+		t.Errorf("--chroot=%s is not the host's /", args["--chroot"])
+	}
+	if c.Image != main.ds.Spec.Template.Spec.Containers[0].Image || !slices.Equal(c.Command, main.ds.Spec.Template.Spec.Containers[0].Command) {
+		t.Errorf("image %s %v: want the agent's", c.Image, c.Command)
 	}
 }

@@ -45,7 +45,18 @@ func (r UninstallReport) Lines() []string {
 	return out
 }
 
-// Uninstall takes vxvrf off this node:
+// ConflistName is the conflist file name the cluster config at path names
+// (the default when it cannot be read).
+func ConflistName(path string) string {
+	if data, err := os.ReadFile(path); err == nil {
+		if c, err := install.ParseCluster(data); err == nil {
+			return c.ConflistName
+		}
+	}
+	return install.DefaultConflistName
+}
+
+// Uninstall takes vxvrf (the conflist called name) off this node:
 //
 //  1. the conflist goes first, so the runtime starts no new pod on it;
 //  2. if no host veth of the network is left (every pod's DEL ran), the
@@ -58,14 +69,8 @@ func (r UninstallReport) Lines() []string {
 //
 // Node sysctls that infra-ensure set (forwarding) stay: kube-proxy and
 // other networks depend on them, and their previous values are not known.
-func Uninstall(ctx context.Context, o *install.Options) (UninstallReport, error) {
+func Uninstall(ctx context.Context, o *install.Options, name string) (UninstallReport, error) {
 	var rep UninstallReport
-	name := install.DefaultConflistName
-	if data, err := os.ReadFile(o.Config); err == nil {
-		if c, err := install.ParseCluster(data); err == nil {
-			name = c.ConflistName
-		}
-	}
 	confPath := filepath.Join(o.ConfDirPath(), name)
 	var list *libcni.NetworkConfigList
 	if _, err := os.Stat(confPath); err == nil {

@@ -66,7 +66,7 @@ func TestUninstallWaitsForPods(t *testing.T) {
 		var rep UninstallReport
 		err := node.Do(func(ns.NetNS) error {
 			var err error
-			rep, err = Uninstall(context.Background(), o)
+			rep, err = Uninstall(context.Background(), o, ConflistName(cfg))
 			return err
 		})
 		if err != nil {
