@@ -90,7 +90,6 @@ type Agent struct {
 	mu      sync.Mutex
 	status  Status
 	devices []string // VXLAN devices of the last rendered conflist
-	notify  chan struct{}
 }
 
 // New makes an agent talking to client.
@@ -106,7 +105,7 @@ func New(cfg Config, client kubernetes.Interface) (*Agent, error) {
 	default:
 		return nil, fmt.Errorf("underlay family %q: want ipv4 or ipv6", cfg.Family)
 	}
-	return &Agent{cfg: cfg, client: client, notify: make(chan struct{}, 1)}, nil
+	return &Agent{cfg: cfg, client: client}, nil
 }
 
 func (a *Agent) logf(format string, args ...any) {
@@ -126,10 +125,6 @@ func (a *Agent) Status() Status {
 	}
 	return s
 }
-
-// Changed is signalled (without blocking) after every reconcile; tests and
-// the health server wait on it.
-func (a *Agent) Changed() <-chan struct{} { return a.notify }
 
 // the only work item: everything is reconciled in one pass.
 const key = "node"
@@ -208,10 +203,6 @@ func (a *Agent) processNext(ctx context.Context) bool {
 		a.status.Ready = true
 	}
 	a.mu.Unlock()
-	select {
-	case a.notify <- struct{}{}:
-	default:
-	}
 	if err != nil {
 		a.queue.AddRateLimited(k)
 	} else {
