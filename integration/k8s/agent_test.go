@@ -196,6 +196,7 @@ type setup struct {
 func newSetup(t *testing.T, nodes int) *setup {
 	t.Helper()
 	need(t, "etcd", k8sBin("kube-apiserver"), "bridge", "ip")
+	t0 := time.Now()
 	lab, err := netsim.NewCluster("k8a", nodes)
 	if err != nil {
 		t.Fatal(err)
@@ -203,6 +204,7 @@ func newSetup(t *testing.T, nodes int) *setup {
 	t.Cleanup(func() { lab.Close() })
 	s := &setup{lab: lab, dir: t.TempDir()}
 	s.cp = startControlPlane(t, lab.Router, netsim.UnderlayGateway)
+	t.Logf("lab and control plane up after %s", time.Since(t0).Round(time.Millisecond))
 	s.objs, err = manifests.Load(repoFile(t, "deploy/kubernetes/vxvrf.yaml"))
 	if err != nil {
 		t.Fatal(err)
@@ -229,6 +231,7 @@ func newSetup(t *testing.T, nodes int) *setup {
 	s.agentKC = s.cp.kubeconfig(t, "vxvrf-agent", &clientcmdapi.AuthInfo{Token: tok.Status.Token})
 	s.agent = agentBinary(t)
 	s.plugins = testutil.PluginDir(t, testutil.Plugins...)
+	t.Logf("agent and plugins built after %s", time.Since(t0).Round(time.Millisecond))
 	return s
 }
 
