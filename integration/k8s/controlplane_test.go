@@ -54,12 +54,18 @@ func need(t *testing.T, tools ...string) {
 	}
 	var missing []string
 	for _, p := range tools {
-		if _, err := exec.LookPath(p); err != nil {
+		var err error
+		if strings.HasSuffix(p, ".tar") {
+			_, err = os.Stat(p) // an image archive
+		} else {
+			_, err = exec.LookPath(p)
+		}
+		if err != nil {
 			missing = append(missing, p)
 		}
 	}
 	if len(missing) > 0 {
-		msg := fmt.Sprintf("not installed: %s (run scripts/k8s-setup.sh)", strings.Join(missing, ", "))
+		msg := fmt.Sprintf("not installed: %s (run scripts/e2e-setup.sh and scripts/k8s-setup.sh)", strings.Join(missing, ", "))
 		if os.Getenv("VXVRF_K8S_REQUIRE") == "1" {
 			t.Fatal(msg)
 		}
@@ -79,12 +85,19 @@ type proc struct {
 // dir/name.log. The process is killed when the test ends.
 func start(t *testing.T, in *netsim.NS, dir, name string, env []string, bin string, args ...string) *proc {
 	t.Helper()
+	return startArgv(t, dir, name, env, append([]string{"ip", "netns", "exec", in.Name, bin}, args...))
+}
+
+// startArgv runs argv (which enters the namespace itself), logging to
+// dir/name.log; the process is killed when the test ends.
+func startArgv(t *testing.T, dir, name string, env []string, argv []string) *proc {
+	t.Helper()
 	logPath := filepath.Join(dir, name+".log")
 	f, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command("ip", append([]string{"netns", "exec", in.Name, bin}, args...)...)
+	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Stdout, cmd.Stderr = f, f
 	cmd.Env = append(os.Environ(), env...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
