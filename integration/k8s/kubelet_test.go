@@ -15,6 +15,8 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
+
+	"github.com/vxvrf/cni/pkg/testutil"
 )
 
 // Images scripts/e2e-setup.sh builds (nothing is pulled).
@@ -115,52 +117,96 @@ evictionHard:
   nodefs.inodesFree: "0%%"
 `
 
-// TestKubeletNodeBecomesReady: a real kubelet v1.35 on Debian's containerd
-// 1.6 registers its Node, the real kube-controller-manager allocates the
-// node's pod CIDR, the agent renders the conflist into the directory
-// containerd watches, and the node turns Ready: NotReady until then.
-func TestKubeletNodeBecomesReady(t *testing.T) {
-	need(t, k8sBin("kubelet"), k8sBin("kube-controller-manager"), "containerd", "ctr", e2eTool("netns-exec"), e2eImage("pause.oci.tar"))
-	s := newSetup(t, 1)
-	saveHostState(t)
-	ctx := context.Background()
-	startArgv(t, s.cp.Dir, "kube-controller-manager", nil, []string{"ip", "netns", "exec", s.lab.Router.Name, k8sBin("kube-controller-manager"),
-		"--kubeconfig=" + s.cp.AdminFile, "--leader-elect=false", "--controllers=nodeipam",
+// kubeletNode is a lab node with its own containerd and kubelet (and the
+// agent), both writing and reading the node's own CNI directories.
+type kubeletNode struct {
+	*agentNode
+	dir     string
+	sock    string
+	kubelet *proc
+}
+
+func (k *kubeletNode) crictl(args ...string) ([]byte, error) {
+	return k.In(e2eTool("crictl"), append([]string{"-r", "unix://" + k.sock}, args...)...)
+}
+
+// startControllerManager runs kube-controller-manager in the control
+// plane's namespace, allocating node pod CIDRs from 10.244.0.0/16.
+func (s *setup) startControllerManager(t *testing.T) {
+	t.Helper()
+	start(t, s.lab.Router, s.cp.Dir, "kube-controller-manager", nil, k8sBin("kube-controller-manager"),
+		"--kubeconfig="+s.cp.AdminFile, "--leader-elect=false", "--controllers=nodeipam",
 		"--allocate-node-cidrs=true", "--cluster-cidr=10.244.0.0/16", "--node-cidr-mask-size=24",
-		"--service-cluster-ip-range=10.96.0.0/16", "--bind-address=127.0.0.1", "--secure-port=10257"})
-	n := s.node(t, 0, "node-1")
-	dir := filepath.Join(n.root, "node")
-	for _, d := range []string{dir, n.binDir(), n.confDir()} {
+		"--service-cluster-ip-range=10.96.0.0/16", "--bind-address=127.0.0.1", "--secure-port=10257")
+}
+
+// startKubeletNode starts containerd (images imported) and the kubelet
+// (as system:node:<name>) on lab node i; not yet the agent.
+func (s *setup) startKubeletNode(t *testing.T, i int, name string) *kubeletNode {
+	t.Helper()
+	n := s.node(t, i, name)
+	k := &kubeletNode{agentNode: n, dir: filepath.Join(n.root, "node")}
+	k.sock = filepath.Join(k.dir, "containerd.sock")
+	for _, d := range []string{k.dir, n.binDir(), n.confDir()} {
 		if err := os.MkdirAll(d, 0o755); err != nil {
 			t.Fatal(err)
 		}
 	}
-	os.WriteFile(filepath.Join(dir, "containerd.toml"), []byte(fmt.Sprintf(containerdConfig, dir, n.binDir(), n.confDir())), 0o644)
-	ctrd := startArgv(t, dir, "containerd", nil, []string{e2eTool("netns-exec"), n.NS.Name, "containerd", "--config", filepath.Join(dir, "containerd.toml")})
-	sock := filepath.Join(dir, "containerd.sock")
-	eventually(t, 30*time.Second, "containerd socket", func() error { _, err := os.Stat(sock); return err })
-	if out, err := n.In("ctr", "-a", sock, "-n", "k8s.io", "images", "import", e2eImage("pause.oci.tar")); err != nil {
-		t.Fatalf("import pause: %v %s", err, out)
+	// containerd 1.x's CRI runs the reference "loopback" plugin from its
+	// bin dir for every pod: a real node has it from its CNI plugins package.
+	lo, err := os.ReadFile(filepath.Join(testutil.ReferencePlugins(t, "loopback"), "loopback"))
+	if err != nil {
+		t.Fatal(err)
 	}
-	t.Cleanup(func() { ctrd.Stop(9) })
-
-	// The kubelet authenticates as system:node:node-1.
-	cert, key := s.cp.PKI.issue(t, "kubelet-node-1", "system:node:node-1", []string{"system:nodes"}, nil, nil)
-	kc := s.cp.kubeconfig(t, "kubelet-node-1", &clientcmdapi.AuthInfo{ClientCertificate: cert, ClientKey: key})
-	os.WriteFile(filepath.Join(dir, "kubelet.yaml"), []byte(fmt.Sprintf(kubeletConfig, dir)), 0o644)
-	n.startAgent(t, s.dir)
-	kubelet := startArgv(t, dir, "kubelet", nil, []string{e2eTool("netns-exec"), n.NS.Name, k8sBin("kubelet"),
-		"--config=" + filepath.Join(dir, "kubelet.yaml"), "--kubeconfig=" + kc,
-		"--root-dir=" + filepath.Join(dir, "kubelet"), "--cert-dir=" + filepath.Join(dir, "pki"),
-		"--hostname-override=node-1", "--node-ip=" + n.Addr.String(), "-v=1"})
-	t.Cleanup(func() { kubelet.Stop(15) })
-
-	var notReadySeen bool
-	took := eventually(t, 2*time.Minute, "node-1 Ready", func() error {
-		if kubelet.Exited() {
-			t.Fatalf("kubelet exited:\n%s", kubelet.tail())
+	if err := os.WriteFile(filepath.Join(n.binDir(), "loopback"), lo, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(filepath.Join(k.dir, "containerd.toml"), []byte(fmt.Sprintf(containerdConfig, k.dir, n.binDir(), n.confDir())), 0o644)
+	ctrd := startArgv(t, k.dir, "containerd", nil, []string{e2eTool("netns-exec"), n.NS.Name, "containerd", "--config", filepath.Join(k.dir, "containerd.toml")})
+	eventually(t, 30*time.Second, "containerd socket", func() error { _, err := os.Stat(k.sock); return err })
+	for _, img := range []string{"pause.oci.tar", "busybox.oci.tar"} {
+		if out, err := n.In("ctr", "-a", k.sock, "-n", "k8s.io", "images", "import", e2eImage(img)); err != nil {
+			t.Fatalf("import %s: %v %s", img, err, out)
 		}
-		node, err := s.cp.Admin.CoreV1().Nodes().Get(ctx, "node-1", metav1.GetOptions{})
+	}
+	cert, key := s.cp.PKI.issue(t, "kubelet-"+name, "system:node:"+name, []string{"system:nodes"}, nil, nil)
+	kc := s.cp.kubeconfig(t, "kubelet-"+name, &clientcmdapi.AuthInfo{ClientCertificate: cert, ClientKey: key})
+	os.WriteFile(filepath.Join(k.dir, "kubelet.yaml"), []byte(fmt.Sprintf(kubeletConfig, k.dir)), 0o644)
+	k.kubelet = startArgv(t, k.dir, "kubelet", nil, []string{e2eTool("netns-exec"), n.NS.Name, k8sBin("kubelet"),
+		"--config=" + filepath.Join(k.dir, "kubelet.yaml"), "--kubeconfig=" + kc,
+		"--root-dir=" + filepath.Join(k.dir, "kubelet"), "--cert-dir=" + filepath.Join(k.dir, "pki"),
+		"--hostname-override=" + name, "--node-ip=" + n.Addr.String(), "-v=1"})
+	// Registered in this order, cleanups run in reverse: the kubelet
+	// stops (and tears its pods down through the chain) before containerd.
+	t.Cleanup(func() { ctrd.Stop(9) })
+	// Pods outlive the kubelet and containerd (their shims): remove them
+	// through the CRI, which runs the chain's DEL, while containerd is up.
+	t.Cleanup(func() {
+		if out, err := k.crictl("rmp", "-a", "-f"); err != nil {
+			t.Errorf("%s: crictl rmp -af: %v %s", name, err, out)
+		}
+	})
+	t.Cleanup(func() { k.kubelet.Stop(15) })
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("%s kubelet log:\n%s\n%s containerd log:\n%s", name, k.kubelet.tail(), name, ctrd.tail())
+			if n.agent != nil {
+				t.Logf("%s agent log:\n%s", name, n.agent.tail())
+			}
+		}
+	})
+	return k
+}
+
+// waitReady waits until the node's Ready condition is want; with want
+// false, also that the kubelet blames the missing CNI config.
+func (s *setup) waitReady(t *testing.T, k *kubeletNode, want bool) time.Duration {
+	t.Helper()
+	return eventually(t, 2*time.Minute, fmt.Sprintf("%s Ready=%v", k.name, want), func() error {
+		if k.kubelet.Exited() {
+			t.Fatalf("kubelet exited:\n%s", k.kubelet.tail())
+		}
+		node, err := s.cp.Admin.CoreV1().Nodes().Get(context.Background(), k.name, metav1.GetOptions{})
 		if err != nil {
 			return err
 		}
@@ -168,31 +214,94 @@ func TestKubeletNodeBecomesReady(t *testing.T) {
 			if c.Type != corev1.NodeReady {
 				continue
 			}
-			if c.Status == corev1.ConditionTrue {
+			if (c.Status == corev1.ConditionTrue) == want && (want || strings.Contains(strings.ToLower(c.Message), "cni")) {
 				return nil
 			}
-			notReadySeen = true
 			return fmt.Errorf("Ready=%s: %s (podCIDRs %v)", c.Status, c.Message, node.Spec.PodCIDRs)
 		}
 		return fmt.Errorf("no Ready condition yet")
 	})
-	t.Logf("kubelet v1.35 on containerd 1.6: node-1 Ready %s after the kubelet started", took.Round(time.Millisecond))
-	node, err := s.cp.Admin.CoreV1().Nodes().Get(ctx, "node-1", metav1.GetOptions{})
-	if err != nil {
+}
+
+// TestKubeletPodsAcrossNodes: real kubelets v1.35 on Debian's containerd
+// 1.6 on two lab nodes register their Nodes, the real
+// kube-controller-manager allocates their pod CIDRs, the agents render the
+// conflists into the directories containerd watches, and the nodes turn
+// Ready (NotReady until then). Pods bound to each node through the API get
+// addresses from their node's pod CIDR and reach each other across VXLAN.
+func TestKubeletPodsAcrossNodes(t *testing.T) {
+	need(t, k8sBin("kubelet"), k8sBin("kube-controller-manager"), "containerd", "ctr", e2eTool("netns-exec"), e2eTool("crictl"),
+		e2eImage("pause.oci.tar"), e2eImage("busybox.oci.tar"))
+	s := newSetup(t, 2)
+	saveHostState(t)
+	ctx := context.Background()
+	s.startControllerManager(t)
+	nodes := []*kubeletNode{s.startKubeletNode(t, 0, "node-1"), s.startKubeletNode(t, 1, "node-2")}
+	// Without the agent there is no conflist: the kubelet says so.
+	for _, k := range nodes {
+		s.waitReady(t, k, false)
+		if fileExists(k.conflist()) {
+			t.Fatalf("%s has a conflist before its agent ran", k.name)
+		}
+	}
+	for _, k := range nodes {
+		k.startAgent(t, s.dir)
+	}
+	for _, k := range nodes {
+		took := s.waitReady(t, k, true)
+		t.Logf("%s Ready %s after its agent started", k.name, took.Round(time.Millisecond))
+		node, err := s.cp.Admin.CoreV1().Nodes().Get(ctx, k.name, metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if v := node.Status.NodeInfo.ContainerRuntimeVersion; !strings.HasPrefix(v, "containerd://1.6") || node.Status.NodeInfo.KubeletVersion != Version {
+			t.Errorf("%s: runtime %s kubelet %s", k.name, v, node.Status.NodeInfo.KubeletVersion)
+		}
+	}
+
+	// One pod per node, bound by nodeName (no scheduler needed here).
+	if _, err := s.cp.Admin.CoreV1().ServiceAccounts("default").Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "default"}}, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	if !notReadySeen {
-		t.Error("the node was never seen NotReady before the conflist existed")
+	no := false
+	grace := int64(1)
+	for _, k := range nodes {
+		pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "pod-" + k.name, Namespace: "default"}, Spec: corev1.PodSpec{
+			NodeName: k.name, AutomountServiceAccountToken: &no, TerminationGracePeriodSeconds: &grace,
+			Containers: []corev1.Container{{Name: "c", Image: "localhost/vxvrf-e2e-busybox:latest", ImagePullPolicy: corev1.PullNever, Command: []string{"sleep", "3600"}}},
+		}}
+		if _, err := s.cp.Admin.CoreV1().Pods("default").Create(ctx, pod, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
 	}
-	local, _, rangeStart, err := n.rendered()
-	if err != nil {
-		t.Fatal(err)
+	ips := map[string]string{}
+	for _, k := range nodes {
+		node, _ := s.cp.Admin.CoreV1().Nodes().Get(ctx, k.name, metav1.GetOptions{})
+		eventually(t, 40*time.Second, "pod on "+k.name+" running", func() error {
+			p, err := s.cp.Admin.CoreV1().Pods("default").Get(ctx, "pod-"+k.name, metav1.GetOptions{})
+			if err != nil {
+				return err
+			}
+			if p.Status.Phase != corev1.PodRunning || p.Status.PodIP == "" {
+				return fmt.Errorf("phase %s ip %q %v", p.Status.Phase, p.Status.PodIP, p.Status.Conditions)
+			}
+			_, cidr, _ := net.ParseCIDR(node.Spec.PodCIDRs[0])
+			if !cidr.Contains(net.ParseIP(p.Status.PodIP)) {
+				t.Errorf("pod on %s has %s, outside the node's pod CIDR %s", k.name, p.Status.PodIP, cidr)
+			}
+			ips[k.name] = p.Status.PodIP
+			return nil
+		})
 	}
-	_, cidr, _ := net.ParseCIDR(node.Spec.PodCIDRs[0])
-	if local != n.Addr.String() || !cidr.Contains(net.ParseIP(rangeStart)) {
-		t.Errorf("conflist local %s rangeStart %s; node InternalIP %s, podCIDRs %v", local, rangeStart, n.Addr, node.Spec.PodCIDRs)
-	}
-	if v := node.Status.NodeInfo.ContainerRuntimeVersion; !strings.HasPrefix(v, "containerd://1.6") || node.Status.NodeInfo.KubeletVersion != Version {
-		t.Errorf("runtime %s kubelet %s", v, node.Status.NodeInfo.KubeletVersion)
+	t.Logf("pods: %v", ips)
+	for i, k := range nodes {
+		other := nodes[1-i]
+		ctr, err := k.crictl("ps", "-q", "--name", "c", "--state", "running")
+		if err != nil || len(strings.TrimSpace(string(ctr))) == 0 {
+			t.Fatalf("%s: container: %v %s", k.name, err, ctr)
+		}
+		if out, err := k.crictl("exec", strings.TrimSpace(string(ctr)), "ping", "-c", "1", "-W", "2", ips[other.name]); err != nil {
+			t.Errorf("pod on %s → pod on %s (%s): %v %s", k.name, other.name, ips[other.name], err, out)
+		}
 	}
 }
