@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -44,6 +45,18 @@ func saveHostState(t *testing.T) {
 			created = append(created, d)
 		}
 	}
+	// containerd's libcni keeps its result cache in /var/lib/cni (it cannot
+	// be moved): every entry this test's pods made must be gone by DEL.
+	before, _ := filepath.Glob("/var/lib/cni/results/vxvrf-*")
+	t.Cleanup(func() {
+		after, _ := filepath.Glob("/var/lib/cni/results/vxvrf-*")
+		for _, f := range after {
+			if !slices.Contains(before, f) {
+				t.Errorf("libcni cache entry left: %s", f)
+				os.Remove(f)
+			}
+		}
+	})
 	t.Cleanup(func() {
 		for k, v := range saved {
 			if b, _ := os.ReadFile("/proc/sys/" + k); string(b) != string(v) {
