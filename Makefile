@@ -55,11 +55,15 @@ e2e: build deps
 # a real etcd + kube-apiserver built from source (scripts/k8s-setup.sh,
 # cached under /opt/vxvrf-e2e/k8s). Not part of `make test` yet: see
 # integration/k8s/README.md. Fails, not skips, when a component is missing.
+# containerd, crictl, netns-exec and the pause/busybox images come from
+# e2e-setup.sh (without its kubelet v1.26 and podman, which this suite does
+# not use); etcd and the v1.35 components from k8s-setup.sh.
 k8s-deps:
+	E2E_KUBELET=0 E2E_PODMAN=0 ./scripts/e2e-setup.sh
 	./scripts/k8s-setup.sh
 
 e2e-k8s: build deps k8s-deps $(BIN)/vxvrf-agent
-	set -o pipefail; VXVRF_K8S_REQUIRE=1 VXVRF_BIN=$(BIN) PATH=$(TOOLS)/bin:$$PATH \
+	set -o pipefail; VXVRF_K8S_REQUIRE=1 VXVRF_BIN=$(BIN) VXVRF_REF_BIN=$(TOOLS)/cni PATH=$(TOOLS)/bin:$$PATH \
 		$(GOTEST) -tags k8s -json -timeout 20m ./integration/k8s/ | $(GO) run ./scripts/testreport
 
 # The VRF suite in a QEMU VM whose kernel has VRF (this one may not); fails
