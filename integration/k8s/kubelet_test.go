@@ -4,12 +4,14 @@ package k8s
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -17,6 +19,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 
+	"github.com/vxvrf/cni/pkg/chain"
 	"github.com/vxvrf/cni/pkg/testutil"
 )
 
@@ -317,4 +320,96 @@ func TestKubeletPodsAcrossNodes(t *testing.T) {
 			t.Errorf("pod on %s → pod on %s (%s): %v %s", k.name, other.name, ips[other.name], err, out)
 		}
 	}
+
+	// Faults: node-1's agent is SIGKILLed and restarted over and over while
+	// pods are created and deleted there. Every pod gets its network, the
+	// node stays Ready, and nothing leaks: afterwards the node holds the
+	// lease and host veth of the long-running pod only.
+	k := nodes[0]
+	stop, killed := make(chan struct{}), make(chan int)
+	go func() {
+		n := 0
+		defer func() { killed <- n }()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(700 * time.Millisecond):
+			}
+			k.agent.Stop(syscall.SIGKILL)
+			k.agent = startArgv(t, s.dir, "agent-"+k.name, nil, append([]string{"ip", "netns", "exec", k.NS.Name}, k.args...))
+			n++
+		}
+	}()
+	node, _ := s.cp.Admin.CoreV1().Nodes().Get(ctx, k.name, metav1.GetOptions{})
+	_, cidr, _ := net.ParseCIDR(node.Spec.PodCIDRs[0])
+	for i := range 6 {
+		name := fmt.Sprintf("churn-%d", i)
+		pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "default"}, Spec: corev1.PodSpec{
+			NodeName: k.name, AutomountServiceAccountToken: &no, TerminationGracePeriodSeconds: &grace,
+			Containers: []corev1.Container{{Name: "c", Image: "localhost/vxvrf-e2e-busybox:latest", ImagePullPolicy: corev1.PullNever, Command: []string{"sleep", "3600"}}},
+		}}
+		if _, err := s.cp.Admin.CoreV1().Pods("default").Create(ctx, pod, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		eventually(t, time.Minute, name+" running", func() error {
+			p, err := s.cp.Admin.CoreV1().Pods("default").Get(ctx, name, metav1.GetOptions{})
+			if err != nil {
+				return err
+			}
+			if p.Status.Phase != corev1.PodRunning || !cidr.Contains(net.ParseIP(p.Status.PodIP)) {
+				return fmt.Errorf("phase %s ip %q", p.Status.Phase, p.Status.PodIP)
+			}
+			return nil
+		})
+		if err := s.cp.Admin.CoreV1().Pods("default").Delete(ctx, name, metav1.DeleteOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		eventually(t, time.Minute, name+" gone", func() error {
+			if _, err := s.cp.Admin.CoreV1().Pods("default").Get(ctx, name, metav1.GetOptions{}); err == nil {
+				return fmt.Errorf("still there")
+			}
+			return nil
+		})
+	}
+	close(stop)
+	t.Logf("6 pods created and deleted on %s while its agent was killed %d times", k.name, <-killed)
+	s.waitReady(t, k, true)
+	eventually(t, 30*time.Second, "no leaked lease or veth on "+k.name, func() error {
+		b, err := os.ReadFile(filepath.Join(k.root, "run", "ipam", "vxvrf.json"))
+		if err != nil {
+			return err
+		}
+		var st struct {
+			Leases []json.RawMessage `json:"leases"`
+		}
+		if err := json.Unmarshal(b, &st); err != nil {
+			return err
+		}
+		links, err := chain.Links(k.NetNS)
+		if err != nil {
+			return err
+		}
+		var veths []string
+		for name, alias := range links {
+			if strings.HasPrefix(alias, "vxvrf:vxvrf:") {
+				veths = append(veths, name)
+			}
+		}
+		if len(st.Leases) != 1 || len(veths) != 1 {
+			return fmt.Errorf("%d leases %s, host veths %v: want the long-running pod's only", len(st.Leases), b, veths)
+		}
+		return nil
+	})
+	if out, err := k.crictl("exec", strings.TrimSpace(string(mustOut(k.crictl("ps", "-q", "--name", "c", "--state", "running")))), "ping", "-c", "1", "-W", "2", ips[nodes[1].name]); err != nil {
+		t.Errorf("after the churn, node-1's pod → node-2's pod: %v %s", err, out)
+	}
+
+}
+
+func mustOut(b []byte, err error) []byte {
+	if err != nil {
+		return nil
+	}
+	return b
 }
