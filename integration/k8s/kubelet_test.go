@@ -248,7 +248,7 @@ func (s *setup) waitReady(t *testing.T, k *kubeletNode, want bool) time.Duration
 func TestKubeletPodsAcrossNodes(t *testing.T) {
 	need(t, k8sBin("kubelet"), k8sBin("kube-controller-manager"), "containerd", "ctr", e2eTool("netns-exec"), e2eTool("crictl"),
 		e2eImage("pause.oci.tar"), e2eImage("busybox.oci.tar"))
-	s := newSetup(t, 2)
+	s := newSetup(t, 3)
 	saveHostState(t)
 	ctx := context.Background()
 	s.startControllerManager(t)
@@ -282,13 +282,7 @@ func TestKubeletPodsAcrossNodes(t *testing.T) {
 	no := false
 	grace := int64(1)
 	for _, k := range nodes {
-		pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "pod-" + k.name, Namespace: "default"}, Spec: corev1.PodSpec{
-			NodeName: k.name, AutomountServiceAccountToken: &no, TerminationGracePeriodSeconds: &grace,
-			Containers: []corev1.Container{{Name: "c", Image: "localhost/vxvrf-e2e-busybox:latest", ImagePullPolicy: corev1.PullNever, Command: []string{"sleep", "3600"}}},
-		}}
-		if _, err := s.cp.Admin.CoreV1().Pods("default").Create(ctx, pod, metav1.CreateOptions{}); err != nil {
-			t.Fatal(err)
-		}
+		s.createPod(t, "pod-"+k.name, k.name)
 	}
 	ips := map[string]string{}
 	for _, k := range nodes {
@@ -320,6 +314,56 @@ func TestKubeletPodsAcrossNodes(t *testing.T) {
 			t.Errorf("pod on %s → pod on %s (%s): %v %s", k.name, other.name, ips[other.name], err, out)
 		}
 	}
+
+	// A 3rd node joins the running cluster: its pod reaches the others and
+	// is reached by them, with no pod restarted anywhere. Then it is
+	// deleted: the other nodes' flood entries for it go.
+	k3 := s.startKubeletNode(t, 2, "node-3")
+	k3.startAgent(t, s.dir)
+	joined := time.Now()
+	s.waitReady(t, k3, true)
+	s.createPod(t, "pod-node-3", "node-3")
+	ip3 := s.podIP(t, "pod-node-3")
+	all := append(nodes, k3)
+	ips["node-3"] = ip3
+	for _, from := range all {
+		for _, to := range all {
+			if from == to {
+				continue
+			}
+			eventually(t, 20*time.Second, fmt.Sprintf("pod on %s → pod on %s", from.name, to.name), func() error {
+				return from.podPing(ips[to.name])
+			})
+		}
+	}
+	t.Logf("node-3 joined: Ready and its pod reaching every other pod and back %s after its agent started", time.Since(joined).Round(time.Millisecond))
+	for _, name := range []string{"pod-node-1", "pod-node-2"} {
+		p, err := s.cp.Admin.CoreV1().Pods("default").Get(ctx, name, metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, cs := range p.Status.ContainerStatuses {
+			if cs.RestartCount != 0 {
+				t.Errorf("%s restarted %d times", name, cs.RestartCount)
+			}
+		}
+	}
+	nodes[0].wantFlood(t, time.Second, nodes[1].Addr.String(), k3.Addr.String())
+	if err := s.cp.Admin.CoreV1().Pods("default").Delete(ctx, "pod-node-3", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, time.Minute, "pod-node-3 gone", func() error {
+		if _, err := s.cp.Admin.CoreV1().Pods("default").Get(ctx, "pod-node-3", metav1.GetOptions{}); err == nil {
+			return fmt.Errorf("still there")
+		}
+		return nil
+	})
+	k3.kubelet.Stop(syscall.SIGTERM)
+	if err := s.cp.Admin.CoreV1().Nodes().Delete(ctx, "node-3", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	nodes[0].wantFlood(t, 10*time.Second, nodes[1].Addr.String())
+	nodes[1].wantFlood(t, 10*time.Second, nodes[0].Addr.String())
 
 	// Faults: node-1's agent is SIGKILLed and restarted over and over while
 	// pods are created and deleted there. Every pod gets its network, the
@@ -412,4 +456,47 @@ func mustOut(b []byte, err error) []byte {
 		return nil
 	}
 	return b
+}
+
+func (s *setup) createPod(t *testing.T, name, node string) {
+	t.Helper()
+	no, grace := false, int64(1)
+	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "default"}, Spec: corev1.PodSpec{
+		NodeName: node, AutomountServiceAccountToken: &no, TerminationGracePeriodSeconds: &grace,
+		Containers: []corev1.Container{{Name: "c", Image: "localhost/vxvrf-e2e-busybox:latest", ImagePullPolicy: corev1.PullNever, Command: []string{"sleep", "3600"}}},
+	}}
+	if _, err := s.cp.Admin.CoreV1().Pods("default").Create(context.Background(), pod, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// podIP waits for the pod to run and returns its address.
+func (s *setup) podIP(t *testing.T, name string) string {
+	t.Helper()
+	var ip string
+	eventually(t, time.Minute, name+" running", func() error {
+		p, err := s.cp.Admin.CoreV1().Pods("default").Get(context.Background(), name, metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		if p.Status.Phase != corev1.PodRunning || p.Status.PodIP == "" {
+			return fmt.Errorf("phase %s ip %q", p.Status.Phase, p.Status.PodIP)
+		}
+		ip = p.Status.PodIP
+		return nil
+	})
+	return ip
+}
+
+// podPing pings ip from the node's long-running pod (its container "c" named
+// for the pod "pod-<node>").
+func (k *kubeletNode) podPing(ip string) error {
+	out, err := k.crictl("ps", "-q", "--name", "c", "--label", "io.kubernetes.pod.name=pod-"+k.name, "--state", "running")
+	if err != nil || len(strings.TrimSpace(string(out))) == 0 {
+		return fmt.Errorf("container of pod-%s: %v %s", k.name, err, out)
+	}
+	if out, err := k.crictl("exec", strings.TrimSpace(string(out)), "ping", "-c", "1", "-W", "2", ip); err != nil {
+		return fmt.Errorf("%v %s", err, out)
+	}
+	return nil
 }
