@@ -22,6 +22,7 @@ import (
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 
 	"github.com/vxvrf/cni/pkg/chain"
+	"github.com/vxvrf/cni/pkg/netsim"
 	"github.com/vxvrf/cni/pkg/testutil"
 )
 
@@ -314,6 +315,14 @@ func TestKubeletPodsAcrossNodes(t *testing.T) {
 		}
 		if out, err := k.crictl("exec", strings.TrimSpace(string(ctr)), "ping", "-c", "1", "-W", "2", ips[other.name]); err != nil {
 			t.Errorf("pod on %s → pod on %s (%s): %v %s", k.name, other.name, ips[other.name], err, out)
+		}
+	}
+
+	// Pod → external host through the router: only masquerade to the node's
+	// uplink address gets replies (the router has no route to pod ranges).
+	for _, k := range nodes {
+		if err := k.podPing(netsim.ExternalHost); err != nil {
+			t.Errorf("pod on %s → external host %s: %v", k.name, netsim.ExternalHost, err)
 		}
 	}
 
