@@ -17,8 +17,10 @@ import (
 	"testing"
 	"time"
 
+	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 
 	"github.com/vxvrf/cni/pkg/chain"
@@ -154,7 +156,7 @@ func (k *kubeletNode) crictl(args ...string) ([]byte, error) {
 func (s *setup) startControllerManager(t *testing.T) {
 	t.Helper()
 	start(t, s.lab.Router, s.cp.Dir, "kube-controller-manager", nil, k8sBin("kube-controller-manager"),
-		"--kubeconfig="+s.cp.AdminFile, "--leader-elect=false", "--controllers=nodeipam,endpointslice",
+		"--kubeconfig="+s.cp.AdminFile, "--leader-elect=false", "--controllers=nodeipam,nodelifecycle,endpointslice,deployment,replicaset",
 		"--allocate-node-cidrs=true", "--cluster-cidr=10.244.0.0/16", "--node-cidr-mask-size=24",
 		"--service-cluster-ip-range=10.96.0.0/16", "--bind-address=127.0.0.1", "--secure-port=10257")
 }
@@ -316,6 +318,71 @@ func TestKubeletPodsAcrossNodes(t *testing.T) {
 		if out, err := k.crictl("exec", strings.TrimSpace(string(ctr)), "ping", "-c", "1", "-W", "2", ips[other.name]); err != nil {
 			t.Errorf("pod on %s → pod on %s (%s): %v %s", k.name, other.name, ips[other.name], err, out)
 		}
+	}
+
+	// kube-scheduler places a Deployment spread over both nodes (one pod
+	// each); every replica gets an address from its node's pod CIDR.
+	sched := start(t, s.lab.Router, s.cp.Dir, "kube-scheduler", nil, k8sBin("kube-scheduler"),
+		"--kubeconfig="+s.cp.AdminFile, "--leader-elect=false", "--bind-address=127.0.0.1", "--secure-port=10259")
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("kube-scheduler log:\n%s", sched.tail())
+		}
+	})
+	replicas := int32(2)
+	labels := map[string]string{"app": "spread"}
+	dep := &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Name: "spread", Namespace: "default"}, Spec: appsv1.DeploymentSpec{
+		Replicas: &replicas, Selector: &metav1.LabelSelector{MatchLabels: labels},
+		Template: corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Labels: labels}, Spec: corev1.PodSpec{
+			AutomountServiceAccountToken: &no, TerminationGracePeriodSeconds: &grace,
+			TopologySpreadConstraints: []corev1.TopologySpreadConstraint{{MaxSkew: 1, TopologyKey: "kubernetes.io/hostname",
+				WhenUnsatisfiable: corev1.DoNotSchedule, LabelSelector: &metav1.LabelSelector{MatchLabels: labels}}},
+			Containers: []corev1.Container{{Name: "c", Image: "localhost/vxvrf-e2e-busybox:latest", ImagePullPolicy: corev1.PullNever, Command: []string{"sleep", "3600"}}},
+		}},
+	}}
+	if _, err := s.cp.Admin.AppsV1().Deployments("default").Create(ctx, dep, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 90*time.Second, "Deployment spread over node-1 and node-2", func() error {
+		pods, err := s.cp.Admin.CoreV1().Pods("default").List(ctx, metav1.ListOptions{LabelSelector: "app=spread"})
+		if err != nil {
+			return err
+		}
+		on := map[string]bool{}
+		for _, p := range pods.Items {
+			if p.Status.Phase != corev1.PodRunning {
+				return fmt.Errorf("%s on %q: %s", p.Name, p.Spec.NodeName, p.Status.Phase)
+			}
+			node, err := s.cp.Admin.CoreV1().Nodes().Get(ctx, p.Spec.NodeName, metav1.GetOptions{})
+			if err != nil {
+				return err
+			}
+			if _, cidr, _ := net.ParseCIDR(node.Spec.PodCIDRs[0]); !cidr.Contains(net.ParseIP(p.Status.PodIP)) {
+				t.Errorf("%s on %s has %s, outside %s", p.Name, p.Spec.NodeName, p.Status.PodIP, cidr)
+			}
+			on[p.Spec.NodeName] = true
+		}
+		if len(pods.Items) != 2 || !on["node-1"] || !on["node-2"] {
+			return fmt.Errorf("%d pods on %v", len(pods.Items), on)
+		}
+		return nil
+	})
+	// Scaled to zero, then removed (no garbage collector runs here).
+	if _, err := s.cp.Admin.AppsV1().Deployments("default").Patch(ctx, "spread", types.MergePatchType, []byte(`{"spec":{"replicas":0}}`), metav1.PatchOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, time.Minute, "Deployment pods gone", func() error {
+		pods, err := s.cp.Admin.CoreV1().Pods("default").List(ctx, metav1.ListOptions{LabelSelector: "app=spread"})
+		if err != nil || len(pods.Items) > 0 {
+			return fmt.Errorf("%v %d pods left", err, len(pods.Items))
+		}
+		return nil
+	})
+	if err := s.cp.Admin.AppsV1().Deployments("default").Delete(ctx, "spread", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.cp.Admin.AppsV1().ReplicaSets("default").DeleteCollection(ctx, metav1.DeleteOptions{}, metav1.ListOptions{LabelSelector: "app=spread"}); err != nil {
+		t.Fatal(err)
 	}
 
 	// Pod → external host through the router: only masquerade to the node's
