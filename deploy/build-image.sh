@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Builds the vxvrf installer image as an OCI image layout and an oci-archive,
+# Builds the vxvrf image (plugins, vxvrf-agent, vxvrf-installer) as an OCI image layout and an oci-archive,
 # with no Docker daemon and no image tool: Go builds static binaries, GNU tar,
 # gzip and sha256sum assemble one layer, and the JSON is written here.
 # The result is reproducible: the same sources and SOURCE_DATE_EPOCH give the
@@ -50,6 +50,7 @@ for p in "${PLUGINS[@]}"; do
 done
 build "$rootfs/opt/vxvrf/bin/vxvrf" ./cmd/vxvrf
 build "$rootfs/usr/local/bin/vxvrf-installer" ./deploy/installer
+build "$rootfs/usr/local/bin/vxvrf-agent" ./deploy/agent
 find "$rootfs" -type d -exec chmod 0755 {} +
 find "$rootfs" -type f -exec chmod 0755 {} +
 
@@ -72,7 +73,7 @@ layer_size=$(size "$work/layer.tar.gz")
 layer=$(put "$work/layer.tar.gz")
 
 cat >"$work/config.json" <<JSON
-{"architecture":"$arch","os":"linux","created":"$created","config":{"Env":["PATH=/usr/local/bin:/opt/vxvrf/bin"],"Entrypoint":["/usr/local/bin/vxvrf-installer"],"Cmd":["--watch","--config=/etc/vxvrf/cluster.json"],"WorkingDir":"/","Labels":{"org.opencontainers.image.title":"vxvrf-cni","org.opencontainers.image.version":"$VERSION","org.opencontainers.image.description":"vxvrf CNI plugins and their node installer"}},"rootfs":{"type":"layers","diff_ids":["sha256:$diff_id"]},"history":[{"created":"$created","created_by":"deploy/build-image.sh"}]}
+{"architecture":"$arch","os":"linux","created":"$created","config":{"Env":["PATH=/usr/local/bin:/opt/vxvrf/bin"],"Entrypoint":["/usr/local/bin/vxvrf-agent"],"Cmd":["--config=/etc/vxvrf/cluster.json"],"WorkingDir":"/","Labels":{"org.opencontainers.image.title":"vxvrf-cni","org.opencontainers.image.version":"$VERSION","org.opencontainers.image.description":"vxvrf CNI plugins, their node agent and installer"}},"rootfs":{"type":"layers","diff_ids":["sha256:$diff_id"]},"history":[{"created":"$created","created_by":"deploy/build-image.sh"}]}
 JSON
 config_size=$(size "$work/config.json")
 config=$(put "$work/config.json")

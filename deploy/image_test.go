@@ -184,7 +184,7 @@ func TestImageLayout(t *testing.T) {
 		}
 	}
 	want := []string{"opt/vxvrf/bin/infra-ensure", "opt/vxvrf/bin/lockfile-ipam", "opt/vxvrf/bin/sysctl-firewall",
-		"opt/vxvrf/bin/veth-attach", "opt/vxvrf/bin/vrf-vxlan-bridge", "opt/vxvrf/bin/vxvrf", "usr/local/bin/vxvrf-installer"}
+		"opt/vxvrf/bin/veth-attach", "opt/vxvrf/bin/vrf-vxlan-bridge", "opt/vxvrf/bin/vxvrf", "usr/local/bin/vxvrf-agent", "usr/local/bin/vxvrf-installer"}
 	var got []string
 	for n := range files {
 		got = append(got, n)

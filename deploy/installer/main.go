@@ -34,18 +34,13 @@ func run(args []string) error {
 	fl := flag.NewFlagSet("vxvrf-installer", flag.ContinueOnError)
 	var (
 		o        install.Options
-		plugins  string
 		once     = fl.Bool("once", false, "install once and exit (bare host, make install)")
 		watch    = fl.Bool("watch", false, "install, then keep re-rendering when the cluster config changes (DaemonSet)")
 		dryRun   = fl.Bool("dry-run", false, "print this node's rendered conflist and exit; write nothing")
 		interval = fl.Duration("interval", 5*time.Second, "how often --watch polls the cluster config")
 		version  = fl.Bool("version", false, "print the version and exit")
 	)
-	fl.StringVar(&o.Root, "root", "/", "prefix for the target directories (DESTDIR-style)")
-	fl.StringVar(&o.SrcDir, "src", "/opt/vxvrf/bin", "directory holding the plugin binaries to copy")
-	fl.StringVar(&plugins, "plugins", "", "comma-separated plugin names to copy (default: every executable file in --src)")
-	fl.StringVar(&o.BinDir, "cni-bin-dir", "/opt/cni/bin", "CNI binary directory (inside --root)")
-	fl.StringVar(&o.ConfDir, "cni-conf-dir", "/etc/cni/net.d", "CNI config directory (inside --root)")
+	applyPlugins := o.AddFlags(fl)
 	fl.StringVar(&o.Config, "config", "", "cluster config (JSON); empty: install the binaries only")
 	local := install.LocalFromEnv(os.Getenv)
 	fl.StringVar(&o.Local.Name, "node-name", local.Name, "this node's name (default $NODE_NAME, else the hostname)")
@@ -64,9 +59,7 @@ func run(args []string) error {
 		fmt.Println(buildinfo.About("vxvrf-installer"))
 		return nil
 	}
-	if plugins != "" {
-		o.Plugins = strings.FieldsFunc(plugins, func(r rune) bool { return r == ',' || r == ' ' })
-	}
+	applyPlugins()
 	o.Local.PodCIDRs = install.LocalFromEnv(func(string) string { return *podCIDR }).PodCIDRs
 	if o.Local.Name == "" {
 		h, err := os.Hostname()

@@ -5,12 +5,8 @@
 package kubernetes_test
 
 import (
-	"bufio"
-	"bytes"
 	"encoding/json"
-	"errors"
-	"io"
-	"os"
+	"fmt"
 	"path"
 	"slices"
 	"strings"
@@ -19,11 +15,11 @@ import (
 	"github.com/containernetworking/cni/libcni"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/runtime/schema"
-	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
+	rbacv1 "k8s.io/api/rbac/v1"
 	"sigs.k8s.io/yaml"
 
 	"github.com/vxvrf/cni/deploy/internal/install"
+	"github.com/vxvrf/cni/deploy/kubernetes"
 )
 
 const manifest = "vxvrf.yaml"
@@ -32,70 +28,20 @@ type objects struct {
 	sa *corev1.ServiceAccount
 	cm *corev1.ConfigMap
 	ds *appsv1.DaemonSet
+	*kubernetes.Objects
 }
 
-// load splits the file into documents and decodes each strictly (unknown or
-// duplicate fields are errors) into the API type its apiVersion/kind names.
+// load decodes the manifest strictly (kubernetes.Load).
 func load(t *testing.T) objects {
 	t.Helper()
-	f, err := os.Open(manifest)
+	o, err := kubernetes.Load(manifest)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer f.Close()
-	var o objects
-	r := utilyaml.NewYAMLReader(bufio.NewReader(f))
-	for i := 0; ; i++ {
-		doc, err := r.Read()
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		if len(bytes.TrimSpace(stripComments(doc))) == 0 {
-			continue
-		}
-		var tm struct {
-			APIVersion string `json:"apiVersion"`
-			Kind       string `json:"kind"`
-		}
-		if err := yaml.Unmarshal(doc, &tm); err != nil {
-			t.Fatalf("document %d: %v", i, err)
-		}
-		gvk := schema.FromAPIVersionAndKind(tm.APIVersion, tm.Kind)
-		var into any
-		switch gvk {
-		case corev1.SchemeGroupVersion.WithKind("ServiceAccount"):
-			o.sa = &corev1.ServiceAccount{}
-			into = o.sa
-		case corev1.SchemeGroupVersion.WithKind("ConfigMap"):
-			o.cm = &corev1.ConfigMap{}
-			into = o.cm
-		case appsv1.SchemeGroupVersion.WithKind("DaemonSet"):
-			o.ds = &appsv1.DaemonSet{}
-			into = o.ds
-		default:
-			t.Fatalf("document %d: unexpected %v", i, gvk)
-		}
-		if err := yaml.UnmarshalStrict(doc, into); err != nil {
-			t.Fatalf("document %d (%s): strict decode: %v", i, tm.Kind, err)
-		}
+	if o.ServiceAccount == nil || o.ClusterRole == nil || o.ClusterRoleBinding == nil || o.ConfigMap == nil || o.DaemonSet == nil {
+		t.Fatalf("want a ServiceAccount, ClusterRole, ClusterRoleBinding, ConfigMap and DaemonSet: %+v", o)
 	}
-	if o.sa == nil || o.cm == nil || o.ds == nil {
-		t.Fatalf("want a ServiceAccount, a ConfigMap and a DaemonSet, got %+v", o)
-	}
-	return o
-}
-
-func stripComments(doc []byte) []byte {
-	var out []byte
-	for _, l := range bytes.Split(doc, []byte("\n")) {
-		if !bytes.HasPrefix(bytes.TrimSpace(l), []byte("#")) {
-			out = append(append(out, l...), '\n')
-		}
-	}
-	return out
+	return objects{sa: o.ServiceAccount, cm: o.ConfigMap, ds: o.DaemonSet, Objects: o}
 }
 
 // The strict decoder really is strict: a misspelt field is refused.
@@ -133,28 +79,43 @@ func TestDaemonSet(t *testing.T) {
 	if ps.ServiceAccountName != o.sa.Name {
 		t.Errorf("serviceAccountName %q, the manifest's is %q", ps.ServiceAccountName, o.sa.Name)
 	}
-	if ps.AutomountServiceAccountToken == nil || *ps.AutomountServiceAccountToken {
-		t.Error("the installer does not talk to the API server: no token")
+	if ps.AutomountServiceAccountToken != nil && !*ps.AutomountServiceAccountToken || o.sa.AutomountServiceAccountToken != nil && !*o.sa.AutomountServiceAccountToken {
+		t.Error("the agent reads Nodes from the API server: it needs its token")
 	}
-	for _, key := range []string{"node.kubernetes.io/not-ready", "node-role.kubernetes.io/control-plane", "node.kubernetes.io/network-unavailable"} {
+	// Every taint, like flannel: a node without the network is useless.
+	for _, eff := range []corev1.TaintEffect{corev1.TaintEffectNoSchedule, corev1.TaintEffectNoExecute} {
 		ok := slices.ContainsFunc(ps.Tolerations, func(tl corev1.Toleration) bool {
-			return tl.Key == key && tl.Operator == corev1.TolerationOpExists && tl.Effect == ""
+			return tl.Key == "" && tl.Operator == corev1.TolerationOpExists && tl.Effect == eff
 		})
 		if !ok {
-			t.Errorf("no toleration {key: %s, operator: Exists} (all effects)", key)
+			t.Errorf("no toleration {operator: Exists, effect: %s}", eff)
 		}
 	}
 	if len(ps.Containers) != 1 {
 		t.Fatalf("%d containers", len(ps.Containers))
 	}
 	c := ps.Containers[0]
+	if !slices.Equal(c.Command, []string{"/usr/local/bin/vxvrf-agent"}) {
+		t.Errorf("command %v: the DaemonSet runs the agent", c.Command)
+	}
 	args := map[string]string{}
 	for _, a := range c.Args {
 		k, v, _ := strings.Cut(a, "=")
 		args[k] = v
 	}
-	if _, ok := args["--watch"]; !ok {
-		t.Errorf("args %v: the DaemonSet's installer must --watch", c.Args)
+	if c.Resources.Requests.Cpu().IsZero() || c.Resources.Requests.Memory().IsZero() || c.Resources.Limits.Memory().IsZero() {
+		t.Errorf("resources %+v: want cpu and memory requests and a memory limit", c.Resources)
+	}
+	// Both probes reach the agent's health endpoint on the node's loopback
+	// (hostNetwork) at --health-addr.
+	for name, pr := range map[string]*corev1.Probe{"/healthz": c.LivenessProbe, "/readyz": c.ReadinessProbe} {
+		if pr == nil || pr.HTTPGet == nil {
+			t.Errorf("no httpGet probe for %s", name)
+			continue
+		}
+		if got := fmt.Sprintf("%s:%d", pr.HTTPGet.Host, pr.HTTPGet.Port.IntValue()); got != args["--health-addr"] || pr.HTTPGet.Path != name {
+			t.Errorf("probe %s at %s%s, the agent serves --health-addr=%s", name, got, pr.HTTPGet.Path, args["--health-addr"])
+		}
 	}
 
 	env := map[string]string{}
@@ -163,8 +124,8 @@ func TestDaemonSet(t *testing.T) {
 			env[e.Name] = e.ValueFrom.FieldRef.FieldPath
 		}
 	}
-	if env["NODE_NAME"] != "spec.nodeName" || env["NODE_IP"] != "status.hostIP" {
-		t.Errorf("downward API env %v: want NODE_NAME=spec.nodeName, NODE_IP=status.hostIP", env)
+	if env["NODE_NAME"] != "spec.nodeName" {
+		t.Errorf("downward API env %v: want NODE_NAME=spec.nodeName", env)
 	}
 
 	volumes := map[string]corev1.Volume{}
@@ -203,8 +164,26 @@ func TestDaemonSet(t *testing.T) {
 		t.Errorf("ConfigMap has no key %s", path.Base(cfg))
 	}
 	sc := c.SecurityContext
-	if sc == nil || sc.Privileged != nil && *sc.Privileged || sc.Capabilities == nil || !slices.Contains(sc.Capabilities.Drop, "ALL") {
-		t.Errorf("the installer needs no privilege and no capability: %+v", sc)
+	if sc == nil || sc.Privileged != nil && *sc.Privileged || sc.Capabilities == nil || !slices.Contains(sc.Capabilities.Drop, "ALL") ||
+		!slices.Equal(sc.Capabilities.Add, []corev1.Capability{"NET_ADMIN"}) || sc.ReadOnlyRootFilesystem == nil || !*sc.ReadOnlyRootFilesystem {
+		t.Errorf("the agent needs NET_ADMIN (FDB) and nothing else, read-only root: %+v", sc)
+	}
+}
+
+// RBAC: get/list/watch on nodes, nothing else, bound to the DaemonSet's
+// service account.
+func TestRBAC(t *testing.T) {
+	o := load(t)
+	want := []rbacv1.PolicyRule{{APIGroups: []string{""}, Resources: []string{"nodes"}, Verbs: []string{"get", "list", "watch"}}}
+	if fmt.Sprint(o.ClusterRole.Rules) != fmt.Sprint(want) {
+		t.Errorf("ClusterRole rules %+v, want exactly %+v", o.ClusterRole.Rules, want)
+	}
+	b := o.ClusterRoleBinding
+	if b.RoleRef.Kind != "ClusterRole" || b.RoleRef.Name != o.ClusterRole.Name {
+		t.Errorf("binding refers to %+v", b.RoleRef)
+	}
+	if len(b.Subjects) != 1 || b.Subjects[0].Kind != "ServiceAccount" || b.Subjects[0].Name != o.sa.Name || b.Subjects[0].Namespace != o.sa.Namespace {
+		t.Errorf("binding subjects %+v, want the ServiceAccount %s/%s", b.Subjects, o.sa.Namespace, o.sa.Name)
 	}
 }
 
@@ -216,20 +195,24 @@ type plugin struct {
 	} `json:"vxlan"`
 }
 
-// The ConfigMap's cluster config renders for each of its nodes into a
-// conflist libcni loads, with this node's range and the others as remotes.
+// The ConfigMap's cluster config carries no per-node values (the agent
+// takes them from the Nodes) and renders, for three nodes filled in as the
+// agent does, into a conflist libcni loads, with each node's range and the
+// others as remotes.
 func TestConfigMapRendersForEveryNode(t *testing.T) {
 	o := load(t)
-	data := o.cm.Data["cluster.json"]
-	c, err := install.ParseCluster([]byte(data))
+	c, err := install.ParseCluster([]byte(o.cm.Data["cluster.json"]))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(c.Nodes) < 3 {
-		t.Fatalf("the example lists %d nodes, want 3", len(c.Nodes))
+	if len(c.Nodes) != 0 {
+		t.Fatalf("the ConfigMap lists %d nodes: it must not need per-node values", len(c.Nodes))
+	}
+	for i := range 3 {
+		c.Nodes = append(c.Nodes, install.Node{Name: fmt.Sprintf("node-%d", i), Address: fmt.Sprintf("192.0.2.%d", 11+i), PodCIDRs: []string{fmt.Sprintf("10.244.%d.0/24", i)}})
 	}
 	for _, n := range c.Nodes {
-		v, err := c.Resolve(install.Local{Name: n.Name, Address: n.Address}, nil)
+		v, err := c.Resolve(install.Local{Name: n.Name}, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -260,5 +243,50 @@ func TestConfigMapRendersForEveryNode(t *testing.T) {
 		if vx.Local != n.Address || slices.Contains(vx.Remotes, n.Address) || len(vx.Remotes) != len(c.Nodes)-1 {
 			t.Errorf("%s: vxlan local %s remotes %v: want its own address as local and every other node as a remote", n.Name, vx.Local, vx.Remotes)
 		}
+	}
+}
+
+// The uninstall DaemonSet: privileged in the host's namespaces (the chain's
+// GC removes devices and iptables rules there, from inside the host's root),
+// on every node, with the agent's uninstall mode.
+func TestUninstallManifest(t *testing.T) {
+	o, err := kubernetes.Load("vxvrf-uninstall.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o.DaemonSet == nil || o.ConfigMap != nil || o.ClusterRole != nil {
+		t.Fatalf("want only a DaemonSet: %+v", o)
+	}
+	main := load(t)
+	ps := o.DaemonSet.Spec.Template.Spec
+	if !ps.HostNetwork || ps.PriorityClassName != "system-node-critical" || !slices.Equal(ps.Tolerations, main.ds.Spec.Template.Spec.Tolerations) {
+		t.Errorf("hostNetwork %v, priority %q, tolerations %v: want those of the agent", ps.HostNetwork, ps.PriorityClassName, ps.Tolerations)
+	}
+	if ps.AutomountServiceAccountToken == nil || *ps.AutomountServiceAccountToken {
+		t.Error("the uninstall needs no API access: no token")
+	}
+	c := ps.Containers[0]
+	args := map[string]string{}
+	for _, a := range c.Args {
+		k, v, _ := strings.Cut(a, "=")
+		args[k] = v
+	}
+	for _, k := range []string{"--uninstall", "--wait", "--chroot"} {
+		if _, ok := args[k]; !ok {
+			t.Errorf("args %v lack %s", c.Args, k)
+		}
+	}
+	root := ""
+	for _, m := range c.VolumeMounts {
+		if m.MountPath == args["--chroot"] {
+			root = m.Name
+		}
+	}
+	ok := slices.ContainsFunc(ps.Volumes, func(v corev1.Volume) bool { return v.Name == root && v.HostPath != nil && v.HostPath.Path == "/" })
+	if !ok {
+		t.Errorf("--chroot=%s is not the host's /", args["--chroot"])
+	}
+	if c.Image != main.ds.Spec.Template.Spec.Containers[0].Image || !slices.Equal(c.Command, main.ds.Spec.Template.Spec.Containers[0].Command) {
+		t.Errorf("image %s %v: want the agent's", c.Image, c.Command)
 	}
 }

@@ -4,10 +4,12 @@ import (
 	"context"
 	"crypto/sha256"
 	"errors"
+	"flag"
 	"fmt"
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 )
 
@@ -58,7 +60,7 @@ func (o *Options) BinDirPath() string { return o.dir(o.BinDir, "/opt/cni/bin") }
 // ConfDirPath is where the conflist goes (Root joined).
 func (o *Options) ConfDirPath() string { return o.dir(o.ConfDir, "/etc/cni/net.d") }
 
-func (o *Options) plugins() ([]string, error) {
+func (o *Options) PluginNames() ([]string, error) {
 	if len(o.Plugins) > 0 {
 		return o.Plugins, nil
 	}
@@ -83,7 +85,7 @@ func (o *Options) plugins() ([]string, error) {
 // InstallBinaries copies the plugins from SrcDir into BinDir atomically with
 // mode 0755; identical files are skipped. It returns the paths it wrote.
 func (o *Options) InstallBinaries() ([]string, error) {
-	names, err := o.plugins()
+	names, err := o.PluginNames()
 	if err != nil {
 		return nil, err
 	}
@@ -119,7 +121,7 @@ func (o *Options) InstallBinaries() ([]string, error) {
 // binariesPresent is a cheap check (stat only) that every plugin is in
 // BinDir with the size of its source and mode 0755.
 func (o *Options) binariesPresent() bool {
-	names, err := o.plugins()
+	names, err := o.PluginNames()
 	if err != nil {
 		return false
 	}
@@ -162,6 +164,12 @@ func (o *Options) InstallConflist() (path string, changed bool, err error) {
 	if err != nil {
 		return "", false, err
 	}
+	return o.WriteConflist(path, out)
+}
+
+// WriteConflist writes a rendered conflist to path atomically (mode 0644),
+// removing temporary files a killed writer left in its directory first.
+func (o *Options) WriteConflist(path string, out []byte) (string, bool, error) {
 	dir := filepath.Dir(path)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return "", false, fmt.Errorf("create %s: %w", dir, err)
@@ -169,7 +177,7 @@ func (o *Options) InstallConflist() (path string, changed bool, err error) {
 	if _, err := RemoveStaleTemps(dir); err != nil {
 		return "", false, err
 	}
-	changed, err = WriteFileAtomic(path, out, 0o644)
+	changed, err := WriteFileAtomic(path, out, 0o644)
 	if err != nil {
 		return "", false, err
 	}
@@ -266,4 +274,20 @@ func (o *Options) pass(force bool) Event {
 	ev.Path = path
 	ev.Changed = ev.Changed || changed
 	return ev
+}
+
+// AddFlags registers the flags every command of this package shares
+// (--root, --src, --plugins, --cni-bin-dir, --cni-conf-dir) on fl, bound to
+// o. Call the returned function after fl.Parse: it applies --plugins.
+func (o *Options) AddFlags(fl *flag.FlagSet) (apply func()) {
+	fl.StringVar(&o.Root, "root", "/", "prefix for the target directories (DESTDIR-style)")
+	fl.StringVar(&o.SrcDir, "src", "/opt/vxvrf/bin", "directory holding the plugin binaries to copy")
+	plugins := fl.String("plugins", "", "comma-separated plugin names to copy (default: every executable file in --src)")
+	fl.StringVar(&o.BinDir, "cni-bin-dir", "/opt/cni/bin", "CNI binary directory (inside --root)")
+	fl.StringVar(&o.ConfDir, "cni-conf-dir", "/etc/cni/net.d", "CNI config directory (inside --root)")
+	return func() {
+		if *plugins != "" {
+			o.Plugins = strings.FieldsFunc(*plugins, func(r rune) bool { return r == ',' || r == ' ' })
+		}
+	}
 }

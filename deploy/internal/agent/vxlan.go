@@ -1,0 +1,60 @@
+package agent
+
+import (
+	"encoding/json"
+	"fmt"
+	"net"
+
+	"github.com/vxvrf/cni/pkg/naming"
+)
+
+// floodSpec is what the agent programs for one VXLAN device in remotes
+// mode: the device (named from its VNI like vrf-vxlan-bridge does) and its
+// peers (the rendered vxlan.remotes without this node's own address).
+type floodSpec struct {
+	Network string
+	Device  string
+	Peers   []net.IP
+}
+
+// floodSpecs reads a rendered conflist: one spec per vrf-vxlan-bridge in
+// remotes mode (a vxlan object without group or evpn). group and evpn
+// modes have no flood list for the agent to keep.
+func floodSpecs(conflist []byte) ([]floodSpec, error) {
+	var list struct {
+		Name    string `json:"name"`
+		Plugins []struct {
+			Type  string `json:"type"`
+			VXLAN *struct {
+				VNI     uint32   `json:"vni"`
+				Group   string   `json:"group"`
+				EVPN    bool     `json:"evpn"`
+				Local   string   `json:"local"`
+				Remotes []string `json:"remotes"`
+			} `json:"vxlan"`
+		} `json:"plugins"`
+	}
+	if err := json.Unmarshal(conflist, &list); err != nil {
+		return nil, fmt.Errorf("read rendered conflist: %w", err)
+	}
+	var out []floodSpec
+	for _, p := range list.Plugins {
+		if p.Type != "vrf-vxlan-bridge" || p.VXLAN == nil || p.VXLAN.Group != "" || p.VXLAN.EVPN {
+			continue
+		}
+		local := net.ParseIP(p.VXLAN.Local)
+		s := floodSpec{Network: list.Name, Device: naming.VXLANName(p.VXLAN.VNI), Peers: []net.IP{}}
+		for _, r := range p.VXLAN.Remotes {
+			ip := net.ParseIP(r)
+			if ip == nil {
+				return nil, fmt.Errorf("rendered vxlan.remotes: %q is not an IP address", r)
+			}
+			if ip.Equal(local) {
+				continue
+			}
+			s.Peers = append(s.Peers, ip)
+		}
+		out = append(out, s)
+	}
+	return out, nil
+}
