@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math/big"
 	"net"
@@ -117,7 +118,7 @@ func (d *demo) renderNodes(conflist []byte) ([][]byte, error) {
 		b, err := cmd.Output()
 		if err != nil {
 			msg := ""
-			if ee, ok := err.(*exec.ExitError); ok {
+			if ee := (*exec.ExitError)(nil); errors.As(err, &ee) {
 				msg = strings.TrimSpace(string(ee.Stderr))
 			}
 			return nil, fmt.Errorf("%s --dry-run for %s: %w: %s", d.installer, n.Name, err, msg)

@@ -24,6 +24,7 @@ import (
 	"github.com/containernetworking/plugins/pkg/netlinksafe"
 	"github.com/vishvananda/netlink"
 
+	"github.com/vxvrf/cni/pkg/kernel"
 	"github.com/vxvrf/cni/pkg/naming"
 	"github.com/vxvrf/cni/plugins/lockfile-ipam/allocator"
 )
@@ -487,7 +488,7 @@ func readVXLAN(nc *netConfig, links map[string]netlink.Link) (*VXLAN, error) {
 			}
 		}
 	}
-	neigh, err := netlink.NeighList(l.Attrs().Index, syscall.AF_BRIDGE)
+	neigh, err := kernel.NeighList(l.Attrs().Index, syscall.AF_BRIDGE)
 	if err != nil && !errors.Is(err, netlink.ErrDumpInterrupted) {
 		return nil, fmt.Errorf("fdb of %s: %w", name, err)
 	}

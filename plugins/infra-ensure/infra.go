@@ -88,7 +88,7 @@ func cmdStatus(args *skel.CmdArgs) error {
 		return err
 	}
 	if err := probeFeatures(); err != nil {
-		return cniutil.Errorf(cniutil.ErrPluginNotAvailable, "%s", err.(*types.Error).Msg)
+		return err
 	}
 	return nil
 }
@@ -133,7 +133,7 @@ func resolveUplink(conf *NetConf, missing, notReady uint) (netlink.Link, error) 
 // when it creates the VRF.
 func probeFeatures() error {
 	if !kernelHas("bridge") {
-		return cniutil.Errorf(types.ErrInternal, "infra-ensure: the kernel has no Linux bridge support (CONFIG_BRIDGE): bridge is neither loaded, built in nor an available module")
+		return cniutil.Errorf(cniutil.ErrPluginNotAvailable, "infra-ensure: the kernel has no Linux bridge support (CONFIG_BRIDGE): bridge is neither loaded, built in nor an available module")
 	}
 	if !kernelHas("vxlan") {
 		fmt.Fprintln(os.Stderr, "infra-ensure: warning: the kernel shows no vxlan support (CONFIG_VXLAN); networks with vxlan will fail")

@@ -840,8 +840,11 @@ func (nftBackend) Check(a attachment, p *Policy) error {
 	}
 	for name := range plan.masq {
 		rules, err := c.GetRules(nftInet, &nftables.Chain{Name: name, Table: nftInet})
-		if err != nil || len(rules) != 1 {
-			return fmt.Errorf("nftables masquerade chain %s missing or changed (%d rules, %v)", name, len(rules), err)
+		if err != nil {
+			return fmt.Errorf("nftables masquerade chain %s: %w", name, err)
+		}
+		if len(rules) != 1 {
+			return fmt.Errorf("nftables masquerade chain %s missing or changed (%d rules)", name, len(rules))
 		}
 	}
 	if z := plan.zone; z != nil {
@@ -850,8 +853,11 @@ func (nftBackend) Check(a attachment, p *Policy) error {
 		}
 		for _, name := range []string{z.markChain, z.restoreChain} {
 			rules, err := c.GetRules(nftInet, &nftables.Chain{Name: name, Table: nftInet})
-			if err != nil || len(rules) != 1 {
-				return fmt.Errorf("nftables conntrack zone chain %s missing or changed (%d rules, %v)", name, len(rules), err)
+			if err != nil {
+				return fmt.Errorf("nftables conntrack zone chain %s: %w", name, err)
+			}
+			if len(rules) != 1 {
+				return fmt.Errorf("nftables conntrack zone chain %s missing or changed (%d rules)", name, len(rules))
 			}
 		}
 	}

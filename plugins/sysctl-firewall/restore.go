@@ -72,12 +72,12 @@ func (x *xtables) iptables() (*iptables.IPTables, error) {
 func findRestore(ipt, cmd string) string {
 	dir := filepath.Dir(ipt)
 	sibling := filepath.Join(dir, cmd+"-restore")
-	real, err := filepath.EvalSymlinks(ipt)
+	target, err := filepath.EvalSymlinks(ipt)
 	if err != nil {
 		return ""
 	}
 	flavour := ""
-	switch filepath.Base(real) {
+	switch filepath.Base(target) {
 	case "xtables-nft-multi":
 		flavour = "-nft"
 	case "xtables-legacy-multi":
@@ -91,10 +91,10 @@ func findRestore(ipt, cmd string) string {
 	}
 	for _, c := range []string{
 		filepath.Join(dir, cmd+flavour+"-restore"),
-		filepath.Join(filepath.Dir(real), cmd+flavour+"-restore"),
+		filepath.Join(filepath.Dir(target), cmd+flavour+"-restore"),
 		sibling,
 	} {
-		if r, err := filepath.EvalSymlinks(c); err == nil && r == real && executable(c) {
+		if r, err := filepath.EvalSymlinks(c); err == nil && r == target && executable(c) {
 			return c
 		}
 	}
