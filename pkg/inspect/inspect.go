@@ -302,7 +302,7 @@ func collectNetwork(nc *netConfig, links map[string]netlink.Link, fw *Firewall, 
 		return atts[k]
 	}
 	for _, l := range links {
-		if cid, ifName, ok := parseTag(nc.name, l.Attrs().Alias); ok && l.Type() == "veth" {
+		if cid, ifName, ok := naming.ParseAttachmentTag(nc.name, l.Attrs().Alias); ok && l.Type() == "veth" {
 			a := get(cid, ifName)
 			a.HostVeth, a.VethPresent = l.Attrs().Name, true
 		}
@@ -457,16 +457,6 @@ func containsWord(s, tag string) bool {
 		i = end + j
 	}
 	return false
-}
-
-// parseTag splits an attachment tag of network into container ID and ifname.
-func parseTag(network, alias string) (string, string, bool) {
-	rest, ok := strings.CutPrefix(alias, naming.NetworkTag(network))
-	if !ok {
-		return "", "", false
-	}
-	cid, ifName, ok := strings.Cut(rest, ":")
-	return cid, ifName, ok && cid != "" && ifName != ""
 }
 
 func readVXLAN(nc *netConfig, links map[string]netlink.Link) (*VXLAN, error) {
