@@ -89,7 +89,7 @@ func (d *demo) run(binDir string) error {
 	if err != nil {
 		return err
 	}
-	for _, p := range []string{"infra-ensure", "vrf-vxlan-bridge", "lockfile-ipam", "veth-attach", "sysctl-firewall"} {
+	for _, p := range naming.Stages() {
 		if _, err := os.Stat(filepath.Join(bin, p)); err != nil {
 			return fmt.Errorf("plugin %s not in %s (make build): %w", p, bin, err)
 		}

@@ -1,0 +1,11 @@
+package naming
+
+// Stages are the project's plugins (CNI stages), in chain order: each is a
+// folder plugins/<stage> whose binary is named <stage>. This is the one
+// list in Go; the test harness (testutil.Plugins), vxvrf doctor
+// (doctor.Stages) and the demos use it, and TestStagesArePluginFolders
+// keeps it equal to the folders under plugins/. Shell scripts list
+// plugins/ themselves.
+func Stages() []string {
+	return []string{"infra-ensure", "vrf-vxlan-bridge", "lockfile-ipam", "veth-attach", "sysctl-firewall"}
+}
