@@ -155,7 +155,7 @@ func cmdDel(args *skel.CmdArgs) error {
 	if err != nil {
 		return err
 	}
-	if err := cniutil.GuardNetNS(args.Netns); err != nil && !cniutil.IsGone(err) {
+	if err := cniutil.GuardTeardownNetNS(args.Netns); err != nil {
 		return err
 	}
 	var errs []error
