@@ -3,6 +3,9 @@ package cniutil
 import (
 	"encoding/json"
 	"errors"
+
+	"github.com/containernetworking/cni/pkg/skel"
+	"github.com/containernetworking/cni/pkg/types"
 )
 
 // Teardown is what DEL and GC read of a stage's config: they must not be
@@ -36,11 +39,24 @@ func (t *Teardown) DecodeIPAM(v any) error {
 	return json.Unmarshal(t.IPAM, v)
 }
 
-// GuardTeardownNetNS is GuardNetNS for DEL: a CNI_NETNS that is already
-// gone is fine (there is nothing left in it to tear down).
+// GuardTeardownNetNS is GuardNetNS for DEL: only the refusal of the
+// plugin's own (host) namespace counts; a CNI_NETNS that is gone or cannot
+// be opened is normal during a teardown.
 func GuardTeardownNetNS(netnsPath string) error {
-	if err := GuardNetNS(netnsPath); err != nil && !IsGone(err) {
+	err := GuardNetNS(netnsPath)
+	if e := (*types.Error)(nil); errors.As(err, &e) && e.Code == types.ErrInvalidNetNS {
 		return err
 	}
 	return nil
+}
+
+// DelPreamble is the start of every stage's DEL, in the project's order:
+// the netns guard (GuardTeardownNetNS), then the stage's lenient parse of
+// stdin (which uses DecodeTeardown).
+func DelPreamble[T any](args *skel.CmdArgs, parse func(stdin []byte) (T, error)) (T, error) {
+	if err := GuardTeardownNetNS(args.Netns); err != nil {
+		var zero T
+		return zero, err
+	}
+	return parse(args.StdinData)
 }

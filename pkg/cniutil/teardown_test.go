@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/containernetworking/cni/pkg/skel"
 	"github.com/containernetworking/cni/pkg/types"
 )
 
@@ -49,5 +50,14 @@ func TestGuardTeardownNetNS(t *testing.T) {
 	}
 	if err := GuardTeardownNetNS(""); err != nil {
 		t.Errorf("no netns: %v", err)
+	}
+	// DelPreamble: the guard comes first (before stdin is even parsed).
+	parsed := false
+	parse := func([]byte) (string, error) { parsed = true; return "ok", nil }
+	if _, err := DelPreamble(&skel.CmdArgs{Netns: "/proc/self/ns/net"}, parse); err == nil || parsed {
+		t.Errorf("host netns: %v, parsed %v", err, parsed)
+	}
+	if got, err := DelPreamble(&skel.CmdArgs{Netns: filepath.Join(t.TempDir(), "gone")}, parse); err != nil || got != "ok" {
+		t.Errorf("gone netns: %q %v", got, err)
 	}
 }

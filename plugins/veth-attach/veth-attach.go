@@ -151,11 +151,8 @@ func cmdAdd(args *skel.CmdArgs) error {
 // An ipam.type that ADD refuses is not run (nothing can have been
 // allocated through it).
 func cmdDel(args *skel.CmdArgs) error {
-	conf, err := parseTeardown(args.StdinData)
+	conf, err := cniutil.DelPreamble(args, parseTeardown)
 	if err != nil {
-		return err
-	}
-	if err := cniutil.GuardTeardownNetNS(args.Netns); err != nil {
 		return err
 	}
 	var errs []error
