@@ -96,8 +96,8 @@ func (d *demo) renderNodes(conflist []byte) ([][]byte, error) {
 		PodCIDRs []string `json:"podCIDRs"`
 	}
 	var nodes []node
-	for i, n := range d.c.Nodes {
-		cidrs, err := podCIDRs(conflist, i, len(d.c.Nodes))
+	for i, n := range d.C.Nodes {
+		cidrs, err := podCIDRs(conflist, i, len(d.C.Nodes))
 		if err != nil {
 			return nil, err
 		}
@@ -107,7 +107,7 @@ func (d *demo) renderNodes(conflist []byte) ([][]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	path := filepath.Join(d.tmp, "cluster.json")
+	path := filepath.Join(d.Tmp, "cluster.json")
 	if err := os.WriteFile(path, cfg, 0o644); err != nil {
 		return nil, err
 	}
@@ -123,7 +123,7 @@ func (d *demo) renderNodes(conflist []byte) ([][]byte, error) {
 			}
 			return nil, fmt.Errorf("%s --dry-run for %s: %w: %s", d.installer, n.Name, err, msg)
 		}
-		if b, err = chain.SetStateDirs(b, d.c.NodeRoot(i)); err != nil {
+		if b, err = chain.SetStateDirs(b, d.C.NodeRoot(i)); err != nil {
 			return nil, err
 		}
 		fmt.Printf("  %s: localAddress %s, %s, podCIDRs %s\n", n.Name, n.Address, summary(b), strings.Join(n.PodCIDRs, " "))
