@@ -381,16 +381,21 @@ func floodEntries(vx netlink.Link) (map[string]netlink.Neigh, error) {
 	return out, nil
 }
 
-func floodNeigh(vx netlink.Link, ip net.IP) *netlink.Neigh {
+// fdbEntry is a permanent FDB entry of the VXLAN device itself ("bridge
+// fdb ... dev VX self permanent"): frames for mac go to the VTEP dst.
+func fdbEntry(vx netlink.Link, mac net.HardwareAddr, dst net.IP) *netlink.Neigh {
 	return &netlink.Neigh{
 		LinkIndex:    vx.Attrs().Index,
 		Family:       syscall.AF_BRIDGE,
 		Flags:        netlink.NTF_SELF,
 		State:        netlink.NUD_PERMANENT,
-		HardwareAddr: zeroMAC,
-		IP:           ip,
+		HardwareAddr: mac,
+		IP:           dst,
 	}
 }
+
+// floodNeigh is a head-end replication destination (the all-zero MAC).
+func floodNeigh(vx netlink.Link, ip net.IP) *netlink.Neigh { return fdbEntry(vx, zeroMAC, ip) }
 
 // peers is the remotes list without the node's own VTEP address, so every
 // node can carry the same list (all nodes): a flood entry pointing at
@@ -476,15 +481,9 @@ func ensureAnycast(vx netlink.Link, gw net.HardwareAddr, local net.IP, c *VXLANC
 	return nil
 }
 
+// anycastNeigh pins the anycast gateway's MAC to this node's VTEP.
 func anycastNeigh(vx netlink.Link, gw net.HardwareAddr, local net.IP) *netlink.Neigh {
-	return &netlink.Neigh{
-		LinkIndex:    vx.Attrs().Index,
-		Family:       syscall.AF_BRIDGE,
-		Flags:        netlink.NTF_SELF,
-		State:        netlink.NUD_PERMANENT,
-		HardwareAddr: gw,
-		IP:           local,
-	}
+	return fdbEntry(vx, gw, local)
 }
 
 // checkNeighSuppress verifies neigh_suppress on the VXLAN port.
