@@ -50,14 +50,21 @@ type Hook struct {
 	Project string
 }
 
+// The project chains of Hooks.
+const (
+	ForwardChain     = Prefix + "-FORWARD"     // filter, from FORWARD
+	PostroutingChain = Prefix + "-POSTROUTING" // nat, from POSTROUTING
+	PreroutingChain  = Prefix + "-PREROUTING"  // raw, from PREROUTING
+)
+
 // Hooks are the project-wide chains, one per table, in the order ADD
 // creates the per-attachment chains (filter first: it always exists). The
 // zone chains (ZoneChain in raw and mangle) are apart.
 func Hooks() []Hook {
 	return []Hook{
-		{Table: "filter", Builtin: "FORWARD", Project: Prefix + "-FORWARD"},
-		{Table: "nat", Builtin: "POSTROUTING", Project: Prefix + "-POSTROUTING"},
-		{Table: "raw", Builtin: "PREROUTING", Project: Prefix + "-PREROUTING"},
+		{Table: "filter", Builtin: "FORWARD", Project: ForwardChain},
+		{Table: "nat", Builtin: "POSTROUTING", Project: PostroutingChain},
+		{Table: "raw", Builtin: "PREROUTING", Project: PreroutingChain},
 	}
 }
 
