@@ -7,5 +7,9 @@ package naming
 // keeps it equal to the folders under plugins/. Shell scripts list
 // plugins/ themselves.
 func Stages() []string {
-	return []string{"infra-ensure", "vrf-vxlan-bridge", "lockfile-ipam", "veth-attach", "sysctl-firewall"}
+	return []string{"infra-ensure", "vrf-vxlan-bridge", IPAMStage, "veth-attach", "sysctl-firewall"}
 }
+
+// IPAMStage is the one stage that is also an IPAM plugin (veth-attach's
+// ipam.type); every other stage named as an IPAM is refused.
+const IPAMStage = "lockfile-ipam"
