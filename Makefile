@@ -1,7 +1,8 @@
 # vxvrf: chained CNI plugins building a VRF + VXLAN + bridge overlay.
 #
 #   make demo    build, then run conflist/vrf-vxlan.conflist on two throwaway nodes joined by VXLAN
-#   make test    install what the tests need, then unit, per-plugin and integration tests,
+#   make lint    golangci-lint (pinned in scripts/install-deps.sh) with .golangci.yml
+#   make test    install what the tests need, lint, then unit, per-plugin and integration tests,
 #                a short run of every fuzz target, the race check and a slice of the chaos suite
 #   make bench   our chain against the reference chains; writes bench/results/ and the README cost block
 #   make fuzz    every native fuzz target for FUZZTIME each (default 2m)
@@ -51,13 +52,20 @@ demo-cluster: build
 	$(GO) run ./integration/cluster-demo -bin $(BIN)
 
 # Everything; as root (the tests create network namespaces, never touching the host's own).
-test: build deps vet
+test: build deps vet lint
 	set -o pipefail; VXVRF_BIN=$(BIN) VXVRF_REF_BIN=$(TOOLS)/cni PATH=$(TOOLS)/bin:$$PATH \
 		$(GOTEST) -json -timeout 30m ./... | $(GO) run ./scripts/testreport
 	$(MAKE) fuzz FUZZTIME=$(TEST_FUZZTIME)
 	$(MAKE) race
 	$(MAKE) test-vrf
 	$(MAKE) e2e
+
+# golangci-lint at the version scripts/install-deps.sh pins, with the repo's
+# .golangci.yml (also the e2e build tag); about 30 s warm on 2 cores.
+.PHONY: lint
+lint:
+	./scripts/install-deps.sh --lint
+	$(TOOLS)/bin/golangci-lint run ./...
 
 # The cost of one pod's ADD and DEL: our chain (both firewall backends)
 # against the reference chains, as the node fills, concurrent, per stage,

@@ -29,14 +29,18 @@ func TestStats(t *testing.T) {
 func TestRewriteReadme(t *testing.T) {
 	f := filepath.Join(t.TempDir(), "README.md")
 	before, after := "# x\n\nintro\n", "\n\nrest\n"
-	os.WriteFile(f, []byte(before+beginMarker+"\nold\nlines\n"+endMarker+after), 0o644)
+	if err := os.WriteFile(f, []byte(before+beginMarker+"\nold\nlines\n"+endMarker+after), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	if err := rewriteReadme(f, "new\n"); err != nil {
 		t.Fatal(err)
 	}
 	if b, _ := os.ReadFile(f); string(b) != before+beginMarker+"\nnew\n"+endMarker+after {
 		t.Fatalf("rewritten to %q", b)
 	}
-	os.WriteFile(f, []byte("no markers\n"), 0o644)
+	if err := os.WriteFile(f, []byte("no markers\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	if err := rewriteReadme(f, "new\n"); err == nil {
 		t.Fatal("a README without the block was accepted")
 	}
@@ -53,7 +57,9 @@ func TestSmokeRun(t *testing.T) {
 	}
 	dir := t.TempDir()
 	readme := filepath.Join(dir, "README.md")
-	os.WriteFile(readme, []byte("top\n"+beginMarker+"\n"+endMarker+"\nbottom\n"), 0o644)
+	if err := os.WriteFile(readme, []byte("top\n"+beginMarker+"\n"+endMarker+"\nbottom\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	o := options{
 		bin:        testutil.PluginDir(t, testutil.Plugins...),
 		ref:        testutil.ReferencePlugins(t, "bridge", "host-local", "tuning", "firewall", "portmap"),

@@ -181,7 +181,7 @@ func measureChains(ctx context.Context, o options, res *Results, lab *netsim.Lab
 	res.Chains = make([]ChainResult, len(sp))
 	var chains []*live
 	for i, s := range sp {
-		l, err := setUp(ctx, lab, s, root)
+		l, err := setUp(lab, s, root)
 		if err != nil {
 			return err
 		}
@@ -261,7 +261,7 @@ func measureChains(ctx context.Context, o options, res *Results, lab *netsim.Lab
 }
 
 // setUp gives the chain its node and a libcni config whose execs are timed.
-func setUp(ctx context.Context, lab *netsim.Lab, s *chainSpec, root string) (*live, error) {
+func setUp(lab *netsim.Lab, s *chainSpec, root string) (*live, error) {
 	node, err := lab.AddNode(shortName(s.Name))
 	if err != nil {
 		return nil, err

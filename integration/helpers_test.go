@@ -191,8 +191,11 @@ func tcp(from, to ns.NetNS, addr net.IP) error {
 		defer c.Close()
 		_ = c.SetDeadline(time.Now().Add(3 * time.Second))
 		line, err := bufio.NewReader(c).ReadString('\n')
-		if err != nil || line != "hello\n" {
-			return fmt.Errorf("read from %s: %q %v", ln.Addr(), line, err)
+		if err != nil {
+			return fmt.Errorf("read from %s: %w", ln.Addr(), err)
+		}
+		if line != "hello\n" {
+			return fmt.Errorf("read from %s: %q", ln.Addr(), line)
 		}
 		return nil
 	})
@@ -325,14 +328,4 @@ func (e *env) teardown(pods ...*pod) {
 		e.t.Errorf("GC with an empty list: %v", err)
 	}
 	e.networkGone()
-}
-
-func grep(s, sub string) string {
-	var out []string
-	for _, l := range strings.Split(s, "\n") {
-		if strings.Contains(l, sub) {
-			out = append(out, l)
-		}
-	}
-	return strings.Join(out, "\n")
 }

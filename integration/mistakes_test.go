@@ -78,7 +78,7 @@ func withoutComments(rules string) string {
 }
 
 // moveStage moves stage typ to index i of the plugin list.
-func moveStage(typ string, i int, set map[string]any) edit {
+func moveStage(typ string, i int) edit {
 	return func(conf map[string]any, plugins []map[string]any) error {
 		list, _ := conf["plugins"].([]any)
 		var out []any
@@ -92,9 +92,6 @@ func moveStage(typ string, i int, set map[string]any) edit {
 		}
 		if moved == nil {
 			return fmt.Errorf("no stage %s", typ)
-		}
-		for k, v := range set {
-			moved.(map[string]any)[k] = v
 		}
 		out = append(out[:i], append([]any{moved}, out[i:]...)...)
 		conf["plugins"] = out
@@ -119,18 +116,18 @@ func TestMistakeChainOrder(t *testing.T) {
 		parts []string
 	}{
 		// default: infra-ensure, vrf-vxlan-bridge, lockfile-ipam, veth-attach, sysctl-firewall
-		{"veth-attach before lockfile-ipam", moveStage("veth-attach", 2, nil),
+		{"veth-attach before lockfile-ipam", moveStage("veth-attach", 2),
 			[]string{"lockfile-ipam must come before veth-attach", `"eth0"`, "move lockfile-ipam above veth-attach"}},
-		{"vrf-vxlan-bridge after veth-attach", moveStage("vrf-vxlan-bridge", 3, nil),
+		{"vrf-vxlan-bridge after veth-attach", moveStage("vrf-vxlan-bridge", 3),
 			[]string{"vrf-vxlan-bridge must come before veth-attach", "move vrf-vxlan-bridge above veth-attach"}},
-		{"vrf-vxlan-bridge last", moveStage("vrf-vxlan-bridge", 4, nil),
+		{"vrf-vxlan-bridge last", moveStage("vrf-vxlan-bridge", 4),
 			[]string{"vrf-vxlan-bridge must come before veth-attach"}},
 		// sysctl-firewall's message is its own (being rewritten on another
 		// branch): only the code is asserted here.
-		{"sysctl-firewall before veth-attach", moveStage("sysctl-firewall", 3, nil), nil},
+		{"sysctl-firewall before veth-attach", moveStage("sysctl-firewall", 3), nil},
 		{"veth-attach first, no bridge key", func(conf map[string]any, plugins []map[string]any) error {
 			delete(chain.Plugin(plugins, "veth-attach"), "bridge")
-			return moveStage("veth-attach", 0, nil)(conf, plugins)
+			return moveStage("veth-attach", 0)(conf, plugins)
 		}, []string{"veth-attach: no bridge", "vrf-vxlan-bridge must come before veth-attach"}},
 	} {
 		t.Run(c.name, func(t *testing.T) {

@@ -190,7 +190,7 @@ func testInspectLeak(t *testing.T, backend string) {
 	goneWant := "gone/eth0"
 	switch backend {
 	case "iptables":
-		e.in("iptables", "-t", "filter", "-A", naming.Prefix+"-FORWARD", "-m", "comment", "--comment", naming.AttachmentTag("vxvrf", "gone", "eth0"), "-j", "ACCEPT")
+		e.in("iptables", "-t", "filter", "-A", naming.ForwardChain, "-m", "comment", "--comment", naming.AttachmentTag("vxvrf", "gone", "eth0"), "-j", "ACCEPT")
 	case "nftables":
 		// The tag is a hash: inspect names the element by it.
 		goneWant = naming.NftTag("vxvrf", "gone", "eth0")

@@ -22,6 +22,14 @@ GO=${GO:-go}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 MODULE=github.com/vxvrf/cni
 
+# fuzz_targets prints "<package under plugins/> <target>" for every native
+# fuzz target in the plugins' tests, sorted: a new stage's or package's
+# targets run without editing this script.
+fuzz_targets() {
+	(cd "$ROOT/plugins" && grep -rEo --include='*_test.go' '^func Fuzz[A-Za-z0-9_]*\(f \*testing\.F\)' .) |
+		sed -E 's#^\./(.*)/[^/]*:func (Fuzz[A-Za-z0-9_]*)\(.*#\1 \2#' | sort -u
+}
+
 if [[ "${VXVRF_FUZZ_ISOLATED:-}" != 1 ]]; then
 	if [[ $(id -u) != 0 ]]; then
 		echo "fuzz.sh: needs root (runs the targets in a private network namespace)" >&2
@@ -31,7 +39,7 @@ if [[ "${VXVRF_FUZZ_ISOLATED:-}" != 1 ]]; then
 	export GOFLAGS="${GOFLAGS:-} -buildvcs=false"
 	BUILD=$(mktemp -d /tmp/vxvrf-fuzzbin-XXXXXX)
 	trap 'rm -rf "$BUILD"' EXIT
-	for pkg in infra-ensure vrf-vxlan-bridge veth-attach lockfile-ipam sysctl-firewall lockfile-ipam/store lockfile-ipam/allocator; do
+	for pkg in $(fuzz_targets | cut -d' ' -f1 | sort -u); do
 		# -fuzz builds the binary with coverage instrumentation.
 		(cd "$ROOT" && $GO test -c -fuzz . -o "$BUILD/${pkg//\//-}.test" "./plugins/$pkg")
 	done
@@ -44,14 +52,7 @@ if [[ "${VXVRF_FUZZ_ISOLATED:-}" != 1 ]]; then
 fi
 
 # Package (under plugins/) and target, in a stable order.
-TARGETS=(
-	"infra-ensure FuzzParseConfig" "infra-ensure FuzzCommands"
-	"vrf-vxlan-bridge FuzzParseConfig" "vrf-vxlan-bridge FuzzCommands" "vrf-vxlan-bridge FuzzTeardownDevices"
-	"lockfile-ipam FuzzParseConfig" "lockfile-ipam FuzzCommands"
-	"lockfile-ipam/store FuzzDecode" "lockfile-ipam/allocator FuzzAllocate"
-	"veth-attach FuzzParseConfig" "veth-attach FuzzCommands"
-	"sysctl-firewall FuzzParseConfig" "sysctl-firewall FuzzParseTeardown" "sysctl-firewall FuzzCommands"
-)
+mapfile -t TARGETS < <(fuzz_targets)
 
 # deadline_race: the log's only failure is the coordinator's own "context
 # deadline exceeded" at the end of -fuzztime (golang/go#75804, fixed in

@@ -25,7 +25,7 @@ export GOFLAGS=${GOFLAGS:--buildvcs=false} CGO_ENABLED=0
 GO=${GO:-go}
 VRF_PKGS=${VRF_PKGS:-./integration/vrf ./integration/cluster ./plugins/vrf-vxlan-bridge ./plugins/veth-attach}
 REQUIRED_PKGS="./integration/vrf"
-PLUGINS="infra-ensure vrf-vxlan-bridge lockfile-ipam veth-attach sysctl-firewall"
+PLUGINS=$(cd plugins && ls -d */ | tr -d / | tr '\n' ' ')
 RUN_PATTERN=${VRF_RUN:-VRF}
 REF_VERSION=${PLUGINS_VERSION:-v1.9.1}
 # Tests of the no-VRF path (they skip on a VRF kernel by design) are left out.

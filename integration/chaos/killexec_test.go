@@ -237,13 +237,11 @@ func (k *killExec) report() (string, map[string]killStat) {
 	fmt.Fprintf(&b, "%-24s %6s %7s %8s %7s %9s %9s\n", "stage verb", "armed", "landed", "afterOut", "missed", "meanRunMs", "maxDelay")
 	for _, key := range keys {
 		s := k.stats[key]
-		max := 0.0
+		maxDelay := 0.0
 		for _, d := range s.DelaysMs {
-			if d > max {
-				max = d
-			}
+			maxDelay = max(maxDelay, d)
 		}
-		fmt.Fprintf(&b, "%-24s %6d %7d %8d %7d %9.1f %9.1f\n", key, s.Armed, s.Landed, s.AfterOutput, s.Missed, s.MeanMs, max)
+		fmt.Fprintf(&b, "%-24s %6d %7d %8d %7d %9.1f %9.1f\n", key, s.Armed, s.Landed, s.AfterOutput, s.Missed, s.MeanMs, maxDelay)
 	}
 	return b.String(), out
 }

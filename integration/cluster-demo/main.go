@@ -21,15 +21,13 @@ import (
 	"fmt"
 	"net"
 	"os"
-	"os/signal"
 	"path/filepath"
 	"strings"
-	"sync"
-	"syscall"
 
 	"github.com/containernetworking/cni/pkg/types"
 
 	"github.com/vxvrf/cni/integration/cluster"
+	"github.com/vxvrf/cni/integration/demokit"
 	"github.com/vxvrf/cni/pkg/chain"
 	"github.com/vxvrf/cni/pkg/naming"
 	"github.com/vxvrf/cni/pkg/netsim"
@@ -42,77 +40,37 @@ func main() {
 	nodes := flag.Int("nodes", 3, "number of nodes")
 	mode := flag.String("mode", cluster.Remotes, "BUM mode: remotes or group")
 	flag.Parse()
-	if os.Geteuid() != 0 {
-		fmt.Fprintln(os.Stderr, "cluster-demo: needs root (it creates network namespaces; the machine's own network is not touched)")
-		os.Exit(2)
-	}
-	d := &demo{nodes: *nodes, mode: *mode}
-	err := d.run(*bin)
-	d.cleanup()
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "\nFAILED: %v\n", err)
-		os.Exit(1)
-	}
-	if d.failures > 0 {
-		fmt.Fprintf(os.Stderr, "\nFAILED: %d check(s) failed (matrix cells marked *, or leftovers)\n", d.failures)
-		os.Exit(1)
-	}
-	fmt.Println("\nOK: every cell as expected; DEL and GC left nothing behind.")
+	d := &demo{Lab: demokit.Lab{Name: "cluster-demo"}, nodes: *nodes, mode: *mode}
+	d.Main(func() error { return d.run(*bin) }, "matrix cells marked *, or leftovers",
+		func() string { return "OK: every cell as expected; DEL and GC left nothing behind." })
 }
 
 type demo struct {
-	nodes    int
-	mode     string
-	c        *cluster.Cluster
-	tmp      string
-	failures int
-	once     sync.Once
+	demokit.Lab
+	nodes int
+	mode  string
 }
-
-func (d *demo) cleanup() {
-	d.once.Do(func() {
-		if d.c != nil {
-			if err := d.c.Close(); err != nil {
-				fmt.Fprintf(os.Stderr, "cluster-demo: removing the lab: %v\n", err)
-			}
-		}
-		if d.tmp != "" {
-			_ = os.RemoveAll(d.tmp)
-		}
-	})
-}
-
-func section(title string) { fmt.Printf("\n=== %s\n", title) }
 
 func (d *demo) run(binDir string) error {
 	bin, err := filepath.Abs(binDir)
 	if err != nil {
 		return err
 	}
-	for _, p := range []string{"infra-ensure", "vrf-vxlan-bridge", "lockfile-ipam", "veth-attach", "sysctl-firewall"} {
+	for _, p := range naming.Stages() {
 		if _, err := os.Stat(filepath.Join(bin, p)); err != nil {
 			return fmt.Errorf("plugin %s not in %s (make build): %w", p, bin, err)
 		}
 	}
-	if d.tmp, err = os.MkdirTemp("", "vxvrf-demo-cluster-"); err != nil {
+	if d.Tmp, err = os.MkdirTemp("", "vxvrf-demo-cluster-"); err != nil {
 		return err
 	}
-	sig := make(chan os.Signal, 1)
-	signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
-	defer signal.Stop(sig)
-	go func() {
-		if _, ok := <-sig; ok {
-			fmt.Fprintln(os.Stderr, "\ninterrupted: removing the lab")
-			d.cleanup()
-			os.Exit(130)
-		}
-	}()
+	defer d.RemoveOnSignal()()
 
-	section("cluster")
-	if d.c, err = cluster.New(labName, d.nodes, bin, d.tmp); err != nil {
+	demokit.Section("cluster")
+	if d.C, err = cluster.New(labName, d.nodes, bin, d.Tmp); err != nil {
 		return fmt.Errorf("create the cluster: %w", err)
 	}
-	c := d.c
+	c := d.C
 	for i, n := range c.Nodes {
 		fmt.Printf("  node n%d: namespace %s, uplink eth0 %s/24, default via %s\n", i+1, n.Name, n.Addr, netsim.UnderlayGateway)
 	}
@@ -132,7 +90,7 @@ func (d *demo) run(binDir string) error {
 		specs = append(specs, cluster.Spec{Name: "demo", VNI: 100, Mode: d.mode, Subnet4: "10.50.0.0/16", Subnet6: "fd00:50::/64", Anycast: true})
 	}
 
-	section("ADD (the same conflist on every node but the IPAM range)")
+	demokit.Section("ADD (the same conflist on every node but the IPAM range)")
 	var nets []*cluster.Network
 	pods := map[string][]*cluster.Pod{}
 	for _, s := range specs {
@@ -166,7 +124,7 @@ func (d *demo) run(binDir string) error {
 	}
 
 	if vrf {
-		section("per-tenant conntrack zones (sysctl-firewall's conntrackZone, default: the VRF table)")
+		demokit.Section("per-tenant conntrack zones (sysctl-firewall's conntrackZone, default: the VRF table)")
 		for _, table := range []string{"raw", "mangle"} {
 			out, err := c.Nodes[0].In("iptables", "-t", table, "-S", naming.ZoneChain)
 			if err != nil {
@@ -178,14 +136,14 @@ func (d *demo) run(binDir string) error {
 		}
 	}
 
-	section("connectivity matrix (ok = reached, -- = not reached, ~ = that address is also one of the row's own network: its own pod answered; * = not what the design expects)")
+	demokit.Section("connectivity matrix (ok = reached, -- = not reached, ~ = that address is also one of the row's own network: its own pod answered; * = not what the design expects)")
 	for _, n := range nets {
 		for _, v4 := range []bool{true, false} {
 			d.matrix(n, pods, v4)
 		}
 	}
 
-	section("DEL, then GC with an empty attachment list on every node")
+	demokit.Section("DEL, then GC with an empty attachment list on every node")
 	for _, n := range nets {
 		for _, p := range pods[n.Spec.Name] {
 			if err := n.Del(p); err != nil {
@@ -210,7 +168,7 @@ func (d *demo) run(binDir string) error {
 			}
 			left := append(ch.NetworkLeftovers(c.Nodes[i].NS), ch.Leftovers(c.Nodes[i].NS, atts, c.NodeRoot(i))...)
 			if len(left) > 0 {
-				d.failures++
+				d.Failures++
 				fmt.Printf("  FAIL  %s on n%d left: %v\n", n.Spec.Name, i+1, left)
 			} else {
 				fmt.Printf("  ok    %s on n%d: no device, rule or state left\n", n.Spec.Name, i+1)
@@ -285,7 +243,7 @@ func (d *demo) matrix(n *cluster.Network, pods map[string][]*cluster.Pod, v4 boo
 	cols = append(cols,
 		col{name: "gateway", ip: func(p *cluster.Pod) net.IP { return p.IP(v4).Gateway }, want: func(*cluster.Pod) bool { return true }},
 		col{name: "node->pod", ip: func(p *cluster.Pod) net.IP { return p.IP(v4).Address.IP },
-			from: func(p *cluster.Pod) *netsim.NS { return d.c.Nodes[p.Node].NS }, want: func(*cluster.Pod) bool { return true }},
+			from: func(p *cluster.Pod) *netsim.NS { return d.C.Nodes[p.Node].NS }, want: func(*cluster.Pod) bool { return true }},
 	)
 	if v4 {
 		cols = append(cols, col{name: "external", want: func(*cluster.Pod) bool { return true }})
@@ -305,15 +263,15 @@ func (d *demo) matrix(n *cluster.Network, pods map[string][]*cluster.Pod, v4 boo
 			var ok bool
 			switch {
 			case cl.name == "external":
-				peer, err := d.c.Egress(from.NS)
-				ok = err == nil && peer.Equal(d.c.Nodes[from.Node].Addr)
+				peer, err := d.C.Egress(from.NS)
+				ok = err == nil && peer.Equal(d.C.Nodes[from.Node].Addr)
 			case cl.name == from.Name:
 				fmt.Printf(" %4s", ".")
 				continue
 			case cl.name == "node->pod" && from.Net.Spec.VRFTable != 0:
 				// Overlapping tenants: the node reaches each tenant's
 				// pods through that tenant's VRF.
-				_, err := d.c.Nodes[from.Node].In("ping", "-c1", "-W2", "-I", naming.VRFName(from.Net.Spec.Name), cl.ip(from).String())
+				_, err := d.C.Nodes[from.Node].In("ping", "-c1", "-W2", "-I", naming.VRFName(from.Net.Spec.Name), cl.ip(from).String())
 				ok = err == nil
 			default:
 				src := from.NS
@@ -331,7 +289,7 @@ func (d *demo) matrix(n *cluster.Network, pods map[string][]*cluster.Pod, v4 boo
 			}
 			if ok != cl.want(from) {
 				mark += "*"
-				d.failures++
+				d.Failures++
 			}
 			fmt.Printf(" %4s", mark)
 		}
@@ -341,6 +299,6 @@ func (d *demo) matrix(n *cluster.Network, pods map[string][]*cluster.Pod, v4 boo
 		fmt.Printf("    c%d = %s\n", i+1, cl.name)
 	}
 	if v4 {
-		fmt.Printf("    external = TCP to %s, which must see the node's uplink address (masquerade)\n", d.c.ExtAddr)
+		fmt.Printf("    external = TCP to %s, which must see the node's uplink address (masquerade)\n", d.C.ExtAddr)
 	}
 }

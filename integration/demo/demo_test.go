@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/vxvrf/cni/integration/demokit"
 	"github.com/vxvrf/cni/pkg/chain"
 	"github.com/vxvrf/cni/pkg/testutil"
 )
@@ -161,21 +162,21 @@ func TestDemo(t *testing.T) {
 	bin := binDir(t)
 	const lab = "demot"
 	run := func(conflist string) (*demo, error) {
-		d := &demo{conflist: conflist, lab: lab}
+		d := &demo{Lab: demokit.Lab{Name: "demo"}, conflist: conflist, lab: lab}
 		err := d.run(bin)
-		d.cleanup()
+		d.Cleanup()
 		if left := labLeft(lab); len(left) > 0 {
 			t.Errorf("%s: namespaces left: %v", conflist, left)
 		}
-		if _, statErr := os.Stat(d.tmp); d.tmp != "" && !os.IsNotExist(statErr) {
-			t.Errorf("%s: temp dir %s left", conflist, d.tmp)
+		if _, statErr := os.Stat(d.Tmp); d.Tmp != "" && !os.IsNotExist(statErr) {
+			t.Errorf("%s: temp dir %s left", conflist, d.Tmp)
 		}
 		return d, err
 	}
 	for _, c := range []string{vrfConflist, "../../conflist/vxvrf.conflist"} {
 		d, err := run(c)
-		if err != nil || d.failures > 0 {
-			t.Fatalf("demo with %s: err %v, %d failed checks", c, err, d.failures)
+		if err != nil || d.Failures > 0 {
+			t.Fatalf("demo with %s: err %v, %d failed checks", c, err, d.Failures)
 		}
 	}
 

@@ -24,15 +24,13 @@ import (
 	"fmt"
 	"net"
 	"os"
-	"os/signal"
 	"path/filepath"
 	"strings"
-	"sync"
-	"syscall"
 
 	"github.com/containernetworking/cni/pkg/types"
 
 	"github.com/vxvrf/cni/integration/cluster"
+	"github.com/vxvrf/cni/integration/demokit"
 	"github.com/vxvrf/cni/pkg/chain"
 	"github.com/vxvrf/cni/pkg/naming"
 	"github.com/vxvrf/cni/pkg/netsim"
@@ -47,59 +45,19 @@ func main() {
 	bin := flag.String("bin", "bin", "directory holding the plugin binaries (CNI_PATH) and vxvrf-installer")
 	conflist := flag.String("conflist", "conflist/vrf-vxlan.conflist", "the conflist to run on both nodes")
 	flag.Parse()
-	if os.Geteuid() != 0 {
-		fmt.Fprintln(os.Stderr, "demo: needs root (it creates network namespaces; the machine's own network is not touched)")
-		os.Exit(2)
-	}
-	d := &demo{conflist: *conflist, lab: labName}
-	err := d.run(*bin)
-	d.cleanup()
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "\nFAILED: %v\n(the lab was removed)\n", err)
-		os.Exit(1)
-	}
-	if d.failures > 0 {
-		fmt.Fprintf(os.Stderr, "\nFAILED: %d check(s) failed (the lab was removed)\n", d.failures)
-		os.Exit(1)
-	}
-	fmt.Printf("\nOK: two nodes, one %s segment; the pods talked across nodes through VXLAN, and DEL + GC left nothing behind.\n", d.network)
+	d := &demo{Lab: demokit.Lab{Name: "demo"}, conflist: *conflist, lab: labName}
+	d.Main(func() error { return d.run(*bin) }, "marked FAIL above", func() string {
+		return fmt.Sprintf("OK: two nodes, one %s segment; the pods talked across nodes through VXLAN, and DEL + GC left nothing behind.", d.network)
+	})
 }
 
 type demo struct {
+	demokit.Lab
+
 	conflist  string
 	lab       string // lab name (namespaces "<prefix><lab>-...")
 	installer string
 	network   string
-
-	c        *cluster.Cluster
-	tmp      string
-	failures int
-	once     sync.Once
-}
-
-func section(title string) { fmt.Printf("\n=== %s\n", title) }
-
-// check prints one outcome and counts failures.
-func (d *demo) check(what string, err error) {
-	if err != nil {
-		d.failures++
-		fmt.Printf("  FAIL  %s: %v\n", what, err)
-		return
-	}
-	fmt.Printf("  ok    %s\n", what)
-}
-
-func (d *demo) cleanup() {
-	d.once.Do(func() {
-		if d.c != nil {
-			if err := d.c.Close(); err != nil {
-				fmt.Fprintf(os.Stderr, "demo: removing the lab: %v\n", err)
-			}
-		}
-		if d.tmp != "" {
-			_ = os.RemoveAll(d.tmp)
-		}
-	})
 }
 
 func (d *demo) run(binDir string) error {
@@ -126,33 +84,24 @@ func (d *demo) run(binDir string) error {
 		}
 	}
 	d.installer = filepath.Join(bin, "vxvrf-installer")
-	if d.tmp, err = os.MkdirTemp("", "vxvrf-demo-"); err != nil {
+	if d.Tmp, err = os.MkdirTemp("", "vxvrf-demo-"); err != nil {
 		return err
 	}
 
 	// SIGINT/SIGTERM: remove the lab before exiting.
-	sig := make(chan os.Signal, 1)
-	signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
-	defer signal.Stop(sig)
-	go func() {
-		if _, ok := <-sig; ok {
-			fmt.Fprintln(os.Stderr, "\ninterrupted: removing the lab")
-			d.cleanup()
-			os.Exit(130)
-		}
-	}()
+	defer d.RemoveOnSignal()()
 
-	section("lab: two nodes on an underlay (network namespaces; this machine's network is not touched)")
-	if d.c, err = cluster.New(d.lab, nodes, bin, d.tmp); err != nil {
+	demokit.Section("lab: two nodes on an underlay (network namespaces; this machine's network is not touched)")
+	if d.C, err = cluster.New(d.lab, nodes, bin, d.Tmp); err != nil {
 		return fmt.Errorf("create the lab: %w", err)
 	}
-	c := d.c
+	c := d.C
 	for i, n := range c.Nodes {
 		fmt.Printf("  node %s: namespace %s, uplink eth0 %s/24\n", nodeName(i), n.Name, n.Addr)
 	}
 	fmt.Printf("  underlay/router: namespace %s (%s), external host %s behind it\n", c.Router.Name, netsim.UnderlayGateway, c.ExtAddr)
 
-	section("kernel")
+	demokit.Section("kernel")
 	vrf := c.Nodes[0].HasVRF()
 	if vrf {
 		fmt.Println("  VRF: supported")
@@ -160,7 +109,7 @@ func (d *demo) run(binDir string) error {
 		fmt.Println("  VRF: NOT supported by this kernel (CONFIG_NET_VRF is not set)")
 	}
 
-	section("conflist " + d.conflist)
+	demokit.Section("conflist " + d.conflist)
 	prepared, notes, err := prepare(raw, vrf)
 	if err != nil {
 		return fmt.Errorf("%s: %w", d.conflist, err)
@@ -187,7 +136,7 @@ func (d *demo) run(binDir string) error {
 	}
 	fmt.Printf("  network %q, cniVersion %s (libcni's pick), chain: %s\n", n.Spec.Name, n.Chains[0].List.CNIVersion, strings.Join(stages, " -> "))
 
-	section("ADD: one pod on each node")
+	demokit.Section("ADD: one pod on each node")
 	var pods []*cluster.Pod
 	for i := range c.Nodes {
 		p, err := n.AddPod(i, "pod")
@@ -204,38 +153,38 @@ func (d *demo) run(binDir string) error {
 	ctx := context.Background()
 	for i, p := range pods {
 		cctx, cancel := context.WithTimeout(ctx, cluster.Timeout)
-		d.check("CHECK "+p.NS.Name, n.Chains[i].Check(cctx, p.RT))
+		d.Check("CHECK "+p.NS.Name, n.Chains[i].Check(cctx, p.RT))
 		cancel()
 	}
 	if n.Chains[0].List.CNIVersion == "1.1.0" {
 		for i, ch := range n.Chains {
 			cctx, cancel := context.WithTimeout(ctx, cluster.Timeout)
-			d.check("STATUS on "+nodeName(i), ch.Status(cctx))
+			d.Check("STATUS on "+nodeName(i), ch.Status(cctx))
 			cancel()
 		}
 	}
 
-	section("traffic")
+	demokit.Section("traffic")
 	d.traffic(n, pods)
 
-	section("what the chain built")
+	demokit.Section("what the chain built")
 	for i := range c.Nodes {
 		if err := picture(c, i, n.Spec.Name, pods); err != nil {
-			d.check("draw "+nodeName(i), err)
+			d.Check("draw "+nodeName(i), err)
 		}
 	}
 
-	section("DEL, then GC with an empty attachment list on every node")
+	demokit.Section("DEL, then GC with an empty attachment list on every node")
 	for _, p := range pods {
-		d.check("DEL "+p.NS.Name, n.Del(p))
+		d.Check("DEL "+p.NS.Name, n.Del(p))
 	}
 	for i, ch := range n.Chains {
 		cctx, cancel := context.WithTimeout(ctx, cluster.Timeout)
-		d.check("GC on "+nodeName(i)+" (the network has no pods left there)", ch.GC(cctx, []types.GCAttachment{}))
+		d.Check("GC on "+nodeName(i)+" (the network has no pods left there)", ch.GC(cctx, []types.GCAttachment{}))
 		cancel()
 	}
 
-	section("leftovers")
+	demokit.Section("leftovers")
 	for i, ch := range n.Chains {
 		var atts []chain.Attachment
 		for _, p := range pods {
@@ -245,7 +194,7 @@ func (d *demo) run(binDir string) error {
 		}
 		left := append(ch.NetworkLeftovers(c.Nodes[i].NS), ch.Leftovers(c.Nodes[i].NS, atts, c.NodeRoot(i))...)
 		for _, l := range left {
-			d.check(nodeName(i)+": nothing left", errors.New(l))
+			d.Check(nodeName(i)+": nothing left", errors.New(l))
 		}
 		if len(left) == 0 {
 			links, _ := c.Nodes[i].In("ip", "-br", "link")
@@ -270,35 +219,35 @@ func (d *demo) traffic(n *cluster.Network, pods []*cluster.Pod) {
 		if ia == nil || ib == nil {
 			continue
 		}
-		d.check(fmt.Sprintf("%s %s -> %s %s (across the nodes, through VXLAN)", a.NS.Name, ia.Address.IP, b.NS.Name, ib.Address.IP), reach(a.NS, ib.Address.IP))
-		d.check(fmt.Sprintf("%s %s -> %s %s", b.NS.Name, ib.Address.IP, a.NS.Name, ia.Address.IP), reach(b.NS, ia.Address.IP))
+		d.Check(fmt.Sprintf("%s %s -> %s %s (across the nodes, through VXLAN)", a.NS.Name, ia.Address.IP, b.NS.Name, ib.Address.IP), reach(a.NS, ib.Address.IP))
+		d.Check(fmt.Sprintf("%s %s -> %s %s", b.NS.Name, ib.Address.IP, a.NS.Name, ia.Address.IP), reach(b.NS, ia.Address.IP))
 		if size, err := fullSize(a.NS, v4); err == nil {
-			d.check(fmt.Sprintf("%s -> %s with a full-size packet (%d bytes of payload, DF set)", a.NS.Name, b.NS.Name, size),
+			d.Check(fmt.Sprintf("%s -> %s with a full-size packet (%d bytes of payload, DF set)", a.NS.Name, b.NS.Name, size),
 				cluster.Ping(a.NS, ib.Address.IP, "-M", "do", "-s", fmt.Sprint(size)))
 		} else {
-			d.check("pod MTU", err)
+			d.Check("pod MTU", err)
 		}
 		for _, p := range pods {
 			ip := p.IP(v4)
 			if ip.Gateway != nil {
-				d.check(fmt.Sprintf("%s -> gateway %s (on its own node's bridge)", p.NS.Name, ip.Gateway), reach(p.NS, ip.Gateway))
+				d.Check(fmt.Sprintf("%s -> gateway %s (on its own node's bridge)", p.NS.Name, ip.Gateway), reach(p.NS, ip.Gateway))
 			}
-			node := d.c.Nodes[p.Node]
+			node := d.C.Nodes[p.Node]
 			var extra []string
 			if vrf := vrfOf(node, n.Spec.Name); vrf != "" {
 				extra = []string{"-I", vrf}
 			}
-			d.check(fmt.Sprintf("node %s -> its pod %s", nodeName(p.Node), ip.Address.IP),
+			d.Check(fmt.Sprintf("node %s -> its pod %s", nodeName(p.Node), ip.Address.IP),
 				cluster.Ping(node.NS, ip.Address.IP, extra...))
 		}
 	}
 	if masquerades(n) {
 		for _, p := range pods {
-			peer, err := d.c.Egress(p.NS)
-			if err == nil && !peer.Equal(d.c.Nodes[p.Node].Addr) {
-				err = fmt.Errorf("the external host saw %s, not the node's %s", peer, d.c.Nodes[p.Node].Addr)
+			peer, err := d.C.Egress(p.NS)
+			if err == nil && !peer.Equal(d.C.Nodes[p.Node].Addr) {
+				err = fmt.Errorf("the external host saw %s, not the node's %s", peer, d.C.Nodes[p.Node].Addr)
 			}
-			d.check(fmt.Sprintf("%s -> external host %s over TCP, masqueraded to its node's %s", p.NS.Name, d.c.ExtAddr, d.c.Nodes[p.Node].Addr), err)
+			d.Check(fmt.Sprintf("%s -> external host %s over TCP, masqueraded to its node's %s", p.NS.Name, d.C.ExtAddr, d.C.Nodes[p.Node].Addr), err)
 		}
 	}
 }

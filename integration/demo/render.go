@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math/big"
 	"net"
@@ -95,8 +96,8 @@ func (d *demo) renderNodes(conflist []byte) ([][]byte, error) {
 		PodCIDRs []string `json:"podCIDRs"`
 	}
 	var nodes []node
-	for i, n := range d.c.Nodes {
-		cidrs, err := podCIDRs(conflist, i, len(d.c.Nodes))
+	for i, n := range d.C.Nodes {
+		cidrs, err := podCIDRs(conflist, i, len(d.C.Nodes))
 		if err != nil {
 			return nil, err
 		}
@@ -106,7 +107,7 @@ func (d *demo) renderNodes(conflist []byte) ([][]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	path := filepath.Join(d.tmp, "cluster.json")
+	path := filepath.Join(d.Tmp, "cluster.json")
 	if err := os.WriteFile(path, cfg, 0o644); err != nil {
 		return nil, err
 	}
@@ -117,12 +118,12 @@ func (d *demo) renderNodes(conflist []byte) ([][]byte, error) {
 		b, err := cmd.Output()
 		if err != nil {
 			msg := ""
-			if ee, ok := err.(*exec.ExitError); ok {
+			if ee := (*exec.ExitError)(nil); errors.As(err, &ee) {
 				msg = strings.TrimSpace(string(ee.Stderr))
 			}
 			return nil, fmt.Errorf("%s --dry-run for %s: %w: %s", d.installer, n.Name, err, msg)
 		}
-		if b, err = chain.SetStateDirs(b, d.c.NodeRoot(i)); err != nil {
+		if b, err = chain.SetStateDirs(b, d.C.NodeRoot(i)); err != nil {
 			return nil, err
 		}
 		fmt.Printf("  %s: localAddress %s, %s, podCIDRs %s\n", n.Name, n.Address, summary(b), strings.Join(n.PodCIDRs, " "))

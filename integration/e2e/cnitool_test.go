@@ -134,6 +134,6 @@ func cnitoolID(path string) string {
 
 func cnitoolLeftovers(t *testing.T, node *netsim.Node, conf []byte, state, cid string, pod *netsim.NS, ips []net.IP) []string {
 	t.Helper()
-	return attachmentLeftovers(t, node, conf, "/var/lib/cni", state, []chain.Attachment{{
+	return attachmentLeftovers(t, node, conf, state, []chain.Attachment{{
 		RT: chain.RuntimeConf{ContainerID: cid, IfName: "eth0"}, IPs: ips, Pod: pod}})
 }

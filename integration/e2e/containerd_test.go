@@ -449,7 +449,7 @@ func TestContainerdCRI(t *testing.T) {
 		}
 		atts = append(atts, chain.Attachment{RT: chain.RuntimeConf{ContainerID: p.id, IfName: "eth0"}, IPs: p.ips})
 	}
-	if left := attachmentLeftovers(t, node, c.conf, "/var/lib/cni", c.state, atts); len(left) > 0 {
+	if left := attachmentLeftovers(t, node, c.conf, c.state, atts); len(left) > 0 {
 		t.Errorf("left behind after stopp+rmp:\n%s", strings.Join(left, "\n"))
 	}
 }

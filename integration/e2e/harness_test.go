@@ -376,15 +376,16 @@ func eventually(d time.Duration, f func() error) error {
 }
 
 // attachmentLeftovers lists what remains on the node of the attachments
-// (cid, eth0) of the runtime's cache dir and state root: links, rules,
-// routes, leases and state files, the libcni cache entry.
-func attachmentLeftovers(t *testing.T, node *netsim.Node, conf []byte, cacheDir, stateRoot string, atts []chain.Attachment) []string {
+// (cid, eth0) of the runtime's state root: links, rules, routes, leases and
+// state files, the libcni cache entry (every runtime here keeps libcni's
+// default cache dir, /var/lib/cni).
+func attachmentLeftovers(t *testing.T, node *netsim.Node, conf []byte, stateRoot string, atts []chain.Attachment) []string {
 	t.Helper()
 	list, err := chain.Parse(conf)
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, err := chain.New(list, []string{testutil.PluginDir(t)}, cacheDir, node.NetNS)
+	c, err := chain.New(list, []string{testutil.PluginDir(t)}, "/var/lib/cni", node.NetNS)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -4,6 +4,7 @@ package e2e
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -268,13 +269,19 @@ func TestKubeletStaticPod(t *testing.T) {
 		default:
 		}
 		out, err := c.crictl("ps", "-q", "--name", "web", "--state", "running")
-		if err != nil || strings.TrimSpace(string(out)) == "" {
-			return fmt.Errorf("no running container yet (%v)", err)
+		if err != nil {
+			return fmt.Errorf("no running container yet: %w", err)
+		}
+		if strings.TrimSpace(string(out)) == "" {
+			return errors.New("no running container yet")
 		}
 		p, err := c.crictl("pods", "-q", "--name", "e2e-static", "--state", "ready")
 		podID = strings.TrimSpace(string(p))
-		if err != nil || podID == "" {
-			return fmt.Errorf("no ready sandbox yet (%v)", err)
+		if err != nil {
+			return fmt.Errorf("no ready sandbox yet: %w", err)
+		}
+		if podID == "" {
+			return errors.New("no ready sandbox yet")
 		}
 		return nil
 	}); err != nil {
@@ -337,8 +344,11 @@ func TestKubeletStaticPod(t *testing.T) {
 			return fmt.Errorf("DEL reached %d of %d stages", len(seen), len(testutil.Plugins))
 		}
 		out, err := c.crictl("pods", "-q", "--id", podID, "--state", "ready")
-		if err != nil || strings.TrimSpace(string(out)) != "" {
-			return fmt.Errorf("sandbox still ready (%v)", err)
+		if err != nil {
+			return fmt.Errorf("sandbox state: %w", err)
+		}
+		if strings.TrimSpace(string(out)) != "" {
+			return errors.New("sandbox still ready")
 		}
 		return nil
 	}); err != nil {
@@ -349,7 +359,7 @@ func TestKubeletStaticPod(t *testing.T) {
 		t.Errorf("plugin calls that failed:\n%s", strings.Join(f, "\n"))
 	}
 	atts := []chain.Attachment{{RT: chain.RuntimeConf{ContainerID: podID, IfName: "eth0"}, IPs: []net.IP{ip}}}
-	if left := attachmentLeftovers(t, node, c.conf, "/var/lib/cni", c.state, atts); len(left) > 0 {
+	if left := attachmentLeftovers(t, node, c.conf, c.state, atts); len(left) > 0 {
 		t.Errorf("left behind after the manifest was removed:\n%s", strings.Join(left, "\n"))
 	}
 }

@@ -275,7 +275,7 @@ func TestPodman(t *testing.T) {
 	if f := failedCalls(all); len(f) > 0 {
 		t.Errorf("plugin calls that failed:\n%s", strings.Join(f, "\n"))
 	}
-	if left := attachmentLeftovers(t, node, p.conf, "/var/lib/cni", p.state, atts); len(left) > 0 {
+	if left := attachmentLeftovers(t, node, p.conf, p.state, atts); len(left) > 0 {
 		t.Errorf("left behind after podman's DELs:\n%s", strings.Join(left, "\n"))
 	}
 }

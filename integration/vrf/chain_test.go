@@ -11,6 +11,7 @@ import (
 	"github.com/containernetworking/cni/libcni"
 	"github.com/containernetworking/cni/pkg/types"
 	current "github.com/containernetworking/cni/pkg/types/100"
+	"github.com/containernetworking/plugins/pkg/netlinksafe"
 	"github.com/containernetworking/plugins/pkg/ns"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
@@ -194,13 +195,6 @@ func prefix(ip *current.IPConfig) string {
 	return (&net.IPNet{IP: ip.Address.IP.Mask(ip.Address.Mask), Mask: ip.Address.Mask}).String()
 }
 
-func family(ip net.IP) int {
-	if ip.To4() != nil {
-		return netlink.FAMILY_V4
-	}
-	return netlink.FAMILY_V6
-}
-
 // ping sends one echo from the namespace (via dev when set), allowing up to
 // 10 s for a reply (first ARP/ND, DAD, TCG slowness): a bound, not a sleep.
 func ping(t *testing.T, from *netsim.NS, dev string, dst net.IP) error {
@@ -335,11 +329,11 @@ func v6Addr(t *testing.T, n *netsim.NS, dev string, addr *net.IPNet) (found bool
 	t.Helper()
 	var as []netlink.Addr
 	err := n.Do(func(ns.NetNS) error {
-		l, err := netlink.LinkByName(dev)
+		l, err := netlinksafe.LinkByName(dev)
 		if err != nil {
 			return err
 		}
-		as, err = netlink.AddrList(l, netlink.FAMILY_V6)
+		as, err = netlinksafe.AddrList(l, netlink.FAMILY_V6)
 		return err
 	})
 	if err != nil {

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/containernetworking/plugins/pkg/netlinksafe"
 	"github.com/containernetworking/plugins/pkg/ns"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
@@ -33,7 +34,7 @@ func routes(t *testing.T, n *netsim.NS, family, table int) []netlink.Route {
 	var rs []netlink.Route
 	err := n.Do(func(ns.NetNS) error {
 		var err error
-		rs, err = netlink.RouteListFiltered(family, &netlink.Route{Table: table}, netlink.RT_FILTER_TABLE)
+		rs, err = netlinksafe.RouteListFiltered(family, &netlink.Route{Table: table}, netlink.RT_FILTER_TABLE)
 		return err
 	})
 	if err != nil {
@@ -58,7 +59,7 @@ func linkIn(t *testing.T, n *netsim.NS, name string) netlink.Link {
 	var l netlink.Link
 	err := n.Do(func(ns.NetNS) error {
 		var err error
-		l, err = netlink.LinkByName(name)
+		l, err = netlinksafe.LinkByName(name)
 		return err
 	})
 	if err != nil {

@@ -23,15 +23,6 @@ type Attachment struct {
 	Pod *netsim.NS // the pod namespace, or nil when it is gone
 }
 
-// ProjectHooks are sysctl-firewall's project-wide chains (one per table,
-// shared by every network of the node). They may stay, empty, with the jump
-// into them, after the last attachment leaves.
-var ProjectHooks = map[string]bool{
-	naming.Prefix + "-FORWARD":     true,
-	naming.Prefix + "-POSTROUTING": true,
-	naming.Prefix + "-PREROUTING":  true,
-}
-
 // NetworkRules returns the iptables-save lines that belong to network or to
 // any attachment: rules tagged for the network, project chains other than
 // the hooks, and any rule inside a project chain.
@@ -42,7 +33,7 @@ func NetworkRules(rules, network string) []string {
 		switch {
 		case strings.Contains(l, naming.NetworkTag(network)):
 			out = append(out, l)
-		case len(f) > 0 && strings.HasPrefix(f[0], ":"+naming.Prefix+"-") && !ProjectHooks[f[0][1:]]:
+		case len(f) > 0 && strings.HasPrefix(f[0], ":"+naming.Prefix+"-") && !naming.IsHook(f[0][1:]):
 			out = append(out, l)
 		case len(f) > 1 && f[0] == "-A" && strings.HasPrefix(f[1], naming.Prefix+"-"):
 			out = append(out, l)

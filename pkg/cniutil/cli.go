@@ -2,6 +2,7 @@ package cniutil
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -103,8 +104,8 @@ func HandleCLI(plugin string, args []string, stdin io.Reader, stdout io.Writer) 
 }
 
 func printError(w io.Writer, err error) int {
-	e, ok := err.(*types.Error)
-	if !ok {
+	var e *types.Error
+	if !errors.As(err, &e) {
 		e = Errorf(types.ErrInternal, "%v", err)
 	}
 	_ = json.NewEncoder(w).Encode(e)

@@ -1,6 +1,7 @@
 package cniutil
 
 import (
+	"errors"
 	"reflect"
 	"testing"
 
@@ -28,7 +29,7 @@ func TestValidAttachments(t *testing.T) {
 	}
 	if _, _, err := ValidAttachments([]byte(`{`)); err == nil {
 		t.Error("malformed JSON accepted")
-	} else if e, ok := err.(*types.Error); !ok || e.Code != types.ErrDecodingFailure {
+	} else if e := (*types.Error)(nil); !errors.As(err, &e) || e.Code != types.ErrDecodingFailure {
 		t.Errorf("malformed JSON: %v, want code 6", err)
 	}
 }

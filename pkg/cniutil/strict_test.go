@@ -1,6 +1,7 @@
 package cniutil
 
 import (
+	"errors"
 	"strings"
 	"testing"
 
@@ -19,7 +20,7 @@ type strictConf struct {
 	VXLAN      *strictInner      `json:"vxlan,omitempty"`
 	Ranges     [][]strictInner   `json:"ranges,omitempty"`
 	Sysctls    map[string]string `json:"sysctls,omitempty"`
-	hidden     int
+	hidden     int               //nolint:unused // an unexported field: never a config key
 }
 
 func TestDecodeStrict(t *testing.T) {
@@ -52,8 +53,8 @@ func TestDecodeStrict(t *testing.T) {
 			}
 			continue
 		}
-		e, ok := err.(*types.Error)
-		if !ok || e.Code != c.code || !strings.HasPrefix(e.Msg, c.msg) {
+		var e *types.Error
+		if !errors.As(err, &e) || e.Code != c.code || !strings.HasPrefix(e.Msg, c.msg) {
 			t.Errorf("%s:\n got %#v\nwant code %d %q", c.in, err, c.code, c.msg)
 		}
 	}
@@ -75,7 +76,7 @@ func TestCheckKeysOnly(t *testing.T) {
 	}
 	in = []byte(`{"name":"n","type":"bridge","ipam":{"type":"x","subnett":"10.0.0.0/24"}}`)
 	err := CheckKeys("x", in, &conf{}, "ipam")
-	if e, ok := err.(*types.Error); !ok || e.Msg != `x: unknown key "ipam.subnett" (did you mean "ipam.subnet"?)` {
+	if e := (*types.Error)(nil); !errors.As(err, &e) || e.Msg != `x: unknown key "ipam.subnett" (did you mean "ipam.subnet"?)` {
 		t.Fatalf("got %v", err)
 	}
 }
@@ -85,7 +86,7 @@ func TestCheckKeysOnly(t *testing.T) {
 func TestDecodeStrictSpecSections(t *testing.T) {
 	for _, in := range []string{`{"name":"n","prevResult":"x"}`, `{"name":"n","prevResult":[]}`, `{"name":"n","capabilities":{"mac":"yes"}}`} {
 		err := DecodeStrict("p", []byte(in), &strictConf{})
-		if e, ok := err.(*types.Error); !ok || e.Code != types.ErrDecodingFailure || !strings.HasPrefix(e.Msg, `p: "`) {
+		if e := (*types.Error)(nil); !errors.As(err, &e) || e.Code != types.ErrDecodingFailure || !strings.HasPrefix(e.Msg, `p: "`) {
 			t.Errorf("%s: %#v", in, err)
 		}
 	}

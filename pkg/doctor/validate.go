@@ -21,10 +21,11 @@ import (
 	"github.com/containernetworking/cni/pkg/version"
 
 	"github.com/vxvrf/cni/pkg/cniutil"
+	"github.com/vxvrf/cni/pkg/naming"
 )
 
-// Stages are the project's plugins, in chain order.
-var Stages = []string{"infra-ensure", "vrf-vxlan-bridge", "lockfile-ipam", "veth-attach", "sysctl-firewall"}
+// Stages are the project's plugins, in chain order (naming.Stages).
+var Stages = naming.Stages()
 
 // Severity of a finding.
 type Severity string

@@ -24,6 +24,7 @@ import (
 	"github.com/containernetworking/plugins/pkg/netlinksafe"
 	"github.com/vishvananda/netlink"
 
+	"github.com/vxvrf/cni/pkg/kernel"
 	"github.com/vxvrf/cni/pkg/naming"
 	"github.com/vxvrf/cni/plugins/lockfile-ipam/allocator"
 )
@@ -301,7 +302,7 @@ func collectNetwork(nc *netConfig, links map[string]netlink.Link, fw *Firewall, 
 		return atts[k]
 	}
 	for _, l := range links {
-		if cid, ifName, ok := parseTag(nc.name, l.Attrs().Alias); ok && l.Type() == "veth" {
+		if cid, ifName, ok := naming.ParseAttachmentTag(nc.name, l.Attrs().Alias); ok && l.Type() == "veth" {
 			a := get(cid, ifName)
 			a.HostVeth, a.VethPresent = l.Attrs().Name, true
 		}
@@ -458,16 +459,6 @@ func containsWord(s, tag string) bool {
 	return false
 }
 
-// parseTag splits an attachment tag of network into container ID and ifname.
-func parseTag(network, alias string) (string, string, bool) {
-	rest, ok := strings.CutPrefix(alias, naming.NetworkTag(network))
-	if !ok {
-		return "", "", false
-	}
-	cid, ifName, ok := strings.Cut(rest, ":")
-	return cid, ifName, ok && cid != "" && ifName != ""
-}
-
 func readVXLAN(nc *netConfig, links map[string]netlink.Link) (*VXLAN, error) {
 	name := naming.VXLANName(uint32(nc.vni))
 	vx := &VXLAN{Name: name, VNI: nc.vni, Mode: nc.mode, Port: nc.port, Peers: nc.peers}
@@ -487,7 +478,7 @@ func readVXLAN(nc *netConfig, links map[string]netlink.Link) (*VXLAN, error) {
 			}
 		}
 	}
-	neigh, err := netlink.NeighList(l.Attrs().Index, syscall.AF_BRIDGE)
+	neigh, err := kernel.NeighList(l.Attrs().Index, syscall.AF_BRIDGE)
 	if err != nil && !errors.Is(err, netlink.ErrDumpInterrupted) {
 		return nil, fmt.Errorf("fdb of %s: %w", name, err)
 	}

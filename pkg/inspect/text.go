@@ -73,7 +73,7 @@ func (r *Report) WriteText(w io.Writer) {
 			fmt.Fprintf(w, "    %s %s  veth %s  %s  firewall objects %d\n", a.ContainerID, a.IfName, veth, lease, len(a.Firewall))
 		}
 		if len(n.Firewall) > 0 {
-			fmt.Fprintf(w, "  network firewall objects (%d):\n%s", len(n.Firewall), indentLines(strings.Join(n.Firewall, "\n"), "    "))
+			fmt.Fprintf(w, "  network firewall objects (%d):\n%s", len(n.Firewall), indentLines(strings.Join(n.Firewall, "\n")))
 		}
 		writeOrphans(w, n.Orphans)
 	}
@@ -160,7 +160,7 @@ func (r *Report) WritePicture(w io.Writer) {
 	r.WriteLinks(w, "    ")
 	for _, c := range [][]string{{"main table routes", "route"}, {"main table IPv6 routes", "-6", "route"}} {
 		if out, err := exec.Command("ip", c[1:]...).Output(); err == nil && strings.TrimSpace(string(out)) != "" {
-			fmt.Fprintf(w, "  %s:\n%s", c[0], indentLines(string(out), "    "))
+			fmt.Fprintf(w, "  %s:\n%s", c[0], indentLines(string(out)))
 		}
 	}
 	vrfs := 0
@@ -168,7 +168,7 @@ func (r *Report) WritePicture(w io.Writer) {
 		if l.Kind == "vrf" {
 			vrfs++
 			if out, err := exec.Command("ip", "route", "show", "vrf", l.Name).Output(); err == nil {
-				fmt.Fprintf(w, "  routes of VRF %s (%s):\n%s", l.Name, l.Extra, indentLines(string(out), "    "))
+				fmt.Fprintf(w, "  routes of VRF %s (%s):\n%s", l.Name, l.Extra, indentLines(string(out)))
 			}
 		}
 	}
@@ -190,14 +190,15 @@ func (r *Report) WritePicture(w io.Writer) {
 				rules = append(rules, fmt.Sprintf("%-6s %s", table, l))
 			}
 		}
-		fmt.Fprintf(w, "  %s rules of the chain (%d):\n%s", strings.TrimSuffix(cmd, "-save"), len(rules), indentLines(strings.Join(rules, "\n")+"\n", "    "))
+		fmt.Fprintf(w, "  %s rules of the chain (%d):\n%s", strings.TrimSuffix(cmd, "-save"), len(rules), indentLines(strings.Join(rules, "\n")+"\n"))
 	}
 }
 
-func indentLines(s, pre string) string {
+// indentLines indents every line of s by four spaces, under its heading.
+func indentLines(s string) string {
 	var b strings.Builder
 	for _, l := range strings.Split(strings.TrimRight(s, "\n"), "\n") {
-		b.WriteString(pre + l + "\n")
+		b.WriteString("    " + l + "\n")
 	}
 	return b.String()
 }

@@ -1,6 +1,7 @@
 // Package kernel answers whether the running kernel has a feature, without
-// loading modules or creating devices (vxvrf doctor; infra-ensure keeps
-// the same rule for bridge and vxlan).
+// loading modules or creating devices (vxvrf doctor, and infra-ensure for
+// bridge and vxlan), and holds the netlink dump netlinksafe does not wrap
+// (NeighList).
 package kernel
 
 import (

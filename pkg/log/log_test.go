@@ -27,8 +27,8 @@ const (
 )
 
 func child(id string) int {
-	max, _ := strconv.Atoi(os.Getenv("VXVRF_LOG_MAXBACKUPS"))
-	w := &File{Path: os.Getenv("VXVRF_LOG_FILE"), MaxBytes: childBytes, MaxBackups: max}
+	backups, _ := strconv.Atoi(os.Getenv("VXVRF_LOG_MAXBACKUPS"))
+	w := &File{Path: os.Getenv("VXVRF_LOG_FILE"), MaxBytes: childBytes, MaxBackups: backups}
 	pad := strings.Repeat("x", 60)
 	for i := 0; i < perWriter; i++ {
 		if _, err := fmt.Fprintf(w, "begin %s %d %s end\n", id, i, pad); err != nil {

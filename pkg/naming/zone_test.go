@@ -9,7 +9,7 @@ func TestZoneNames(t *testing.T) {
 	if len(ZoneChain) > 28 || !strings.HasPrefix(ZoneChain, Prefix+"-") {
 		t.Errorf("ZoneChain %q: want %s- and at most 28 bytes", ZoneChain, Prefix)
 	}
-	if ZoneTag("red") != ZoneTag("red") || ZoneTag("red") == ZoneTag("blue") {
+	if red, again := ZoneTag("red"), ZoneTag("red"); red != again || red == ZoneTag("blue") {
 		t.Errorf("ZoneTag not deterministic or not per network: %q %q", ZoneTag("red"), ZoneTag("blue"))
 	}
 	for _, tag := range []string{ZoneTag("red"), ZoneTag(""), ZoneRestoreTag} {

@@ -45,10 +45,7 @@ func Check(br netlink.Link, subnets []*net.IPNet) error {
 		return fmt.Errorf("list routes of table %d: %w", table, err)
 	}
 	for _, r := range routes {
-		if r.Dst == nil || r.LinkIndex == 0 || r.LinkIndex == br.Attrs().Index || r.Dst.IP.IsLinkLocalUnicast() {
-			continue
-		}
-		if ones, _ := r.Dst.Mask.Size(); ones == 0 {
+		if naming.IsDefaultRoute(r.Dst) || r.LinkIndex == 0 || r.LinkIndex == br.Attrs().Index || r.Dst.IP.IsLinkLocalUnicast() {
 			continue
 		}
 		for _, s := range subnets {

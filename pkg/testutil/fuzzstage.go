@@ -18,6 +18,7 @@ import (
 	"github.com/containernetworking/cni/pkg/skel"
 	"github.com/containernetworking/cni/pkg/types"
 	"github.com/containernetworking/cni/pkg/version"
+	"github.com/containernetworking/plugins/pkg/netlinksafe"
 	"github.com/containernetworking/plugins/pkg/ns"
 	"github.com/gofrs/flock"
 	"github.com/vishvananda/netlink"
@@ -114,7 +115,7 @@ func emptyPod(path string) error {
 	}
 	defer pod.Close()
 	return pod.Do(func(ns.NetNS) error {
-		links, err := netlink.LinkList()
+		links, err := netlinksafe.LinkList()
 		if err != nil {
 			return err
 		}
@@ -140,20 +141,20 @@ func ensureFuzzNode() error {
 			return fmt.Errorf("ip netns add: %w: %s", err, out)
 		}
 	}
-	if lo, err := netlink.LinkByName("lo"); err == nil {
+	if lo, err := netlinksafe.LinkByName("lo"); err == nil {
 		_ = netlink.LinkSetUp(lo)
 	}
-	if _, err := netlink.LinkByName("eth0"); err != nil {
+	if _, err := netlinksafe.LinkByName("eth0"); err != nil {
 		la := netlink.NewLinkAttrs()
 		la.Name = "eth0"
 		if err := netlink.LinkAdd(&netlink.Veth{LinkAttrs: la, PeerName: "fzpeer0"}); err != nil {
 			return fmt.Errorf("fuzz node eth0: %w", err)
 		}
-		eth0, err := netlink.LinkByName("eth0")
+		eth0, err := netlinksafe.LinkByName("eth0")
 		if err != nil {
 			return err
 		}
-		peer, _ := netlink.LinkByName("fzpeer0")
+		peer, _ := netlinksafe.LinkByName("fzpeer0")
 		addr, _ := netlink.ParseAddr("198.18.0.11/24")
 		_ = netlink.AddrAdd(eth0, addr)
 		_ = netlink.LinkSetUp(eth0)
@@ -162,24 +163,24 @@ func ensureFuzzNode() error {
 		}
 		_ = netlink.RouteAdd(&netlink.Route{LinkIndex: eth0.Attrs().Index, Gw: net.ParseIP("198.18.0.1"), Flags: int(netlink.FLAG_ONLINK)})
 	}
-	if _, err := netlink.LinkByName("fzbr0"); err != nil {
+	if _, err := netlinksafe.LinkByName("fzbr0"); err != nil {
 		la := netlink.NewLinkAttrs()
 		la.Name, la.MTU = "fzbr0", 1450
 		if err := netlink.LinkAdd(&netlink.Bridge{LinkAttrs: la}); err != nil {
 			return fmt.Errorf("fuzz node fzbr0: %w", err)
 		}
-		if br, err := netlink.LinkByName("fzbr0"); err == nil {
+		if br, err := netlinksafe.LinkByName("fzbr0"); err == nil {
 			_ = netlink.LinkSetUp(br)
 		}
 	}
-	if _, err := netlink.LinkByName("fzveth0"); err != nil {
+	if _, err := netlinksafe.LinkByName("fzveth0"); err != nil {
 		pod, err := ns.GetNS(fuzzPod)
 		if err != nil {
 			return err
 		}
 		defer pod.Close()
 		_ = pod.Do(func(ns.NetNS) error {
-			if l, err := netlink.LinkByName("eth0"); err == nil {
+			if l, err := netlinksafe.LinkByName("eth0"); err == nil {
 				_ = netlink.LinkDel(l)
 			}
 			return nil
@@ -189,21 +190,21 @@ func ensureFuzzNode() error {
 		if err := netlink.LinkAdd(&netlink.Veth{LinkAttrs: la, PeerName: "fzpodif0"}); err != nil {
 			return fmt.Errorf("fuzz node fzveth0: %w", err)
 		}
-		peer, err := netlink.LinkByName("fzpodif0")
+		peer, err := netlinksafe.LinkByName("fzpodif0")
 		if err != nil {
 			return err
 		}
 		if err := netlink.LinkSetNsFd(peer, int(pod.Fd())); err != nil {
 			return err
 		}
-		if veth, err := netlink.LinkByName("fzveth0"); err == nil {
-			if br, err := netlink.LinkByName("fzbr0"); err == nil {
+		if veth, err := netlinksafe.LinkByName("fzveth0"); err == nil {
+			if br, err := netlinksafe.LinkByName("fzbr0"); err == nil {
 				_ = netlink.LinkSetMaster(veth, br)
 			}
 			_ = netlink.LinkSetUp(veth)
 		}
 		_ = pod.Do(func(ns.NetNS) error {
-			l, err := netlink.LinkByName("fzpodif0")
+			l, err := netlinksafe.LinkByName("fzpodif0")
 			if err != nil {
 				return err
 			}

@@ -17,11 +17,12 @@ import (
 	"github.com/containernetworking/cni/pkg/types"
 	"github.com/containernetworking/plugins/pkg/ns"
 
+	"github.com/vxvrf/cni/pkg/naming"
 	"github.com/vxvrf/cni/pkg/netsim"
 )
 
-// Plugins are the project's binaries, in chain order.
-var Plugins = []string{"infra-ensure", "vrf-vxlan-bridge", "lockfile-ipam", "veth-attach", "sysctl-firewall"}
+// Plugins are the project's binaries, in chain order (naming.Stages).
+var Plugins = naming.Stages()
 
 // RequireRoot skips the test unless it runs as root (it creates namespaces).
 func RequireRoot(t testing.TB) {

@@ -10,6 +10,8 @@ import (
 
 	"github.com/containernetworking/plugins/pkg/netlinksafe"
 	"github.com/vishvananda/netlink"
+
+	"github.com/vxvrf/cni/pkg/naming"
 )
 
 // ErrNoDefaultRoute means no uplink was configured and none could be found.
@@ -31,7 +33,7 @@ func Find(name string) (netlink.Link, error) {
 			return nil, fmt.Errorf("list routes: %w", err)
 		}
 		for _, r := range routes {
-			if isDefault(r) && r.LinkIndex > 0 {
+			if naming.IsDefaultRoute(r.Dst) && r.LinkIndex > 0 {
 				l, err := netlink.LinkByIndex(r.LinkIndex)
 				if err != nil {
 					return nil, fmt.Errorf("default route link %d: %w", r.LinkIndex, err)
@@ -41,14 +43,6 @@ func Find(name string) (netlink.Link, error) {
 		}
 	}
 	return nil, ErrNoDefaultRoute
-}
-
-func isDefault(r netlink.Route) bool {
-	if r.Dst == nil {
-		return true
-	}
-	ones, _ := r.Dst.Mask.Size()
-	return ones == 0
 }
 
 // Address returns the first global unicast address of link, preferring

@@ -7,6 +7,8 @@ import (
 	"testing"
 
 	"github.com/containernetworking/cni/pkg/types"
+
+	"github.com/vxvrf/cni/pkg/kernel"
 )
 
 func TestParseConfigDefaults(t *testing.T) {
@@ -54,9 +56,9 @@ func TestParseConfigErrors(t *testing.T) {
 
 func TestKernelHas(t *testing.T) {
 	dir := t.TempDir()
-	saved := modulesDir
-	t.Cleanup(func() { modulesDir = saved })
-	modulesDir = dir
+	saved := kernel.ModulesDir
+	t.Cleanup(func() { kernel.ModulesDir = saved })
+	kernel.ModulesDir = dir
 	dep := "kernel/drivers/net/vxvrfmod.ko.xz: kernel/net/ipv4/udp_tunnel.ko.xz\nkernel/net/other.ko:\n"
 	if err := os.WriteFile(filepath.Join(dir, "modules.dep"), []byte(dep), 0o644); err != nil {
 		t.Fatal(err)

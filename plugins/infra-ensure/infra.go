@@ -4,16 +4,14 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
-	"strings"
 
 	"github.com/containernetworking/cni/pkg/skel"
 	"github.com/containernetworking/cni/pkg/types"
 	current "github.com/containernetworking/cni/pkg/types/100"
 	"github.com/vishvananda/netlink"
-	"golang.org/x/sys/unix"
 
 	"github.com/vxvrf/cni/pkg/cniutil"
+	"github.com/vxvrf/cni/pkg/kernel"
 	"github.com/vxvrf/cni/pkg/sysctl"
 	"github.com/vxvrf/cni/pkg/uplink"
 )
@@ -88,7 +86,7 @@ func cmdStatus(args *skel.CmdArgs) error {
 		return err
 	}
 	if err := probeFeatures(); err != nil {
-		return cniutil.Errorf(cniutil.ErrPluginNotAvailable, "%s", err.(*types.Error).Msg)
+		return err
 	}
 	return nil
 }
@@ -133,7 +131,7 @@ func resolveUplink(conf *NetConf, missing, notReady uint) (netlink.Link, error) 
 // when it creates the VRF.
 func probeFeatures() error {
 	if !kernelHas("bridge") {
-		return cniutil.Errorf(types.ErrInternal, "infra-ensure: the kernel has no Linux bridge support (CONFIG_BRIDGE): bridge is neither loaded, built in nor an available module")
+		return cniutil.Errorf(cniutil.ErrPluginNotAvailable, "infra-ensure: the kernel has no Linux bridge support (CONFIG_BRIDGE): bridge is neither loaded, built in nor an available module")
 	}
 	if !kernelHas("vxlan") {
 		fmt.Fprintln(os.Stderr, "infra-ensure: warning: the kernel shows no vxlan support (CONFIG_VXLAN); networks with vxlan will fail")
@@ -141,39 +139,19 @@ func probeFeatures() error {
 	return nil
 }
 
-// modulesDir is where the running kernel's module lists live.
-var modulesDir = func() string {
-	var u unix.Utsname
-	if err := unix.Uname(&u); err != nil {
-		return ""
-	}
-	return filepath.Join("/lib/modules", unix.ByteSliceToString(u.Release[:]))
-}()
-
-// kernelHas reports whether module name is loaded, built in or loadable.
-// Without /sys/module and without module lists there is nothing to look
-// at, and the feature is assumed.
+// kernelHas reports whether module name is loaded, built in or loadable
+// (kernel.Has). Without module lists and without /sys/module there is
+// nothing to look at, and the feature is assumed; with /sys/module but no
+// lists, a feature absent from it is missing.
 func kernelHas(name string) bool {
-	if _, err := os.Stat(filepath.Join("/sys/module", name)); err == nil {
+	switch kernel.Has(name) {
+	case kernel.Loaded, kernel.Available:
 		return true
+	case kernel.Unknown:
+		_, err := os.Stat("/sys/module")
+		return err != nil
 	}
-	lists := 0
-	for _, list := range []string{"modules.builtin", "modules.dep"} {
-		b, err := os.ReadFile(filepath.Join(modulesDir, list))
-		if err != nil {
-			continue
-		}
-		lists++
-		for _, line := range strings.Split(string(b), "\n") {
-			path, _, _ := strings.Cut(line, ":")
-			base := filepath.Base(path)
-			if base == name+".ko" || strings.HasPrefix(base, name+".ko.") {
-				return true
-			}
-		}
-	}
-	_, sysErr := os.Stat("/sys/module")
-	return lists == 0 && sysErr != nil
+	return false
 }
 
 // setting is one node sysctl the topology needs.

@@ -175,11 +175,8 @@ type teardownConf struct {
 // (ADD never used it, so nothing was leased there) and a bad lockTimeout
 // falls back to the default; stderr says so.
 func parseTeardown(stdin []byte) (*teardownConf, error) {
-	var raw struct {
-		Name string          `json:"name"`
-		IPAM json.RawMessage `json:"ipam"`
-	}
-	if err := cniutil.Decode(stdin, &raw); err != nil {
+	raw, err := cniutil.DecodeTeardown(stdin)
+	if err != nil {
 		return nil, err
 	}
 	tc := &teardownConf{Name: raw.Name, Timeout: defaultLockTimeout}
@@ -187,7 +184,7 @@ func parseTeardown(stdin []byte) (*teardownConf, error) {
 		DataDir     string `json:"dataDir"`
 		LockTimeout string `json:"lockTimeout"`
 	}
-	if err := json.Unmarshal(raw.IPAM, &ipamConf); err != nil || len(raw.IPAM) == 0 || string(raw.IPAM) == "null" {
+	if err := raw.DecodeIPAM(&ipamConf); err != nil {
 		fmt.Fprintf(os.Stderr, "%s: no usable ipam block (%v): nothing to release\n", pluginName, err)
 		return tc, nil
 	}

@@ -135,7 +135,9 @@ func TestParseRequested(t *testing.T) {
 
 func TestParseResolvConf(t *testing.T) {
 	p := filepath.Join(t.TempDir(), "resolv.conf")
-	os.WriteFile(p, []byte("# c\nnameserver 10.0.0.53\nnameserver fd00::53\ndomain example.org\nsearch a.example b.example\noptions ndots:2 edns0\n"), 0o644)
+	if err := os.WriteFile(p, []byte("# c\nnameserver 10.0.0.53\nnameserver fd00::53\ndomain example.org\nsearch a.example b.example\noptions ndots:2 edns0\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	c, err := parseConfig(conf("bridge", fmt.Sprintf(`{"type":"lockfile-ipam","subnet":"10.0.0.0/24","resolvConf":%q}`, p), ""), "")
 	if err != nil {
 		t.Fatal(err)

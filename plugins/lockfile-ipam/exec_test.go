@@ -121,7 +121,9 @@ func withPrev(t *testing.T, stdin []byte, prev *current.Result, version string) 
 		t.Fatal(err)
 	}
 	var p any
-	json.Unmarshal(raw, &p)
+	if err := json.Unmarshal(raw, &p); err != nil {
+		t.Fatal(err)
+	}
 	m["prevResult"] = p
 	out, _ := json.Marshal(m)
 	return out
@@ -214,9 +216,13 @@ func TestExecLifecycleAllVersions(t *testing.T) {
 				checkIn := stdin
 				if form == "stage" {
 					var res map[string]any
-					json.Unmarshal(out, &res)
+					if err := json.Unmarshal(out, &res); err != nil {
+						t.Fatal(err)
+					}
 					var m map[string]any
-					json.Unmarshal(stdin, &m)
+					if err := json.Unmarshal(stdin, &m); err != nil {
+						t.Fatal(err)
+					}
 					m["prevResult"] = res
 					checkIn, _ = json.Marshal(m)
 				}
@@ -338,7 +344,9 @@ func TestExecStatus(t *testing.T) {
 
 	// Data dir that cannot be created: 50.
 	blocker := filepath.Join(t.TempDir(), "file")
-	os.WriteFile(blocker, nil, 0o644)
+	if err := os.WriteFile(blocker, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
 	if e := run(t, "STATUS", "", "", "", netConf(t, "1.1.0", "delegated", filepath.Join(blocker, "sub"), dualStack, "")).cniError(t); e.Code != 50 {
 		t.Fatalf("STATUS unwritable: %+v", e)
 	}
@@ -485,7 +493,9 @@ func TestExecCorruptState(t *testing.T) {
 	dataDir := t.TempDir()
 	p, _ := store.Paths(dataDir, "li-net")
 	garbage := []byte("{\"version\":1,\"network\":\"li-net\",\"leases\":[")
-	os.WriteFile(p, garbage, 0o644)
+	if err := os.WriteFile(p, garbage, 0o644); err != nil {
+		t.Fatal(err)
+	}
 	stdin := netConf(t, "1.1.0", "delegated", dataDir, dualStack, "")
 	for _, cmd := range []string{"ADD", "DEL", "CHECK"} {
 		if e := run(t, cmd, "c1", "eth0", "", stdin).cniError(t); e.Code != types.ErrIOFailure || !strings.Contains(e.Msg, "corrupt state file") {
@@ -512,14 +522,18 @@ func TestExecLockTimeout(t *testing.T) {
 	if e := run(t, "ADD", "c1", "eth0", "", stdin).cniError(t); e.Code != types.ErrTryAgainLater {
 		t.Fatalf("ADD under held lock: %+v", e)
 	}
-	holder.Unlock()
+	if err := holder.Unlock(); err != nil {
+		t.Fatal(err)
+	}
 	mustRun(t, "ADD", "c1", "eth0", "", stdin)
 }
 
 func TestExecStageWithoutPrevResultAndDNS(t *testing.T) {
 	dataDir := t.TempDir()
 	resolv := filepath.Join(t.TempDir(), "resolv.conf")
-	os.WriteFile(resolv, []byte("nameserver 10.77.0.53\nnameserver 192.168.200.53\nsearch svc.local\n"), 0o644)
+	if err := os.WriteFile(resolv, []byte("nameserver 10.77.0.53\nnameserver 192.168.200.53\nsearch svc.local\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	ipam := dualStack + fmt.Sprintf(`,"resolvConf":%q`, resolv)
 
 	// Stage form without prevResult: a result with just our ips, routes, dns.
@@ -537,7 +551,9 @@ func TestExecStageWithoutPrevResultAndDNS(t *testing.T) {
 	stdin := withPrev(t, netConf(t, "1.0.0", "stage", dataDir, ipam, ""), upstreamResult(t), "1.0.0")
 	out = mustRun(t, "ADD", "c2", "eth0", "", stdin)
 	r = current.Result{}
-	json.Unmarshal(out, &r)
+	if err := json.Unmarshal(out, &r); err != nil {
+		t.Fatal(err)
+	}
 	if strings.Join(r.DNS.Nameservers, ",") != "192.168.200.53,10.77.0.53" || len(r.IPs) != 3 {
 		t.Fatalf("merged result %s", out)
 	}
@@ -546,7 +562,9 @@ func TestExecStageWithoutPrevResultAndDNS(t *testing.T) {
 	del := withPrev(t, netConf(t, "1.0.0", "delegated", dataDir, ipam, ""), upstreamResult(t), "1.0.0")
 	out = mustRun(t, "ADD", "c3", "eth0", "", del)
 	r = current.Result{}
-	json.Unmarshal(out, &r)
+	if err := json.Unmarshal(out, &r); err != nil {
+		t.Fatal(err)
+	}
 	if len(r.Interfaces) != 0 || len(r.IPs) != 2 {
 		t.Fatalf("delegated result with prevResult %s", out)
 	}

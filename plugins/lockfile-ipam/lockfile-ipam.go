@@ -102,11 +102,8 @@ func buildResult(conf *NetConf, prev *current.Result, ips []*current.IPConfig) *
 // network name and state location (parseTeardown): a config invalid or
 // changed since ADD never keeps a lease.
 func cmdDel(args *skel.CmdArgs) error {
-	conf, err := parseTeardown(args.StdinData)
+	conf, err := cniutil.DelPreamble(args, parseTeardown)
 	if err != nil {
-		return err
-	}
-	if err := cniutil.GuardNetNS(args.Netns); err != nil && !cniutil.IsGone(err) {
 		return err
 	}
 	if !leasedHere(conf) {

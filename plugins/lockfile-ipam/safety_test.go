@@ -98,8 +98,12 @@ func TestExecFilesSafe(t *testing.T) {
 	os.Remove(lockPath)
 
 	secret := filepath.Join(t.TempDir(), "secret")
-	os.WriteFile(secret, []byte(`{"version":1,"network":"li-net","leases":[{"containerID":"x","ifname":"eth0","ips":["10.77.0.2"]}],"lastReserved":{}}`), 0o600)
-	os.Symlink(secret, statePath)
+	if err := os.WriteFile(secret, []byte(`{"version":1,"network":"li-net","leases":[{"containerID":"x","ifname":"eth0","ips":["10.77.0.2"]}],"lastReserved":{}}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(secret, statePath); err != nil {
+		t.Fatal(err)
+	}
 	if e := run(t, "ADD", "c1", "eth0", "", stdin).cniError(t); e.Code != types.ErrIOFailure || !strings.Contains(e.Msg, "symlink") {
 		t.Errorf("ADD with a symlinked state file: code %d %s, want 5 naming the symlink", e.Code, e.Msg)
 	}
@@ -116,13 +120,21 @@ func TestExecFilesSafe(t *testing.T) {
 func TestExecResolvConfLimits(t *testing.T) {
 	dir := t.TempDir()
 	good := filepath.Join(dir, "resolv.conf")
-	os.WriteFile(good, []byte("nameserver 10.0.0.53\nnameserver root:$6$secret:19000\nsearch ok.example bad/../x\noptions ndots:2 $(rm)\nsecret-token abc\n"), 0o644)
+	if err := os.WriteFile(good, []byte("nameserver 10.0.0.53\nnameserver root:$6$secret:19000\nsearch ok.example bad/../x\noptions ndots:2 $(rm)\nsecret-token abc\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	big := filepath.Join(dir, "big")
-	os.WriteFile(big, []byte("nameserver 10.0.0.53\n"+strings.Repeat("#", 70<<10)), 0o644)
+	if err := os.WriteFile(big, []byte("nameserver 10.0.0.53\n"+strings.Repeat("#", 70<<10)), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	shadowLike := filepath.Join(dir, "shadow")
-	os.WriteFile(shadowLike, []byte("root:$6$abc:19000:0:99999:7:::\n"), 0o600)
+	if err := os.WriteFile(shadowLike, []byte("root:$6$abc:19000:0:99999:7:::\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	link := filepath.Join(dir, "link")
-	os.Symlink(good, link)
+	if err := os.Symlink(good, link); err != nil {
+		t.Fatal(err)
+	}
 
 	out := mustRun(t, "ADD", "c1", "eth0", "", netConf(t, "1.1.0", "delegated", t.TempDir(), dualStack+fmt.Sprintf(`,"resolvConf":%q`, link), ""))
 	s := string(out)
@@ -167,7 +179,9 @@ func TestExecLimits(t *testing.T) {
 		}
 		// DEL and GC of such names succeed, also where the dataDir exists:
 		// nothing can have been leased.
-		os.MkdirAll(dataDir, 0o755)
+		if err := os.MkdirAll(dataDir, 0o755); err != nil {
+			t.Fatal(err)
+		}
 		mustRun(t, "DEL", c.cid, "eth0", "", stdin)
 		mustRun(t, "GC", "", "", "", []byte(strings.Replace(string(stdin), `"type":"veth-attach"`, `"cni.dev/valid-attachments":[],"type":"veth-attach"`, 1)))
 		os.Remove(dataDir)

@@ -228,7 +228,7 @@ func autoBackend() (string, string) {
 				return BackendIPTables, "nf_tables: " + err.Error()
 			}
 			for _, r := range rules {
-				if !jumpsTo(r, naming.Prefix+"-FORWARD") {
+				if !jumpsTo(r, naming.ForwardChain) {
 					return BackendIPTables, "iptables FORWARD has rules of others"
 				}
 			}

@@ -217,7 +217,6 @@ func listAttachments(ipt *iptables.IPTables, network string) (map[cniutil.Attach
 // of a project chain: the value of --comment, optionally quoted, must start
 // with naming.NetworkTag(network) and carry "<containerID>:<ifname>" after it.
 func parseTags(lines []string, network string) []cniutil.Attachment {
-	prefix := naming.NetworkTag(network)
 	var out []cniutil.Attachment
 	for _, line := range lines {
 		f := strings.Fields(line)
@@ -225,13 +224,7 @@ func parseTags(lines []string, network string) []cniutil.Attachment {
 			if f[i] != "--comment" {
 				continue
 			}
-			tag := strings.Trim(f[i+1], `"`)
-			rest, ok := strings.CutPrefix(tag, prefix)
-			if !ok {
-				break
-			}
-			cid, ifName, ok := strings.Cut(rest, ":")
-			if ok && cid != "" && ifName != "" && !strings.Contains(ifName, ":") {
+			if cid, ifName, ok := naming.ParseAttachmentTag(network, strings.Trim(f[i+1], `"`)); ok {
 				out = append(out, cniutil.Attachment{ContainerID: cid, IfName: ifName})
 			}
 			break

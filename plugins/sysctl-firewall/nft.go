@@ -157,6 +157,11 @@ func (m masqRule) String() string {
 }
 
 // planNft computes the attachment's elements. Pure (TestPlanNft).
+// planAttachment is the attachment's plan and the tag of its elements.
+func planAttachment(a attachment, p *Policy) (*nftPlan, string) {
+	return planNft(a.Network, p), naming.NftTag(a.Network, a.ContainerID, a.IfName)
+}
+
 func planNft(network string, p *Policy) *nftPlan {
 	out := &nftPlan{masq: map[string]masqRule{}}
 	in := p.InDev()
@@ -302,8 +307,7 @@ func (nftBackend) holds(a attachment) bool {
 // created if missing, our base chains flushed and refilled in the same
 // transaction), so concurrent first ADDs need no lock.
 func (b nftBackend) Add(a attachment, p *Policy) error {
-	plan := planNft(a.Network, p)
-	tag := naming.NftTag(a.Network, a.ContainerID, a.IfName)
+	plan, tag := planAttachment(a, p)
 	c, err := nftConn()
 	if err != nil {
 		return err
@@ -817,8 +821,7 @@ func (nftBackend) GC(network string, valid map[cniutil.Attachment]bool) error {
 // Check: the base chains hold their rules, the masquerade chains exist,
 // and every element of the attachment is there with its tag.
 func (nftBackend) Check(a attachment, p *Policy) error {
-	plan := planNft(a.Network, p)
-	tag := naming.NftTag(a.Network, a.ContainerID, a.IfName)
+	plan, tag := planAttachment(a, p)
 	c, err := nftConn()
 	if err != nil {
 		return err
@@ -840,8 +843,11 @@ func (nftBackend) Check(a attachment, p *Policy) error {
 	}
 	for name := range plan.masq {
 		rules, err := c.GetRules(nftInet, &nftables.Chain{Name: name, Table: nftInet})
-		if err != nil || len(rules) != 1 {
-			return fmt.Errorf("nftables masquerade chain %s missing or changed (%d rules, %v)", name, len(rules), err)
+		if err != nil {
+			return fmt.Errorf("nftables masquerade chain %s: %w", name, err)
+		}
+		if len(rules) != 1 {
+			return fmt.Errorf("nftables masquerade chain %s missing or changed (%d rules)", name, len(rules))
 		}
 	}
 	if z := plan.zone; z != nil {
@@ -850,8 +856,11 @@ func (nftBackend) Check(a attachment, p *Policy) error {
 		}
 		for _, name := range []string{z.markChain, z.restoreChain} {
 			rules, err := c.GetRules(nftInet, &nftables.Chain{Name: name, Table: nftInet})
-			if err != nil || len(rules) != 1 {
-				return fmt.Errorf("nftables conntrack zone chain %s missing or changed (%d rules, %v)", name, len(rules), err)
+			if err != nil {
+				return fmt.Errorf("nftables conntrack zone chain %s: %w", name, err)
+			}
+			if len(rules) != 1 {
+				return fmt.Errorf("nftables conntrack zone chain %s missing or changed (%d rules)", name, len(rules))
 			}
 		}
 	}

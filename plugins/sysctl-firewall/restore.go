@@ -72,12 +72,12 @@ func (x *xtables) iptables() (*iptables.IPTables, error) {
 func findRestore(ipt, cmd string) string {
 	dir := filepath.Dir(ipt)
 	sibling := filepath.Join(dir, cmd+"-restore")
-	real, err := filepath.EvalSymlinks(ipt)
+	target, err := filepath.EvalSymlinks(ipt)
 	if err != nil {
 		return ""
 	}
 	flavour := ""
-	switch filepath.Base(real) {
+	switch filepath.Base(target) {
 	case "xtables-nft-multi":
 		flavour = "-nft"
 	case "xtables-legacy-multi":
@@ -91,10 +91,10 @@ func findRestore(ipt, cmd string) string {
 	}
 	for _, c := range []string{
 		filepath.Join(dir, cmd+flavour+"-restore"),
-		filepath.Join(filepath.Dir(real), cmd+flavour+"-restore"),
+		filepath.Join(filepath.Dir(target), cmd+flavour+"-restore"),
 		sibling,
 	} {
-		if r, err := filepath.EvalSymlinks(c); err == nil && r == real && executable(c) {
+		if r, err := filepath.EvalSymlinks(c); err == nil && r == target && executable(c) {
 			return c
 		}
 	}
@@ -181,21 +181,37 @@ func renderAdd(a attachment, tables []string, rules, zone map[string][][]string)
 	for _, t := range tables {
 		s.line(t, lineTable, "*"+t)
 		if len(rules[t]) > 0 {
-			h := hookOf(t)
-			s.line(t, lineHook, append([]string{"-C", h.Builtin}, projectJump(h)...)...)
+			s.checkHook(t)
 		}
 		s.zoneChecks(t, zone[t])
 		if len(rules[t]) > 0 {
-			h := hookOf(t)
 			s.line(t, lineNew, "-N", chain)
-			for _, r := range rules[t] {
-				s.line(t, lineRule, append([]string{"-A", chain}, r...)...)
-			}
-			s.line(t, lineJump, append([]string{"-A", h.Project}, attachmentJump(a.Network, a.ContainerID, a.IfName)...)...)
+			s.chainRules(t, "-A", chain, rules[t])
+			s.jump(t, "-A", a)
 		}
 		s.line(t, lineCommit, "COMMIT")
 	}
 	return s
+}
+
+// checkHook adds the -C that table t's project chain is hooked into its
+// built-in chain.
+func (s *script) checkHook(t string) {
+	h := hookOf(t)
+	s.line(t, lineHook, append([]string{"-C", h.Builtin}, projectJump(h)...)...)
+}
+
+// jump adds op (-A or -C) of the attachment's tagged jump in table t's
+// project chain.
+func (s *script) jump(t, op string, a attachment) {
+	s.line(t, lineJump, append([]string{op, hookOf(t).Project}, attachmentJump(a.Network, a.ContainerID, a.IfName)...)...)
+}
+
+// chainRules adds op (-A or -C) of every rule of chain.
+func (s *script) chainRules(t, op, chain string, rules [][]string) {
+	for _, r := range rules {
+		s.line(t, lineRule, append([]string{op, chain}, r...)...)
+	}
 }
 
 // zoneChecks adds the -C lines of a table's zone rules: the hook of the
@@ -250,12 +266,9 @@ func renderCheck(a attachment, tables []string, rules, zone map[string][][]strin
 	for _, t := range tables {
 		s.line(t, lineTable, "*"+t)
 		if len(rules[t]) > 0 {
-			h := hookOf(t)
-			s.line(t, lineHook, append([]string{"-C", h.Builtin}, projectJump(h)...)...)
-			s.line(t, lineJump, append([]string{"-C", h.Project}, attachmentJump(a.Network, a.ContainerID, a.IfName)...)...)
-			for _, r := range rules[t] {
-				s.line(t, lineRule, append([]string{"-C", chain}, r...)...)
-			}
+			s.checkHook(t)
+			s.jump(t, "-C", a)
+			s.chainRules(t, "-C", chain, rules[t])
 		}
 		s.zoneChecks(t, zone[t])
 		s.line(t, lineCommit, "COMMIT")

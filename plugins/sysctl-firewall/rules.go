@@ -26,19 +26,11 @@ var Families = []Family{V4, V6}
 
 // hook is where a table's project-wide chain hangs: the built-in chain
 // that jumps to it and the chain itself.
-type hook struct {
-	Table   string
-	Builtin string
-	Project string
-}
+type hook = naming.Hook
 
 // Hooks are the project-wide chains, one per table, in the order ADD
 // creates the per-attachment chains (filter first: it always exists).
-var Hooks = []hook{
-	{Table: "filter", Builtin: "FORWARD", Project: naming.Prefix + "-FORWARD"},
-	{Table: "nat", Builtin: "POSTROUTING", Project: naming.Prefix + "-POSTROUTING"},
-	{Table: "raw", Builtin: "PREROUTING", Project: naming.Prefix + "-PREROUTING"},
-}
+var Hooks = naming.Hooks()
 
 // projectJump is the rule in a built-in chain that enters the project chain.
 func projectJump(h hook) []string { return []string{"-j", h.Project} }

@@ -144,13 +144,7 @@ func cmdAdd(args *skel.CmdArgs) (err error) {
 // the host veth too).
 func cmdDel(args *skel.CmdArgs) error {
 	// Only the refusal of the host netns counts: a missing netns is normal.
-	if err := cniutil.GuardNetNS(args.Netns); err != nil {
-		var e *types.Error
-		if errors.As(err, &e) && e.Code == types.ErrInvalidNetNS {
-			return err
-		}
-	}
-	tc, err := parseTeardown(args.StdinData)
+	tc, err := cniutil.DelPreamble(args, parseTeardown)
 	if err != nil {
 		return err
 	}

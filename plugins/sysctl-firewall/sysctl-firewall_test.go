@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"strings"
@@ -15,7 +16,7 @@ import (
 )
 
 // hostBridgeNF is the machine's own value, read only: the tests must not change it.
-func hostBridgeNF(t *testing.T) string {
+func hostBridgeNF() string {
 	b, err := os.ReadFile("/proc/sys/net/bridge/bridge-nf-call-iptables")
 	if err != nil {
 		return "absent"
@@ -29,7 +30,7 @@ func TestLifecycleAllVersions(t *testing.T) {
 
 func testLifecycle(t *testing.T, be string) {
 	testutil.RequireRoot(t)
-	before := hostBridgeNF(t)
+	before := hostBridgeNF()
 	n := newNode(t, labFor("sf-life", be))
 	p := n.addPod(t, "p", "sfh-life", "10.66.0.5/24")
 	prev := p.prevResult(t)
@@ -137,7 +138,7 @@ func testLifecycle(t *testing.T, be string) {
 			n.mustRun(t, "DEL", cid, p, conf)
 		})
 	}
-	if after := hostBridgeNF(t); after != before {
+	if after := hostBridgeNF(); after != before {
 		t.Fatalf("machine's bridge-nf-call-iptables changed: %s → %s", before, after)
 	}
 }
@@ -181,8 +182,11 @@ func lifecycleNft(t *testing.T, n *node, p *pod, v, cid string, conf []byte) {
 		n.nft(t, func(c *nftables.Conn) error {
 			ch := &nftables.Chain{Name: "forward", Table: nftInet}
 			rules, err := c.GetRules(nftInet, ch)
-			if err != nil || len(rules) == 0 {
-				return fmt.Errorf("forward rules: %d, %v", len(rules), err)
+			if err != nil {
+				return fmt.Errorf("forward rules: %w", err)
+			}
+			if len(rules) == 0 {
+				return errors.New("no forward rules")
 			}
 			return c.DelRule(rules[0])
 		})

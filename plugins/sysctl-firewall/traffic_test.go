@@ -48,7 +48,7 @@ func testTraffic(t *testing.T, be string) {
 	if _, err := p.In("sysctl", "-qw", bnf+"=0"); err != nil {
 		t.Fatal(err)
 	}
-	machine := hostBridgeNF(t)
+	machine := hostBridgeNF()
 
 	cid := "sf-pkt"
 	chain := naming.AttachmentChain(testNet, cid, "eth0")
@@ -61,7 +61,7 @@ func testTraffic(t *testing.T, be string) {
 	if got := p.read(t, "/proc/sys/net/bridge/bridge-nf-call-iptables"); got != "0" {
 		t.Fatalf("pod %s = %s: not per netns", bnf, got)
 	}
-	if got := hostBridgeNF(t); got != machine {
+	if got := hostBridgeNF(); got != machine {
 		t.Fatalf("machine's %s changed: %s → %s", bnf, machine, got)
 	}
 
@@ -322,11 +322,11 @@ func TestExecCount(t *testing.T) {
 	dir := t.TempDir()
 	log := filepath.Join(dir, "log")
 	for _, bin := range []string{"iptables", "ip6tables", "iptables-restore", "ip6tables-restore"} {
-		real, err := findBin(bin)
+		binPath, err := findBin(bin)
 		if err != nil {
 			t.Skip(err)
 		}
-		script := fmt.Sprintf("#!/bin/sh\necho %s \"$@\" >> %s\nexec %s \"$@\"\n", bin, log, real)
+		script := fmt.Sprintf("#!/bin/sh\necho %s \"$@\" >> %s\nexec %s \"$@\"\n", bin, log, binPath)
 		if err := os.WriteFile(filepath.Join(dir, bin), []byte(script), 0o755); err != nil {
 			t.Fatal(err)
 		}

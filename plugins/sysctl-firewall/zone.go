@@ -24,8 +24,8 @@ import (
 // attachment list removes them.
 
 // zoneMask is the part of the packet and connection mark the zone rules
-// use: the upper 16 bits, clear of kube-proxy's 0x4000/0x8000.
-const zoneMask = 0xffff0000
+// use: naming.EgressMarkMask, the mask of vrf-vxlan-bridge's egress rule.
+const zoneMask = naming.EgressMarkMask
 
 // zoneHooks are the chains holding zone rules, in script order after the
 // attachment tables (raw comes after filter and nat; mangle is last).
@@ -58,7 +58,7 @@ type ZoneInput struct {
 // VRF whose table fits (what vrf-vxlan-bridge's vrf.egress rule
 // "fwmark <table<<16>/0xffff0000 lookup <table>" matches), else zone<<16.
 func zoneOf(conf *NetConf, pod *podInfo) (zone int, mark uint32, err error) {
-	vrfFits := pod.VRFTable > 0 && pod.VRFTable <= maxZone
+	vrfFits := pod.VRFTable > 0 && pod.VRFTable <= naming.MaxMarkTable
 	switch {
 	case conf.ConntrackZone != nil:
 		zone = *conf.ConntrackZone
@@ -72,9 +72,9 @@ func zoneOf(conf *NetConf, pod *podInfo) (zone int, mark uint32, err error) {
 		return 0, 0, cniutil.Errorf(types.ErrInvalidNetworkConfig,
 			"conntrackZone %d needs the pod's host veth on a bridge (the zone rules match the bridge)", zone)
 	}
-	mark = uint32(zone) << 16
+	mark = naming.EgressMark(int64(zone))
 	if vrfFits {
-		mark = pod.VRFTable << 16
+		mark = naming.EgressMark(int64(pod.VRFTable))
 	}
 	return zone, mark, nil
 }

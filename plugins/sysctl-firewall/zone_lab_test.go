@@ -199,7 +199,7 @@ func TestConntrackZoneConcurrent(t *testing.T) {
 			defer wg.Done()
 			conf := config(t, "1.1.0", map[string]any{"conntrackZone": 12}, p.prevResult(t))
 			if o := n.run(t, "ADD", fmt.Sprintf("sfz-c%d", i), p, conf); o.Err != nil {
-				errs[i] = fmt.Errorf("%v: %s", o.Err, o.Stdout)
+				errs[i] = fmt.Errorf("%w: %s", o.Err, o.Stdout)
 			}
 		}(i, p)
 	}

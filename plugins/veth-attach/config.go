@@ -2,7 +2,7 @@ package main
 
 import (
 	"bytes"
-	"encoding/json"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -125,22 +125,15 @@ type teardownConf struct {
 // parseTeardown reads stdin leniently: an ipam block that does not decode
 // names no IPAM (ADD could not have used it either); stderr says so.
 func parseTeardown(stdin []byte) (*teardownConf, error) {
-	var raw struct {
-		Name string          `json:"name"`
-		IPAM json.RawMessage `json:"ipam"`
-	}
-	if err := cniutil.Decode(stdin, &raw); err != nil {
+	raw, err := cniutil.DecodeTeardown(stdin)
+	if err != nil {
 		return nil, err
 	}
-	tc := &teardownConf{Name: raw.Name}
-	if len(raw.IPAM) > 0 {
-		var ipamConf struct {
-			Type string `json:"type"`
-		}
-		if err := json.Unmarshal(raw.IPAM, &ipamConf); err != nil {
-			fmt.Fprintf(os.Stderr, "veth-attach: ignoring an ipam block that does not decode: %v\n", err)
-		}
-		tc.IPAMType = ipamConf.Type
+	var ipamConf struct {
+		Type string `json:"type"`
 	}
-	return tc, nil
+	if err := raw.DecodeIPAM(&ipamConf); err != nil && !errors.Is(err, cniutil.ErrNoIPAM) {
+		fmt.Fprintf(os.Stderr, "veth-attach: ignoring an ipam block that does not decode: %v\n", err)
+	}
+	return &teardownConf{Name: raw.Name, IPAMType: ipamConf.Type}, nil
 }

@@ -77,15 +77,3 @@ func TestPodMAC(t *testing.T) {
 		t.Errorf("bad CNI_ARGS MAC: %v", err)
 	}
 }
-
-func TestParseTag(t *testing.T) {
-	a, ok := parseTag("vxvrf:net1:", "vxvrf:net1:cid-1:eth0")
-	if !ok || a.ContainerID != "cid-1" || a.IfName != "eth0" {
-		t.Errorf("got %+v %v", a, ok)
-	}
-	for _, s := range []string{"vxvrf:net2:cid:eth0", "vxvrf:net1:cid", "vxvrf:net1::eth0", "", "other"} {
-		if _, ok := parseTag("vxvrf:net1:", s); ok {
-			t.Errorf("%q should not parse", s)
-		}
-	}
-}

@@ -18,12 +18,13 @@ import (
 	"github.com/containernetworking/cni/pkg/version"
 
 	"github.com/vxvrf/cni/pkg/cniutil"
+	"github.com/vxvrf/cni/pkg/naming"
 )
 
 // nonIPAMStages are this project's chain stages that are not IPAM plugins:
 // naming one as ipam.type would make veth-attach run a stage (itself, for
 // veth-attach) as its IPAM.
-var nonIPAMStages = []string{"infra-ensure", "vrf-vxlan-bridge", "veth-attach", "sysctl-firewall"}
+var nonIPAMStages = slices.DeleteFunc(naming.Stages(), func(s string) bool { return s == naming.IPAMStage })
 
 // depthEnv counts the delegations above a process: veth-attach sets it to
 // its own depth + 1 in its IPAM's environment, and every process the IPAM

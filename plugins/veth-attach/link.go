@@ -504,9 +504,10 @@ func checkAttachment(args *skel.CmdArgs, conf *NetConf, prev *current.Result, br
 	})
 }
 
-// gcHostVeths deletes this network's host veths whose attachment is not in
-// valid. It keeps going after errors and returns them all.
-func gcHostVeths(prefix string, valid map[cniutil.Attachment]bool) []error {
+// gcHostVeths deletes network's host veths (their alias is an attachment
+// tag of network) whose attachment is not in valid. It keeps going after
+// errors and returns them all.
+func gcHostVeths(network string, valid map[cniutil.Attachment]bool) []error {
 	links, err := netlinksafe.LinkList()
 	if err != nil {
 		return []error{fmt.Errorf("list links: %w", err)}
@@ -516,8 +517,8 @@ func gcHostVeths(prefix string, valid map[cniutil.Attachment]bool) []error {
 		if l.Type() != "veth" {
 			continue
 		}
-		a, ok := parseTag(prefix, l.Attrs().Alias)
-		if !ok || valid[a] {
+		cid, ifName, ok := naming.ParseAttachmentTag(network, l.Attrs().Alias)
+		if !ok || valid[cniutil.Attachment{ContainerID: cid, IfName: ifName}] {
 			continue
 		}
 		fmt.Fprintf(os.Stderr, "veth-attach GC: deleting %s (%s)\n", l.Attrs().Name, l.Attrs().Alias)

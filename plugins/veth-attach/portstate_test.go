@@ -4,8 +4,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/containernetworking/plugins/pkg/netlinksafe"
 	"github.com/containernetworking/plugins/pkg/ns"
-	"github.com/vishvananda/netlink"
 )
 
 // TestPortState: portState reads the state of one bridge port: forwarding
@@ -28,7 +28,7 @@ func TestPortState(t *testing.T) {
 	}
 	err := node.Do(func(ns.NetNS) error {
 		idx := func(name string) int {
-			l, err := netlink.LinkByName(name)
+			l, err := netlinksafe.LinkByName(name)
 			if err != nil {
 				t.Fatal(err)
 			}

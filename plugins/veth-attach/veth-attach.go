@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net"
 	"os"
-	"strings"
 
 	"github.com/containernetworking/cni/pkg/skel"
 	"github.com/containernetworking/cni/pkg/types"
@@ -152,11 +151,8 @@ func cmdAdd(args *skel.CmdArgs) error {
 // An ipam.type that ADD refuses is not run (nothing can have been
 // allocated through it).
 func cmdDel(args *skel.CmdArgs) error {
-	conf, err := parseTeardown(args.StdinData)
+	conf, err := cniutil.DelPreamble(args, parseTeardown)
 	if err != nil {
-		return err
-	}
-	if err := cniutil.GuardNetNS(args.Netns); err != nil && !cniutil.IsGone(err) {
 		return err
 	}
 	var errs []error
@@ -245,22 +241,8 @@ func cmdGC(args *skel.CmdArgs) error {
 		fmt.Fprintln(os.Stderr, "veth-attach GC: no cni.dev/valid-attachments key; releasing nothing")
 		return errors.Join(errs...)
 	}
-	errs = append(errs, gcHostVeths(naming.NetworkTag(conf.Name), valid)...)
+	errs = append(errs, gcHostVeths(conf.Name, valid)...)
 	return errors.Join(errs...)
-}
-
-// parseTag splits an AttachmentTag after the network prefix into its
-// container ID and ifname (neither may contain ':').
-func parseTag(prefix, alias string) (cniutil.Attachment, bool) {
-	rest, ok := strings.CutPrefix(alias, prefix)
-	if !ok {
-		return cniutil.Attachment{}, false
-	}
-	cid, ifname, ok := strings.Cut(rest, ":")
-	if !ok || cid == "" || ifname == "" {
-		return cniutil.Attachment{}, false
-	}
-	return cniutil.Attachment{ContainerID: cid, IfName: ifname}, true
 }
 
 // minIPv6MTU is the smallest MTU on which the kernel keeps IPv6 enabled.

@@ -161,8 +161,8 @@ func TestParseConfigEgress(t *testing.T) {
 	if err != nil || !conf.VRF.Egress {
 		t.Fatalf("%+v %v", conf, err)
 	}
-	if EgressMark(100) != 0x640000 {
-		t.Errorf("mark %#x", EgressMark(100))
+	if naming.EgressMark(100) != 0x640000 {
+		t.Errorf("mark %#x", naming.EgressMark(100))
 	}
 	_, err = parseConfig([]byte(`{"cniVersion":"1.0.0","name":"red","type":"x","vrf":{"table":70000,"egress":true}}`))
 	var te *types.Error

@@ -14,6 +14,7 @@ import (
 	"github.com/vishvananda/netlink"
 
 	"github.com/vxvrf/cni/pkg/cniutil"
+	"github.com/vxvrf/cni/pkg/kernel"
 	"github.com/vxvrf/cni/pkg/sysctl"
 	"github.com/vxvrf/cni/pkg/uplink"
 )
@@ -105,13 +106,13 @@ func resolveUnderlay(conf *NetConf, prev *current.Result) (*underlay, error) {
 // refuses a bridge MTU the underlay cannot carry.
 func bridgeMTU(conf *NetConf, prev *current.Result, u *underlay) (int, error) {
 	if u != nil {
-		max := u.link.Attrs().MTU - u.overhead()
+		limit := u.link.Attrs().MTU - u.overhead()
 		if conf.Bridge.MTU == 0 {
-			return max, nil
+			return limit, nil
 		}
-		if conf.Bridge.MTU > max {
+		if conf.Bridge.MTU > limit {
 			return 0, cniutil.Errorf(types.ErrInvalidNetworkConfig, "bridge.mtu %d does not fit the uplink %s: MTU %d minus VXLAN overhead %d allows at most %d",
-				conf.Bridge.MTU, u.link.Attrs().Name, u.link.Attrs().MTU, u.overhead(), max)
+				conf.Bridge.MTU, u.link.Attrs().Name, u.link.Attrs().MTU, u.overhead(), limit)
 		}
 		return conf.Bridge.MTU, nil
 	}
@@ -367,14 +368,7 @@ var zeroMAC = net.HardwareAddr{0, 0, 0, 0, 0, 0}
 // floodEntries returns the all-zero FDB entries (head-end replication
 // destinations) of the VXLAN device.
 func floodEntries(vx netlink.Link) (map[string]netlink.Neigh, error) {
-	var list []netlink.Neigh
-	var err error
-	for i := 0; i < 5; i++ {
-		list, err = netlink.NeighList(vx.Attrs().Index, syscall.AF_BRIDGE)
-		if !errors.Is(err, netlink.ErrDumpInterrupted) {
-			break
-		}
-	}
+	list, err := kernel.NeighList(vx.Attrs().Index, syscall.AF_BRIDGE)
 	if err != nil {
 		return nil, fmt.Errorf("list fdb of %s: %w", vx.Attrs().Name, err)
 	}
@@ -387,16 +381,21 @@ func floodEntries(vx netlink.Link) (map[string]netlink.Neigh, error) {
 	return out, nil
 }
 
-func floodNeigh(vx netlink.Link, ip net.IP) *netlink.Neigh {
+// fdbEntry is a permanent FDB entry of the VXLAN device itself ("bridge
+// fdb ... dev VX self permanent"): frames for mac go to the VTEP dst.
+func fdbEntry(vx netlink.Link, mac net.HardwareAddr, dst net.IP) *netlink.Neigh {
 	return &netlink.Neigh{
 		LinkIndex:    vx.Attrs().Index,
 		Family:       syscall.AF_BRIDGE,
 		Flags:        netlink.NTF_SELF,
 		State:        netlink.NUD_PERMANENT,
-		HardwareAddr: zeroMAC,
-		IP:           ip,
+		HardwareAddr: mac,
+		IP:           dst,
 	}
 }
+
+// floodNeigh is a head-end replication destination (the all-zero MAC).
+func floodNeigh(vx netlink.Link, ip net.IP) *netlink.Neigh { return fdbEntry(vx, zeroMAC, ip) }
 
 // peers is the remotes list without the node's own VTEP address, so every
 // node can carry the same list (all nodes): a flood entry pointing at
@@ -482,20 +481,14 @@ func ensureAnycast(vx netlink.Link, gw net.HardwareAddr, local net.IP, c *VXLANC
 	return nil
 }
 
+// anycastNeigh pins the anycast gateway's MAC to this node's VTEP.
 func anycastNeigh(vx netlink.Link, gw net.HardwareAddr, local net.IP) *netlink.Neigh {
-	return &netlink.Neigh{
-		LinkIndex:    vx.Attrs().Index,
-		Family:       syscall.AF_BRIDGE,
-		Flags:        netlink.NTF_SELF,
-		State:        netlink.NUD_PERMANENT,
-		HardwareAddr: gw,
-		IP:           local,
-	}
+	return fdbEntry(vx, gw, local)
 }
 
 // checkNeighSuppress verifies neigh_suppress on the VXLAN port.
 func checkNeighSuppress(vx netlink.Link) error {
-	pi, err := netlink.LinkGetProtinfo(vx)
+	pi, err := netlinksafe.LinkGetProtinfo(vx)
 	if err != nil {
 		return fmt.Errorf("bridge port flags of %s: %w", vx.Attrs().Name, err)
 	}
@@ -510,7 +503,7 @@ func checkAnycast(vx netlink.Link, gw net.HardwareAddr, local net.IP, c *VXLANCo
 	if !c.learning() {
 		return nil
 	}
-	list, err := netlink.NeighList(vx.Attrs().Index, syscall.AF_BRIDGE)
+	list, err := kernel.NeighList(vx.Attrs().Index, syscall.AF_BRIDGE)
 	if err != nil {
 		return fmt.Errorf("list fdb of %s: %w", vx.Attrs().Name, err)
 	}

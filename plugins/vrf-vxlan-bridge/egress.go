@@ -3,7 +3,6 @@ package main
 import (
 	"errors"
 	"fmt"
-	"net"
 	"slices"
 	"syscall"
 
@@ -33,20 +32,18 @@ import (
 // The table doubles as the conntrack zone (CT --zone-orig) that keeps two
 // tenants' identical flows (same source address and port) apart, hence at
 // most 65535.
+// The mark and its mask are naming.EgressMark and naming.EgressMarkMask,
+// shared with sysctl-firewall.
 const (
-	MaxEgressTable     = 1<<16 - 1
-	EgressMarkMask     = 0xffff0000
+	MaxEgressTable     = naming.MaxMarkTable
 	EgressRulePriority = 900 // before the l3mdev rule (1000) and main (32766)
 )
-
-// EgressMark is the connection mark of a VRF's egress connections.
-func EgressMark(table int64) uint32 { return uint32(table) << 16 }
 
 func egressRule(table int64, family int) *netlink.Rule {
 	r := netlink.NewRule()
 	r.Family = family
-	r.Mark = EgressMark(table)
-	m := uint32(EgressMarkMask)
+	r.Mark = naming.EgressMark(table)
+	m := naming.EgressMarkMask
 	r.Mask = &m
 	r.Table = int(table)
 	r.Priority = EgressRulePriority
@@ -63,14 +60,12 @@ func mainDefaults(up netlink.Link, family int) ([]netlink.Route, error) {
 	}
 	var out []netlink.Route
 	for _, r := range rs {
-		if isDefault(r) {
+		if naming.IsDefaultRoute(r.Dst) {
 			out = append(out, r)
 		}
 	}
 	return out, nil
 }
-
-func ones(n *net.IPNet) int { o, _ := n.Mask.Size(); return o }
 
 // leaked is the VRF-table copy of a main-table default route.
 func leaked(r netlink.Route, table int64) *netlink.Route {
@@ -103,7 +98,7 @@ func ensureEgress(c *VRFConf, up netlink.Link) error {
 			}
 		}
 		if err := netlink.RuleAdd(egressRule(c.Table, fam)); err != nil && !errors.Is(err, syscall.EEXIST) {
-			return fmt.Errorf("vrf egress: rule fwmark %#x/%#x lookup %d: %w", EgressMark(c.Table), uint32(EgressMarkMask), c.Table, err)
+			return fmt.Errorf("vrf egress: rule fwmark %#x/%#x lookup %d: %w", naming.EgressMark(c.Table), naming.EgressMarkMask, c.Table, err)
 		}
 		if err := deleteLegacyEgressRules(c.Table, fam); err != nil {
 			return err
@@ -126,7 +121,7 @@ func checkEgress(c *VRFConf, up netlink.Link) error {
 		}
 		found := false
 		for _, r := range rs {
-			if r.Dst == nil || ones(r.Dst) == 0 {
+			if naming.IsDefaultRoute(r.Dst) {
 				found = true
 			}
 		}
@@ -134,7 +129,7 @@ func checkEgress(c *VRFConf, up netlink.Link) error {
 			return fmt.Errorf("vrf %s: no egress default route via %s in table %d", c.Name, up.Attrs().Name, c.Table)
 		}
 		if len(egressRules(c.Table, fam, naming.RouteProtocol, legacyRuleProtocol)) == 0 {
-			return fmt.Errorf("vrf %s: no rule fwmark %#x/%#x lookup %d", c.Name, EgressMark(c.Table), uint32(EgressMarkMask), c.Table)
+			return fmt.Errorf("vrf %s: no rule fwmark %#x/%#x lookup %d", c.Name, naming.EgressMark(c.Table), naming.EgressMarkMask, c.Table)
 		}
 	}
 	return nil
@@ -153,7 +148,7 @@ func egressRules(table int64, fam int, protos ...uint8) []netlink.Rule {
 	}
 	var out []netlink.Rule
 	for _, r := range rules {
-		if r.Table == int(table) && r.Mark == EgressMark(table) && r.Mask != nil && *r.Mask == EgressMarkMask &&
+		if r.Table == int(table) && r.Mark == naming.EgressMark(table) && r.Mask != nil && *r.Mask == naming.EgressMarkMask &&
 			r.Priority == EgressRulePriority && slices.Contains(protos, r.Protocol) {
 			out = append(out, r)
 		}
@@ -171,7 +166,7 @@ func deleteLegacyEgressRules(table int64, fam int) error {
 		del := egressRule(table, fam)
 		del.Protocol = legacyRuleProtocol
 		if err := netlink.RuleDel(del); err != nil && !errors.Is(err, syscall.ENOENT) {
-			return fmt.Errorf("delete the previous release's rule fwmark %#x lookup %d: %w", EgressMark(table), table, err)
+			return fmt.Errorf("delete the previous release's rule fwmark %#x lookup %d: %w", naming.EgressMark(table), table, err)
 		}
 		count := map[uint8]int{}
 		for _, r := range egressRules(table, fam, allProtocols()...) {
@@ -188,7 +183,7 @@ func deleteLegacyEgressRules(table int64, fam int) error {
 			back := egressRule(table, fam)
 			back.Protocol = r.Protocol
 			if err := netlink.RuleAdd(back); err != nil && !errors.Is(err, syscall.EEXIST) {
-				return fmt.Errorf("restore rule fwmark %#x lookup %d proto %d: %w", EgressMark(table), table, r.Protocol, err)
+				return fmt.Errorf("restore rule fwmark %#x lookup %d proto %d: %w", naming.EgressMark(table), table, r.Protocol, err)
 			}
 		}
 	}
@@ -218,11 +213,11 @@ func legacyEgressRoutes(table int64) []netlink.Route {
 			continue
 		}
 		for _, r := range rs {
-			if r.Protocol == naming.RouteProtocol || !isDefault(r) {
+			if r.Protocol == naming.RouteProtocol || !naming.IsDefaultRoute(r.Dst) {
 				continue
 			}
 			for _, m := range mains {
-				if isDefault(m) && m.LinkIndex == r.LinkIndex && m.Gw.Equal(r.Gw) && m.Protocol == r.Protocol {
+				if naming.IsDefaultRoute(m.Dst) && m.LinkIndex == r.LinkIndex && m.Gw.Equal(r.Gw) && m.Protocol == r.Protocol {
 					out = append(out, r)
 					break
 				}
@@ -230,10 +225,6 @@ func legacyEgressRoutes(table int64) []netlink.Route {
 		}
 	}
 	return out
-}
-
-func isDefault(r netlink.Route) bool {
-	return r.Dst == nil || r.Dst.IP.IsUnspecified() && ones(r.Dst) == 0
 }
 
 // deleteEgress removes the VRF table's egress: the rules and the routes of

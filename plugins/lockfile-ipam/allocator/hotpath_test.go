@@ -11,7 +11,7 @@ import (
 // whether the leases are sorted (found side by side) or not (found by set),
 // and the same address twice too, in 4- and 16-byte form.
 func TestDuplicateLeasesSortedOrNot(t *testing.T) {
-	ip := func(s string) net.IP { return net.ParseIP(s) }
+	ip := net.ParseIP
 	for name, leases := range map[string][]Lease{
 		"sorted":   {{"a", "eth0", []net.IP{ip("10.0.0.2")}}, {"a", "eth0", []net.IP{ip("10.0.0.3")}}, {"b", "eth0", []net.IP{ip("10.0.0.4")}}},
 		"unsorted": {{"a", "eth0", []net.IP{ip("10.0.0.2")}}, {"b", "eth0", []net.IP{ip("10.0.0.4")}}, {"a", "eth0", []net.IP{ip("10.0.0.3")}}},

@@ -114,7 +114,7 @@ func (st *State) Allocate(sets []RangeSet, containerID, ifName string, requested
 	for _, req := range requested {
 		c, err := canonicalIP(req)
 		if err != nil {
-			return nil, fmt.Errorf("%w: %v", ErrUnsatisfied, err)
+			return nil, fmt.Errorf("%w: %w", ErrUnsatisfied, err)
 		}
 		found := false
 		for si, set := range sets {

@@ -170,9 +170,9 @@ func parseState(data []byte) (st *allocator.State, ok bool) {
 
 // each reads open, then items separated by commas (item reads one), then
 // close.
-func (p *parser) each(open, close byte, item func()) {
-	p.expect(open)
-	if p.peek() == close {
+func (p *parser) each(openCh, closeCh byte, item func()) {
+	p.expect(openCh)
+	if p.peek() == closeCh {
 		p.i++
 		return
 	}
@@ -182,7 +182,7 @@ func (p *parser) each(open, close byte, item func()) {
 			p.i++
 			continue
 		}
-		p.expect(close)
+		p.expect(closeCh)
 		return
 	}
 }

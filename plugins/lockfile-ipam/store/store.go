@@ -241,7 +241,7 @@ func (s *Store) Load() (*allocator.State, error) {
 	}
 	st, err := Decode(data, s.network)
 	if err != nil {
-		return nil, fmt.Errorf("%w %s: %v (fix or remove it; it is not overwritten)", ErrCorrupt, s.Path(), err)
+		return nil, fmt.Errorf("%w %s: %w (fix or remove it; it is not overwritten)", ErrCorrupt, s.Path(), err)
 	}
 	return st, nil
 }

@@ -126,7 +126,9 @@ func TestLockTimeout(t *testing.T) {
 		t.Fatal(err)
 	}
 	s.Close()
-	holder.Unlock()
+	if err := holder.Unlock(); err != nil {
+		t.Fatal(err)
+	}
 	s, err = Open(dir, "net1", time.Second)
 	if err != nil {
 		t.Fatalf("after release: %v", err)
@@ -287,7 +289,10 @@ func TestMutualExclusionWithRemovals(t *testing.T) {
 				return
 			}
 			n := inside.Add(1)
-			for m := maxInside.Load(); n > m && !maxInside.CompareAndSwap(m, n); m = maxInside.Load() {
+			for m := maxInside.Load(); n > m; m = maxInside.Load() {
+				if maxInside.CompareAndSwap(m, n) {
+					break
+				}
 			}
 			time.Sleep(time.Millisecond)
 			if i%2 == 0 && i > 40 {
