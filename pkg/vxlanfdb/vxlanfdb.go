@@ -9,6 +9,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"github.com/vxvrf/cni/pkg/kernel"
 	"net"
 	"sort"
 	"syscall"
@@ -21,14 +22,7 @@ var zeroMAC = net.HardwareAddr{0, 0, 0, 0, 0, 0}
 // Flood returns the destinations of the all-zero FDB entries of vx, keyed
 // by their string form.
 func Flood(vx netlink.Link) (map[string]net.IP, error) {
-	var list []netlink.Neigh
-	var err error
-	for range 5 {
-		list, err = netlink.NeighList(vx.Attrs().Index, syscall.AF_BRIDGE)
-		if !errors.Is(err, netlink.ErrDumpInterrupted) {
-			break
-		}
-	}
+	list, err := kernel.NeighList(vx.Attrs().Index, syscall.AF_BRIDGE)
 	if err != nil {
 		return nil, fmt.Errorf("list fdb of %s: %w", vx.Attrs().Name, err)
 	}

@@ -23,6 +23,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/containernetworking/plugins/pkg/netlinksafe"
 	"os"
 	"path/filepath"
 	"slices"
@@ -281,7 +282,7 @@ func (a *Agent) Reconcile(ctx context.Context) error {
 // yet is fine: the first pod ADD creates it from the conflist just written
 // (and the link watch reconciles again when it appears).
 func (a *Agent) syncFlood(s floodSpec) error {
-	l, err := netlink.LinkByName(s.Device)
+	l, err := netlinksafe.LinkByName(s.Device)
 	if err != nil {
 		var nf netlink.LinkNotFoundError
 		if errors.As(err, &nf) {

@@ -43,8 +43,10 @@ func cluster(t *testing.T, vxlanExtra string, nodes ...install.Node) *install.Cl
 }
 
 // render is what Reconcile computes, without the API or the kernel.
-func render(t *testing.T, c *install.Cluster, nodes []*corev1.Node, self, fam string) ([]floodSpec, map[string]any, error) {
+// It renders for node "a", the node every case looks from.
+func render(t *testing.T, c *install.Cluster, nodes []*corev1.Node, fam string) ([]floodSpec, map[string]any, error) {
 	t.Helper()
+	const self = "a"
 	m, _, err := clusterFromAPI(c, nodes, self, fam)
 	if err != nil {
 		return nil, nil, err
@@ -62,7 +64,9 @@ func render(t *testing.T, c *install.Cluster, nodes []*corev1.Node, self, fam st
 		t.Fatal(err)
 	}
 	var list map[string]any
-	json.Unmarshal(out, &list)
+	if err := json.Unmarshal(out, &list); err != nil {
+		t.Fatal(err)
+	}
 	return specs, list, nil
 }
 
@@ -81,7 +85,7 @@ func TestNodesBecomePeersAndRanges(t *testing.T) {
 		node("a", []string{"10.244.1.0/24", "fd00:244:0:1::/64"}, "192.0.2.11", "fd00::11"),
 		node("c", []string{"10.244.3.0/24"}, "192.0.2.13"),
 	}
-	specs, list, err := render(t, c, nodes, "a", "")
+	specs, list, err := render(t, c, nodes, "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -99,7 +103,7 @@ func TestNodesBecomePeersAndRanges(t *testing.T) {
 		}
 	}
 	// IPv6 underlay by flag.
-	specs, _, err = render(t, c, nodes, "a", "ipv6")
+	specs, _, err = render(t, c, nodes, "ipv6")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -115,7 +119,7 @@ func TestAnnotationAndConfigOverride(t *testing.T) {
 	}
 	nodes[1].Annotations[AddressAnnotation] = "198.51.100.12"
 	c := cluster(t, "", install.Node{Name: "a", Address: "192.0.2.111"}, install.Node{Name: "ext", Address: "192.0.2.200"})
-	specs, list, err := render(t, c, nodes, "a", "")
+	specs, list, err := render(t, c, nodes, "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -126,7 +130,7 @@ func TestAnnotationAndConfigOverride(t *testing.T) {
 		t.Errorf("the config's address for a must win: %s", b)
 	}
 	nodes[1].Annotations[AddressAnnotation] = "not-an-ip"
-	specs, _, err = render(t, cluster(t, ""), nodes, "a", "")
+	specs, _, err = render(t, cluster(t, ""), nodes, "")
 	if err != nil || len(peers(specs)) != 0 {
 		t.Errorf("a peer with a bad annotation is left out, not fatal: %v %v", specs, err)
 	}
@@ -144,7 +148,7 @@ func TestWaitsForOwnValues(t *testing.T) {
 		"no podCIDR":   {[]*corev1.Node{node("a", nil, "192.0.2.11")}, "no pod CIDR inside subnet 10.244.0.0/16"},
 		"overlap":      {[]*corev1.Node{node("a", []string{"10.244.1.0/24", "fd00:244:0:1::/64"}, "192.0.2.11"), node("b", []string{"10.244.1.0/25"}, "192.0.2.12")}, "overlaps"},
 	} {
-		_, _, err := render(t, c, tc.nodes, "a", "")
+		_, _, err := render(t, c, tc.nodes, "")
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%s: got %v, want an error with %q", name, err, tc.want)
 		}
@@ -155,7 +159,7 @@ func TestWaitsForOwnValues(t *testing.T) {
 func TestGroupAndEVPNHaveNoFloodList(t *testing.T) {
 	nodes := []*corev1.Node{node("a", []string{"10.244.1.0/24", "fd00:244:0:1::/64"}, "192.0.2.11"), node("b", []string{"10.244.2.0/24", "fd00:244:0:2::/64"}, "192.0.2.12")}
 	for _, extra := range []string{`,"group":"239.1.1.1"`, `,"evpn":true`} {
-		specs, list, err := render(t, cluster(t, extra), nodes, "a", "")
+		specs, list, err := render(t, cluster(t, extra), nodes, "")
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/containernetworking/plugins/pkg/netlinksafe"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -14,7 +15,6 @@ import (
 
 	"github.com/containernetworking/cni/libcni"
 	"github.com/containernetworking/cni/pkg/types"
-	"github.com/vishvananda/netlink"
 
 	"github.com/vxvrf/cni/deploy/internal/install"
 	"github.com/vxvrf/cni/pkg/naming"
@@ -147,7 +147,7 @@ func keptConflist(o *install.Options) string {
 // attachments lists the host veths veth-attach made for network (their
 // alias starts with the network's tag).
 func attachments(network string) ([]string, error) {
-	links, err := netlink.LinkList()
+	links, err := netlinksafe.LinkList()
 	if err != nil {
 		return nil, fmt.Errorf("list links: %w", err)
 	}

@@ -41,7 +41,9 @@ func TestUninstallWaitsForPods(t *testing.T) {
 	}
 	b, _ := json.Marshal(cl)
 	cfg := filepath.Join(root, "cluster.json")
-	os.WriteFile(cfg, b, 0o644)
+	if err := os.WriteFile(cfg, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
 	o := &install.Options{Root: root, SrcDir: testutil.PluginDir(t, testutil.Plugins...), Plugins: testutil.Plugins,
 		Config: cfg, Local: install.Local{Name: "n1"}, Logf: t.Logf}
 	if err := o.Once(); err != nil {

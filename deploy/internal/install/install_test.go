@@ -34,7 +34,9 @@ func fixture(t *testing.T, node string) *Options {
 		}
 	}
 	// Not executable: not a plugin.
-	os.WriteFile(filepath.Join(src, "README"), []byte("x"), 0o644)
+	if err := os.WriteFile(filepath.Join(src, "README"), []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	cfg := filepath.Join(base, "cluster.json")
 	if err := os.WriteFile(cfg, []byte(threeNodes), 0o644); err != nil {
 		t.Fatal(err)
@@ -137,7 +139,9 @@ func TestOnceInstallsAndIsIdempotent(t *testing.T) {
 	// A new binary replaces the old one by rename: a process running the
 	// old inode keeps it, the next exec gets the new file.
 	newBin := []byte("new version")
-	os.WriteFile(filepath.Join(o.SrcDir, "veth-attach"), newBin, 0o755)
+	if err := os.WriteFile(filepath.Join(o.SrcDir, "veth-attach"), newBin, 0o755); err != nil {
+		t.Fatal(err)
+	}
 	w, err := o.InstallBinaries()
 	if err != nil || len(w) != 1 || filepath.Base(w[0]) != "veth-attach" {
 		t.Fatalf("update wrote %v (%v)", w, err)
@@ -152,17 +156,23 @@ func TestStaleTempsRemoved(t *testing.T) {
 	o := fixture(t, "node-a")
 	bin, conf := o.BinDirPath(), o.ConfDirPath()
 	for _, d := range []string{bin, conf} {
-		os.MkdirAll(d, 0o755)
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
 	}
 	stale := []string{
 		filepath.Join(bin, ".veth-attach"+tempMarker+"123"),
 		filepath.Join(conf, ".10-vxvrf.conflist"+tempMarker+"456"),
 	}
 	for _, s := range stale {
-		os.WriteFile(s, []byte("half"), 0o600)
+		if err := os.WriteFile(s, []byte("half"), 0o600); err != nil {
+			t.Fatal(err)
+		}
 	}
 	keep := filepath.Join(conf, "99-other.conflist")
-	os.WriteFile(keep, []byte("{}"), 0o644)
+	if err := os.WriteFile(keep, []byte("{}"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	if err := o.Once(); err != nil {
 		t.Fatal(err)
 	}
@@ -187,7 +197,9 @@ func TestBadConfigLeavesOldFiles(t *testing.T) {
 		{strings.Replace(threeNodes, `"10.244.1.0/24"`, `"10.244.1.0/33"`, 1), `"10.244.1.0/33" is not a CIDR`},
 		{strings.Replace(threeNodes, `"type": "veth-attach"`, `"type": ""`, 1), "does not load with libcni"},
 	} {
-		os.WriteFile(o.Config, []byte(bad.cfg), 0o644)
+		if err := os.WriteFile(o.Config, []byte(bad.cfg), 0o644); err != nil {
+			t.Fatal(err)
+		}
 		err := o.Once()
 		if err == nil || !strings.Contains(err.Error(), bad.want) || !strings.Contains(err.Error(), o.Config) {
 			t.Errorf("error %v: want it to name %s and say %q", err, o.Config, bad.want)
@@ -243,7 +255,7 @@ func TestWriteIsAtomicForConcurrentReaders(t *testing.T) {
 	go reader(0, conf, func(b []byte) error {
 		var v map[string]any
 		if err := json.Unmarshal(b, &v); err != nil {
-			return fmt.Errorf("partial conflist (%d bytes): %v", len(b), err)
+			return fmt.Errorf("partial conflist (%d bytes): %w", len(b), err)
 		}
 		return nil
 	})
@@ -320,7 +332,9 @@ func TestWatchRerendersOnChange(t *testing.T) {
 	setConfig(t, o, []byte(joined))
 	wait("re-render with node-d", func(e Event) bool { return e.Changed && e.Err == nil })
 	var r rendered
-	json.Unmarshal([]byte(mustRead(t, conflist)), &r)
+	if err := json.Unmarshal([]byte(mustRead(t, conflist)), &r); err != nil {
+		t.Fatal(err)
+	}
 	if got := r.Plugins[1].VXLAN.Remotes; strings.Join(got, ",") != "192.0.2.14,192.0.2.11,192.0.2.12" {
 		t.Errorf("remotes after the join: %v", got)
 	}
