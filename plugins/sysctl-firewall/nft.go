@@ -755,22 +755,14 @@ func deleteFound(c *nftables.Conn, els []found) error {
 // per set, one transaction.
 func (nftBackend) Del(a attachment, _ *teardownConf) error {
 	tag := naming.NftTag(a.Network, a.ContainerID, a.IfName)
-	c, err := nftConn()
+	err := retryGone(func(c *nftables.Conn) error {
+		els, err := elementsOf(c, func(s string) bool { return s == tag })
+		if err != nil || len(els) == 0 {
+			return err
+		}
+		return deleteFound(c, els)
+	})
 	if err != nil {
-		return err
-	}
-	defer c.CloseLasting()
-	els, err := elementsOf(c, func(s string) bool { return s == tag })
-	if err != nil {
-		return err
-	}
-	if len(els) == 0 {
-		return nil
-	}
-	if err := deleteFound(c, els); err != nil {
-		return err
-	}
-	if err := c.Flush(); err != nil {
 		return fmt.Errorf("nftables: delete %s: %w", tag, err)
 	}
 	return nil
@@ -784,22 +776,20 @@ func (nftBackend) GC(network string, valid map[cniutil.Attachment]bool) error {
 		keep[naming.NftTag(network, at.ContainerID, at.IfName)] = true
 	}
 	prefix := naming.NftNetworkTag(network)
-	c, err := nftConn()
-	if err != nil {
-		return err
-	}
-	defer c.CloseLasting()
 	zoneTag := naming.NftZoneTag(network)
-	els, err := elementsOf(c, func(s string) bool {
-		return (strings.HasPrefix(s, prefix) && !keep[s]) || (len(valid) == 0 && s == zoneTag)
-	})
-	if err != nil {
-		return err
-	}
-	if err := deleteFound(c, els); err != nil {
-		return err
-	}
-	if len(valid) == 0 {
+	err := retryGone(func(c *nftables.Conn) error {
+		els, err := elementsOf(c, func(s string) bool {
+			return (strings.HasPrefix(s, prefix) && !keep[s]) || (len(valid) == 0 && s == zoneTag)
+		})
+		if err != nil {
+			return err
+		}
+		if err := deleteFound(c, els); err != nil {
+			return err
+		}
+		if len(valid) > 0 {
+			return nil
+		}
 		chains, err := c.ListChainsOfTableFamily(nftables.TableFamilyINet)
 		if err != nil {
 			return err
@@ -811,11 +801,38 @@ func (nftBackend) GC(network string, valid map[cniutil.Attachment]bool) error {
 				c.DelChain(ch)
 			}
 		}
-	}
-	if err := c.Flush(); err != nil {
+		return nil
+	})
+	if err != nil {
 		return fmt.Errorf("nftables: gc of %s: %w", network, err)
 	}
 	return nil
+}
+
+// retryGone runs queue (dumps, then queues deletions) and commits it as one
+// transaction on a fresh connection. A transaction fails whole with ENOENT
+// when something it deletes went away after the dump (a concurrent DEL or
+// GC of the same objects): then it dumps again and retries, a few times,
+// so teardown stays idempotent under concurrency.
+func retryGone(queue func(c *nftables.Conn) error) error {
+	var err error
+	for range 5 {
+		err = func() error {
+			c, err := nftConn()
+			if err != nil {
+				return err
+			}
+			defer c.CloseLasting()
+			if err := queue(c); err != nil {
+				return err
+			}
+			return c.Flush()
+		}()
+		if !errors.Is(err, unix.ENOENT) {
+			return err
+		}
+	}
+	return err
 }
 
 // Check: the base chains hold their rules, the masquerade chains exist,
