@@ -9,12 +9,13 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"github.com/vxvrf/cni/pkg/kernel"
 	"net"
 	"sort"
 	"syscall"
 
 	"github.com/vishvananda/netlink"
+
+	"github.com/vxvrf/cni/pkg/kernel"
 )
 
 var zeroMAC = net.HardwareAddr{0, 0, 0, 0, 0, 0}

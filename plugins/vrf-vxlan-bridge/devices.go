@@ -17,6 +17,7 @@ import (
 	"github.com/vxvrf/cni/pkg/kernel"
 	"github.com/vxvrf/cni/pkg/sysctl"
 	"github.com/vxvrf/cni/pkg/uplink"
+	"github.com/vxvrf/cni/pkg/vxlanfdb"
 )
 
 // underlay is the resolved uplink of the VXLAN device.
@@ -363,24 +364,6 @@ func ipEqual(a, b net.IP) bool {
 	return a.Equal(b)
 }
 
-var zeroMAC = net.HardwareAddr{0, 0, 0, 0, 0, 0}
-
-// floodEntries returns the all-zero FDB entries (head-end replication
-// destinations) of the VXLAN device.
-func floodEntries(vx netlink.Link) (map[string]netlink.Neigh, error) {
-	list, err := kernel.NeighList(vx.Attrs().Index, syscall.AF_BRIDGE)
-	if err != nil {
-		return nil, fmt.Errorf("list fdb of %s: %w", vx.Attrs().Name, err)
-	}
-	out := map[string]netlink.Neigh{}
-	for _, n := range list {
-		if bytes.Equal(n.HardwareAddr, zeroMAC) && n.IP != nil && n.LinkIndex == vx.Attrs().Index {
-			out[n.IP.String()] = n
-		}
-	}
-	return out, nil
-}
-
 // fdbEntry is a permanent FDB entry of the VXLAN device itself ("bridge
 // fdb ... dev VX self permanent"): frames for mac go to the VTEP dst.
 func fdbEntry(vx netlink.Link, mac net.HardwareAddr, dst net.IP) *netlink.Neigh {
@@ -393,9 +376,6 @@ func fdbEntry(vx netlink.Link, mac net.HardwareAddr, dst net.IP) *netlink.Neigh 
 		IP:           dst,
 	}
 }
-
-// floodNeigh is a head-end replication destination (the all-zero MAC).
-func floodNeigh(vx netlink.Link, ip net.IP) *netlink.Neigh { return fdbEntry(vx, zeroMAC, ip) }
 
 // peers is the remotes list without the node's own VTEP address, so every
 // node can carry the same list (all nodes): a flood entry pointing at
@@ -411,37 +391,17 @@ func peers(remotes []net.IP, local net.IP) []net.IP {
 }
 
 // ensureRemotes makes the all-zero FDB entries of the VXLAN device equal
-// the configured remotes: missing ones are appended, ones no longer listed
-// are removed. The list in the config is the truth.
+// the configured remotes (pkg/vxlanfdb, shared with vxvrf-agent): missing
+// ones are appended, ones no longer listed are removed. The list in the
+// config is the truth.
 func ensureRemotes(vx netlink.Link, remotes []net.IP) error {
-	have, err := floodEntries(vx)
-	if err != nil {
-		return err
-	}
-	want := map[string]bool{}
-	for _, ip := range remotes {
-		want[ip.String()] = true
-		if _, ok := have[ip.String()]; ok {
-			continue
-		}
-		if err := netlink.NeighAppend(floodNeigh(vx, ip)); err != nil && !errors.Is(err, syscall.EEXIST) {
-			return fmt.Errorf("fdb append 00:00:00:00:00:00 dst %s dev %s: %w", ip, vx.Attrs().Name, err)
-		}
-	}
-	for s, n := range have {
-		if want[s] {
-			continue
-		}
-		if err := netlink.NeighDel(floodNeigh(vx, n.IP)); err != nil && !errors.Is(err, syscall.ENOENT) {
-			return fmt.Errorf("fdb del 00:00:00:00:00:00 dst %s dev %s: %w", s, vx.Attrs().Name, err)
-		}
-	}
-	return nil
+	_, _, err := vxlanfdb.Sync(vx, remotes)
+	return err
 }
 
 // checkRemotes verifies every configured remote has its flood entry.
 func checkRemotes(vx netlink.Link, remotes []net.IP) error {
-	have, err := floodEntries(vx)
+	have, err := vxlanfdb.Flood(vx)
 	if err != nil {
 		return err
 	}
