@@ -7,7 +7,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"log"
@@ -20,6 +19,7 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/vxvrf/cni/deploy/internal/agent"
+	"github.com/vxvrf/cni/deploy/internal/install"
 	"github.com/vxvrf/cni/pkg/buildinfo"
 )
 
@@ -41,7 +41,6 @@ func run(args []string) error {
 		uninstall  = fl.Bool("uninstall", false, "remove the conflist; once the node has no attachment of the network, also its shared devices, firewall objects, state and the binaries; then exit (or wait, with --wait)")
 		wait       = fl.Bool("wait", false, "with --uninstall: stay running after the uninstall (a DaemonSet's pod must not exit)")
 		chroot     = fl.String("chroot", "", "with --uninstall: the host's root mounted here; uninstall from inside it, so the plugins' GC finds the host's iptables and state directories")
-		version    = fl.Bool("version", false, "print the version and exit")
 	)
 	o := &cfg.Install
 	applyPlugins := o.AddFlags(fl)
@@ -49,18 +48,8 @@ func run(args []string) error {
 	fl.StringVar(&cfg.NodeName, "node-name", os.Getenv("NODE_NAME"), "this node's name (default $NODE_NAME)")
 	fl.StringVar(&cfg.Family, "underlay-family", "", "ipv4 or ipv6: the family of the VTEP addresses (default: the family of this node's first InternalIP)")
 	fl.DurationVar(&cfg.Resync, "resync", 10*time.Minute, "informer resync period: a full reconcile at least this often (0: never)")
-	if err := fl.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return nil
-		}
+	if done, err := install.ParseFlags(fl, args, "vxvrf-agent"); done {
 		return err
-	}
-	if fl.NArg() > 0 {
-		return fmt.Errorf("unexpected arguments %q", fl.Args())
-	}
-	if *version {
-		fmt.Println(buildinfo.About("vxvrf-agent"))
-		return nil
 	}
 	applyPlugins()
 	o.Logf = log.Printf

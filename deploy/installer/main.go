@@ -38,7 +38,6 @@ func run(args []string) error {
 		watch    = fl.Bool("watch", false, "install, then keep re-rendering when the cluster config changes (DaemonSet)")
 		dryRun   = fl.Bool("dry-run", false, "print this node's rendered conflist and exit; write nothing")
 		interval = fl.Duration("interval", 5*time.Second, "how often --watch polls the cluster config")
-		version  = fl.Bool("version", false, "print the version and exit")
 	)
 	applyPlugins := o.AddFlags(fl)
 	fl.StringVar(&o.Config, "config", "", "cluster config (JSON); empty: install the binaries only")
@@ -46,18 +45,8 @@ func run(args []string) error {
 	fl.StringVar(&o.Local.Name, "node-name", local.Name, "this node's name (default $NODE_NAME, else the hostname)")
 	fl.StringVar(&o.Local.Address, "node-ip", local.Address, "this node's VTEP address (default $NODE_IP)")
 	podCIDR := fl.String("pod-cidr", strings.Join(local.PodCIDRs, ","), "this node's pod CIDRs, comma-separated (default $POD_CIDR)")
-	if err := fl.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return nil
-		}
+	if done, err := install.ParseFlags(fl, args, "vxvrf-installer"); done {
 		return err
-	}
-	if fl.NArg() > 0 {
-		return fmt.Errorf("unexpected arguments %q", fl.Args())
-	}
-	if *version {
-		fmt.Println(buildinfo.About("vxvrf-installer"))
-		return nil
 	}
 	applyPlugins()
 	o.Local.PodCIDRs = install.LocalFromEnv(func(string) string { return *podCIDR }).PodCIDRs

@@ -11,6 +11,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/vxvrf/cni/pkg/buildinfo"
 )
 
 // Options says what to install where. Paths are inside Root.
@@ -274,6 +276,27 @@ func (o *Options) pass(force bool) Event {
 	ev.Path = path
 	ev.Changed = ev.Changed || changed
 	return ev
+}
+
+// ParseFlags parses args into fl the way both commands do: no positional
+// arguments, and --help or --version (the flag named "version") answered
+// by printing and done = true.
+func ParseFlags(fl *flag.FlagSet, args []string, command string) (done bool, err error) {
+	version := fl.Bool("version", false, "print the version and exit")
+	if err := fl.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return true, nil
+		}
+		return true, err
+	}
+	if fl.NArg() > 0 {
+		return true, fmt.Errorf("unexpected arguments %q", fl.Args())
+	}
+	if *version {
+		fmt.Println(buildinfo.About(command))
+		return true, nil
+	}
+	return false, nil
 }
 
 // AddFlags registers the flags every command of this package shares
