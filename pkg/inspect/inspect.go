@@ -6,7 +6,6 @@
 package inspect
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -18,14 +17,13 @@ import (
 	"slices"
 	"sort"
 	"strings"
-	"syscall"
 
 	"github.com/containernetworking/cni/libcni"
 	"github.com/containernetworking/plugins/pkg/netlinksafe"
 	"github.com/vishvananda/netlink"
 
-	"github.com/vxvrf/cni/pkg/kernel"
 	"github.com/vxvrf/cni/pkg/naming"
+	"github.com/vxvrf/cni/pkg/vxlanfdb"
 	"github.com/vxvrf/cni/plugins/lockfile-ipam/allocator"
 )
 
@@ -478,15 +476,12 @@ func readVXLAN(nc *netConfig, links map[string]netlink.Link) (*VXLAN, error) {
 			}
 		}
 	}
-	neigh, err := kernel.NeighList(l.Attrs().Index, syscall.AF_BRIDGE)
-	if err != nil && !errors.Is(err, netlink.ErrDumpInterrupted) {
-		return nil, fmt.Errorf("fdb of %s: %w", name, err)
+	flood, err := vxlanfdb.Flood(l)
+	if err != nil {
+		return nil, err
 	}
-	zero := net.HardwareAddr{0, 0, 0, 0, 0, 0}
-	for _, e := range neigh {
-		if bytes.Equal(e.HardwareAddr, zero) && e.IP != nil {
-			vx.Flood = append(vx.Flood, e.IP.String())
-		}
+	for ip := range flood {
+		vx.Flood = append(vx.Flood, ip)
 	}
 	sort.Strings(vx.Flood)
 	if nc.mode == "remotes" {
