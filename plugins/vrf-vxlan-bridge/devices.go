@@ -173,12 +173,16 @@ func ensureVRF(c *VRFConf, o *owned) (netlink.Link, bool, error) {
 }
 
 // probeVRF answers whether ADD can create the VRF: nothing to do when it
-// exists (judge has accepted it); else a VRF device under a name of its
-// own is created and deleted again at once (the kernel has no dry run,
-// and a VRF module that is not loaded yet is loaded by the creation, as
-// ADD's would be).
+// exists (judge has accepted it) or when the kernel reports the vrf module
+// loaded, built in or loadable (kernel.Has, as infra-ensure checks bridge
+// and vxlan), so a STATUS poll normally changes nothing on the node. Only
+// when the module lists cannot tell is a VRF device under a name of its
+// own created and deleted again at once (the kernel has no dry run).
 func probeVRF(c *VRFConf) error {
 	if _, err := netlinksafe.LinkByName(c.Name); err == nil {
+		return nil
+	}
+	if s := kernel.Has("vrf"); s == kernel.Loaded || s == kernel.Available {
 		return nil
 	}
 	probe := &netlink.Vrf{LinkAttrs: netlink.LinkAttrs{Name: fmt.Sprintf("vxvrfprobe%d", os.Getpid()%100000)}, Table: uint32(c.Table)}
