@@ -9,7 +9,9 @@
 #   make race    go test -race where goroutines share state
 #   make chaos   the chaos suite: >= CHAOS_CYCLES kill-injected ADD/DEL cycles
 
-PLUGINS  := infra-ensure vrf-vxlan-bridge veth-attach lockfile-ipam sysctl-firewall
+# The stages are the folders under plugins/ (pkg/naming.Stages is the same
+# list in Go, kept equal by TestStagesArePluginFolders).
+PLUGINS  := $(notdir $(wildcard plugins/*))
 # The node tool (not a CNI stage), installed next to the plugins.
 TOOL     := vxvrf
 VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)

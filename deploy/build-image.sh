@@ -31,7 +31,9 @@ done
 case $image in *:*) ;; *) image=$image:latest ;; esac
 
 GO=${GO:-go}
-PLUGINS=(infra-ensure vrf-vxlan-bridge lockfile-ipam veth-attach sysctl-firewall)
+# The stages are the folders under plugins/.
+PLUGINS=()
+for d in "$root"/plugins/*/; do PLUGINS+=("$(basename "$d")"); done
 VERSION=${VERSION:-$(git -C "$root" describe --tags --always --dirty 2>/dev/null || echo dev)}
 SOURCE_DATE_EPOCH=${SOURCE_DATE_EPOCH:-$(git -C "$root" log -1 --format=%ct 2>/dev/null || echo 0)}
 created=$(date -u -d "@$SOURCE_DATE_EPOCH" +%Y-%m-%dT%H:%M:%SZ)

@@ -20,6 +20,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/vxvrf/cni/pkg/naming"
 )
 
 const image = "localhost/vxvrf-cni:test"
@@ -183,8 +185,11 @@ func TestImageLayout(t *testing.T) {
 			files[h.Name], _ = io.ReadAll(tr)
 		}
 	}
-	want := []string{"opt/vxvrf/bin/infra-ensure", "opt/vxvrf/bin/lockfile-ipam", "opt/vxvrf/bin/sysctl-firewall",
-		"opt/vxvrf/bin/veth-attach", "opt/vxvrf/bin/vrf-vxlan-bridge", "opt/vxvrf/bin/vxvrf", "usr/local/bin/vxvrf-agent", "usr/local/bin/vxvrf-installer"}
+	want := []string{"opt/vxvrf/bin/vxvrf", "usr/local/bin/vxvrf-agent", "usr/local/bin/vxvrf-installer"}
+	for _, s := range naming.Stages() {
+		want = append(want, "opt/vxvrf/bin/"+s)
+	}
+	slices.Sort(want)
 	var got []string
 	for n := range files {
 		got = append(got, n)

@@ -13,9 +13,11 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/vxvrf/cni/pkg/naming"
 )
 
-var pluginNames = []string{"infra-ensure", "vrf-vxlan-bridge", "lockfile-ipam", "veth-attach", "sysctl-firewall"}
+var pluginNames = naming.Stages()
 
 // fixture is a source dir of fake plugin binaries, a cluster config and an
 // empty DESTDIR-style root.
