@@ -1,20 +1,22 @@
 // Package conflist_test checks the shipped conflists without root: they load
 // with libcni as a runtime loads them, name only the project's plugins, and
-// carry well-formed values for the keys each stage reads.
+// every stage accepts its section (its own --validate, as ADD parses it).
 package conflist_test
 
 import (
 	"bytes"
 	"encoding/json"
-	"net"
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/containernetworking/cni/libcni"
 
+	"github.com/vxvrf/cni/conflist"
 	"github.com/vxvrf/cni/pkg/cniutil"
+	"github.com/vxvrf/cni/pkg/doctor"
 	"github.com/vxvrf/cni/pkg/testutil"
 )
 
@@ -69,7 +71,6 @@ func TestConflistsLoad(t *testing.T) {
 				if _, err := os.Stat(filepath.Join("..", "plugins", p.Network.Type, "main.go")); err != nil {
 					t.Errorf("plugins[%d]: no plugin source for %q: %v", i, p.Network.Type, err)
 				}
-				checkPlugin(t, p.Network.Type, p.Bytes)
 			}
 		})
 	}
@@ -118,154 +119,70 @@ func TestVRFExample(t *testing.T) {
 	t.Error("no vrf-vxlan-bridge stage")
 }
 
-// checkPlugin validates the keys each stage reads, strictly: an unknown or
-// misspelt key fails here rather than being ignored by the plugin.
-func checkPlugin(t *testing.T, typ string, b []byte) {
+// validate runs every stage's own --validate (the parse ADD does, through
+// vxvrf validate's code) on the conflist file f: the test has no schema of
+// its own, so it can never disagree with the plugins.
+func validate(t *testing.T, f string) doctor.Findings {
 	t.Helper()
-	strict := func(v any) {
-		t.Helper()
-		d := json.NewDecoder(bytes.NewReader(b))
-		d.DisallowUnknownFields()
-		if err := d.Decode(v); err != nil {
-			t.Errorf("%s: %v in %s", typ, err, b)
-		}
-	}
-	type common struct {
-		Type         string          `json:"type"`
-		Capabilities map[string]bool `json:"capabilities"`
-	}
-	switch typ {
-	case "infra-ensure":
-		var c struct {
-			common
-			Uplink       string `json:"uplink"`
-			LocalAddress string `json:"localAddress"`
-			StateDir     string `json:"stateDir"`
-		}
-		strict(&c)
-		if c.StateDir != "" && !filepath.IsAbs(c.StateDir) {
-			t.Errorf("infra-ensure stateDir %q is not absolute", c.StateDir)
-		}
-	case "vrf-vxlan-bridge":
-		var c struct {
-			common
-			AnycastGateway bool `json:"anycastGateway"`
-			VRF            *struct {
-				Name   string `json:"name"`
-				Table  int64  `json:"table"`
-				Egress bool   `json:"egress"`
-			} `json:"vrf"`
-			Bridge *struct {
-				Name string `json:"name"`
-				MTU  int    `json:"mtu"`
-				MAC  string `json:"mac"`
-			} `json:"bridge"`
-			VXLAN *struct {
-				VNI      int64    `json:"vni"`
-				Port     int      `json:"port"`
-				Learning *bool    `json:"learning"`
-				Group    string   `json:"group"`
-				Remotes  []string `json:"remotes"`
-				EVPN     bool     `json:"evpn"`
-				Local    string   `json:"local"`
-				Dev      string   `json:"dev"`
-			} `json:"vxlan"`
-		}
-		strict(&c)
-		if c.VXLAN != nil {
-			if c.VXLAN.VNI < 1 || c.VXLAN.VNI > 1<<24-1 {
-				t.Errorf("vxlan.vni %d out of range", c.VXLAN.VNI)
-			}
-			for _, r := range c.VXLAN.Remotes {
-				if net.ParseIP(r) == nil {
-					t.Errorf("vxlan.remotes: %q is not an IP", r)
+	return doctor.Validate(f, []string{testutil.PluginDir(t, testutil.Plugins...)})
+}
+
+func TestConflistsValidate(t *testing.T) {
+	for _, f := range files(t) {
+		t.Run(f, func(t *testing.T) {
+			findings := validate(t, f)
+			for _, x := range findings {
+				if x.Severity != doctor.OK {
+					t.Errorf("%s: %s: %s", x.Severity, x.Check, x.Message)
 				}
 			}
-		}
-		if c.VRF != nil && (c.VRF.Table < 1 || c.VRF.Table >= 253 && c.VRF.Table <= 255) {
-			t.Errorf("vrf.table %d is not usable", c.VRF.Table)
-		}
-	case "lockfile-ipam":
-		var c struct {
-			common
-			IPAM ipamConf `json:"ipam"`
-		}
-		strict(&c)
-		c.IPAM.check(t)
-	case "veth-attach":
-		var c struct {
-			common
-			Bridge    string    `json:"bridge"`
-			MTU       int       `json:"mtu"`
-			Hairpin   bool      `json:"hairpin"`
-			EnableDAD bool      `json:"enableDad"`
-			IPAM      *ipamConf `json:"ipam"`
-		}
-		strict(&c)
-		if c.IPAM != nil {
-			c.IPAM.check(t)
-		}
-	case "sysctl-firewall":
-		var c struct {
-			common
-			Sysctls       map[string]string `json:"sysctls"`
-			HostSysctls   map[string]string `json:"hostSysctls"`
-			Masquerade    bool              `json:"masquerade"`
-			AntiSpoofing  bool              `json:"antiSpoofing"`
-			Uplink        string            `json:"uplink"`
-			ConntrackZone *uint16           `json:"conntrackZone"`
-		}
-		strict(&c)
-		for k := range c.Sysctls {
-			if len(k) < 4 || k[:4] != "net." {
-				t.Errorf("sysctl %q is not net.*", k)
+			if n := len(findings); n != 1+len(testutil.Plugins) {
+				t.Errorf("%d findings, want the conflist and each of the %d stages: %v", n, len(testutil.Plugins), findings)
 			}
+		})
+	}
+}
+
+// A misspelt key or a bad value in a shipped conflist fails the check with
+// the message ADD would give.
+func TestConflistValidateCatchesMistakes(t *testing.T) {
+	for _, c := range []struct{ from, to, want string }{
+		{`"masquerade": true`, `"masqerade": true`, "masquerade"},
+		{`"stateDir": "/run/vxvrf"`, `"stateDir": "run/vxvrf"`, "stateDir"},
+		{`"subnet": "10.244.1.0/24"`, `"subnet": "10.244.1.0/33"`, "10.244.1.0/33"},
+	} {
+		b := bytes.Replace(conflist.Default, []byte(c.from), []byte(c.to), 1)
+		if bytes.Equal(b, conflist.Default) {
+			t.Fatalf("%s not in the default conflist", c.from)
+		}
+		f := filepath.Join(t.TempDir(), "bad.conflist")
+		if err := os.WriteFile(f, b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		findings := validate(t, f)
+		if !findings.Failed() {
+			t.Errorf("%s: not caught: %v", c.to, findings)
+			continue
+		}
+		var msgs []string
+		for _, x := range findings {
+			if x.Severity == doctor.Error {
+				msgs = append(msgs, x.Message)
+			}
+		}
+		if !strings.Contains(strings.Join(msgs, "\n"), c.want) {
+			t.Errorf("%s: messages %q do not name %q", c.to, msgs, c.want)
 		}
 	}
 }
 
-type ipamConf struct {
-	Type   string `json:"type"`
-	Ranges [][]struct {
-		Subnet     string `json:"subnet"`
-		RangeStart string `json:"rangeStart"`
-		RangeEnd   string `json:"rangeEnd"`
-		Gateway    string `json:"gateway"`
-	} `json:"ranges"`
-	Routes []struct {
-		Dst string `json:"dst"`
-		GW  string `json:"gw"`
-	} `json:"routes"`
-	DataDir     string `json:"dataDir"`
-	ResolvConf  string `json:"resolvConf"`
-	LockTimeout string `json:"lockTimeout"`
-}
-
-func (c *ipamConf) check(t *testing.T) {
-	t.Helper()
-	if len(c.Ranges) == 0 {
-		t.Error("ipam: no ranges")
+// The embedded Default is the file on disk.
+func TestEmbeddedDefault(t *testing.T) {
+	b, err := os.ReadFile("vxvrf.conflist")
+	if err != nil {
+		t.Fatal(err)
 	}
-	for _, set := range c.Ranges {
-		for _, r := range set {
-			_, subnet, err := net.ParseCIDR(r.Subnet)
-			if err != nil {
-				t.Errorf("ipam subnet: %v", err)
-				continue
-			}
-			for _, a := range []string{r.RangeStart, r.RangeEnd, r.Gateway} {
-				if a != "" && !subnet.Contains(net.ParseIP(a)) {
-					t.Errorf("ipam: %s is not in %s", a, r.Subnet)
-				}
-			}
-		}
-	}
-	for _, r := range c.Routes {
-		if _, _, err := net.ParseCIDR(r.Dst); err != nil {
-			t.Errorf("ipam route: %v", err)
-		}
-	}
-	if c.DataDir != "" && !filepath.IsAbs(c.DataDir) {
-		t.Errorf("ipam dataDir %q is not absolute", c.DataDir)
+	if !bytes.Equal(b, conflist.Default) {
+		t.Error("conflist.Default differs from vxvrf.conflist")
 	}
 }

@@ -22,6 +22,7 @@ import (
 	current "github.com/containernetworking/cni/pkg/types/100"
 	"github.com/containernetworking/plugins/pkg/ns"
 
+	"github.com/vxvrf/cni/conflist"
 	"github.com/vxvrf/cni/pkg/chain"
 	"github.com/vxvrf/cni/pkg/netsim"
 )
@@ -149,7 +150,7 @@ func (c *Cluster) Conflist(s Spec, node int) ([]byte, error) {
 	default:
 		return nil, fmt.Errorf("unknown mode %q", s.Mode)
 	}
-	bridge := map[string]any{"type": "vrf-vxlan-bridge", "bridge": map[string]any{}, "vxlan": vx}
+	bridge := map[string]any{"vxlan": vx}
 	if s.Anycast {
 		bridge["anycastGateway"] = true
 	}
@@ -157,20 +158,18 @@ func (c *Cluster) Conflist(s Spec, node int) ([]byte, error) {
 		bridge["vrf"] = map[string]any{"table": s.VRFTable, "egress": s.Egress}
 	}
 	root := c.NodeRoot(node)
-	conf := map[string]any{
-		"cniVersion":  "1.0.0",
-		"cniVersions": []string{"1.0.0", "1.1.0"},
-		"name":        s.Name,
-		"plugins": []any{
-			map[string]any{"type": "infra-ensure", "uplink": "eth0", "stateDir": filepath.Join(root, "state")},
-			bridge,
-			map[string]any{"type": "lockfile-ipam", "ipam": map[string]any{
-				"ranges": ranges, "routes": routes, "dataDir": filepath.Join(root, "ipam"),
-			}},
-			map[string]any{"type": "veth-attach"},
-			map[string]any{"type": "sysctl-firewall", "masquerade": true, "antiSpoofing": true},
-		},
+	// The shipped default chain (conflist/vxvrf.conflist), with this lab's
+	// per-node values: the network's name, the uplink, the VXLAN mode, the
+	// node's ranges and state directories under the node's root.
+	conf, err := defaultChain(map[string]map[string]any{
+		"infra-ensure":     {"uplink": "eth0", "stateDir": filepath.Join(root, "state")},
+		"vrf-vxlan-bridge": bridge,
+		"lockfile-ipam":    {"ipam": map[string]any{"ranges": ranges, "routes": routes, "dataDir": filepath.Join(root, "ipam")}},
+	})
+	if err != nil {
+		return nil, err
 	}
+	conf["name"] = s.Name
 	b, err := json.MarshalIndent(conf, "", "  ")
 	if err != nil {
 		return nil, err
@@ -179,6 +178,24 @@ func (c *Cluster) Conflist(s Spec, node int) ([]byte, error) {
 		return chain.Edit(b, s.Edit)
 	}
 	return b, nil
+}
+
+// defaultChain is conflist.Default with set's keys set on the stage of
+// each type (a key's value replaced whole).
+func defaultChain(set map[string]map[string]any) (map[string]any, error) {
+	var conf map[string]any
+	if err := json.Unmarshal(conflist.Default, &conf); err != nil {
+		return nil, fmt.Errorf("conflist.Default: %w", err)
+	}
+	plugins, _ := conf["plugins"].([]any)
+	for _, p := range plugins {
+		st, _ := p.(map[string]any)
+		typ, _ := st["type"].(string)
+		for k, v := range set[typ] {
+			st[k] = v
+		}
+	}
+	return conf, nil
 }
 
 func contains(l []int, v int) bool {
