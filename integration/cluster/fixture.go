@@ -16,6 +16,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -133,7 +134,7 @@ func (c *Cluster) Conflist(s Spec, node int) ([]byte, error) {
 		// own address.
 		var peers []string
 		for i, n := range c.Nodes {
-			if s.Peers != nil && !contains(s.Peers, i) {
+			if s.Peers != nil && !slices.Contains(s.Peers, i) {
 				continue
 			}
 			peers = append(peers, n.Addr.String())
@@ -196,15 +197,6 @@ func defaultChain(set map[string]map[string]any) (map[string]any, error) {
 		}
 	}
 	return conf, nil
-}
-
-func contains(l []int, v int) bool {
-	for _, x := range l {
-		if x == v {
-			return true
-		}
-	}
-	return false
 }
 
 // Network is one network deployed on every node: a chain per node.
