@@ -118,7 +118,7 @@ fuzz:
 
 # The race detector over the packages whose tests share state between
 # goroutines (needs cgo and a C compiler).
-RACE_PKGS := ./pkg/... ./plugins/lockfile-ipam/allocator ./plugins/lockfile-ipam/store ./deploy/internal/install
+RACE_PKGS := ./pkg/... ./internal/... ./plugins/lockfile-ipam/allocator ./plugins/lockfile-ipam/store ./deploy/internal/install
 race:
 	CGO_ENABLED=1 $(GOTEST) -race -timeout 20m $(RACE_PKGS)
 
@@ -133,7 +133,7 @@ chaos: build
 		$(GOTEST) -v -timeout 3h -run 'Chaos|KillDuring' ./integration/chaos/ 2>&1 | grep --line-buffered -Ev '^=== (RUN|PAUSE|CONT)'
 
 test-unit:
-	$(GOTEST) -short ./pkg/... ./plugins/... 
+	$(GOTEST) -short ./pkg/... ./internal/... ./plugins/...
 
 vet:
 	@test -z "$$(gofmt -l .)" || { gofmt -l .; echo 'gofmt needed'; exit 1; }

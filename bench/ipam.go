@@ -14,8 +14,8 @@ import (
 	"github.com/containernetworking/plugins/pkg/ip"
 	"github.com/containernetworking/plugins/pkg/ns"
 
+	"github.com/vxvrf/cni/internal/netsim"
 	"github.com/vxvrf/cni/pkg/naming"
-	"github.com/vxvrf/cni/pkg/netsim"
 	"github.com/vxvrf/cni/plugins/lockfile-ipam/allocator"
 	"github.com/vxvrf/cni/plugins/lockfile-ipam/store"
 )

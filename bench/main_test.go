@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/vxvrf/cni/pkg/testutil"
+	"github.com/vxvrf/cni/internal/testutil"
 )
 
 func TestStats(t *testing.T) {

@@ -15,9 +15,9 @@ import (
 	"github.com/containernetworking/cni/libcni"
 
 	"github.com/vxvrf/cni/conflist"
+	"github.com/vxvrf/cni/internal/testutil"
 	"github.com/vxvrf/cni/pkg/cniutil"
 	"github.com/vxvrf/cni/pkg/doctor"
-	"github.com/vxvrf/cni/pkg/testutil"
 )
 
 func files(t *testing.T) []string {

@@ -25,9 +25,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/vxvrf/cni/pkg/chain"
-	"github.com/vxvrf/cni/pkg/netsim"
-	"github.com/vxvrf/cni/pkg/testutil"
+	"github.com/vxvrf/cni/internal/chain"
+	"github.com/vxvrf/cni/internal/netsim"
+	"github.com/vxvrf/cni/internal/testutil"
 )
 
 // BenchmarkChainAddDel: our default conflist/vxvrf.conflist (dual-stack,

@@ -13,9 +13,9 @@ import (
 
 	"github.com/containernetworking/cni/pkg/types"
 
-	"github.com/vxvrf/cni/pkg/chain"
+	"github.com/vxvrf/cni/internal/chain"
+	"github.com/vxvrf/cni/internal/testutil"
 	"github.com/vxvrf/cni/pkg/naming"
-	"github.com/vxvrf/cni/pkg/testutil"
 )
 
 // cniError is the *types.Error inside a libcni error, or fails the test.

@@ -14,11 +14,11 @@ import (
 	"github.com/containernetworking/plugins/pkg/ns"
 	"github.com/google/nftables"
 
-	"github.com/vxvrf/cni/pkg/chain"
+	"github.com/vxvrf/cni/internal/chain"
+	"github.com/vxvrf/cni/internal/testutil"
 	"github.com/vxvrf/cni/pkg/doctor"
 	"github.com/vxvrf/cni/pkg/inspect"
 	"github.com/vxvrf/cni/pkg/naming"
-	"github.com/vxvrf/cni/pkg/testutil"
 )
 
 // withLog gives every stage the same log file.

@@ -86,7 +86,7 @@ for t in "${TARGETS[@]}"; do
 		fi
 		failed+=("$pkg $target")
 		# The failing input, the property or panic, and the project's frames.
-		grep -E -- '--- FAIL|panic:|panicked on|Failing input|go test -run|_test\.go:[0-9]+:|fuzzstage\.go:[0-9]+:|/plugins/[^ ]+\.go:[0-9]+|/pkg/[^ ]+\.go:[0-9]+' "$log" | grep -v '_test.go:[0-9]* +0x' | head -n 40
+		grep -E -- '--- FAIL|panic:|panicked on|Failing input|go test -run|_test\.go:[0-9]+:|fuzzstage\.go:[0-9]+:|/plugins/[^ ]+\.go:[0-9]+|/(pkg|internal)/[^ ]+\.go:[0-9]+' "$log" | grep -v '_test.go:[0-9]* +0x' | head -n 40
 	else
 		tail -n 2 "$log"
 	fi

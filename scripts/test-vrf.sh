@@ -58,7 +58,7 @@ log "plugins in $BIN: $(ls "$BIN" | tr '\n' ' ')"
 # (testutil.PreviousPlugins; the guest has neither git nor go):
 # $VXVRF_PREV_BIN, else built from `git archive <PreviousRelease>`.
 PREV=${VXVRF_PREV_BIN:-}
-PREV_COMMIT=$(sed -n 's/^const PreviousRelease = "\(.*\)"$/\1/p' pkg/testutil/previous.go)
+PREV_COMMIT=$(sed -n 's/^const PreviousRelease = "\(.*\)"$/\1/p' internal/testutil/previous.go)
 if [[ -z $PREV ]]; then
 	PREV=$WORK/prev
 	mkdir -p "$PREV" "$WORK/prev-src"

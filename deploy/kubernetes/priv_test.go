@@ -12,9 +12,9 @@ import (
 	"time"
 
 	"github.com/vxvrf/cni/deploy/internal/install"
-	"github.com/vxvrf/cni/pkg/chain"
-	"github.com/vxvrf/cni/pkg/netsim"
-	"github.com/vxvrf/cni/pkg/testutil"
+	"github.com/vxvrf/cni/internal/chain"
+	"github.com/vxvrf/cni/internal/netsim"
+	"github.com/vxvrf/cni/internal/testutil"
 )
 
 // TestInstalledChainAcrossNodes runs the ConfigMap's cluster config as the

@@ -16,9 +16,9 @@ import (
 
 	"github.com/containernetworking/cni/pkg/types"
 
-	"github.com/vxvrf/cni/pkg/chain"
-	"github.com/vxvrf/cni/pkg/netsim"
-	"github.com/vxvrf/cni/pkg/testutil"
+	"github.com/vxvrf/cni/internal/chain"
+	"github.com/vxvrf/cni/internal/netsim"
+	"github.com/vxvrf/cni/internal/testutil"
 )
 
 // opTimeout bounds one libcni operation (a whole chain ADD or DEL); under

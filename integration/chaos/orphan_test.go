@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/vxvrf/cni/pkg/chain"
+	"github.com/vxvrf/cni/internal/chain"
 )
 
 // TestKillDuringIptablesRestore: sysctl-firewall is SIGKILLed during ADD

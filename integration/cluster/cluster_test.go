@@ -8,7 +8,7 @@ import (
 
 	"github.com/containernetworking/cni/pkg/types"
 
-	"github.com/vxvrf/cni/pkg/chain"
+	"github.com/vxvrf/cni/internal/chain"
 	"github.com/vxvrf/cni/pkg/naming"
 )
 

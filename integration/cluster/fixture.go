@@ -24,8 +24,8 @@ import (
 	"github.com/containernetworking/plugins/pkg/ns"
 
 	"github.com/vxvrf/cni/conflist"
-	"github.com/vxvrf/cni/pkg/chain"
-	"github.com/vxvrf/cni/pkg/netsim"
+	"github.com/vxvrf/cni/internal/chain"
+	"github.com/vxvrf/cni/internal/netsim"
 )
 
 // BUM modes of vrf-vxlan-bridge.

@@ -6,8 +6,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/vxvrf/cni/pkg/netsim"
-	"github.com/vxvrf/cni/pkg/testutil"
+	"github.com/vxvrf/cni/internal/netsim"
+	"github.com/vxvrf/cni/internal/testutil"
 )
 
 // newCluster builds a cluster lab of n nodes, removed when the test ends.

@@ -8,9 +8,9 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/vxvrf/cni/pkg/chain"
+	"github.com/vxvrf/cni/internal/chain"
+	"github.com/vxvrf/cni/internal/testutil"
 	"github.com/vxvrf/cni/pkg/naming"
-	"github.com/vxvrf/cni/pkg/testutil"
 )
 
 // withRefBridge replaces lockfile-ipam, veth-attach and sysctl-firewall by

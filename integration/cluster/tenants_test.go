@@ -12,10 +12,10 @@ import (
 	"github.com/containernetworking/plugins/pkg/ns"
 	"github.com/google/nftables"
 
-	"github.com/vxvrf/cni/pkg/chain"
+	"github.com/vxvrf/cni/internal/chain"
+	"github.com/vxvrf/cni/internal/netsim"
+	"github.com/vxvrf/cni/internal/testutil"
 	"github.com/vxvrf/cni/pkg/naming"
-	"github.com/vxvrf/cni/pkg/netsim"
-	"github.com/vxvrf/cni/pkg/testutil"
 )
 
 // tenants deploys red and blue: the same subnets, their own VNI and VRF

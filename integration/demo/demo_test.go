@@ -9,8 +9,8 @@ import (
 	"testing"
 
 	"github.com/vxvrf/cni/integration/demokit"
-	"github.com/vxvrf/cni/pkg/chain"
-	"github.com/vxvrf/cni/pkg/testutil"
+	"github.com/vxvrf/cni/internal/chain"
+	"github.com/vxvrf/cni/internal/testutil"
 )
 
 const vrfConflist = "../../conflist/vrf-vxlan.conflist"

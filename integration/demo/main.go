@@ -31,9 +31,9 @@ import (
 
 	"github.com/vxvrf/cni/integration/cluster"
 	"github.com/vxvrf/cni/integration/demokit"
-	"github.com/vxvrf/cni/pkg/chain"
+	"github.com/vxvrf/cni/internal/chain"
+	"github.com/vxvrf/cni/internal/netsim"
 	"github.com/vxvrf/cni/pkg/naming"
-	"github.com/vxvrf/cni/pkg/netsim"
 )
 
 const (

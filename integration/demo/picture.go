@@ -10,9 +10,9 @@ import (
 	"github.com/containernetworking/plugins/pkg/ns"
 
 	"github.com/vxvrf/cni/integration/cluster"
+	"github.com/vxvrf/cni/internal/netsim"
 	"github.com/vxvrf/cni/pkg/inspect"
 	"github.com/vxvrf/cni/pkg/naming"
-	"github.com/vxvrf/cni/pkg/netsim"
 )
 
 // link is what the picture shows of one device of a node.

@@ -15,9 +15,9 @@ import (
 
 	current "github.com/containernetworking/cni/pkg/types/100"
 
-	"github.com/vxvrf/cni/pkg/chain"
-	"github.com/vxvrf/cni/pkg/netsim"
-	"github.com/vxvrf/cni/pkg/testutil"
+	"github.com/vxvrf/cni/internal/chain"
+	"github.com/vxvrf/cni/internal/netsim"
+	"github.com/vxvrf/cni/internal/testutil"
 )
 
 // cnitoolPath finds cnitool: on PATH (make puts .tools/bin first), else

@@ -26,9 +26,9 @@ import (
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 
 	manifests "github.com/vxvrf/cni/deploy/kubernetes"
-	"github.com/vxvrf/cni/pkg/chain"
-	"github.com/vxvrf/cni/pkg/netsim"
-	"github.com/vxvrf/cni/pkg/testutil"
+	"github.com/vxvrf/cni/internal/chain"
+	"github.com/vxvrf/cni/internal/netsim"
+	"github.com/vxvrf/cni/internal/testutil"
 )
 
 // vxlanDev is the VXLAN device of the manifest's network (VNI 4244).

@@ -28,7 +28,7 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 
-	"github.com/vxvrf/cni/pkg/netsim"
+	"github.com/vxvrf/cni/internal/netsim"
 )
 
 // Version is the Kubernetes release scripts/k8s-setup.sh builds.

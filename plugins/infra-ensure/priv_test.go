@@ -7,8 +7,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/vxvrf/cni/pkg/netsim"
-	"github.com/vxvrf/cni/pkg/testutil"
+	"github.com/vxvrf/cni/internal/netsim"
+	"github.com/vxvrf/cni/internal/testutil"
 )
 
 const plugin = "infra-ensure"

@@ -21,7 +21,7 @@ import (
 	current "github.com/containernetworking/cni/pkg/types/100"
 	"github.com/gofrs/flock"
 
-	"github.com/vxvrf/cni/pkg/testutil"
+	"github.com/vxvrf/cni/internal/testutil"
 	"github.com/vxvrf/cni/plugins/lockfile-ipam/allocator"
 	"github.com/vxvrf/cni/plugins/lockfile-ipam/store"
 )

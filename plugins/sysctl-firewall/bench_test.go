@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/vxvrf/cni/pkg/testutil"
+	"github.com/vxvrf/cni/internal/testutil"
 )
 
 // BenchmarkAddDel times one ADD and one DEL (with prevResult) of an IPv4

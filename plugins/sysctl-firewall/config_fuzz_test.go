@@ -5,7 +5,7 @@ import (
 
 	"github.com/containernetworking/cni/pkg/skel"
 
-	"github.com/vxvrf/cni/pkg/testutil"
+	"github.com/vxvrf/cni/internal/testutil"
 )
 
 // FuzzParseConfig: see testutil.FuzzParse.

@@ -11,8 +11,8 @@ import (
 
 	current "github.com/containernetworking/cni/pkg/types/100"
 
+	"github.com/vxvrf/cni/internal/testutil"
 	"github.com/vxvrf/cni/pkg/naming"
-	"github.com/vxvrf/cni/pkg/testutil"
 )
 
 // TestDualStack: an IPv6 pod address gets ip6tables rules, and with

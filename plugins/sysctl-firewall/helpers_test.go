@@ -18,9 +18,9 @@ import (
 	"github.com/containernetworking/plugins/pkg/ns"
 	"github.com/google/nftables"
 
+	"github.com/vxvrf/cni/internal/netsim"
+	"github.com/vxvrf/cni/internal/testutil"
 	"github.com/vxvrf/cni/pkg/naming"
-	"github.com/vxvrf/cni/pkg/netsim"
-	"github.com/vxvrf/cni/pkg/testutil"
 )
 
 const (

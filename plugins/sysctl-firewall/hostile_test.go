@@ -7,7 +7,7 @@ import (
 
 	"github.com/containernetworking/cni/pkg/types"
 
-	"github.com/vxvrf/cni/pkg/testutil"
+	"github.com/vxvrf/cni/internal/testutil"
 )
 
 // withPrev is conf (generic JSON at version v) with prevResult replaced by raw.

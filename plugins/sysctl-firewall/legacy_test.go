@@ -6,8 +6,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/vxvrf/cni/internal/testutil"
 	"github.com/vxvrf/cni/pkg/naming"
-	"github.com/vxvrf/cni/pkg/testutil"
 )
 
 // TestLegacyFlavour: with iptables resolving to xtables-legacy-multi (as

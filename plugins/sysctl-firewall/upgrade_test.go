@@ -7,10 +7,10 @@ import (
 
 	"github.com/containernetworking/plugins/pkg/ns"
 
+	"github.com/vxvrf/cni/internal/netsim"
+	"github.com/vxvrf/cni/internal/testutil"
 	"github.com/vxvrf/cni/pkg/cniutil"
 	"github.com/vxvrf/cni/pkg/naming"
-	"github.com/vxvrf/cni/pkg/netsim"
-	"github.com/vxvrf/cni/pkg/testutil"
 )
 
 // TestAutoUpgrade: a node whose network has an attachment in iptables (as

@@ -12,8 +12,8 @@ import (
 	current "github.com/containernetworking/cni/pkg/types/100"
 	"github.com/google/nftables"
 
+	"github.com/vxvrf/cni/internal/testutil"
 	"github.com/vxvrf/cni/pkg/naming"
-	"github.com/vxvrf/cni/pkg/testutil"
 )
 
 // dualPrev is p's prevResult plus an IPv6 address (configured here on the

@@ -5,8 +5,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/vxvrf/cni/pkg/netsim"
-	"github.com/vxvrf/cni/pkg/testutil"
+	"github.com/vxvrf/cni/internal/netsim"
+	"github.com/vxvrf/cni/internal/testutil"
 )
 
 // TestAnnounce: the pod gets addresses the node still caches with an old

@@ -7,7 +7,7 @@ import (
 
 	"github.com/containernetworking/cni/pkg/types"
 
-	"github.com/vxvrf/cni/pkg/testutil"
+	"github.com/vxvrf/cni/internal/testutil"
 )
 
 // TestBadConfigsSpecificCodes drives the binary with many broken configs

@@ -7,8 +7,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/vxvrf/cni/internal/testutil"
 	"github.com/vxvrf/cni/pkg/naming"
-	"github.com/vxvrf/cni/pkg/testutil"
 )
 
 // TestDelegateLockfileIPAM: veth-attach delegates ADD, CHECK, STATUS, GC and

@@ -8,9 +8,9 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/vxvrf/cni/internal/netsim"
+	"github.com/vxvrf/cni/internal/testutil"
 	"github.com/vxvrf/cni/pkg/naming"
-	"github.com/vxvrf/cni/pkg/netsim"
-	"github.com/vxvrf/cni/pkg/testutil"
 )
 
 // TestStageForm: no ipam key; the prevResult ips without interface (what

@@ -4,7 +4,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/vxvrf/cni/pkg/testutil"
+	"github.com/vxvrf/cni/internal/testutil"
 )
 
 // TestNoDADAddressesUsableAtOnce: without enableDad the pod's IPv6 address

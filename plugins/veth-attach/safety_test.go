@@ -15,8 +15,8 @@ import (
 
 	"github.com/containernetworking/cni/pkg/types"
 
-	"github.com/vxvrf/cni/pkg/netsim"
-	"github.com/vxvrf/cni/pkg/testutil"
+	"github.com/vxvrf/cni/internal/netsim"
+	"github.com/vxvrf/cni/internal/testutil"
 )
 
 // nodeState is what a refused or torn-down call must leave as it was: the

@@ -4,7 +4,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/vxvrf/cni/pkg/testutil"
+	"github.com/vxvrf/cni/internal/testutil"
 )
 
 // TestVRFRouteMarkVRF: the main-table route into the VRF carries the

@@ -5,9 +5,9 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/vxvrf/cni/internal/netsim"
+	"github.com/vxvrf/cni/internal/testutil"
 	"github.com/vxvrf/cni/pkg/naming"
-	"github.com/vxvrf/cni/pkg/netsim"
-	"github.com/vxvrf/cni/pkg/testutil"
 )
 
 // gcEmpty runs GC with an empty valid-attachments list and the given

@@ -4,9 +4,9 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/vxvrf/cni/internal/netsim"
+	"github.com/vxvrf/cni/internal/testutil"
 	"github.com/vxvrf/cni/pkg/naming"
-	"github.com/vxvrf/cni/pkg/netsim"
-	"github.com/vxvrf/cni/pkg/testutil"
 )
 
 // prevInv is inv for the previous release's binary (testutil.PreviousPlugins).

@@ -10,9 +10,9 @@ import (
 	"github.com/containernetworking/plugins/pkg/ns"
 
 	"github.com/vxvrf/cni/deploy/internal/install"
-	"github.com/vxvrf/cni/pkg/chain"
+	"github.com/vxvrf/cni/internal/chain"
+	"github.com/vxvrf/cni/internal/testutil"
 	"github.com/vxvrf/cni/pkg/naming"
-	"github.com/vxvrf/cni/pkg/testutil"
 )
 
 // Uninstall on a node with a pod: the conflist goes, the binaries and the

@@ -17,8 +17,8 @@ import (
 	"github.com/containernetworking/cni/pkg/types"
 	"github.com/containernetworking/plugins/pkg/ns"
 
+	"github.com/vxvrf/cni/internal/netsim"
 	"github.com/vxvrf/cni/pkg/naming"
-	"github.com/vxvrf/cni/pkg/netsim"
 )
 
 // Plugins are the project's binaries, in chain order (naming.Stages).

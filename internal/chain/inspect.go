@@ -11,9 +11,9 @@ import (
 
 	"github.com/containernetworking/plugins/pkg/ns"
 
+	"github.com/vxvrf/cni/internal/netsim"
 	"github.com/vxvrf/cni/pkg/inspect"
 	"github.com/vxvrf/cni/pkg/naming"
-	"github.com/vxvrf/cni/pkg/netsim"
 )
 
 // Attachment is what Leftovers looks for of one (containerID, ifname).

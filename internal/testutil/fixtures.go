@@ -5,7 +5,7 @@ import (
 	"path/filepath"
 	"testing"
 
-	"github.com/vxvrf/cni/pkg/netsim"
+	"github.com/vxvrf/cni/internal/netsim"
 )
 
 // NewNode is a lab (removed when the test ends) with one node, "n1".

@@ -4,7 +4,7 @@ import (
 	"os"
 	"testing"
 
-	"github.com/vxvrf/cni/pkg/netsim"
+	"github.com/vxvrf/cni/internal/netsim"
 )
 
 // RequireVRFEnv, when "1", turns a missing VRF into a test failure instead
