@@ -2,7 +2,6 @@ package main
 
 import (
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -12,19 +11,9 @@ import (
 )
 
 // TestDelegateLockfileIPAM: veth-attach delegates ADD, CHECK, STATUS, GC and
-// DEL to the project's lockfile-ipam. Skipped while lockfile-ipam does not
-// build (it is developed alongside).
+// DEL to the project's lockfile-ipam.
 func TestDelegateLockfileIPAM(t *testing.T) {
 	testutil.RequireRoot(t)
-	root, err := testutil.RepoRoot()
-	if err != nil {
-		t.Fatal(err)
-	}
-	build := exec.Command("go", "build", "-o", "/dev/null", "./plugins/lockfile-ipam")
-	build.Dir = root
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Skipf("lockfile-ipam does not build yet: %v: %s", err, out)
-	}
 	testutil.PluginDir(t, "lockfile-ipam")
 	lab, node := newNode(t, "va-lf")
 	e := env(t)
