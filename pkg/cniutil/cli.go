@@ -201,18 +201,13 @@ func jsonType(t reflect.Type) string {
 		return "string (" + strings.ToLower(t.Name()) + ")"
 	}
 	switch t.Kind() {
-	case reflect.Bool:
-		return "true|false"
-	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64, reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
-		return "integer"
-	case reflect.Float32, reflect.Float64:
-		return "number"
-	case reflect.String:
-		return "string"
 	case reflect.Slice, reflect.Array:
 		return jsonType(t.Elem()) + " list"
 	case reflect.Map:
 		return "object of " + jsonType(t.Elem())
+	}
+	if w, ok := kindWords[t.Kind()]; ok {
+		return w.help
 	}
 	return t.Kind().String()
 }

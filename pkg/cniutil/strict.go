@@ -377,24 +377,34 @@ func expected(t reflect.Type) string {
 	for t.Kind() == reflect.Pointer {
 		t = t.Elem()
 	}
-	switch t.Kind() {
-	case reflect.Bool:
-		return "true or false"
-	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
-		return "a whole number"
-	case reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
-		return "a whole number ≥ 0"
-	case reflect.Float32, reflect.Float64:
-		return "a number"
-	case reflect.String:
-		return "a string"
-	case reflect.Slice, reflect.Array:
-		return "a list"
-	case reflect.Map, reflect.Struct:
-		return "an object"
+	if w, ok := kindWords[t.Kind()]; ok {
+		return w.msg
 	}
 	return "a " + t.Kind().String()
 }
+
+// kindWords names JSON value kinds for the user: help is --help's column
+// ("true|false"), msg the phrase of a type error ("must be true or
+// false").
+var kindWords = func() map[reflect.Kind]struct{ help, msg string } {
+	m := map[reflect.Kind]struct{ help, msg string }{
+		reflect.Bool:    {"true|false", "true or false"},
+		reflect.Float32: {"number", "a number"},
+		reflect.Float64: {"number", "a number"},
+		reflect.String:  {"string", "a string"},
+		reflect.Slice:   {"list", "a list"},
+		reflect.Array:   {"list", "a list"},
+		reflect.Map:     {"object", "an object"},
+		reflect.Struct:  {"object", "an object"},
+	}
+	for _, k := range []reflect.Kind{reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64} {
+		m[k] = struct{ help, msg string }{"integer", "a whole number"}
+	}
+	for _, k := range []reflect.Kind{reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64} {
+		m[k] = struct{ help, msg string }{"integer", "a whole number ≥ 0"}
+	}
+	return m
+}()
 
 func sortedKeys[V any](m map[string]V) []string {
 	keys := mapKeys(m)
