@@ -6,8 +6,6 @@
 #   apt: containerd (1.6), runc, podman (4.3, CNI backend), busybox-static, jq,
 #        iproute2, iptables, iputils-ping, util-linux
 #   $E2E_PREFIX/bin/crictl    cri-tools v1.26.1, built from source (~1-2 min)
-#   $E2E_PREFIX/bin/kubelet   k8s v1.26.0, built from source (~5 min on 2 cores;
-#                             skipped with E2E_KUBELET=0); cached in the prefix
 #   $E2E_PREFIX/bin/netns-exec  runs a command in a node netns with cgroups
 #   $E2E_PREFIX/images/       local images (no registry is reachable):
 #       pause.oci.tar         pause sandbox image localhost/vxvrf-e2e-pause:1.0
@@ -18,15 +16,18 @@
 # containers.conf, no CNI conf in /etc. The tests write their own configs in
 # temporary directories and start private daemons inside node namespaces.
 #
-# Knobs (env): E2E_PREFIX (/opt/vxvrf-e2e), E2E_KUBELET (1), E2E_PODMAN (1),
-# CRITOOLS_VERSION (v1.26.1), K8S_LIBS_VERSION (v0.26.0), KUBELET_VERSION (v1.26.0)
+# The kubelet is not built here: TestKubeletStaticPod uses the v1.35.4 kubelet
+# scripts/k8s-setup.sh builds with the rest of Kubernetes (one version for the
+# whole test command; `make e2e` runs both scripts).
+#
+# Knobs (env): E2E_PREFIX (/opt/vxvrf-e2e), E2E_PODMAN (1),
+# CRITOOLS_VERSION (v1.26.1), K8S_LIBS_VERSION (v0.26.0, the k8s.io libraries
+# crictl is built against)
 set -euo pipefail
 
 PREFIX=${E2E_PREFIX:-/opt/vxvrf-e2e}
 CRITOOLS_VERSION=${CRITOOLS_VERSION:-v1.26.1}
 K8S_LIBS_VERSION=${K8S_LIBS_VERSION:-v0.26.0}
-KUBELET_VERSION=${KUBELET_VERSION:-v1.26.0}
-WITH_KUBELET=${E2E_KUBELET:-1}
 WITH_PODMAN=${E2E_PODMAN:-1}
 GO=${GO:-go}
 export GOFLAGS=${GOFLAGS:--buildvcs=false}
@@ -77,32 +78,6 @@ if ! "$PREFIX/bin/crictl" --version 2>/dev/null | grep -qx "crictl version $CRIT
   mv -f "$PREFIX/bin/crictl.new" "$PREFIX/bin/crictl"
   rm -rf "$work"
   log "crictl built in $(($(date +%s) - t)) s"
-fi
-
-# ---------------------------------------------------------------- kubelet
-# Same trick on k8s.io/kubernetes: its ./staging replaces are left out of the
-# module zip; point them at the published k8s.io/* modules of the same minor.
-if [ "$WITH_KUBELET" = 1 ] && ! "$PREFIX/bin/kubelet" --version 2>/dev/null | grep -qx "Kubernetes $KUBELET_VERSION"; then
-  log "building kubelet $KUBELET_VERSION (about 5 min on 2 cores; cached in $PREFIX/bin afterwards)"
-  t=$(date +%s)
-  src=$(cd /tmp && "$GO" mod download -json "k8s.io/kubernetes@$KUBELET_VERSION" | jq -r .Dir)
-  minor=${KUBELET_VERSION#v1.}; minor=${minor%%.*}
-  libs=v0.${KUBELET_VERSION#v1.}
-  work=$(mktemp -d /tmp/vxvrf-k8s.XXXXXX)
-  cp -r "$src/." "$work/"; chmod -R u+w "$work"; rm -rf "$work/vendor"
-  (
-    cd "$work"
-    for m in $(grep -oE 'k8s.io/[a-z0-9-]+ => ./staging' go.mod | awk '{print $1}'); do
-      "$GO" mod edit -replace "$m=$m@$libs"
-    done
-    CGO_ENABLED=0 "$GO" build -mod=mod -trimpath -ldflags "-s -w \
-      -X k8s.io/component-base/version.gitVersion=$KUBELET_VERSION \
-      -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=$minor" \
-      -o "$PREFIX/bin/kubelet.new" ./cmd/kubelet
-  )
-  mv -f "$PREFIX/bin/kubelet.new" "$PREFIX/bin/kubelet"
-  rm -rf "$work"
-  log "kubelet built in $(($(date +%s) - t)) s"
 fi
 
 # ---------------------------------------------------------------- netns-exec
@@ -207,5 +182,4 @@ EOF
 fi
 
 log "done in $(($(date +%s) - start)) s: containerd $(containerd --version | awk '{print $3}'), runc $(runc --version | awk 'NR==1{print $3}'), $("$PREFIX/bin/crictl" --version)$(
-  [ "$WITH_PODMAN" = 1 ] && printf ', podman %s' "$(podman --version | awk '{print $3}')")$(
-  [ -x "$PREFIX/bin/kubelet" ] && printf ', kubelet %s' "$("$PREFIX/bin/kubelet" --version | awk '{print $2}')")"
+  [ "$WITH_PODMAN" = 1 ] && printf ', podman %s' "$(podman --version | awk '{print $3}')")"

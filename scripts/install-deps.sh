@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
 # Installs what the tests and the demo need on a fresh Debian machine:
-# system packages (iproute2, iptables, ping) and, through the Go toolchain,
-# cnitool and the reference plugins used by the swap tests, into .tools/,
-# and FRR (unpacked) for the evpn test, and golangci-lint for `make lint`.
-# With --demo only the system packages the demo needs, with --lint only
-# golangci-lint. Idempotent: a second run only checks.
+# system packages (iproute2, iptables, ping; for the tests also gcc and
+# libc6-dev for `make race`, tar and gzip for `make image`) and, through the
+# Go toolchain, cnitool and the reference plugins used by the swap tests,
+# into .tools/, and FRR (unpacked) for the evpn test, and golangci-lint for
+# `make lint`. The runtime and Kubernetes suites install theirs with
+# scripts/e2e-setup.sh and scripts/k8s-setup.sh. With --demo only the system
+# packages the demo needs, with --lint only golangci-lint. Idempotent: a
+# second run only checks.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -35,6 +38,9 @@ if [ "${1:-}" = --lint ]; then
 fi
 
 pkgs="iproute2 iptables iputils-ping procps"
+# The race detector needs cgo (a C compiler and libc headers);
+# deploy/build-image.sh needs GNU tar and gzip (both are in every Debian).
+[ "${1:-}" = --demo ] || pkgs="$pkgs gcc libc6-dev tar gzip"
 missing=""
 for p in $pkgs; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing="$missing $p"

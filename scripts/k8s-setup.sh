@@ -1,20 +1,24 @@
 #!/usr/bin/env bash
-# k8s-setup.sh: installs what the real-cluster suites (integration/k8s) need:
-# etcd from Debian and the Kubernetes components built from source at one
-# pinned version, cached under the e2e prefix. Idempotent: a re-run with
-# everything cached takes about a second.
+# k8s-setup.sh: installs what the real-cluster suite (integration/k8s) and
+# the kubelet test of integration/e2e need: etcd from Debian and the
+# Kubernetes components built from source at one pinned version, cached
+# under the e2e prefix. Idempotent: a re-run with everything cached takes
+# about a second.
 #
-#   apt: etcd-server (3.4, Debian)
+#   apt: etcd-server (3.4, Debian), jq
 #   $E2E_PREFIX/k8s/$K8S_VERSION/bin/{kube-apiserver,kube-controller-manager,
-#        kube-scheduler,kube-proxy,kubelet,kubectl}
+#        kube-scheduler,kube-proxy,kubelet}
 #        built in ONE `go build` so the shared packages compile once
-#        (about 15 min on 2 cores; cached afterwards)
+#        (about 15 min on 2 cores; cached afterwards). kubectl is not built:
+#        no suite runs it (add it to K8S_COMPONENTS to get one).
 #
 # Why this version: v1.35 is the newest Kubernetes whose kubelet still runs on
 # containerd 1.x (Debian ships 1.6); v1.36 drops containerd 1.x. See
-# integration/k8s/README.md.
+# integration/k8s/README.md. integration/k8s (Version) and integration/e2e
+# (kubeletVersion) name the same version.
 #
-# Knobs (env): E2E_PREFIX (/opt/vxvrf-e2e), K8S_VERSION (v1.35.4)
+# Knobs (env): E2E_PREFIX (/opt/vxvrf-e2e), K8S_VERSION (v1.35.4),
+# K8S_COMPONENTS (the five above)
 set -euo pipefail
 
 PREFIX=${E2E_PREFIX:-/opt/vxvrf-e2e}
@@ -22,7 +26,7 @@ K8S_VERSION=${K8S_VERSION:-v1.35.4}
 GO=${GO:-go}
 export GOFLAGS=${GOFLAGS:--buildvcs=false}
 command -v "$GO" >/dev/null || export PATH=/usr/local/go/bin:$PATH
-COMPONENTS="kube-apiserver kube-controller-manager kube-scheduler kube-proxy kubelet kubectl"
+COMPONENTS=${K8S_COMPONENTS:-kube-apiserver kube-controller-manager kube-scheduler kube-proxy kubelet}
 BIN=$PREFIX/k8s/$K8S_VERSION/bin
 
 log() { printf '[k8s-setup] %s\n' "$*" >&2; }
@@ -52,7 +56,7 @@ have() {
 if ! have; then
   # k8s.io/kubernetes' ./staging replaces are left out of the module zip the
   # proxy serves; point them at the published k8s.io/* modules of the same
-  # release (v0.MINOR.PATCH), as scripts/e2e-setup.sh does for the kubelet.
+  # release (v0.MINOR.PATCH), as scripts/e2e-setup.sh does for crictl.
   log "building $COMPONENTS $K8S_VERSION in one go build (about 15 min on 2 cores; cached in $BIN)"
   t=$(date +%s)
   src=$(cd /tmp && "$GO" mod download -json "k8s.io/kubernetes@$K8S_VERSION" | jq -r .Dir)

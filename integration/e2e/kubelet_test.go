@@ -58,18 +58,32 @@ func saveSysctls(t *testing.T, keys []string) {
 	})
 }
 
+// kubeletVersion is the Kubernetes release scripts/k8s-setup.sh builds
+// (K8S_VERSION there, Version in integration/k8s): one version for the
+// whole test command. v1.35 is the last release whose kubelet runs on
+// containerd 1.x (Debian's 1.6); v1.36 needs containerd 2.
+const kubeletVersion = "v1.35.4"
+
+// kubeletBin is the kubelet scripts/k8s-setup.sh built and cached.
+func kubeletBin() string { return filepath.Join(prefix(), "k8s", kubeletVersion, "bin", "kubelet") }
+
 // kubeletConfig: standalone (no API server), static pods only, cgroupfs,
 // no QoS cgroups or node allocatable (no systemd, hybrid cgroups), no
 // iptables util chains, anonymous and AlwaysAllow on the node's 127.0.0.1.
+// failCgroupV1: false, since this machine has cgroup v1, which a v1.35
+// kubelet refuses by default. The sandbox (pause) image is containerd's
+// sandbox_image: a v1.35 kubelet has no --pod-infra-container-image.
 const kubeletConfig = `apiVersion: kubelet.config.k8s.io/v1beta1
 kind: KubeletConfiguration
 staticPodPath: {{dir}}/manifests
 fileCheckFrequency: 1s
 syncFrequency: 10s
+containerRuntimeEndpoint: unix://{{sock}}
 cgroupDriver: cgroupfs
 cgroupsPerQOS: false
 enforceNodeAllocatable: []
 failSwapOn: false
+failCgroupV1: false
 makeIPTablesUtilChains: false
 protectKernelDefaults: false
 address: 127.0.0.1
@@ -179,14 +193,17 @@ func ipBetween(ip, lo, hi net.IP) bool {
 	return string(a) >= string(l) && string(a) <= string(h)
 }
 
-// TestKubeletStaticPod: a standalone kubelet v1.26 on the private
-// containerd, both in a node namespace, starts a static pod; it gets an
-// address from the chain (conflist rendered by the installer) and the node
-// reaches it; removing the manifest makes the kubelet stop the sandbox,
-// whose DEL releases everything. The host sysctls the kubelet changes are
-// restored.
+// TestKubeletStaticPod: a standalone kubelet v1.35 (the one
+// scripts/k8s-setup.sh builds) on the private containerd 1.6, both in a
+// node namespace, starts a static pod; it gets an address from the chain
+// (conflist rendered by the installer) and the node reaches it; removing
+// the manifest makes the kubelet stop the sandbox, whose DEL releases
+// everything. The host sysctls the kubelet changes are restored.
 func TestKubeletStaticPod(t *testing.T) {
-	paths := need(t, "kubelet", tool("kubelet"), "containerd")
+	paths := need(t, "kubelet", kubeletBin(), "containerd")
+	if out, err := run(exec.Command(paths[0], "--version")); err != nil || strings.TrimSpace(string(out)) != "Kubernetes "+kubeletVersion {
+		t.Fatalf("%s --version: %q %v, want Kubernetes %s (run scripts/k8s-setup.sh)", paths[0], out, err, kubeletVersion)
+	}
 	lab := testutil.NewLab(t, "e2kub")
 	node, err := lab.AddNode("n1")
 	if err != nil {
@@ -203,10 +220,10 @@ func TestKubeletStaticPod(t *testing.T) {
 		}
 	}
 	cfg := filepath.Join(work, "kubelet.yaml")
-	if err := os.WriteFile(cfg, []byte(strings.ReplaceAll(kubeletConfig, "{{dir}}", work)), 0o644); err != nil {
+	if err := os.WriteFile(cfg, []byte(strings.NewReplacer("{{dir}}", work, "{{sock}}", c.sock).Replace(kubeletConfig)), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	// The kubelet 1.26 has fixed host paths: pod logs under /var/log/pods
+	// The kubelet has fixed host paths: pod logs under /var/log/pods
 	// (written by containerd) and /var/lib/kubelet/device-plugins whatever
 	// --root-dir says. Remove what this test created there.
 	for _, d := range []string{"/var/log/pods", "/var/lib/kubelet"} {
@@ -229,8 +246,7 @@ func TestKubeletStaticPod(t *testing.T) {
 	start := time.Now()
 	k := nodeCmd(t.Context(), node, paths[0],
 		"--config="+cfg, "--root-dir="+filepath.Join(work, "root"), "--cert-dir="+filepath.Join(work, "pki"),
-		"--hostname-override=e2e-node", "--container-runtime-endpoint=unix://"+c.sock,
-		"--pod-infra-container-image="+pauseImage, "-v=1")
+		"--hostname-override=e2e-node", "-v=1")
 	k.Stdout, k.Stderr = logf, logf
 	k.Cancel = func() error { return k.Process.Signal(syscall.SIGTERM) }
 	k.WaitDelay = 20 * time.Second

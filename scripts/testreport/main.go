@@ -3,12 +3,19 @@
 // reason of every skipped test (so a skipped VRF test says why), and a
 // closing "N passed, N failed, N skipped" line. It exits 1 when anything
 // failed, including a package that did not build.
+//
+// With -strict (the real-runtime suites: make e2e, make e2e-k8s) it also
+// exits 1 when a test skipped or no test passed at all, so such a suite
+// never passes without having run: a missing runtime, a lost root, a build
+// tag that matches no file.
 package main
 
 import (
 	"bufio"
 	"encoding/json"
+	"flag"
 	"fmt"
+	"io"
 	"os"
 	"sort"
 	"strings"
@@ -23,17 +30,25 @@ type event struct {
 }
 
 func main() {
+	strict := flag.Bool("strict", false, "also fail when a test skipped or no test passed")
+	flag.Parse()
+	os.Exit(report(os.Stdin, os.Stdout, *strict))
+}
+
+// report reads go test -json from in, writes the report to out and
+// returns the exit code.
+func report(in io.Reader, out io.Writer, strict bool) int {
 	output := map[string][]string{} // package/test -> output lines
 	var passed, failed, skipped int
 	var skips, fails []string
 	pkgFailed := false
-	sc := bufio.NewScanner(os.Stdin)
+	sc := bufio.NewScanner(in)
 	sc.Buffer(make([]byte, 1<<20), 1<<24)
 	for sc.Scan() {
 		line := sc.Bytes()
 		var e event
 		if err := json.Unmarshal(line, &e); err != nil {
-			fmt.Println(string(line)) // build errors arrive as plain text
+			fmt.Fprintln(out, string(line)) // build errors arrive as plain text
 			continue
 		}
 		key := e.Package + " " + e.Test
@@ -41,19 +56,19 @@ func main() {
 		case "output":
 			output[key] = append(output[key], e.Output)
 		case "build-output":
-			fmt.Print(e.Output)
+			fmt.Fprint(out, e.Output)
 		case "build-fail":
 			pkgFailed = true
 		case "pass":
 			if e.Test == "" {
-				fmt.Printf("ok   %s (%.1fs)\n", e.Package, e.Elapsed)
+				fmt.Fprintf(out, "ok   %s (%.1fs)\n", e.Package, e.Elapsed)
 			} else {
 				passed++
 			}
 			delete(output, key)
 		case "skip":
 			if e.Test == "" {
-				fmt.Printf("--   %s (no tests)\n", e.Package)
+				fmt.Fprintf(out, "--   %s (no tests)\n", e.Package)
 				continue
 			}
 			skipped++
@@ -62,9 +77,9 @@ func main() {
 		case "fail":
 			if e.Test == "" {
 				pkgFailed = true
-				fmt.Printf("FAIL %s (%.1fs)\n", e.Package, e.Elapsed)
-				if out := output[key]; len(out) > 0 {
-					fmt.Print(strings.Join(out, ""))
+				fmt.Fprintf(out, "FAIL %s (%.1fs)\n", e.Package, e.Elapsed)
+				if o := output[key]; len(o) > 0 {
+					fmt.Fprint(out, strings.Join(o, ""))
 				}
 				continue
 			}
@@ -75,15 +90,24 @@ func main() {
 	}
 	sort.Strings(skips)
 	for _, s := range skips {
-		fmt.Println(s)
+		fmt.Fprintln(out, s)
 	}
 	for _, f := range fails {
-		fmt.Print(f)
+		fmt.Fprint(out, f)
 	}
-	fmt.Printf("%d passed, %d failed, %d skipped\n", passed, failed, skipped)
+	fmt.Fprintf(out, "%d passed, %d failed, %d skipped\n", passed, failed, skipped)
 	if failed > 0 || pkgFailed {
-		os.Exit(1)
+		return 1
 	}
+	if strict && skipped > 0 {
+		fmt.Fprintf(out, "FAIL: %d skipped; -strict takes a skip for a failure\n", skipped)
+		return 1
+	}
+	if strict && passed == 0 {
+		fmt.Fprintln(out, "FAIL: no test passed; -strict wants the suite to have run")
+		return 1
+	}
+	return 0
 }
 
 // reason is the last t.Skip message of a skipped test's output.
