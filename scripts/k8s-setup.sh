@@ -7,10 +7,10 @@
 #
 #   apt: etcd-server (3.4, Debian), jq
 #   $E2E_PREFIX/k8s/$K8S_VERSION/bin/{kube-apiserver,kube-controller-manager,
-#        kube-scheduler,kube-proxy,kubelet}
+#        kube-scheduler,kube-proxy,kubelet,kubectl}
 #        built in ONE `go build` so the shared packages compile once
-#        (about 15 min on 2 cores; cached afterwards). kubectl is not built:
-#        no suite runs it (add it to K8S_COMPONENTS to get one).
+#        (about 15 min on 2 cores; cached afterwards). kubectl is what the
+#        k8s suite applies the manifests in deploy/ with, as an operator does.
 #
 # Why this version: v1.35 is the newest Kubernetes whose kubelet still runs on
 # containerd 1.x (Debian ships 1.6); v1.36 drops containerd 1.x. See
@@ -18,7 +18,7 @@
 # (kubeletVersion) name the same version.
 #
 # Knobs (env): E2E_PREFIX (/opt/vxvrf-e2e), K8S_VERSION (v1.35.4),
-# K8S_COMPONENTS (the five above)
+# K8S_COMPONENTS (the six above)
 set -euo pipefail
 
 PREFIX=${E2E_PREFIX:-/opt/vxvrf-e2e}
@@ -26,7 +26,7 @@ K8S_VERSION=${K8S_VERSION:-v1.35.4}
 GO=${GO:-go}
 export GOFLAGS=${GOFLAGS:--buildvcs=false}
 command -v "$GO" >/dev/null || export PATH=/usr/local/go/bin:$PATH
-COMPONENTS=${K8S_COMPONENTS:-kube-apiserver kube-controller-manager kube-scheduler kube-proxy kubelet}
+COMPONENTS=${K8S_COMPONENTS:-kube-apiserver kube-controller-manager kube-scheduler kube-proxy kubelet kubectl}
 BIN=$PREFIX/k8s/$K8S_VERSION/bin
 
 log() { printf '[k8s-setup] %s\n' "$*" >&2; }
