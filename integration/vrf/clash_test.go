@@ -27,7 +27,9 @@ import (
 // runtime's DEL of the refused ADD the node is as it was.
 
 // nodeState is what a refused ADD must not change: the links (type,
-// master, alias, mtu, up) and every route and rule of the node.
+// master, alias, mtu, up) and every route and rule of the node, but for
+// the IPv6 link-local routes, which the kernel adds by itself as the
+// links' DAD completes.
 func nodeState(t *testing.T, n *netsim.NS) string {
 	t.Helper()
 	var links []string
@@ -50,9 +52,14 @@ func nodeState(t *testing.T, n *netsim.NS) string {
 		t.Fatal(err)
 	}
 	sort.Strings(links)
-	return strings.Join(links, "\n") + "\n" +
-		in(t, n, "ip", "route", "show", "table", "all") + in(t, n, "ip", "-6", "route", "show", "table", "all") +
-		in(t, n, "ip", "rule") + in(t, n, "ip", "-6", "rule")
+	var routes []string
+	for _, l := range strings.Split(in(t, n, "ip", "-4", "route", "show", "table", "all")+in(t, n, "ip", "-6", "route", "show", "table", "all"), "\n") {
+		if !strings.Contains(l, "fe80:") {
+			routes = append(routes, l)
+		}
+	}
+	return strings.Join(links, "\n") + "\n" + strings.Join(routes, "\n") + "\n" +
+		in(t, n, "ip", "-4", "rule") + in(t, n, "ip", "-6", "rule")
 }
 
 // tryAdd runs ADD through libcni and returns its CNI error (nil: success;
