@@ -21,27 +21,67 @@ import (
 	"github.com/vxvrf/cni/pkg/naming"
 )
 
-// withLog gives every stage the same log file.
-func withLog(file string) edit {
+// withLog gives every stage the same log file, at level.
+func withLog(file, level string) edit {
 	return func(_ map[string]any, plugins []map[string]any) error {
 		for _, p := range plugins {
-			p["log"] = map[string]any{"file": file, "level": "info"}
+			p["log"] = map[string]any{"file": file, "level": level}
 		}
 		return nil
 	}
 }
 
+// verbLine returns the one info line of plugin's verb for container ("" for
+// GC) in lines, failing when there is not exactly one.
+func verbLine(t *testing.T, lines []string, plugin, verb, container string) string {
+	t.Helper()
+	head := `level=INFO msg="` + verb + ` ok" plugin=` + plugin + ` verb=` + verb + ` network=vxvrf `
+	if container != "" {
+		head += `container=` + regexp.QuoteMeta(container) + ` ifname=eth0 `
+	}
+	re := regexp.MustCompile(head + `duration=[0-9.]+[µm]?s( |$)`)
+	var found []string
+	for _, l := range lines {
+		if re.MatchString(l) {
+			found = append(found, l)
+		}
+	}
+	if len(found) != 1 {
+		t.Errorf("%d lines for %s %s %s, want 1:\n%s", len(found), plugin, verb, container, strings.Join(found, "\n"))
+		return ""
+	}
+	return found[0]
+}
+
 // TestVerbLog: with "log" set, every stage writes one line per verb to the
-// shared file (network, container, ifname, duration, outcome) while stdout
-// still carries only the result; a refused ADD logs its error and code.
+// shared file (network, container, ifname, duration, outcome) and what it
+// did (created/reused/removed objects, addresses, leases, firewall
+// objects) while stdout still carries only the result; debug adds detail
+// lines; a refused ADD logs its error and code.
 func TestVerbLog(t *testing.T) {
 	logFile := filepath.Join(t.TempDir(), "log", "cni.log")
-	e := newEnv(t, "vlog", nil, withLog(logFile))
-	p := e.addPod("pod")
-	if err := e.chain.Check(ctx(t), p.rt); err != nil {
+	e := newEnv(t, "vlog", nil, withLog(logFile, "info"), func(_ map[string]any, plugins []map[string]any) error {
+		chain.Plugin(plugins, "vrf-vxlan-bridge")["vxlan"] = map[string]any{"vni": 42, "remotes": []string{"198.18.0.12"}}
+		chain.Plugin(plugins, "sysctl-firewall")["backend"] = "nftables"
+		return nil
+	})
+	p1 := e.addPod("p1")
+	// The second pod through the same conflist at level debug.
+	debugConf, err := chain.Edit(e.conf, withLog(logFile, "debug"))
+	if err != nil {
 		t.Fatal(err)
 	}
-	if err := e.chain.Del(ctx(t), p.rt); err != nil {
+	p2 := e.newPod("p2")
+	e.add(e.chainFor(debugConf, []string{testutil.PluginDir(t)}), p2)
+	if err := e.chain.Check(ctx(t), p1.rt); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []*pod{p1, p2} {
+		if err := e.chain.Del(ctx(t), p.rt); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := e.chain.GC(ctx(t), []types.GCAttachment{}); err != nil {
 		t.Fatal(err)
 	}
 	b, err := os.ReadFile(logFile)
@@ -50,28 +90,88 @@ func TestVerbLog(t *testing.T) {
 	}
 	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
 	for _, plugin := range testutil.Plugins {
-		for _, verb := range []string{"ADD", "CHECK", "DEL"} {
-			re := regexp.MustCompile(`level=INFO msg="` + verb + ` ok" plugin=` + plugin + ` verb=` + verb +
-				` network=vxvrf container=` + regexp.QuoteMeta(p.rt.ContainerID) + ` ifname=eth0 duration=[0-9.]+[µm]?s`)
-			n := 0
-			for _, l := range lines {
-				if re.MatchString(l) {
-					n++
-				}
-			}
-			want := 1
-			if plugin == "vrf-vxlan-bridge" && verb == "DEL" {
-				want = 0 // its DEL does nothing and exits before any config is read
-			}
-			if n != want {
-				t.Errorf("%d lines for %s %s, want %d:\n%s", n, plugin, verb, want, b)
+		verbLine(t, lines, plugin, "CHECK", p1.rt.ContainerID)
+	}
+
+	br, vx := naming.BridgeName("vxvrf"), "vxlan-42"
+	hv := func(p *pod) string { return naming.HostVethName("vxvrf", p.rt.ContainerID, "eth0") }
+	ips := func(p *pod, prefix bool) string {
+		var s []string
+		for _, ip := range p.ips {
+			if prefix {
+				s = append(s, ip.Address.String())
+			} else {
+				s = append(s, ip.Address.IP.String())
 			}
 		}
+		return strings.Join(s, ",")
+	}
+	fw := func(p *pod) string {
+		var s []string
+		for _, ip := range p.ips {
+			s = append(s, "forward:"+ip.Address.IP.String(), "masquerade:"+ip.Address.IP.String())
+		}
+		return strings.Join(append(s, "antispoofing:"+hv(p)), ",")
+	}
+	q := regexp.QuoteMeta
+	want := []struct {
+		plugin, verb string
+		p            *pod // nil: GC
+		fields       []string
+	}{
+		{"infra-ensure", "ADD", p1, []string{`uplink=eth0 `, `set=\[[^\]]*net\.ipv4\.ip_forward[],]`, `unchanged=\[`}},
+		{"infra-ensure", "ADD", p2, []string{`uplink=eth0 `, `set=\[\] `, `unchanged=\[[^\]]*net\.ipv4\.ip_forward`}},
+		{"infra-ensure", "DEL", p1, []string{`removed=\[\]$`}},
+		{"vrf-vxlan-bridge", "ADD", p1, []string{`created=\[` + q(br+","+vx) + `\] reused=\[\] fdb_added=\[198\.18\.0\.12\]`}},
+		{"vrf-vxlan-bridge", "ADD", p2, []string{`created=\[\] reused=\[` + q(br+","+vx) + `\] fdb_added=\[\]`}},
+		{"vrf-vxlan-bridge", "DEL", p1, []string{`removed=\[\]$`}},
+		{"vrf-vxlan-bridge", "GC", nil, []string{`removed=\[` + q(vx+","+br) + `\]$`}},
+		{"lockfile-ipam", "ADD", p1, []string{`allocated=\[` + q(ips(p1, true)) + `\] `, `state=/\S+ leases=1$`}},
+		{"lockfile-ipam", "ADD", p2, []string{`allocated=\[` + q(ips(p2, true)) + `\] `, `leases=2$`}},
+		{"lockfile-ipam", "DEL", p1, []string{`released=\[` + q(ips(p1, false)) + `\] `, `leases=1$`}},
+		{"lockfile-ipam", "DEL", p2, []string{`released=\[` + q(ips(p2, false)) + `\] `, `leases=0$`}},
+		{"veth-attach", "ADD", p1, []string{`host_veth=` + q(hv(p1)) + ` bridge=` + q(br) + ` created=\[` + q(hv(p1)) + `,eth0\]`, `addresses=\[` + q(ips(p1, true)) + `\]`, `gateway_added=\[`}},
+		{"veth-attach", "ADD", p2, []string{`host_veth=` + q(hv(p2)) + ` `, `addresses=\[` + q(ips(p2, true)) + `\]`}},
+		{"veth-attach", "DEL", p1, []string{`host_veth=` + q(hv(p1)) + ` removed=\[eth0\]$`}},
+		{"sysctl-firewall", "ADD", p1, []string{`backend=nftables `, `sysctls_set=\[pod:[^\]]*arp_notify`, `added=\[` + q(fw(p1)) + `\]$`}},
+		{"sysctl-firewall", "DEL", p1, []string{`cleaned=\[nftables\]$`}},
+		{"sysctl-firewall", "GC", nil, []string{`kept=0 cleaned=\[nftables\]$`}},
+	}
+	for _, w := range want {
+		cid := ""
+		if w.p != nil {
+			cid = w.p.rt.ContainerID
+		}
+		l := verbLine(t, lines, w.plugin, w.verb, cid)
+		for _, f := range w.fields {
+			if l != "" && !regexp.MustCompile(f).MatchString(l) {
+				t.Errorf("%s %s %s: no %s in\n%s", w.plugin, w.verb, cid, f, l)
+			}
+		}
+	}
+	if strings.Contains(string(b), "fdb_removed") || strings.Contains(verbLine(t, lines, "veth-attach", "ADD", p2.rt.ContainerID), "gateway_added") {
+		t.Errorf("a change reported that did not happen:\n%s", b)
+	}
+	// Debug detail only where the level is debug (p2's ADD).
+	var debug []string
+	for _, l := range lines {
+		if strings.HasPrefix(l, "time=") && strings.Contains(l, "level=DEBUG") {
+			debug = append(debug, l)
+		}
+	}
+	dbg := strings.Join(debug, "\n")
+	for _, w := range []string{`msg=veth plugin=veth-attach verb=ADD network=vxvrf container=` + p2.rt.ContainerID, `msg=vxlan plugin=vrf-vxlan-bridge`, `msg=state plugin=lockfile-ipam`} {
+		if !strings.Contains(dbg, w) {
+			t.Errorf("no debug line %q:\n%s", w, dbg)
+		}
+	}
+	if strings.Contains(dbg, p1.rt.ContainerID) {
+		t.Errorf("debug lines at level info:\n%s", dbg)
 	}
 
 	// A refused ADD: the error line carries the message and the code.
 	bad := e.stageConfig("veth-attach", func(m map[string]any) { m["hairpn"] = true })
-	o := testutil.Run(t, e.node.NetNS, testutil.Invocation{Plugin: "veth-attach", Command: "ADD", ContainerID: "c2", NetNS: p.rt.NetNS, IfName: "eth0", Config: bad})
+	o := testutil.Run(t, e.node.NetNS, testutil.Invocation{Plugin: "veth-attach", Command: "ADD", ContainerID: "c2", NetNS: p1.rt.NetNS, IfName: "eth0", Config: bad})
 	o.CNIError(t)
 	b, _ = os.ReadFile(logFile)
 	if !regexp.MustCompile(`level=ERROR msg="ADD failed" plugin=veth-attach verb=ADD network=vxvrf container=c2 ifname=eth0 duration=\S+ error="veth-attach: unknown key \\"hairpn\\" \(did you mean \\"hairpin\\"\?\)" code=7`).Match(b) {

@@ -1,7 +1,9 @@
 package cniutil
 
 import (
+	"errors"
 	"fmt"
+	"io"
 	"os"
 	"runtime/debug"
 
@@ -13,12 +15,32 @@ import (
 	"github.com/vxvrf/cni/pkg/buildinfo"
 )
 
+// Option changes how PluginMain runs a stage.
+type Option func(*mainOptions)
+
+type mainOptions struct {
+	delReadsNoConfig bool
+}
+
+// DelReadsNoConfig declares that the stage's DEL takes nothing from its
+// config (it releases nothing per attachment; vrf-vxlan-bridge's shared
+// devices go at GC). PluginMain then runs that DEL without skel, whose
+// checks of the config (JSON, network name, cniVersion) and of the
+// environment would otherwise refuse some teardowns: a pod sandbox stays
+// removable whatever the config has become. The DEL is still logged and
+// guarded like every verb.
+func DelReadsNoConfig() Option { return func(o *mainOptions) { o.delReadsNoConfig = true } }
+
 // PluginMain runs a stage through skel with every verb under a last-resort
 // recover: a panic becomes CNI error 999 naming the plugin (the stack goes
 // to stderr) instead of an empty stdout. The verb's own deferred rollback
 // runs first, while the panic unwinds through it. DEL accepts
-// TeardownVersions.
-func PluginMain(plugin string, funcs skel.CNIFuncs) {
+// TeardownVersions (any config at all with DelReadsNoConfig).
+func PluginMain(plugin string, funcs skel.CNIFuncs, opts ...Option) {
+	var o mainOptions
+	for _, opt := range opts {
+		opt(&o)
+	}
 	wrap := func(verb string, fn func(*skel.CmdArgs) error) func(*skel.CmdArgs) error {
 		if fn == nil {
 			return nil
@@ -28,6 +50,14 @@ func PluginMain(plugin string, funcs skel.CNIFuncs) {
 	versions := Versions
 	if os.Getenv("CNI_COMMAND") == "DEL" {
 		versions = TeardownVersions
+		if o.delReadsNoConfig && funcs.Del != nil {
+			del := operator(plugin, skel.CNIFuncs{Del: wrap("DEL", funcs.Del)}).Del
+			if err := runDel(del, os.Stdin); err != nil {
+				_ = err.Print()
+				os.Exit(1)
+			}
+			return
+		}
 	}
 	skel.PluginMainFuncs(operator(plugin, skel.CNIFuncs{
 		Add:    wrap("ADD", funcs.Add),
@@ -36,6 +66,33 @@ func PluginMain(plugin string, funcs skel.CNIFuncs) {
 		Status: wrap("STATUS", funcs.Status),
 		GC:     wrap("GC", funcs.GC),
 	}), versions, buildinfo.About(plugin))
+}
+
+// runDel runs a DEL that reads no config (DelReadsNoConfig): the CmdArgs
+// come from the environment as skel reads them, unchecked, stdin is read
+// whole (the runtime writes it all) and passed on as it is.
+func runDel(del func(*skel.CmdArgs) error, stdin io.Reader) *types.Error {
+	data, err := io.ReadAll(stdin)
+	if err != nil {
+		return Errorf(types.ErrIOFailure, "error reading from stdin: %v", err)
+	}
+	err = del(&skel.CmdArgs{
+		ContainerID:   os.Getenv("CNI_CONTAINERID"),
+		Netns:         os.Getenv("CNI_NETNS"),
+		IfName:        os.Getenv("CNI_IFNAME"),
+		Args:          os.Getenv("CNI_ARGS"),
+		Path:          os.Getenv("CNI_PATH"),
+		NetnsOverride: os.Getenv("CNI_NETNS_OVERRIDE"),
+		StdinData:     data,
+	})
+	if err == nil {
+		return nil
+	}
+	var e *types.Error
+	if errors.As(err, &e) {
+		return e
+	}
+	return Errorf(types.ErrInternal, "%v", err)
 }
 
 // TeardownVersions is what DEL accepts: every released spec version, so

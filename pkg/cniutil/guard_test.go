@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/containernetworking/cni/pkg/skel"
 	"github.com/containernetworking/cni/pkg/types"
 	"github.com/containernetworking/plugins/pkg/ns"
 	"github.com/containernetworking/plugins/pkg/testutils"
@@ -53,5 +54,28 @@ func TestInNSRecoversPanicOnNetNSGoroutine(t *testing.T) {
 	want := errors.New("plain")
 	if err := InNS(target, func(ns.NetNS) error { return want }); !errors.Is(err, want) {
 		t.Errorf("got %v, want the function's error", err)
+	}
+}
+
+// TestRunDel: a DEL that reads no config gets stdin as it is (not JSON
+// here) and the CmdArgs from the environment unchecked; its error keeps
+// its CNI code, any other error becomes 999.
+func TestRunDel(t *testing.T) {
+	t.Setenv("CNI_CONTAINERID", "c1")
+	t.Setenv("CNI_IFNAME", "eth0")
+	t.Setenv("CNI_NETNS", "")
+	var got *skel.CmdArgs
+	del := func(a *skel.CmdArgs) error { got = a; return nil }
+	if err := runDel(del, strings.NewReader("not json")); err != nil {
+		t.Fatal(err)
+	}
+	if got.ContainerID != "c1" || got.IfName != "eth0" || string(got.StdinData) != "not json" {
+		t.Errorf("args %+v", got)
+	}
+	if e := runDel(func(*skel.CmdArgs) error { return Errorf(types.ErrInvalidNetNS, "own netns") }, strings.NewReader("")); e == nil || e.Code != types.ErrInvalidNetNS {
+		t.Errorf("a CNI error: %v", e)
+	}
+	if e := runDel(func(*skel.CmdArgs) error { return errors.New("boom") }, strings.NewReader("")); e == nil || e.Code != types.ErrInternal {
+		t.Errorf("another error: %v", e)
 	}
 }

@@ -18,8 +18,16 @@ import (
 var (
 	mu      sync.Mutex
 	current = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))
-	did     []string
+	did     []field
 )
+
+// field is one key of the verb line's what-it-did part: a list (Did) or
+// one value (Set).
+type field struct {
+	key    string
+	list   bool
+	values []string
+}
 
 // L is the running verb's logger, with plugin, verb, network, container
 // and ifname attached: use it for debug detail (L().Debug(...)). Before
@@ -30,18 +38,56 @@ func L() *slog.Logger {
 	return current
 }
 
-// Did records what the running verb did, for its summary line:
-// Did("created", "bridge br-red"), Did("reused", "vxlan-100"),
-// Did("removed", "veth vx0123456789abc").
-func Did(action, object string) {
+// Did records objects the running verb acted on, under key, for its line:
+// Did("created", "br-red"); Did("reused", "vxlan-100") gives
+// created=[br-red] reused=[vxlan-100], objects joined by commas in the
+// order recorded. Did(key) with no object shows key=[] (an empty list
+// worth saying). Keys keep the order of their first record.
+func Did(key string, objects ...string) {
+	record(key, true, objects)
+}
+
+// Set records one value under key for the verb line, replacing an earlier
+// one: Set("backend", "nftables") gives backend=nftables.
+func Set(key, value string) {
+	record(key, false, []string{value})
+}
+
+func record(key string, list bool, values []string) {
 	mu.Lock()
 	defer mu.Unlock()
-	did = append(did, action+" "+object)
+	for i := range did {
+		if did[i].key == key {
+			if list {
+				did[i].values = append(did[i].values, values...)
+			} else {
+				did[i].values = values
+			}
+			return
+		}
+	}
+	did = append(did, field{key: key, list: list, values: append([]string(nil), values...)})
+}
+
+// didAttrs renders the recorded fields as key, value pairs.
+func didAttrs() []any {
+	mu.Lock()
+	defer mu.Unlock()
+	var out []any
+	for _, f := range did {
+		v := strings.Join(f.values, ",")
+		if f.list {
+			v = "[" + v + "]"
+		}
+		out = append(out, f.key, v)
+	}
+	return out
 }
 
 // Wrap returns funcs with each verb logged: one line per verb with the
-// network, container ID, ifname, duration, what it did (Did) and its
-// result or error (a successful STATUS, which runtimes poll, at debug). The "log" section of the verb's config chooses where
+// network, container ID, ifname, duration, what it did (Did, Set) and its
+// result or error (a successful STATUS, which runtimes poll, at debug).
+// The "log" section of the verb's config chooses where
 // (see Config); a config that does not decode logs errors to stderr (the
 // plugin itself reports the bad config).
 func Wrap(plugin string, funcs skel.CNIFuncs) skel.CNIFuncs {
@@ -85,13 +131,7 @@ func runVerb(plugin, verb string, args *skel.CmdArgs, f func(*skel.CmdArgs) erro
 	// Logged in a defer so that a panic the caller recovers from (cniutil's
 	// PluginMain) still leaves its line.
 	defer func() {
-		mu.Lock()
-		done := strings.Join(did, ", ")
-		mu.Unlock()
-		line := []any{"duration", time.Since(start).Round(time.Microsecond).String()}
-		if done != "" {
-			line = append(line, "did", done)
-		}
+		line := append([]any{"duration", time.Since(start).Round(time.Microsecond).String()}, didAttrs()...)
 		if p := recover(); p != nil {
 			logger.Error(verb+" panicked", append(line, "panic", p)...)
 			panic(p)

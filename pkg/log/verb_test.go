@@ -15,8 +15,12 @@ func TestWrap(t *testing.T) {
 	file := filepath.Join(t.TempDir(), "cni.log")
 	funcs := Wrap("p", skel.CNIFuncs{
 		Add: func(*skel.CmdArgs) error {
-			Did("created", "bridge br-x")
+			Did("created", "vrf-x")
 			Did("reused", "vxlan-7")
+			Did("created", "br-x")
+			Did("removed")
+			Set("backend", "iptables")
+			Set("backend", "nftables")
 			L().Debug("detail")
 			return nil
 		},
@@ -72,7 +76,7 @@ func TestWrap(t *testing.T) {
 			t.Errorf("line %d: %s\nwant %s", i, lines[i], w)
 		}
 	}
-	if !strings.Contains(lines[0], `did="created bridge br-x, reused vxlan-7"`) || !strings.Contains(lines[1], `error=bad code=7`) || !strings.Contains(lines[2], "panic=boom") {
+	if !strings.Contains(lines[0], `duration=`) || !strings.HasSuffix(lines[0], ` created=[vrf-x,br-x] reused=[vxlan-7] removed=[] backend=nftables`) || !strings.Contains(lines[1], `error=bad code=7`) || !strings.Contains(lines[2], "panic=boom") {
 		t.Errorf("fields:\n%s", b)
 	}
 }

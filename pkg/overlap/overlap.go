@@ -22,8 +22,9 @@ import (
 // VRF, or in one VRF) or to a node interface; either way one of the two
 // loses its traffic. Routes through a VRF device (veth-attach's route from
 // the main table into a VRF), routes without a device, default and
-// link-local routes do not count. The message starts with the subnet and
-// ends with the fix; the caller prefixes the plugin.
+// link-local routes, and local and broadcast routes, do not count. The
+// message starts with the subnet and ends with the fix; the caller
+// prefixes the plugin.
 func Check(br netlink.Link, subnets []*net.IPNet) error {
 	if len(subnets) == 0 {
 		return nil
@@ -45,7 +46,11 @@ func Check(br netlink.Link, subnets []*net.IPNet) error {
 		return fmt.Errorf("list routes of table %d: %w", table, err)
 	}
 	for _, r := range routes {
-		if naming.IsDefaultRoute(r.Dst) || r.LinkIndex == 0 || r.LinkIndex == br.Attrs().Index || r.Dst.IP.IsLinkLocalUnicast() {
+		// Only unicast routes say where a subnet's traffic goes: the local
+		// and broadcast routes of a VRF's addresses sit in its table too
+		// (outside a VRF they are in the local table), and would name a
+		// gateway's /32 instead of the network's subnet.
+		if r.Type != unix.RTN_UNICAST || naming.IsDefaultRoute(r.Dst) || r.LinkIndex == 0 || r.LinkIndex == br.Attrs().Index || r.Dst.IP.IsLinkLocalUnicast() {
 			continue
 		}
 		for _, s := range subnets {

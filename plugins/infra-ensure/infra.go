@@ -12,6 +12,7 @@ import (
 
 	"github.com/vxvrf/cni/pkg/cniutil"
 	"github.com/vxvrf/cni/pkg/kernel"
+	vlog "github.com/vxvrf/cni/pkg/log"
 	"github.com/vxvrf/cni/pkg/sysctl"
 	"github.com/vxvrf/cni/pkg/uplink"
 )
@@ -32,6 +33,8 @@ func cmdAdd(args *skel.CmdArgs) error {
 	if err != nil {
 		return err
 	}
+	vlog.Set("uplink", link.Attrs().Name)
+	vlog.L().Debug("uplink", "name", link.Attrs().Name, "mtu", link.Attrs().MTU, "oper", link.Attrs().OperState.String())
 	if err := probeFeatures(); err != nil {
 		return err
 	}
@@ -50,7 +53,10 @@ func cmdAdd(args *skel.CmdArgs) error {
 
 // cmdDel has nothing to undo per attachment: the node prerequisites stay
 // for the other attachments and networks.
-func cmdDel(args *skel.CmdArgs) error { return nil }
+func cmdDel(args *skel.CmdArgs) error {
+	vlog.Did("removed")
+	return nil
+}
 
 func cmdCheck(args *skel.CmdArgs) error {
 	if err := cniutil.GuardNetNS(args.Netns); err != nil {
@@ -92,7 +98,10 @@ func cmdStatus(args *skel.CmdArgs) error {
 }
 
 // cmdGC has nothing to release: infra-ensure keeps no per-attachment state.
-func cmdGC(args *skel.CmdArgs) error { return nil }
+func cmdGC(args *skel.CmdArgs) error {
+	vlog.Did("removed")
+	return nil
+}
 
 // resolveUplink finds the uplink, checks that it is up and that it carries
 // the local address. missing is the code for a configured uplink that does
@@ -178,8 +187,12 @@ func nodeSysctls() []setting {
 // ensureSysctls writes the node sysctls, skipping those already right.
 // Before IPv6 forwarding goes on, an uplink that accepts router
 // advertisements (accept_ra=1) is switched to accept_ra=2, so the node
-// keeps its SLAAC address and default route.
+// keeps its SLAAC address and default route. The verb line lists the
+// sysctls it set and those that were already right (unchanged); the
+// values are at debug level.
 func ensureSysctls(uplinkName string) error {
+	vlog.Did("set")
+	vlog.Did("unchanged")
 	raKey := "net/ipv6/conf/" + uplinkName + "/accept_ra"
 	if sysctl.Exists("net.ipv6.conf.all.forwarding") && sysctl.Exists(raKey) {
 		if fwd, _ := sysctl.Get("net.ipv6.conf.all.forwarding"); fwd != "1" {
@@ -187,16 +200,21 @@ func ensureSysctls(uplinkName string) error {
 				if err := sysctl.Set(raKey, "2"); err != nil {
 					return cniutil.Errorf(types.ErrInternal, "infra-ensure: %v", err)
 				}
+				vlog.Did("set", "net.ipv6.conf."+uplinkName+".accept_ra")
+				vlog.L().Debug("sysctl set", "key", raKey, "value", "2", "was", ra)
 			}
 		}
 	}
 	for _, s := range nodeSysctls() {
 		if sysctl.Check(s.key, s.value) == nil {
+			vlog.Did("unchanged", s.key)
 			continue
 		}
 		if err := sysctl.Set(s.key, s.value); err != nil {
 			return cniutil.Errorf(types.ErrInternal, "infra-ensure: %v", err)
 		}
+		vlog.Did("set", s.key)
+		vlog.L().Debug("sysctl set", "key", s.key, "value", s.value)
 	}
 	return nil
 }

@@ -6,6 +6,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"time"
 
 	"github.com/containernetworking/cni/pkg/skel"
@@ -14,6 +15,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/vxvrf/cni/pkg/cniutil"
+	vlog "github.com/vxvrf/cni/pkg/log"
 	"github.com/vxvrf/cni/pkg/naming"
 	"github.com/vxvrf/cni/plugins/lockfile-ipam/allocator"
 	"github.com/vxvrf/cni/plugins/lockfile-ipam/store"
@@ -72,6 +74,7 @@ func cmdAdd(args *skel.CmdArgs) error {
 		return err
 	}
 	var ips []*current.IPConfig
+	vlog.Did("allocated")
 	err = withState(conf.DataDir, conf.Name, conf.Timeout, func(st *allocator.State) (bool, error) {
 		ips, err = st.Allocate(conf.Sets, args.ContainerID, args.IfName, conf.Requested)
 		return err == nil, allocError(err)
@@ -79,6 +82,11 @@ func cmdAdd(args *skel.CmdArgs) error {
 	if err != nil {
 		return err
 	}
+	var addrs []string
+	for _, ipc := range ips {
+		addrs = append(addrs, ipc.Address.String())
+	}
+	vlog.Did("allocated", addrs...)
 	return types.PrintResult(buildResult(conf, prev, ips), conf.CNIVersion)
 }
 
@@ -106,12 +114,24 @@ func cmdDel(args *skel.CmdArgs) error {
 	if err != nil {
 		return err
 	}
+	vlog.Did("released")
 	if !leasedHere(conf) {
 		return nil
 	}
 	return withState(conf.DataDir, conf.Name, conf.Timeout, func(st *allocator.State) (bool, error) {
+		if i := st.Find(args.ContainerID, args.IfName); i >= 0 {
+			vlog.Did("released", ipStrings(st.Leases[i].IPs)...)
+		}
 		return st.Release(args.ContainerID, args.IfName), nil
 	})
+}
+
+func ipStrings(ips []net.IP) []string {
+	out := make([]string, len(ips))
+	for i, ip := range ips {
+		out[i] = ip.String()
+	}
+	return out
 }
 
 func cmdCheck(args *skel.CmdArgs) error {
@@ -168,6 +188,7 @@ func cmdGC(args *skel.CmdArgs) error {
 		fmt.Fprintf(os.Stderr, "%s: GC of network %q without cni.dev/valid-attachments: releasing nothing\n", pluginName, conf.Name)
 		return nil
 	}
+	vlog.Did("released")
 	if !leasedHere(conf) {
 		return nil
 	}
@@ -177,6 +198,8 @@ func cmdGC(args *skel.CmdArgs) error {
 		})
 		for _, l := range removed {
 			fmt.Fprintf(os.Stderr, "%s: GC released %v of container %q ifname %q\n", pluginName, l.IPs, l.ContainerID, l.IfName)
+			vlog.Did("released", ipStrings(l.IPs)...)
+			vlog.Did("leases_removed", l.ContainerID+"/"+l.IfName)
 		}
 		return len(removed) > 0, nil
 	})
@@ -287,6 +310,9 @@ func withState(dataDir, network string, timeout time.Duration, fn func(*allocato
 			return cniutil.Errorf(types.ErrIOFailure, "save state: %v", err)
 		}
 	}
+	vlog.Set("state", s.Path())
+	vlog.Set("leases", strconv.Itoa(len(st.Leases)))
+	vlog.L().Debug("state", "file", s.Path(), "saved", changed, "leases", len(st.Leases))
 	return nil
 }
 

@@ -3,12 +3,14 @@ package main
 import (
 	"errors"
 	"fmt"
+	"strconv"
 
 	"github.com/containernetworking/cni/pkg/skel"
 	"github.com/containernetworking/cni/pkg/types"
 	current "github.com/containernetworking/cni/pkg/types/100"
 
 	"github.com/vxvrf/cni/pkg/cniutil"
+	vlog "github.com/vxvrf/cni/pkg/log"
 )
 
 // attachment names one (network, containerID, ifname).
@@ -131,9 +133,11 @@ func cmdAdd(args *skel.CmdArgs) (err error) {
 	if err = ensureHostSysctls(p.hostK, &undo, ""); err != nil {
 		return err
 	}
+	vlog.Set("backend", p.backend.Name())
 	if err = p.backend.Add(attachmentOf(conf, args), p.policy); err != nil {
 		return err
 	}
+	logAdded(p.policy, undo)
 	return types.PrintResult(cniutil.NewResult(prev), conf.CNIVersion)
 }
 
@@ -150,10 +154,13 @@ func cmdDel(args *skel.CmdArgs) error {
 	}
 	a := attachment{Network: tc.Name, ContainerID: args.ContainerID, IfName: args.IfName}
 	var errs []error
+	vlog.Did("cleaned")
 	for _, b := range teardownBackends() {
 		if err := b.Del(a, tc); err != nil {
 			errs = append(errs, fmt.Errorf("%s: %w", b.Name(), err))
+			continue
 		}
+		vlog.Did("cleaned", b.Name())
 	}
 	return errors.Join(errs...)
 }
@@ -207,10 +214,47 @@ func cmdGC(args *skel.CmdArgs) error {
 		return err
 	}
 	var errs []error
+	vlog.Set("kept", strconv.Itoa(len(valid)))
+	vlog.Did("cleaned")
 	for _, b := range teardownBackends() {
 		if err := b.GC(tc.Name, valid); err != nil {
 			errs = append(errs, fmt.Errorf("%s: %w", b.Name(), err))
+			continue
 		}
+		vlog.Did("cleaned", b.Name())
 	}
 	return errors.Join(errs...)
+}
+
+// logAdded records for ADD's log line the sysctls ADD wrote (pod: those
+// in the pod netns; those already right are not listed) and the firewall
+// objects the policy put in the backend, named by what they do (forward,
+// masquerade of a pod address, anti-spoofing on the host veth, the
+// network's conntrack zone): taken from the policy, not from a dump of
+// the kernel.
+func logAdded(p *Policy, undo undoList) {
+	var set []string
+	for _, w := range undo {
+		if w.where != "" {
+			set = append(set, "pod:"+w.key)
+		} else {
+			set = append(set, w.key)
+		}
+	}
+	vlog.Did("sysctls_set", set...)
+	var added []string
+	for _, a := range p.Addrs {
+		added = append(added, "forward:"+a.IP.String())
+		if p.Masquerade {
+			added = append(added, "masquerade:"+a.IP.String())
+		}
+	}
+	if p.Spoofable() {
+		added = append(added, "antispoofing:"+p.HostVeth)
+	}
+	if p.Zone != 0 && p.Bridge != "" {
+		added = append(added, "zone:"+strconv.Itoa(p.Zone))
+	}
+	vlog.Did("added", added...)
+	vlog.L().Debug("firewall policy", "addrs", len(p.Addrs), "hostVeth", p.HostVeth, "bridge", p.Bridge, "vrf", p.VRF, "uplink", p.Uplink)
 }

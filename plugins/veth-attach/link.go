@@ -19,6 +19,7 @@ import (
 	"github.com/vishvananda/netlink/nl"
 
 	"github.com/vxvrf/cni/pkg/cniutil"
+	vlog "github.com/vxvrf/cni/pkg/log"
 	"github.com/vxvrf/cni/pkg/naming"
 	"github.com/vxvrf/cni/pkg/sysctl"
 )
@@ -279,7 +280,10 @@ func ensureGateways(br netlink.Link, ips []*current.IPConfig) error {
 			if ipc.Gateway.To4() == nil {
 				addr.Flags = ifaNoDAD
 			}
-			if err := netlink.AddrAdd(br, addr); err != nil && !errors.Is(err, syscall.EEXIST) {
+			switch err := netlink.AddrAdd(br, addr); {
+			case err == nil:
+				vlog.Did("gateway_added", addr.IPNet.String())
+			case !errors.Is(err, syscall.EEXIST):
 				return fmt.Errorf("add gateway %s to bridge %q: %w", addr.IPNet, br.Attrs().Name, err)
 			}
 		}
@@ -434,8 +438,14 @@ func deletePodVeth(ifName string) error {
 
 // delLink deletes l. ENODEV is success: the kernel removes a veth pair by
 // itself when the pod netns goes away, possibly between lookup and delete.
+// A link it deletes is listed as removed in the verb's log line.
 func delLink(l netlink.Link) error {
-	if err := netlink.LinkDel(l); err != nil && !errors.Is(err, syscall.ENODEV) && !cniutil.IsGone(err) {
+	err := netlink.LinkDel(l)
+	if err == nil {
+		vlog.Did("removed", l.Attrs().Name)
+		return nil
+	}
+	if !errors.Is(err, syscall.ENODEV) && !cniutil.IsGone(err) {
 		return fmt.Errorf("delete %q: %w", l.Attrs().Name, err)
 	}
 	return nil

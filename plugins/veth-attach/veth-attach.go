@@ -13,6 +13,7 @@ import (
 	"github.com/vishvananda/netlink"
 
 	"github.com/vxvrf/cni/pkg/cniutil"
+	vlog "github.com/vxvrf/cni/pkg/log"
 	"github.com/vxvrf/cni/pkg/naming"
 )
 
@@ -59,6 +60,8 @@ func cmdAdd(args *skel.CmdArgs) error {
 		mtu = br.Attrs().MTU
 	}
 	hostName := naming.HostVethName(conf.Name, args.ContainerID, args.IfName)
+	vlog.Set("host_veth", hostName)
+	vlog.Set("bridge", br.Attrs().Name)
 	// Refuse before creating anything: a second ADD must not touch the first.
 	if err := checkFree(podNS, args.IfName, hostName); err != nil {
 		return err
@@ -72,6 +75,7 @@ func cmdAdd(args *skel.CmdArgs) error {
 	var newIPs []*current.IPConfig
 	var routes []*types.Route
 	if ipamD != nil {
+		vlog.Set("ipam", conf.IPAM.Type)
 		ipamRes, err := ipamD.add(args.StdinData)
 		if err != nil {
 			return err
@@ -113,6 +117,8 @@ func cmdAdd(args *skel.CmdArgs) error {
 	if err != nil {
 		return err
 	}
+	vlog.Did("created", hostName, args.IfName)
+	vlog.L().Debug("veth", "host", hostName, "pod", args.IfName, "mac", podIf.HardwareAddr.String(), "mtu", podIf.MTU)
 	defer func() {
 		if !success {
 			_ = deleteHostVeth(hostName)
@@ -133,6 +139,10 @@ func cmdAdd(args *skel.CmdArgs) error {
 
 	if err := configurePod(podNS, podIf, newIPs, routes, conf.EnableDAD); err != nil {
 		return err
+	}
+	vlog.Did("addresses", ipConfigStrings(newIPs)...)
+	for _, r := range routes {
+		vlog.L().Debug("pod route", "dst", r.Dst.String(), "gw", r.GW)
 	}
 	if err := ensureGateways(br, newIPs); err != nil {
 		return err
@@ -155,6 +165,8 @@ func cmdDel(args *skel.CmdArgs) error {
 	if err != nil {
 		return err
 	}
+	vlog.Set("host_veth", naming.HostVethName(conf.Name, args.ContainerID, args.IfName))
+	vlog.Did("removed") // delLink adds what it deletes
 	var errs []error
 	if ipamD, err := newDelegate(conf.IPAMType); err != nil {
 		fmt.Fprintf(os.Stderr, "veth-attach DEL: not running the IPAM: %v\n", err)
@@ -237,12 +249,22 @@ func cmdGC(args *skel.CmdArgs) error {
 	if err != nil {
 		return errors.Join(append(errs, err)...)
 	}
+	vlog.Did("removed") // delLink adds what it deletes
 	if !present {
 		fmt.Fprintln(os.Stderr, "veth-attach GC: no cni.dev/valid-attachments key; releasing nothing")
 		return errors.Join(errs...)
 	}
 	errs = append(errs, gcHostVeths(conf.Name, valid)...)
 	return errors.Join(errs...)
+}
+
+// ipConfigStrings is the addresses of ips with their prefix lengths.
+func ipConfigStrings(ips []*current.IPConfig) []string {
+	out := make([]string, len(ips))
+	for i, ipc := range ips {
+		out[i] = ipc.Address.String()
+	}
+	return out
 }
 
 // minIPv6MTU is the smallest MTU on which the kernel keeps IPv6 enabled.

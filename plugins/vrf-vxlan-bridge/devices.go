@@ -397,10 +397,9 @@ func peers(remotes []net.IP, local net.IP) []net.IP {
 // ensureRemotes makes the all-zero FDB entries of the VXLAN device equal
 // the configured remotes (pkg/vxlanfdb, shared with vxvrf-agent): missing
 // ones are appended, ones no longer listed are removed. The list in the
-// config is the truth.
-func ensureRemotes(vx netlink.Link, remotes []net.IP) error {
-	_, _, err := vxlanfdb.Sync(vx, remotes)
-	return err
+// config is the truth. It returns what it added and removed.
+func ensureRemotes(vx netlink.Link, remotes []net.IP) (added, removed []string, err error) {
+	return vxlanfdb.Sync(vx, remotes)
 }
 
 // checkRemotes verifies every configured remote has its flood entry.

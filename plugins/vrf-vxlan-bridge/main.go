@@ -4,8 +4,6 @@
 package main
 
 import (
-	"io"
-	"os"
 	"runtime"
 
 	"github.com/containernetworking/cni/pkg/skel"
@@ -16,14 +14,8 @@ import (
 func init() { runtime.LockOSThread() }
 
 func main() {
-	// DEL releases nothing: the VRF, bridge and VXLAN are shared by every
-	// attachment of the network and stay until GC says the network is
-	// empty. So DEL succeeds before skel looks at the config: a pod
-	// sandbox stays removable whatever the config has become (invalid,
-	// changed, an unsupported cniVersion such as 0.2.0).
-	if os.Getenv("CNI_COMMAND") == "DEL" {
-		_, _ = io.Copy(io.Discard, os.Stdin)
-		return
-	}
-	cniutil.PluginMain("vrf-vxlan-bridge", skel.CNIFuncs{Add: cmdAdd, Check: cmdCheck, Status: cmdStatus, GC: cmdGC})
+	// DEL reads no config (see cmdDel): nothing about it, not even JSON
+	// that does not parse or an unsupported cniVersion, blocks a teardown.
+	cniutil.PluginMain("vrf-vxlan-bridge", skel.CNIFuncs{Add: cmdAdd, Check: cmdCheck, Del: cmdDel, Status: cmdStatus, GC: cmdGC},
+		cniutil.DelReadsNoConfig())
 }

@@ -5,6 +5,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/containernetworking/cni/pkg/types"
+
 	"github.com/vxvrf/cni/internal/netsim"
 	"github.com/vxvrf/cni/internal/testutil"
 	"github.com/vxvrf/cni/pkg/naming"
@@ -185,7 +187,9 @@ func TestAddRefusesForeign(t *testing.T) {
 
 // TestDelNeverBlocked: DEL succeeds, with empty output, whatever the
 // config: an unsupported old cniVersion, invalid or changed keys, no
-// name, no JSON at all. (It changes nothing; GC removes the devices.)
+// name, no JSON at all, no CNI_CONTAINERID or CNI_IFNAME. (It changes
+// nothing; GC removes the devices.) Like every stage's DEL it refuses the
+// node's own netns as CNI_NETNS (8).
 func TestDelNeverBlocked(t *testing.T) {
 	node, pod := labNode(t, "vb-del")
 	testutil.MustRun(t, node.NetNS, inv("ADD", "c1", pod, netConf("1.1.0", "dl", map[string]any{"vxlan": map[string]any{"vni": 560}})))
@@ -202,6 +206,13 @@ func TestDelNeverBlocked(t *testing.T) {
 		if o.Err != nil || len(o.Stdout) != 0 {
 			t.Errorf("DEL with %s: %v, stdout %q", stdin, o.Err, o.Stdout)
 		}
+	}
+	if o := testutil.Run(t, node.NetNS, testutil.Invocation{Plugin: plugin, Command: "DEL", Config: []byte(`not json`)}); o.Err != nil || len(o.Stdout) != 0 {
+		t.Errorf("DEL without CNI_CONTAINERID and CNI_IFNAME: %v, stdout %q", o.Err, o.Stdout)
+	}
+	self := testutil.Invocation{Plugin: plugin, Command: "DEL", ContainerID: "c1", IfName: "eth0", NetNS: node.Path, Config: []byte(`not json`)}
+	if e := testutil.Run(t, node.NetNS, self).CNIError(t); e.Code != types.ErrInvalidNetNS {
+		t.Errorf("DEL with the node's own netns: code %d %q, want 8", e.Code, e.Msg)
 	}
 	if link(t, node, naming.BridgeName("dl")) == nil || link(t, node, "vxlan-560") == nil {
 		t.Error("DEL removed a shared device")

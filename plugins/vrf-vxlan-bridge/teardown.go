@@ -7,15 +7,33 @@ import (
 	"os"
 	"syscall"
 
+	"github.com/containernetworking/cni/pkg/skel"
 	"github.com/containernetworking/cni/pkg/utils"
 	"github.com/vishvananda/netlink"
 
+	"github.com/vxvrf/cni/pkg/cniutil"
+	vlog "github.com/vxvrf/cni/pkg/log"
 	"github.com/vxvrf/cni/pkg/naming"
 )
 
-// Teardown is never blocked by the config: DEL changes nothing at all (see
-// main), and GC takes from the config only the network name and the device
-// names and table it can still read.
+// Teardown is never blocked by the config: DEL reads none of it (see
+// cmdDel), and GC takes from the config only the network name and the
+// device names and table it can still read.
+
+// cmdDel releases nothing: the VRF, bridge and VXLAN are shared by every
+// attachment of the network and stay until GC says the network is empty.
+// It reads no config (main declares cniutil.DelReadsNoConfig), so it
+// succeeds whatever the config has become; like every stage's DEL it
+// refuses only the node's own netns as CNI_NETNS. Its log line says
+// removed=[].
+func cmdDel(args *skel.CmdArgs) error {
+	if err := cniutil.GuardTeardownNetNS(args.Netns); err != nil {
+		return err
+	}
+	vlog.Did("removed")
+	vlog.L().Debug("shared devices kept: GC removes them when the network has no attachment left")
+	return nil
+}
 
 // teardownDevices reads, key by key, what GC needs from a config that may
 // be invalid or changed since ADD: each name that is usable is taken, each
@@ -134,7 +152,10 @@ func gcNetwork(d netDevices) error {
 		for _, l := range doomed {
 			if t := l.Type(); t == kind || kind == "" && t != "vxlan" && t != "bridge" && t != "vrf" {
 				fmt.Fprintf(os.Stderr, "vrf-vxlan-bridge GC: deleting %s %s (alias %q)\n", l.Type(), l.Attrs().Name, l.Attrs().Alias)
-				if err := netlink.LinkDel(l); err != nil && !errors.Is(err, syscall.ENODEV) {
+				switch err := netlink.LinkDel(l); {
+				case err == nil:
+					vlog.Did("removed", l.Attrs().Name)
+				case !errors.Is(err, syscall.ENODEV):
 					errs = append(errs, fmt.Errorf("delete %s: %w", l.Attrs().Name, err))
 				}
 			}
@@ -142,7 +163,11 @@ func gcNetwork(d netDevices) error {
 	}
 	for t, ours := range tables {
 		if ours {
-			errs = append(errs, deleteEgress(t, legacyRoutes[t]))
+			err := deleteEgress(t, legacyRoutes[t])
+			if err == nil {
+				vlog.L().Debug("egress routes and rules removed", "table", t)
+			}
+			errs = append(errs, err)
 		}
 	}
 	return errors.Join(errs...)

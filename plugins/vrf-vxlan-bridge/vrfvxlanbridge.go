@@ -13,6 +13,7 @@ import (
 	"github.com/vishvananda/netlink"
 
 	"github.com/vxvrf/cni/pkg/cniutil"
+	vlog "github.com/vxvrf/cni/pkg/log"
 	"github.com/vxvrf/cni/pkg/uplink"
 )
 
@@ -68,9 +69,18 @@ func cmdAdd(args *skel.CmdArgs) error {
 	// A failed ADD changes nothing: what it created is removed again.
 	var rb rollback
 	defer rb.unlessDone()
+	// The log line lists the devices as created or reused (each key shown
+	// even when empty).
+	vlog.Did("created")
+	vlog.Did("reused")
 	track := func(l netlink.Link, isNew bool) {
-		if l != nil && isNew {
+		switch {
+		case l == nil:
+		case isNew:
 			rb.push(func() { _ = netlink.LinkDel(l) })
+			vlog.Did("created", l.Attrs().Name)
+		default:
+			vlog.Did("reused", l.Attrs().Name)
 		}
 	}
 
@@ -101,10 +111,16 @@ func cmdAdd(args *skel.CmdArgs) error {
 			return wrap(err)
 		}
 		if len(conf.VXLAN.remotes) > 0 {
-			if err := ensureRemotes(vx, peers(conf.VXLAN.remotes, u.local)); err != nil {
+			added, removed, err := ensureRemotes(vx, peers(conf.VXLAN.remotes, u.local))
+			vlog.Did("fdb_added", added...)
+			if len(removed) > 0 {
+				vlog.Did("fdb_removed", removed...)
+			}
+			if err != nil {
 				return wrap(err)
 			}
 		}
+		vlog.L().Debug("vxlan", "name", conf.VXLAN.Name(), "vni", conf.VXLAN.VNI, "local", u.local.String(), "uplink", u.link.Attrs().Name, "mtu", mtu)
 		names = append(names, conf.VXLAN.Name())
 	}
 
@@ -112,6 +128,7 @@ func cmdAdd(args *skel.CmdArgs) error {
 		if err := ensureEgress(conf.VRF, up); err != nil {
 			return wrap(err)
 		}
+		vlog.Set("egress", up.Attrs().Name)
 	}
 
 	result := cniutil.NewResult(prev)
@@ -291,6 +308,7 @@ func cmdGC(args *skel.CmdArgs) error {
 	if err != nil {
 		return err
 	}
+	vlog.Did("removed") // gcNetwork adds what it deletes
 	if !present || len(valid) > 0 {
 		return nil
 	}
