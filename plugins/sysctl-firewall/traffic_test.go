@@ -311,14 +311,12 @@ func testConcurrentAdd(t *testing.T, be string) {
 	}
 }
 
-// TestExecCount counts iptables execs (iptables, ip6tables and their
-// -restore) per ADD and DEL through wrappers on PATH (the numbers are in
-// the README). The wrappers are scripts, so the plugin takes the restore
+// countExecs puts wrappers for iptables, ip6tables and their -restore on
+// PATH (env) that log each exec; execs returns the logged lines since its
+// last call. The wrappers are scripts, so the plugin takes the restore
 // next to them (findRestore), which runs the real one.
-func TestExecCount(t *testing.T) {
-	testutil.RequireRoot(t)
-	n := newNode(t, "sf-cnt")
-	p := n.addPod(t, "p", "sfh-cnt", "10.66.0.20/24")
+func countExecs(t *testing.T) (env string, execs func() []string) {
+	t.Helper()
 	dir := t.TempDir()
 	log := filepath.Join(dir, "log")
 	for _, bin := range []string{"iptables", "ip6tables", "iptables-restore", "ip6tables-restore"} {
@@ -331,13 +329,26 @@ func TestExecCount(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	env := "PATH=" + dir + ":" + os.Getenv("PATH")
-	var lines string
-	count := func() int {
+	return "PATH=" + dir + ":" + os.Getenv("PATH"), func() []string {
 		b, _ := os.ReadFile(log)
 		_ = os.Remove(log)
-		lines += string(b)
-		return strings.Count(string(b), "\n")
+		return strings.Split(strings.TrimSuffix(string(b), "\n"), "\n")[:strings.Count(string(b), "\n")]
+	}
+}
+
+// TestExecCount counts iptables execs (iptables, ip6tables and their
+// -restore) per ADD and DEL through wrappers on PATH (the numbers are in
+// the README).
+func TestExecCount(t *testing.T) {
+	testutil.RequireRoot(t)
+	n := newNode(t, "sf-cnt")
+	p := n.addPod(t, "p", "sfh-cnt", "10.66.0.20/24")
+	env, execs := countExecs(t)
+	var lines string
+	count := func() int {
+		l := execs()
+		lines += strings.Join(l, "\n") + "\n"
+		return len(l)
 	}
 	for _, tc := range []struct {
 		name  string
