@@ -172,6 +172,32 @@ func TestStatus(t *testing.T) {
 		t.Fatalf("STATUS without iptables: %+v", e)
 	}
 	n.mustRun(t, "STATUS", "", nil, config(t, "1.1.0", with(BackendNftables, nil), nil), "PATH="+empty)
+
+	// Every change goes through iptables-restore: no restore next to
+	// iptables, or an iptables older than 1.6.2 (its restore has no
+	// --wait), is a backend that cannot work.
+	real, err := findBin("iptables")
+	if err != nil {
+		t.Skip(err)
+	}
+	for name, files := range map[string]map[string]string{
+		"no restore": {"iptables": "#!/bin/sh\nexec " + real + " \"$@\"\n"},
+		"1.6.1": {
+			"iptables":         "#!/bin/sh\n[ \"$1\" = --version ] && { echo 'iptables v1.6.1'; exit 0; }\nexec " + real + " \"$@\"\n",
+			"iptables-restore": "#!/bin/sh\nexit 2\n",
+		},
+	} {
+		dir := t.TempDir()
+		for f, body := range files {
+			if err := os.WriteFile(filepath.Join(dir, f), []byte(body), 0o755); err != nil {
+				t.Fatal(err)
+			}
+		}
+		o := n.run(t, "STATUS", "", nil, config(t, "1.1.0", with(BackendIPTables, nil), nil), "PATH="+dir+":"+os.Getenv("PATH"))
+		if e := o.CNIError(t); e.Code != 50 || !strings.Contains(e.Msg, "restore") {
+			t.Fatalf("STATUS with %s: %+v", name, e)
+		}
+	}
 }
 
 // TestAutoBackend: auto picks nftables on a node where nothing else
