@@ -176,14 +176,14 @@ func TestStatus(t *testing.T) {
 	// Every change goes through iptables-restore: no restore next to
 	// iptables, or an iptables older than 1.6.2 (its restore has no
 	// --wait), is a backend that cannot work.
-	real, err := findBin("iptables")
+	realIPT, err := findBin("iptables")
 	if err != nil {
 		t.Skip(err)
 	}
 	for name, files := range map[string]map[string]string{
-		"no restore": {"iptables": "#!/bin/sh\nexec " + real + " \"$@\"\n"},
+		"no restore": {"iptables": "#!/bin/sh\nexec " + realIPT + " \"$@\"\n"},
 		"1.6.1": {
-			"iptables":         "#!/bin/sh\n[ \"$1\" = --version ] && { echo 'iptables v1.6.1'; exit 0; }\nexec " + real + " \"$@\"\n",
+			"iptables":         "#!/bin/sh\n[ \"$1\" = --version ] && { echo 'iptables v1.6.1'; exit 0; }\nexec " + realIPT + " \"$@\"\n",
 			"iptables-restore": "#!/bin/sh\nexit 2\n",
 		},
 	} {
