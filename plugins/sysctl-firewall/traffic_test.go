@@ -415,6 +415,42 @@ func TestExecCount(t *testing.T) {
 	}
 }
 
+// TestSlowPathLists: the first ADD on a fresh node (project chains, zone
+// chain and rules missing) and a repeated ADD take the same one path: the
+// common-case restore is refused, go-iptables lists (`--version`, `-S`
+// only: it changes nothing), and one more restore converges the family.
+// Before, the first ADD created the network-wide objects with go-iptables
+// (-N, -I, -A execs) chosen from restore's error output.
+func TestSlowPathLists(t *testing.T) {
+	testutil.RequireRoot(t)
+	n := newNode(t, "sf-slow")
+	p := n.addPod(t, "p", "sfh-slow", "10.66.0.21/24")
+	env, execs := countExecs(t)
+	conf := config(t, "1.1.0", map[string]any{"masquerade": true, "antiSpoofing": true, "conntrackZone": 6}, p.prevResult(t))
+	for _, step := range []string{"first ADD", "repeated ADD"} {
+		n.mustRun(t, "ADD", "sf-slow", p, conf, env)
+		restores := 0
+		for _, l := range execs() {
+			f := strings.Fields(l)
+			switch {
+			case f[0] == "iptables-restore":
+				restores++
+			case f[0] == "iptables" && (contains(f, "--version") || contains(f, "-S")):
+			default:
+				t.Errorf("%s: %q changes rules outside iptables-restore", step, l)
+			}
+		}
+		if restores != 2 {
+			t.Errorf("%s: %d iptables-restore execs, want 2 (the refused batch, the converging one)", step, restores)
+		}
+		n.mustRun(t, "CHECK", "sf-slow", p, conf)
+	}
+	if got := n.zoneLines(t, "iptables-save", naming.ZoneTag(testNet)); len(got) != 2 {
+		t.Fatalf("zone rules after two ADDs: %q", got)
+	}
+	n.mustRun(t, "DEL", "sf-slow", p, conf)
+}
+
 func findBin(name string) (string, error) {
 	for _, d := range filepath.SplitList(os.Getenv("PATH")) {
 		p := filepath.Join(d, name)
