@@ -332,24 +332,20 @@ func (x *xtables) add(a attachment, rules, zone map[string][][]string) error {
 	})
 }
 
-// del removes the attachment's jumps and chains from tables (and, with
-// all, a leftover chain from the other tables): one restore when they are
-// all there (renderDel). Otherwise (a second DEL, a family the attachment
-// never used, partial state, a leftover chain still jumped to) the tables
-// are listed and what is found is deleted in one restore; a concurrent
-// deleter (DEL and GC of the same attachment) can make that restore fail,
-// so it is listed again, up to three times. Absent is success. No iptables
-// binary for the family: nothing to do.
-func (x *xtables) del(a attachment, tables []string, all bool) error {
+// del removes the attachment's jumps and chains from tables (the ones
+// the config gives rules in) and a leftover chain from the other tables:
+// one restore when they are all there (renderDel). Otherwise (a second
+// DEL, a family the attachment never used, partial state, a leftover
+// chain still jumped to) every table is listed and what is found is
+// deleted in one restore; a concurrent deleter (DEL and GC of the same
+// attachment) can make that restore fail, so it is listed again, up to
+// three times. Absent is success. No iptables binary for the family:
+// nothing to do.
+func (x *xtables) del(a attachment, tables []string) error {
 	if x.path == "" {
 		return nil
 	}
-	scope, others := tables, []string(nil)
-	if all {
-		scope = hookTables()
-		others = without(scope, tables)
-	}
-	if x.restore != "" && len(tables) > 0 && x.run(renderDel(a, tables, others)) == nil {
+	if x.restore != "" && len(tables) > 0 && x.run(renderDel(a, tables, without(hookTables(), tables))) == nil {
 		return nil
 	}
 	ipt, err := x.iptables()
@@ -359,7 +355,7 @@ func (x *xtables) del(a attachment, tables []string, all bool) error {
 	var last error
 	for try := 0; try < 3; try++ {
 		st := map[string]*tableState{}
-		for _, t := range scope {
+		for _, t := range hookTables() {
 			ts, err := listTable(ipt, a, t, false)
 			if err != nil {
 				return err

@@ -68,8 +68,8 @@ func (iptablesBackend) Add(a attachment, p *Policy) error {
 		x := newXtables(f)
 		tried = append(tried, x)
 		if err := x.add(a, rules[f], zone[f]); err != nil {
-			for _, t := range tried {
-				_ = t.del(a, hookTables(), true)
+			for _, done := range tried {
+				_ = done.del(a, hookTables())
 			}
 			return fmt.Errorf("%s firewall: %w", f, err)
 		}
@@ -80,7 +80,7 @@ func (iptablesBackend) Add(a attachment, p *Policy) error {
 func (iptablesBackend) Del(a attachment, tc *teardownConf) error {
 	var errs []error
 	for _, f := range delFamilies(tc.Prev) {
-		if err := newXtables(f).del(a, tc.Tables, true); err != nil {
+		if err := newXtables(f).del(a, tc.Tables); err != nil {
 			errs = append(errs, fmt.Errorf("%s: %w", f, err))
 		}
 	}
@@ -125,7 +125,7 @@ func (iptablesBackend) GC(network string, valid map[cniutil.Attachment]bool) err
 				continue
 			}
 			a := attachment{Network: network, ContainerID: at.ContainerID, IfName: at.IfName}
-			if err := x.del(a, tables, true); err != nil {
+			if err := x.del(a, tables); err != nil {
 				errs = append(errs, fmt.Errorf("%s %s/%s: %w", f, at.ContainerID, at.IfName, err))
 			}
 		}
