@@ -41,10 +41,10 @@ func BenchmarkAddDel(b *testing.B) {
 }
 
 // BenchmarkScale times ADD and DEL (masquerade + anti-spoofing, IPv4)
-// with 1 and with 250 other attachments of the network on the node, per
-// backend: ms/add and ms/del are the medians over the loop. The other
-// attachments are real ADDs (masquerade) of one background pod under 250
-// container IDs, each with its own address in prevResult.
+// with 1, 50, 100 and 250 other attachments of the network on the node,
+// per backend: ms/add and ms/del are the medians over the loop. The other
+// attachments are real ADDs (masquerade) of one background pod under up
+// to 250 container IDs, each with its own address in prevResult.
 func BenchmarkScale(b *testing.B) {
 	testutil.RequireRoot(b)
 	testutil.PluginDir(b, plugin)
@@ -63,7 +63,7 @@ func BenchmarkScale(b *testing.B) {
 					n.mustRun(b, "ADD", fmt.Sprintf("bg-%d", filled), bg, c)
 				}
 			}
-			for _, pods := range []int{1, 250} {
+			for _, pods := range []int{1, 50, 100, 250} {
 				b.Run(fmt.Sprintf("pods=%d", pods), func(b *testing.B) {
 					fill(pods)
 					var add, del []time.Duration

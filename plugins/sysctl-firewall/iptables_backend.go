@@ -6,7 +6,6 @@ import (
 	"os"
 	"strings"
 
-	"github.com/containernetworking/cni/pkg/types"
 	current "github.com/containernetworking/cni/pkg/types/100"
 	"github.com/google/nftables"
 	"github.com/google/nftables/expr"
@@ -19,16 +18,23 @@ import (
 
 // iptablesBackend is the iptables (and ip6tables) backend: per attachment
 // a chain per table jumped to from the project chains, tagged with the
-// attachment (rules.go, iptables.go, restore.go), and the network's
-// conntrack zone rules (zone.go).
+// attachment (rules.go), and the network's conntrack zone rules
+// (zone.go). Every change and check is an iptables-restore batch, one per
+// family on the common path; go-iptables finds the binary and lists
+// (restore.go, iptables.go).
 type iptablesBackend struct{}
 
 func (iptablesBackend) Name() string { return BackendIPTables }
 
-// Status: the iptables binary runs and can read the filter table
+// Status: iptables and a restore of its flavour are there, iptables is
+// 1.6.2 or later (restore --wait) and can read the filter table
 // (`iptables --version`, `iptables -S FORWARD 1`).
 func (iptablesBackend) Status() error {
-	ipt, err := newIPTables(V4)
+	x := newXtables(V4)
+	if err := x.usable(); err != nil {
+		return err
+	}
+	ipt, err := x.iptables()
 	if err != nil {
 		return err
 	}
@@ -52,32 +58,44 @@ func rulesOf(a attachment, p *Policy) (rules, zone Rules) {
 	return rules, zone
 }
 
+// Add installs the policy family by family (xtables.add); if a family
+// fails, the attachment is deleted from every family tried (zone rules are
+// the network's and stay), so a failed ADD leaves nothing of it.
 func (iptablesBackend) Add(a attachment, p *Policy) error {
 	rules, zone := rulesOf(a, p)
-	return ensureRules(a, rules, zone)
+	var tried []*xtables
+	for _, f := range rules.Families() {
+		x := newXtables(f)
+		tried = append(tried, x)
+		if err := x.add(a, rules[f], zone[f]); err != nil {
+			for _, done := range tried {
+				_ = done.del(a, hookTables())
+			}
+			return fmt.Errorf("%s firewall: %w", f, err)
+		}
+	}
+	return nil
 }
 
 func (iptablesBackend) Del(a attachment, tc *teardownConf) error {
-	return deleteRules(a, delFamilies(tc.Prev), tc.Tables)
+	var errs []error
+	for _, f := range delFamilies(tc.Prev) {
+		if err := newXtables(f).del(a, tc.Tables); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", f, err))
+		}
+	}
+	return errors.Join(errs...)
 }
 
+// Check runs each family's probes in one restore (xtables.check).
 func (iptablesBackend) Check(a attachment, p *Policy) error {
 	rules, zone := rulesOf(a, p)
 	for _, f := range rules.Families() {
 		x := newXtables(f)
-		if x.check(a, rules[f], zone[f]) {
-			continue
-		}
-		// Something is missing (or no restore): go-iptables rule by rule
-		// names the first missing piece.
-		ipt, err := x.iptables()
-		if err != nil {
+		if err := x.usable(); err != nil {
 			return err
 		}
-		if err := checkAttachment(ipt, f, a, rules[f]); err != nil {
-			return err
-		}
-		if err := checkZone(ipt, f, zone[f]); err != nil {
+		if err := x.check(probesOf(a, rules[f], zone[f])); err != nil {
 			return err
 		}
 	}
@@ -107,12 +125,12 @@ func (iptablesBackend) GC(network string, valid map[cniutil.Attachment]bool) err
 				continue
 			}
 			a := attachment{Network: network, ContainerID: at.ContainerID, IfName: at.IfName}
-			if err := x.del(a, tables, true); err != nil {
+			if err := x.del(a, tables); err != nil {
 				errs = append(errs, fmt.Errorf("%s %s/%s: %w", f, at.ContainerID, at.IfName, err))
 			}
 		}
 		if len(valid) == 0 {
-			if err := deleteZone(ipt, network); err != nil {
+			if err := deleteZone(x, ipt, network); err != nil {
 				errs = append(errs, fmt.Errorf("%s conntrack zone: %w", f, err))
 			}
 		}
@@ -225,50 +243,6 @@ func ruleComment(r *nftables.Rule) string {
 		}
 	}
 	return ""
-}
-
-// ensureRules installs the attachment's rules for every family that has
-// some and makes sure the network's zone rules are there (one
-// iptables-restore per family on the common path); on failure it removes
-// the chains it created (zone rules are the network's and stay).
-func ensureRules(a attachment, rules, zone Rules) (err error) {
-	type made struct {
-		x      *xtables
-		tables []string
-	}
-	var done []made
-	defer func() {
-		if err == nil {
-			return
-		}
-		for _, m := range done {
-			if len(m.tables) > 0 {
-				_ = m.x.del(a, m.tables, false)
-			}
-		}
-	}()
-	for _, f := range rules.Families() {
-		x := newXtables(f)
-		created, err := x.add(a, rules[f], zone[f])
-		done = append(done, made{x, created})
-		if err != nil {
-			if errors.Is(err, errAttachmentExists) {
-				return cniutil.Errorf(types.ErrInternal, "%s: %v (ADD repeated without DEL?)", f, err)
-			}
-			return fmt.Errorf("%s firewall: %w", f, err)
-		}
-	}
-	return nil
-}
-
-func deleteRules(a attachment, families []Family, tables []string) error {
-	var errs []error
-	for _, f := range families {
-		if err := newXtables(f).del(a, tables, true); err != nil {
-			errs = append(errs, fmt.Errorf("%s: %w", f, err))
-		}
-	}
-	return errors.Join(errs...)
 }
 
 // delFamilies is both families, or only those of prevResult's addresses

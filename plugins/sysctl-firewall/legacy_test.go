@@ -13,7 +13,8 @@ import (
 // TestLegacyFlavour: with iptables resolving to xtables-legacy-multi (as
 // after update-alternatives --set iptables iptables-legacy), the batch path
 // uses the legacy restore too: the rules land in the legacy tables, none in
-// nf_tables, and ADD, repeated ADD, CHECK, DEL, DEL behave as with nft.
+// nf_tables, and ADD, repeated ADD (changes nothing), CHECK, DEL, DEL
+// behave as with nft.
 func TestLegacyFlavour(t *testing.T) {
 	testutil.RequireRoot(t)
 	legacy, err := findBin("iptables-legacy")
@@ -59,7 +60,7 @@ func TestLegacyFlavour(t *testing.T) {
 		t.Fatalf("rules in nf_tables too:\n%s", s)
 	}
 	n.mustRun(t, "CHECK", cid, p, conf, env)
-	n.run(t, "ADD", cid, p, conf, env).CNIError(t)
+	n.mustRun(t, "ADD", cid, p, conf, env)
 	if after := n.sh(t, "iptables-legacy-save"); stripSaveComments(after) != stripSaveComments(save) {
 		t.Fatalf("repeated ADD changed the rules:\nbefore:\n%s\nafter:\n%s", save, after)
 	}
@@ -71,23 +72,36 @@ func TestLegacyFlavour(t *testing.T) {
 	n.mustRun(t, "DEL", cid, nil, config(t, "1.1.0", nil, nil), env)
 }
 
-// TestOddNames: a host veth name with a quote cannot go through
-// iptables-restore's parser; that attachment takes the per-rule path and
-// behaves the same.
+// TestOddNames: a host veth name with a quote, a backslash and a '#'
+// goes through iptables-restore like any other (quoted in the batch): ADD
+// is one restore exec and no other iptables exec (before, such a name took
+// a rule-by-rule path of go-iptables execs), and CHECK, repeated ADD and
+// DEL behave as for any name.
 func TestOddNames(t *testing.T) {
 	testutil.RequireRoot(t)
 	n := newNode(t, "sf-odd")
-	p := n.addPod(t, "p", `sfh"odd`, "10.66.0.61/24")
+	veth := `sfh"o\d#`
+	p := n.addPod(t, "p", veth, "10.66.0.61/24")
 	cid := "sf-odd"
 	chain := naming.AttachmentChain(testNet, cid, "eth0")
 	conf := config(t, "1.1.0", map[string]any{"antiSpoofing": true}, p.prevResult(t))
-	n.mustRun(t, "ADD", cid, p, conf)
-	if s := n.save(t); !strings.Contains(s, "-A "+chain+` ! -s 10.66.0.61/32 -m physdev --physdev-in "sfh\"odd" -j DROP`) &&
-		!strings.Contains(s, "-A "+chain+` ! -s 10.66.0.61/32 -m physdev --physdev-in sfh"odd -j DROP`) {
+	// Warm the project chains, as on a node with pods.
+	n.mustRun(t, "ADD", "sf-odd-warm", p, conf)
+	n.mustRun(t, "DEL", "sf-odd-warm", p, conf)
+	env, execs := countExecs(t)
+	n.mustRun(t, "ADD", cid, p, conf, env)
+	if got := execs(); len(got) != 1 || !strings.HasPrefix(got[0], "iptables-restore ") {
+		t.Fatalf("ADD with an odd veth name: iptables execs %q, want one iptables-restore", got)
+	}
+	if s := n.save(t); !strings.Contains(s, "-A "+chain+` ! -s 10.66.0.61/32 -m physdev --physdev-in "sfh\"o\\d#" -j DROP`) &&
+		!strings.Contains(s, "-A "+chain+" ! -s 10.66.0.61/32 -m physdev --physdev-in "+veth+" -j DROP") {
 		t.Fatalf("no anti-spoofing rule for the odd veth:\n%s", s)
 	}
-	n.mustRun(t, "CHECK", cid, p, conf)
-	n.run(t, "ADD", cid, p, conf).CNIError(t)
+	n.mustRun(t, "CHECK", cid, p, conf, env)
+	if got := execs(); len(got) != 1 {
+		t.Fatalf("CHECK with an odd veth name: iptables execs %q, want one iptables-restore", got)
+	}
+	n.mustRun(t, "ADD", cid, p, conf)
 	n.mustRun(t, "CHECK", cid, p, conf)
 	n.mustRun(t, "DEL", cid, p, conf)
 	if s := n.save(t); strings.Contains(s, chain) {

@@ -124,8 +124,19 @@ func testLifecycle(t *testing.T, be string) {
 				n.mustRun(t, "CHECK", cid, p, conf)
 			}
 
-			// A second ADD for the same attachment fails and leaves the first intact.
-			n.run(t, "ADD", cid, p, conf).CNIError(t)
+			// A second ADD for the same attachment succeeds and changes
+			// nothing; after a rule is removed behind the plugin's back it
+			// puts the rule back (ADD converges, as with nftables).
+			before := stripSaveComments(n.save(t))
+			n.mustRun(t, "ADD", cid, p, conf)
+			if after := stripSaveComments(n.save(t)); after != before {
+				t.Fatalf("repeated ADD changed the rules:\nbefore:\n%s\nafter:\n%s", before, after)
+			}
+			n.sh(t, "iptables", "-t", "raw", "-F", chain)
+			n.mustRun(t, "ADD", cid, p, conf)
+			if after := stripSaveComments(n.save(t)); after != before {
+				t.Fatalf("ADD did not restore the flushed raw chain:\nbefore:\n%s\nafter:\n%s", before, after)
+			}
 			if v != "0.3.1" {
 				n.mustRun(t, "CHECK", cid, p, conf)
 			}

@@ -172,6 +172,32 @@ func TestStatus(t *testing.T) {
 		t.Fatalf("STATUS without iptables: %+v", e)
 	}
 	n.mustRun(t, "STATUS", "", nil, config(t, "1.1.0", with(BackendNftables, nil), nil), "PATH="+empty)
+
+	// Every change goes through iptables-restore: no restore next to
+	// iptables, or an iptables older than 1.6.2 (its restore has no
+	// --wait), is a backend that cannot work.
+	realIPT, err := findBin("iptables")
+	if err != nil {
+		t.Skip(err)
+	}
+	for name, files := range map[string]map[string]string{
+		"no restore": {"iptables": "#!/bin/sh\nexec " + realIPT + " \"$@\"\n"},
+		"1.6.1": {
+			"iptables":         "#!/bin/sh\n[ \"$1\" = --version ] && { echo 'iptables v1.6.1'; exit 0; }\nexec " + realIPT + " \"$@\"\n",
+			"iptables-restore": "#!/bin/sh\nexit 2\n",
+		},
+	} {
+		dir := t.TempDir()
+		for f, body := range files {
+			if err := os.WriteFile(filepath.Join(dir, f), []byte(body), 0o755); err != nil {
+				t.Fatal(err)
+			}
+		}
+		o := n.run(t, "STATUS", "", nil, config(t, "1.1.0", with(BackendIPTables, nil), nil), "PATH="+dir+":"+os.Getenv("PATH"))
+		if e := o.CNIError(t); e.Code != 50 || !strings.Contains(e.Msg, "restore") {
+			t.Fatalf("STATUS with %s: %+v", name, e)
+		}
+	}
 }
 
 // TestAutoBackend: auto picks nftables on a node where nothing else
@@ -311,14 +337,12 @@ func testConcurrentAdd(t *testing.T, be string) {
 	}
 }
 
-// TestExecCount counts iptables execs (iptables, ip6tables and their
-// -restore) per ADD and DEL through wrappers on PATH (the numbers are in
-// the README). The wrappers are scripts, so the plugin takes the restore
+// countExecs puts wrappers for iptables, ip6tables and their -restore on
+// PATH (env) that log each exec; execs returns the logged lines since its
+// last call. The wrappers are scripts, so the plugin takes the restore
 // next to them (findRestore), which runs the real one.
-func TestExecCount(t *testing.T) {
-	testutil.RequireRoot(t)
-	n := newNode(t, "sf-cnt")
-	p := n.addPod(t, "p", "sfh-cnt", "10.66.0.20/24")
+func countExecs(t *testing.T) (env string, execs func() []string) {
+	t.Helper()
 	dir := t.TempDir()
 	log := filepath.Join(dir, "log")
 	for _, bin := range []string{"iptables", "ip6tables", "iptables-restore", "ip6tables-restore"} {
@@ -331,13 +355,26 @@ func TestExecCount(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	env := "PATH=" + dir + ":" + os.Getenv("PATH")
-	var lines string
-	count := func() int {
+	return "PATH=" + dir + ":" + os.Getenv("PATH"), func() []string {
 		b, _ := os.ReadFile(log)
 		_ = os.Remove(log)
-		lines += string(b)
-		return strings.Count(string(b), "\n")
+		return strings.Split(strings.TrimSuffix(string(b), "\n"), "\n")[:strings.Count(string(b), "\n")]
+	}
+}
+
+// TestExecCount counts iptables execs (iptables, ip6tables and their
+// -restore) per ADD and DEL through wrappers on PATH (the numbers are in
+// the README).
+func TestExecCount(t *testing.T) {
+	testutil.RequireRoot(t)
+	n := newNode(t, "sf-cnt")
+	p := n.addPod(t, "p", "sfh-cnt", "10.66.0.20/24")
+	env, execs := countExecs(t)
+	var lines string
+	count := func() int {
+		l := execs()
+		lines += strings.Join(l, "\n") + "\n"
+		return len(l)
 	}
 	for _, tc := range []struct {
 		name  string
@@ -376,6 +413,42 @@ func TestExecCount(t *testing.T) {
 				tc.name, add, tc.add, check, del, tc.del, bare, tc.bare)
 		}
 	}
+}
+
+// TestSlowPathLists: the first ADD on a fresh node (project chains, zone
+// chain and rules missing) and a repeated ADD take the same one path: the
+// common-case restore is refused, go-iptables lists (`--version`, `-S`
+// only: it changes nothing), and one more restore converges the family.
+// Before, the first ADD created the network-wide objects with go-iptables
+// (-N, -I, -A execs) chosen from restore's error output.
+func TestSlowPathLists(t *testing.T) {
+	testutil.RequireRoot(t)
+	n := newNode(t, "sf-slow")
+	p := n.addPod(t, "p", "sfh-slow", "10.66.0.21/24")
+	env, execs := countExecs(t)
+	conf := config(t, "1.1.0", map[string]any{"masquerade": true, "antiSpoofing": true, "conntrackZone": 6}, p.prevResult(t))
+	for _, step := range []string{"first ADD", "repeated ADD"} {
+		n.mustRun(t, "ADD", "sf-slow", p, conf, env)
+		restores := 0
+		for _, l := range execs() {
+			f := strings.Fields(l)
+			switch {
+			case f[0] == "iptables-restore":
+				restores++
+			case f[0] == "iptables" && (contains(f, "--version") || contains(f, "-S")):
+			default:
+				t.Errorf("%s: %q changes rules outside iptables-restore", step, l)
+			}
+		}
+		if restores != 2 {
+			t.Errorf("%s: %d iptables-restore execs, want 2 (the refused batch, the converging one)", step, restores)
+		}
+		n.mustRun(t, "CHECK", "sf-slow", p, conf)
+	}
+	if got := n.zoneLines(t, "iptables-save", naming.ZoneTag(testNet)); len(got) != 2 {
+		t.Fatalf("zone rules after two ADDs: %q", got)
+	}
+	n.mustRun(t, "DEL", "sf-slow", p, conf)
 }
 
 func findBin(name string) (string, error) {

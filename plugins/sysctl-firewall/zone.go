@@ -1,7 +1,6 @@
 package main
 
 import (
-	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -18,10 +17,11 @@ import (
 // network needs them, none owns them. They sit in naming.ZoneChain of the
 // raw and mangle tables, hooked from PREROUTING, tagged naming.ZoneTag(net)
 // (plus one node-wide rule tagged naming.ZoneRestoreTag). ADD and CHECK
-// test them with -C lines inside the attachment's one iptables-restore
-// per family, so an ensured network costs no extra exec; only a failing
-// -C sends ADD to ensureZone. DEL leaves them; GC with an empty
-// attachment list removes them.
+// test them with -C probes inside the attachment's one iptables-restore
+// per family, so an ensured network costs no extra exec; when ADD's
+// restore is refused, its converging batch replaces them (convergeZone).
+// DEL leaves them; GC with an empty attachment list removes them
+// (deleteZone).
 
 // zoneMask is the part of the packet and connection mark the zone rules
 // use: naming.EgressMarkMask, the mask of vrf-vxlan-bridge's egress rule.
@@ -34,13 +34,13 @@ var zoneHooks = []hook{
 	{Table: "mangle", Builtin: "PREROUTING", Project: naming.ZoneChain},
 }
 
-func zoneHookOf(table string) hook {
+func zoneHookOf(table string) (hook, bool) {
 	for _, h := range zoneHooks {
 		if h.Table == table {
-			return h
+			return h, true
 		}
 	}
-	panic("no zone hook for table " + table)
+	return hook{}, false
 }
 
 // ZoneInput is what a network's zone rules depend on.
@@ -120,224 +120,86 @@ func specTag(spec []string) string {
 	return ""
 }
 
-// zoneRuleNumbers lists naming.ZoneChain in table and returns the
-// numbers (1-based) of its rules whose tag satisfies match, and whether
-// any rule carries a network's zone tag.
-func zoneRuleNumbers(ipt *iptables.IPTables, table string, match func(string) bool) (nums []int, anyNetwork bool, err error) {
-	if ok, err := ipt.ChainExists(table, naming.ZoneChain); err != nil || !ok {
-		if isNotExist(err) {
-			err = nil
-		}
-		return nil, false, err
+// convergeZone adds to s what makes table t's zone objects hold specs
+// (one family's zone rules of the network in t), given the listed state:
+// the zone chain and its hook where missing, and the rules whose tags
+// specs carry (the network's, the node-wide restore rule) deleted by
+// number, last first, and appended again, all in t's one section. So a
+// changed zone or bridge replaces the network's rules, concurrent first
+// ADDs (serialised on the lock) leave each rule once, and another
+// network's rules are untouched.
+func convergeZone(s *script, t string, specs [][]string, ts *tableState) {
+	h, _ := zoneHookOf(t)
+	if !ts.zoneChain {
+		s.cmd(t, ":"+h.Project, "-", "[0:0]")
 	}
-	lines, err := ipt.List(table, naming.ZoneChain)
-	if err != nil {
-		return nil, false, fmt.Errorf("list %s/%s: %w", table, naming.ZoneChain, err)
+	if !ts.hooked[h.Project] {
+		s.cmd(t, append([]string{"-I", h.Builtin, "1"}, projectJump(h)...)...)
 	}
-	n := 0
-	for _, line := range lines {
-		f := strings.Fields(line)
-		if len(f) == 0 || f[0] != "-A" {
-			continue
-		}
-		n++
-		tag := specTag(f)
-		if strings.HasPrefix(tag, naming.ZoneTag("")) {
-			anyNetwork = true
-		}
-		if match(tag) {
-			nums = append(nums, n)
+	replaced := map[string]bool{}
+	for _, sp := range specs {
+		replaced[specTag(sp)] = true
+	}
+	for i := len(ts.zone) - 1; i >= 0; i-- {
+		if replaced[specTag(strings.Fields(ts.zone[i]))] {
+			s.cmd(t, "-D", h.Project, strconv.Itoa(i+1))
 		}
 	}
-	return nums, anyNetwork, nil
-}
-
-// deleteNumbers deletes rules of naming.ZoneChain by number, last first.
-func deleteNumbers(ipt *iptables.IPTables, table string, nums []int) error {
-	for i := len(nums) - 1; i >= 0; i-- {
-		if err := ipt.Delete(table, naming.ZoneChain, strconv.Itoa(nums[i])); err != nil {
-			return fmt.Errorf("delete %s/%s rule %d: %w", table, naming.ZoneChain, nums[i], err)
-		}
+	for _, sp := range specs {
+		s.cmd(t, append([]string{"-A", h.Project}, sp...)...)
 	}
-	return nil
-}
-
-// zonePresent: the hook and every spec of table are there.
-func zonePresent(ipt *iptables.IPTables, table string, specs [][]string) (bool, error) {
-	h := zoneHookOf(table)
-	if ok, err := ruleExists(ipt, table, h.Builtin, projectJump(h)); err != nil || !ok {
-		return false, err
-	}
-	for _, s := range specs {
-		if ok, err := ruleExists(ipt, table, h.Project, s); err != nil || !ok {
-			return false, err
-		}
-	}
-	return true, nil
-}
-
-// ensureZone makes table's zone rules of the network exactly specs: the
-// zone chain and its hook, the network's rules (rules of the network that
-// differ, e.g. after a change of zone or bridge, are replaced) and the
-// node-wide restore rule. Cheap when all is there (the -C execs); changes
-// happen under the lock, so concurrent first ADDs create each rule once.
-func ensureZone(ipt *iptables.IPTables, network, table string, specs [][]string) error {
-	if ok, err := zonePresent(ipt, table, specs); err != nil || ok {
-		return err
-	}
-	// Chain, hook and rules under one lock: GC deletes an empty zone chain
-	// (under the same lock), so the chain must not be left empty between.
-	return withLock(func() error {
-		if ok, err := zonePresent(ipt, table, specs); err != nil || ok {
-			return err
-		}
-		if err := ensureProjectLocked(ipt, zoneHookOf(table)); err != nil {
-			return err
-		}
-		tag := naming.ZoneTag(network)
-		var mine, shared [][]string
-		for _, s := range specs {
-			if specTag(s) == tag {
-				mine = append(mine, s)
-			} else {
-				shared = append(shared, s)
-			}
-		}
-		// The network's rules go in as a set: if any is missing or
-		// different, drop the network's old ones and append them all.
-		complete := true
-		for _, s := range mine {
-			if ok, err := ruleExists(ipt, table, naming.ZoneChain, s); err != nil {
-				return err
-			} else if !ok {
-				complete = false
-			}
-		}
-		if !complete {
-			nums, _, err := zoneRuleNumbers(ipt, table, func(t string) bool { return t == tag })
-			if err != nil {
-				return err
-			}
-			if err := deleteNumbers(ipt, table, nums); err != nil {
-				return err
-			}
-			for _, s := range mine {
-				if err := ipt.Append(table, naming.ZoneChain, s...); err != nil {
-					return fmt.Errorf("zone rule %s/%s %v: %w", table, naming.ZoneChain, s, err)
-				}
-			}
-		}
-		for _, s := range shared {
-			if ok, err := ruleExists(ipt, table, naming.ZoneChain, s); err != nil {
-				return err
-			} else if !ok {
-				if err := ipt.Append(table, naming.ZoneChain, s...); err != nil {
-					return fmt.Errorf("zone rule %s/%s %v: %w", table, naming.ZoneChain, s, err)
-				}
-			}
-		}
-		return nil
-	})
-}
-
-// ensureZones ensures every table of a family's zone rules (go-iptables).
-func ensureZones(ipt *iptables.IPTables, network string, zone map[string][][]string) error {
-	for _, h := range zoneHooks {
-		if specs := zone[h.Table]; len(specs) > 0 {
-			if err := ensureZone(ipt, network, h.Table, specs); err != nil {
-				return err
-			}
-		}
-	}
-	return nil
-}
-
-// checkZone names the first missing zone rule of a family (CHECK's slow path).
-func checkZone(ipt *iptables.IPTables, f Family, zone map[string][][]string) error {
-	for _, h := range zoneHooks {
-		specs := zone[h.Table]
-		if len(specs) == 0 {
-			continue
-		}
-		checks := []struct {
-			chain string
-			spec  []string
-		}{{h.Builtin, projectJump(h)}}
-		for _, sp := range specs {
-			checks = append(checks, struct {
-				chain string
-				spec  []string
-			}{h.Project, sp})
-		}
-		for _, c := range checks {
-			ok, err := ruleExists(ipt, h.Table, c.chain, c.spec)
-			if err != nil {
-				return fmt.Errorf("%s %s/%s: %w", f, h.Table, c.chain, err)
-			}
-			if !ok {
-				return fmt.Errorf("%s conntrack zone rule missing in %s/%s: %s", f, h.Table, c.chain, strings.Join(c.spec, " "))
-			}
-		}
-	}
-	return nil
 }
 
 // deleteZone removes the network's zone rules of one family from raw and
 // mangle and, when no network's zone rule is left, the node-wide restore
 // rule; a zone chain left empty goes too, with its hook (the next zone
 // ADD recreates both), so after the last network's GC nothing of the
-// zones remains.
-func deleteZone(ipt *iptables.IPTables, network string) error {
+// zones remains. Listed with go-iptables, deleted in one restore, under
+// the lock (a converging ADD must not add to a chain being deleted).
+func deleteZone(x *xtables, ipt *iptables.IPTables, network string) error {
 	tag := naming.ZoneTag(network)
 	return withLock(func() error {
-		var errs []error
+		s := &script{}
 		for _, h := range zoneHooks {
-			nums, _, err := zoneRuleNumbers(ipt, h.Table, func(t string) bool { return t == tag })
-			if err == nil {
-				err = deleteNumbers(ipt, h.Table, nums)
-			}
+			rules, ok, err := listChain(ipt, h.Table, h.Project)
 			if err != nil {
-				errs = append(errs, err)
+				return err
+			}
+			if !ok {
 				continue
 			}
-			nums, others, err := zoneRuleNumbers(ipt, h.Table, func(t string) bool { return t == naming.ZoneRestoreTag })
-			if err == nil && !others {
-				err = deleteNumbers(ipt, h.Table, nums)
+			others := false
+			for _, r := range rules {
+				rt := specTag(strings.Fields(r))
+				others = others || rt != tag && strings.HasPrefix(rt, naming.ZoneTag(""))
 			}
-			if err == nil {
-				err = deleteEmptyZoneChain(ipt, h)
+			var del []int
+			for i, r := range rules {
+				if rt := specTag(strings.Fields(r)); rt == tag || rt == naming.ZoneRestoreTag && !others {
+					del = append(del, i+1)
+				}
 			}
+			for i := len(del) - 1; i >= 0; i-- {
+				s.cmd(h.Table, "-D", h.Project, strconv.Itoa(del[i]))
+			}
+			if len(del) < len(rules) {
+				continue // any rule, ours or not, keeps the chain
+			}
+			hooks, _, err := listChain(ipt, h.Table, h.Builtin)
 			if err != nil {
-				errs = append(errs, err)
+				return err
 			}
+			if jumpsOf(hooks)[h.Project] {
+				s.cmd(h.Table, append([]string{"-D", h.Builtin}, projectJump(h)...)...)
+			}
+			s.cmd(h.Table, "-X", h.Project)
 		}
-		return errors.Join(errs...)
-	})
-}
-
-// deleteEmptyZoneChain deletes the hook and the zone chain of h's table
-// when the chain exists and holds no rule (any rule, ours or not, keeps it).
-func deleteEmptyZoneChain(ipt *iptables.IPTables, h hook) error {
-	if ok, err := ipt.ChainExists(h.Table, h.Project); err != nil || !ok {
-		if isNotExist(err) {
-			err = nil
-		}
-		return err
-	}
-	lines, err := ipt.List(h.Table, h.Project)
-	if err != nil {
-		return fmt.Errorf("list %s/%s: %w", h.Table, h.Project, err)
-	}
-	for _, l := range lines {
-		if strings.HasPrefix(l, "-A ") {
+		if s.b.Len() == 0 {
 			return nil
 		}
-	}
-	if err := ipt.DeleteIfExists(h.Table, h.Builtin, projectJump(h)...); err != nil && !isNotExist(err) {
-		return fmt.Errorf("delete jump %s/%s -> %s: %w", h.Table, h.Builtin, h.Project, err)
-	}
-	if err := ipt.DeleteChain(h.Table, h.Project); err != nil && !isNotExist(err) {
-		return fmt.Errorf("delete chain %s/%s: %w", h.Table, h.Project, err)
-	}
-	return nil
+		if err := x.usable(); err != nil {
+			return err
+		}
+		return x.run(s)
+	})
 }

@@ -221,8 +221,8 @@ func TestConntrackZoneConcurrent(t *testing.T) {
 }
 
 // TestConntrackZoneLegacy: the zone rules with iptables resolving to
-// xtables-legacy-multi (legacy restore), and through the per-rule path (a
-// host veth name restore cannot carry): present after ADD, CHECK catches a
+// xtables-legacy-multi (legacy restore), also for a host veth name that
+// restore only carries quoted: present after ADD, CHECK catches a
 // missing one, GC with an empty list removes them.
 func TestConntrackZoneLegacy(t *testing.T) {
 	testutil.RequireRoot(t)
@@ -245,7 +245,7 @@ func TestConntrackZoneLegacy(t *testing.T) {
 	tag := naming.ZoneTag(testNet)
 	for _, tc := range []struct{ cid, veth, addr string }{
 		{"sfz-leg", "sfz-hleg", "10.66.0.61/24"},
-		{"sfz-odd", `sfz"odd`, "10.66.0.62/24"}, // per-rule path
+		{"sfz-odd", `sfz"odd`, "10.66.0.62/24"}, // quoted in the batch
 	} {
 		p := n.addPod(t, tc.cid, tc.veth, tc.addr)
 		conf := config(t, "1.1.0", map[string]any{"conntrackZone": 31, "antiSpoofing": true}, p.prevResult(t))

@@ -69,16 +69,16 @@ func TestRenderZone(t *testing.T) {
 	}
 	for _, spec := range append(raw, mangle...) {
 		for _, tok := range spec {
-			if !safeToken(tok) {
-				t.Errorf("token %q cannot pass iptables-restore", tok)
+			if !plainToken(tok) {
+				t.Errorf("token %q needs quoting for iptables-restore", tok)
 			}
 		}
 	}
 }
 
-// The zone lines ride in the attachment's one restore: -C only, before
-// the -N, in raw (after the attachment tables) and a mangle table of
-// their own.
+// The zone probes ride in the attachment's one restore: -C only, before
+// the -N, in raw (after the attachment tables) and a mangle section of
+// their own; the converging batch replaces the network's zone rules.
 func TestRenderRestoreZone(t *testing.T) {
 	a := attachment{Network: "red", ContainerID: "cid", IfName: "eth0"}
 	c := naming.AttachmentChain("red", "cid", "eth0")
@@ -92,7 +92,7 @@ func TestRenderRestoreZone(t *testing.T) {
 	if !reflect.DeepEqual(tables, []string{"filter", "raw", "mangle"}) {
 		t.Fatalf("tables %v", tables)
 	}
-	s := renderAdd(a, tables, rules, zone)
+	s := renderAdd(a, rules, zone)
 	want := strings.Join([]string{
 		"*filter",
 		"-C FORWARD -j VXVRF-FORWARD",
@@ -114,22 +114,51 @@ func TestRenderRestoreZone(t *testing.T) {
 		"-C VXVRF-ZONES -m conntrack --ctdir REPLY -m comment --comment vxvrf-zone-restore -j CONNMARK --restore-mark --nfmask 0xffff0000 --ctmask 0xffff0000",
 		"COMMIT",
 	}, "\n") + "\n"
-	if s.b.String() != want || s.unsafe {
-		t.Fatalf("renderAdd:\n%s\nwant:\n%s", s.b.String(), want)
+	if got := s.text(); got != want || s.err != nil {
+		t.Fatalf("renderAdd:\n%s\nwant:\n%s", got, want)
 	}
-	// A missing zone rule (line 10) fails raw after filter was committed.
-	if info, committed, ok := s.at(10); !ok || info.kind != lineZone || info.table != "raw" || !reflect.DeepEqual(committed, []string{"filter"}) {
-		t.Fatalf("at(10) = %+v %v %v", info, committed, ok)
-	}
-	// Zone only (no antiSpoofing): raw and mangle carry -C lines only.
+	// Zone only (no antiSpoofing): raw and mangle carry -C probes only, of
+	// the network's objects.
 	rules = map[string][][]string{"filter": rules["filter"]}
-	chk := renderCheck(a, scriptTables(rules, zone), rules, zone).b.String()
-	for _, l := range strings.Split(strings.TrimSpace(chk), "\n") {
-		if !strings.HasPrefix(l, "-C ") && !strings.HasPrefix(l, "*") && l != "COMMIT" {
-			t.Errorf("check script changes something: %q", l)
+	for _, p := range probesOf(a, rules, zone) {
+		if p.args[0] != "-C" || (p.table == "raw" || p.table == "mangle") && (!p.network || p.what != "conntrack zone rule") {
+			t.Errorf("probe %+v", p)
 		}
 	}
-	if !strings.Contains(chk, "*raw\n-C PREROUTING -j VXVRF-ZONES\n") || !strings.Contains(chk, "*mangle\n") {
-		t.Fatalf("renderCheck:\n%s", chk)
+
+	// The converging batch of a node with other networks' zone rules and a
+	// stale rule of this network (zone 8): the network's rules and the
+	// restore rule are replaced by number, last first, in the same section.
+	st := map[string]*tableState{
+		"filter": {project: true, hooked: map[string]bool{"VXVRF-FORWARD": true}},
+		"nat":    {hooked: map[string]bool{}},
+		"raw":    {project: true, zoneChain: true, hooked: map[string]bool{"VXVRF-PREROUTING": true}},
+		"mangle": {zoneChain: true, hooked: map[string]bool{"VXVRF-ZONES": true}, zone: []string{
+			`-A VXVRF-ZONES -i br-blue -m conntrack --ctdir ORIGINAL -m comment --comment "vxvrf-zone:blue" -j CONNMARK --set-xmark 0x50000/0xffff0000`,
+			`-A VXVRF-ZONES -i br-red -m conntrack --ctdir ORIGINAL -m comment --comment "vxvrf-zone:red" -j CONNMARK --set-xmark 0x80000/0xffff0000`,
+			`-A VXVRF-ZONES -m conntrack --ctdir REPLY -m comment --comment vxvrf-zone-restore -j CONNMARK --restore-mark --nfmask 0xffff0000 --ctmask 0xffff0000`,
+		}},
+	}
+	want = strings.Join([]string{
+		"*filter",
+		":" + c + " - [0:0]",
+		"-A " + c + " -s 10.0.0.5/32 -j ACCEPT",
+		"-A VXVRF-FORWARD -m comment --comment " + tag + " -j " + c,
+		"COMMIT",
+		"*raw",
+		":VXVRF-ZONES - [0:0]", // listed absent in raw
+		"-I PREROUTING 1 -j VXVRF-ZONES",
+		"-A VXVRF-ZONES -i br-red -m comment --comment vxvrf-zone:red -j CT --zone-orig 9",
+		"COMMIT",
+		"*mangle",
+		"-D VXVRF-ZONES 3",
+		"-D VXVRF-ZONES 2",
+		"-A VXVRF-ZONES -i br-red -m conntrack --ctdir ORIGINAL -m comment --comment vxvrf-zone:red -j CONNMARK --set-xmark 0x90000/0xffff0000",
+		"-A VXVRF-ZONES -m conntrack --ctdir REPLY -m comment --comment vxvrf-zone-restore -j CONNMARK --restore-mark --nfmask 0xffff0000 --ctmask 0xffff0000",
+		"COMMIT",
+	}, "\n") + "\n"
+	st["raw"].zoneChain = false
+	if got := renderConverge(a, rules, zone, st).text(); got != want {
+		t.Fatalf("renderConverge:\n%s\nwant:\n%s", got, want)
 	}
 }
