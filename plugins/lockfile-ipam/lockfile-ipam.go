@@ -72,9 +72,9 @@ func cmdAdd(args *skel.CmdArgs) error {
 		return err
 	}
 	var ips []*current.IPConfig
-	err = withState(conf.DataDir, conf.Name, conf.Timeout, func(st *allocator.State) (bool, error) {
-		ips, err = st.Allocate(conf.Sets, args.ContainerID, args.IfName, conf.Requested)
-		return err == nil, allocError(err)
+	err = withStore(conf.DataDir, conf.Name, conf.Timeout, func(s *store.Store) (err error) {
+		ips, err = s.Allocate(conf.Sets, args.ContainerID, args.IfName, conf.Requested)
+		return err
 	})
 	if err != nil {
 		return err
@@ -109,8 +109,9 @@ func cmdDel(args *skel.CmdArgs) error {
 	if !leasedHere(conf) {
 		return nil
 	}
-	return withState(conf.DataDir, conf.Name, conf.Timeout, func(st *allocator.State) (bool, error) {
-		return st.Release(args.ContainerID, args.IfName), nil
+	return withStore(conf.DataDir, conf.Name, conf.Timeout, func(s *store.Store) error {
+		_, err := s.Release(args.ContainerID, args.IfName)
+		return err
 	})
 }
 
@@ -261,11 +262,11 @@ func leasedHere(conf *teardownConf) bool {
 	return !errors.Is(err, os.ErrNotExist)
 }
 
-// withState runs fn on the network's state under the lock and saves the
-// state when fn reports a change. Lock timeout → 11, I/O and corrupt
+// withStore runs fn with the network's store open (its lock held). Lock
+// timeout → 11; allocator errors → allocError's codes; I/O and corrupt
 // state → 5. A call that leaves no state file leaves no lock file and no
 // directory it created either (store.Close).
-func withState(dataDir, network string, timeout time.Duration, fn func(*allocator.State) (bool, error)) error {
+func withStore(dataDir, network string, timeout time.Duration, fn func(*store.Store) error) error {
 	s, err := store.Open(dataDir, network, timeout)
 	if errors.Is(err, store.ErrLockTimeout) {
 		return cniutil.Errorf(types.ErrTryAgainLater, "%v", err)
@@ -274,20 +275,44 @@ func withState(dataDir, network string, timeout time.Duration, fn func(*allocato
 		return cniutil.Errorf(types.ErrIOFailure, "%v", err)
 	}
 	defer s.Close()
-	st, err := s.Load()
-	if err != nil {
-		return cniutil.Errorf(types.ErrIOFailure, "%v", err)
-	}
-	changed, err := fn(st)
-	if err != nil {
+	err = fn(s)
+	var cerr *types.Error
+	switch {
+	case err == nil || errors.As(err, &cerr):
 		return err
+	case isAllocError(err):
+		return allocError(err)
 	}
-	if changed {
+	return cniutil.Errorf(types.ErrIOFailure, "%v", err)
+}
+
+// withState runs fn on the network's state (store.Load) and saves the
+// state when fn reports a change; errors as withStore's.
+func withState(dataDir, network string, timeout time.Duration, fn func(*allocator.State) (bool, error)) error {
+	return withStore(dataDir, network, timeout, func(s *store.Store) error {
+		st, err := s.Load()
+		if err != nil {
+			return err
+		}
+		changed, err := fn(st)
+		if err != nil || !changed {
+			return err
+		}
 		if err := s.Save(st); err != nil {
-			return cniutil.Errorf(types.ErrIOFailure, "save state: %v", err)
+			return fmt.Errorf("save state: %w", err)
+		}
+		return nil
+	})
+}
+
+// isAllocError reports an error of Allocate's (not the store's).
+func isAllocError(err error) bool {
+	for _, e := range []error{allocator.ErrDuplicate, allocator.ErrExhausted, allocator.ErrRequested, allocator.ErrUnsatisfied} {
+		if errors.Is(err, e) {
+			return true
 		}
 	}
-	return nil
+	return false
 }
 
 // allocError maps allocator errors to CNI errors.

@@ -56,6 +56,7 @@ type Store struct {
 	dirFD   int
 	lockFD  int
 	created []string // directories this Open created, outermost first
+	edited  bool     // the last Allocate or Release edited a stamped file
 }
 
 // Paths returns the state and lock file paths of network under dataDir.
@@ -301,6 +302,13 @@ func (s *Store) Save(st *allocator.State) error {
 	if err != nil {
 		return fmt.Errorf("encode state: %w", err)
 	}
+	return s.write(data, stampable(st))
+}
+
+// write puts data in place as the state file (Save's steps) and then
+// stamps it (trusted: data is what Encode writes for a validated state
+// without escapes) or clears the stamp.
+func (s *Store) write(data []byte, trusted bool) error {
 	tmp := tempName(s.network)
 	s.removeStaleTemps(tmp)
 	fd, err := unix.Openat(s.dirFD, tmp, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
@@ -334,8 +342,13 @@ func (s *Store) Save(st *allocator.State) error {
 	}
 	done = true
 	if err := unix.Fsync(s.dirFD); err != nil {
+		s.writeStamp(nil)
 		return fmt.Errorf("fsync data dir: %w", err)
 	}
+	if !trusted {
+		data = nil
+	}
+	s.writeStamp(data)
 	return nil
 }
 
