@@ -79,7 +79,7 @@ func BenchmarkAddDel(b *testing.B) {
 					}
 					defer s.Close()
 					if decoded {
-						s.writeStamp(nil)
+						s.writeStamp(false)
 					}
 					if err := f(s); err != nil {
 						b.Fatal(err)

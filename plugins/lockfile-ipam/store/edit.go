@@ -3,11 +3,9 @@ package store
 import (
 	"bytes"
 	"fmt"
-	"hash/crc32"
-	"io"
 	"net"
 	"net/netip"
-	"os"
+	"runtime/debug"
 	"strings"
 
 	current "github.com/containernetworking/cni/pkg/types/100"
@@ -20,74 +18,80 @@ import (
 // ADD and DEL change one lease of a file that holds thousands. Decoding
 // the whole file into a State, validating it and encoding it again made
 // their cost grow by ~2.5 µs per lease; instead they edit the file's bytes
-// (the edit type): the lease is found by a binary search over the sorted
-// lease lines, an address's use by a byte search over them, and the new
-// file is the old one with one line inserted or cut out and the cursors
-// re-encoded. What is left that grows with the leases is copying bytes
-// (read, checksum, write), ~10 GB/s work.
+// (the edit type): the file is mapped, not read; the lease is found by a
+// binary search over the sorted lease lines, an address's use by a byte
+// search over them, and the new file is written from pieces of the old
+// one around the inserted or cut line, with the cursors re-encoded. What
+// still grows with the leases is the byte search and the kernel's copy of
+// the file into the new one: memory-speed work, no decoding.
 //
 // Editing instead of decoding is sound only for a file that is exactly
 // what Save or an edit wrote (sorted, validated, in the fast subset without
 // escapes): the stamp says so. It is written into the lock file (under the
-// lock, after the state file is in place) and holds the state file's size
-// and CRC-32C; a state file that does not match it (written by an earlier
-// version, edited by hand, or renamed into place by a writer killed before
-// its stamp) takes the decoding path, which validates it and stamps what
-// it saves. A missing, torn or stale stamp costs one slow command, never a
-// wrong answer.
+// lock, once the state file is in place) and names that file: device,
+// inode, size, modification and change times. Every write replaces the
+// file (a new inode) and any change to it moves its change time, which no
+// one can set back; a state file that does not match the stamp (written by
+// an earlier version, edited by hand, renamed into place by a writer
+// killed before its stamp) takes the decoding path, which validates it and
+// stamps what it saves. A missing, torn or stale stamp costs one slow
+// command, never a wrong answer.
 
 // stampMagic starts a stamp; stampLen is a stamp's fixed length.
 const (
-	stampMagic = "vxvrf-ipam-state v1 "
-	stampLen   = len(stampMagic) + 16 + 1 + 8 + 1
+	stampMagic  = "vxvrf-ipam-state v1"
+	stampFields = 7
+	stampLen    = len(stampMagic) + stampFields*17 + 1
 )
 
-var castagnoli = crc32.MakeTable(crc32.Castagnoli)
-
-// stampOf is the stamp of a state file's content.
-func stampOf(data []byte) []byte {
-	return fmt.Appendf(nil, "%s%016x %08x\n", stampMagic, len(data), crc32.Checksum(data, castagnoli))
-}
-
-// writeStamp records data as the state file's trusted content, or (data
-// nil) that there is none. Failing is harmless: a stamp that does not
-// match the state file only sends the next command down the decoding
-// path.
-func (s *Store) writeStamp(data []byte) {
-	st := bytes.Repeat([]byte{'-'}, stampLen) // never matches
-	st[stampLen-1] = '\n'
-	if data != nil {
-		st = stampOf(data)
+// stampOf is the stamp of the file st describes.
+func stampOf(st *unix.Stat_t) []byte {
+	b := []byte(stampMagic)
+	for _, v := range [stampFields]uint64{st.Dev, st.Ino, uint64(st.Size),
+		uint64(st.Mtim.Sec), uint64(st.Mtim.Nsec), uint64(st.Ctim.Sec), uint64(st.Ctim.Nsec)} {
+		b = fmt.Appendf(b, " %016x", v)
 	}
-	_, _ = unix.Pwrite(s.lockFD, st, 0)
+	return append(b, '\n')
 }
 
-// readTrusted returns the state file's content when it matches the stamp;
-// ok is false for anything else (no file, no stamp, another content, a
-// symlink or special file: the decoding path reports those).
-func (s *Store) readTrusted() (data []byte, ok bool) {
+// writeStamp records the state file now in place as trusted, or (trusted
+// false, or when it cannot be stat'ed) that no file is. Failing is
+// harmless: a stamp that does not match the state file only sends the
+// next command down the decoding path.
+func (s *Store) writeStamp(trusted bool) {
+	b := bytes.Repeat([]byte{'-'}, stampLen) // never matches
+	b[stampLen-1] = '\n'
+	var st unix.Stat_t
+	if trusted && unix.Fstatat(s.dirFD, naming.LeaseFile(s.network), &st, unix.AT_SYMLINK_NOFOLLOW) == nil && st.Mode&unix.S_IFMT == unix.S_IFREG {
+		b = stampOf(&st)
+	}
+	_, _ = unix.Pwrite(s.lockFD, b, 0)
+}
+
+// mapTrusted maps the state file when it is the one the stamp names; ok
+// is false for anything else (no file, no stamp, another file, a symlink
+// or special file: the decoding path reports those). unmap releases the
+// mapping.
+func (s *Store) mapTrusted() (data []byte, unmap func(), ok bool) {
 	stamp := make([]byte, stampLen)
 	if n, err := unix.Pread(s.lockFD, stamp, 0); err != nil || n != stampLen || !bytes.HasPrefix(stamp, []byte(stampMagic)) {
-		return nil, false
+		return nil, nil, false
 	}
 	fd, err := unix.Openat(s.dirFD, naming.LeaseFile(s.network), unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
 	if err != nil {
-		return nil, false
+		return nil, nil, false
 	}
-	f := os.NewFile(uintptr(fd), s.Path())
-	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil || !fi.Mode().IsRegular() || fi.Size() > MaxStateSize {
-		return nil, false
+	defer unix.Close(fd)
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil || st.Mode&unix.S_IFMT != unix.S_IFREG ||
+		st.Size <= 0 || st.Size > MaxStateSize || !bytes.Equal(stamp, stampOf(&st)) {
+		return nil, nil, false
 	}
-	data = make([]byte, fi.Size())
-	if _, err := io.ReadFull(f, data); err != nil {
-		return nil, false
+	data, err = unix.Mmap(fd, 0, int(st.Size), unix.PROT_READ, unix.MAP_SHARED)
+	if err != nil {
+		return nil, nil, false
 	}
-	if !bytes.Equal(stamp, stampOf(data)) {
-		return nil, false
-	}
-	return data, true
+	return data, func() { _ = unix.Munmap(data) }, true
 }
 
 // stampable reports whether Save's encoding of st may be stamped: every
@@ -118,6 +122,7 @@ func stampable(st *allocator.State) bool {
 //	data[te:]      "\n" (with leases) and the tail: lastReserved
 type edit struct {
 	data   []byte
+	unmap  func()
 	hs, te int
 	last   map[string]net.IP
 }
@@ -131,29 +136,44 @@ func (s *Store) openEdit() (*edit, bool) {
 	if !plainASCII(s.network) {
 		return nil, false
 	}
-	data, ok := s.readTrusted()
+	data, unmap, ok := s.mapTrusted()
 	if !ok {
 		return nil, false
 	}
-	header := appendHeader(nil, allocator.StateVersion, s.network)
-	tail := bytes.LastIndex(data, []byte(tailKey))
-	if !bytes.HasPrefix(data, header) || tail < len(header) || !bytes.HasSuffix(data, []byte("}}\n")) {
+	e := &edit{data: data, unmap: unmap}
+	if !e.parse(s.network) {
+		e.close()
 		return nil, false
 	}
-	e := &edit{data: data, hs: len(header), te: tail}
+	return e, true
+}
+
+// parse finds the parts of e.data.
+func (e *edit) parse(network string) bool {
+	data := e.data
+	header := appendHeader(nil, allocator.StateVersion, network)
+	tail := bytes.LastIndex(data, []byte(tailKey))
+	if !bytes.HasPrefix(data, header) || tail < len(header) || !bytes.HasSuffix(data, []byte("}}\n")) {
+		return false
+	}
+	e.hs, e.te = len(header), tail
 	if tail > e.hs {
 		e.te = tail - 1
 		if data[e.te] != '\n' || !bytes.HasPrefix(data[e.hs:], []byte(lineStart)) {
-			return nil, false
+			return false
 		}
 	}
 	m := data[tail+len(tailKey) : len(data)-2]
 	p := &parser{d: m, s: string(m)}
 	e.last = p.ipMap()
-	if p.bad || p.i != len(m) {
-		return nil, false
+	return !p.bad && p.i == len(m)
+}
+
+// close releases the mapping.
+func (e *edit) close() {
+	if e.unmap != nil {
+		e.unmap()
 	}
-	return e, true
 }
 
 // region is the leases' lines.
@@ -249,98 +269,97 @@ func (e *edit) ipsAt(p int) []net.IP {
 	return l.IPs
 }
 
-// used reports whether a is leased: its text, quoted, as an element of a
-// lease's "ips", which comes after '[' or ','. (A container ID or ifname
-// of the same text comes after ':'; what else follows a ',' is a key.)
-// The search starts at the rare '[' or ',' of the pattern, so it skips
-// through the region line by line, not quote by quote.
+// used reports whether a is leased: one pass over the leases' "ips"
+// arrays (each line's '['), comparing each element with a's text.
 func (e *edit) used(a net.IP) bool {
 	addr, ok := netip.AddrFromSlice(a)
 	if !ok {
 		return false
 	}
-	pat := fmt.Appendf(nil, `["%s"`, addr.Unmap())
-	if bytes.Contains(e.region(), pat) {
-		return true
-	}
-	pat[0] = ','
-	return bytes.Contains(e.region(), pat)
-}
-
-// withTail is data[:end] followed by add, and the tail with last's
-// cursors.
-func (e *edit) withTail(end int, add ...[]byte) ([]byte, bool) {
-	n := end + 64 + 48*len(e.last)
-	for _, a := range add {
-		n += len(a)
-	}
-	b := append(make([]byte, 0, n), e.data[:end]...)
-	for _, a := range add {
-		b = append(b, a...)
-	}
-	return appendTail(b, e.last, true)
-}
-
-// insert is the file with line (appendLease's) at p.
-func (e *edit) insert(p int, line []byte) ([]byte, bool) {
+	text := addr.Unmap().AppendTo(make([]byte, 0, 48))
 	r := e.region()
+	for {
+		i := bytes.IndexByte(r, '[')
+		if i < 0 {
+			return false
+		}
+		r = r[i+1:]
+		for len(r) > 0 && r[0] == '"' { // an element: "text"
+			r = r[1:]
+			if len(r) > len(text) && r[len(text)] == '"' && bytes.Equal(r[:len(text)], text) {
+				return true
+			}
+			j := bytes.IndexByte(r, '"')
+			if j < 0 {
+				return false
+			}
+			r = r[j+1:]
+			if len(r) == 0 || r[0] != ',' {
+				break
+			}
+			r = r[1:]
+		}
+	}
+}
+
+// insert is the new file's pieces with line (appendLease's) at p.
+func (e *edit) insert(p int, line []byte) [][]byte {
+	r := e.region()
+	tail, _ := appendTail([]byte("\n"), e.last, true)
 	switch {
 	case len(r) == 0:
-		return e.withTail(e.hs, line, []byte("\n"))
+		return [][]byte{e.data[:e.hs], line, tail}
 	case p == len(r):
-		return e.withTail(e.te, []byte(","), line, []byte("\n"))
+		return [][]byte{e.data[:e.te], []byte(","), line, tail}
 	default:
-		return e.withTail(e.hs+p, line, []byte(","), r[p:], []byte("\n"))
+		return [][]byte{e.data[:e.hs+p], line, []byte(","), e.data[e.hs+p : e.te], tail}
 	}
 }
 
-// remove is the file without the line at p.
-func (e *edit) remove(p int) ([]byte, bool) {
+// remove is the new file's pieces without the line at p.
+func (e *edit) remove(p int) [][]byte {
 	r, end := e.region(), e.lineEnd(p)
 	switch {
 	case p == 0 && end == len(r): // the only lease
-		return e.withTail(e.hs)
+		return [][]byte{e.data[:e.hs], e.data[e.te+1:]}
 	case end == len(r): // the last: the comma before it goes too
-		return e.withTail(e.hs+p-1, []byte("\n"))
+		return [][]byte{e.data[:e.hs+p-1], e.data[e.te:]}
 	default: // its own comma goes with it
-		return e.withTail(e.hs+p, r[end:], []byte("\n"))
+		return [][]byte{e.data[:e.hs+p], e.data[e.hs+end:]}
 	}
 }
 
 // Allocate is Load, State.Allocate and Save in one: on a stamped state
 // file by an edit, on any other by decoding. Errors are Load's, Allocate's
 // (allocator's sentinels) or the save's ("save state: ...").
-func (s *Store) Allocate(sets []allocator.RangeSet, containerID, ifName string, requested []net.IP) ([]*current.IPConfig, error) {
-	if e, ok := s.openEdit(); ok && plainASCII(containerID) && plainASCII(ifName) {
-		at, found, ok := e.find(containerID, ifName)
-		if ok && found {
-			return nil, allocator.DuplicateError(containerID, ifName, e.ipsAt(at))
+func (s *Store) Allocate(sets []allocator.RangeSet, containerID, ifName string, requested []net.IP) (ips []*current.IPConfig, err error) {
+	done, err := s.withEdit(containerID, ifName, func(e *edit, at int, found bool) error {
+		if found {
+			return allocator.DuplicateError(containerID, ifName, e.ipsAt(at))
 		}
-		if ok {
-			s.edited = true
-			picked, err := allocator.Pick(sets, e.last, e.used, requested)
-			if err != nil {
-				return nil, err
-			}
-			allocator.Advance(sets, e.last, picked)
-			line, ok := appendLease(nil, allocator.Lease{ContainerID: containerID, IfName: ifName, IPs: picked}, true)
-			data, tailOK := e.insert(at, line)
-			if !ok || !tailOK {
-				return nil, fmt.Errorf("save state: an address has no text form: %v", picked)
-			}
-			if err := s.write(data, true); err != nil {
-				return nil, fmt.Errorf("save state: %w", err)
-			}
-			return allocator.IPConfigs(sets, picked), nil
+		picked, err := allocator.Pick(sets, e.last, e.used, requested)
+		if err != nil {
+			return err
 		}
+		allocator.Advance(sets, e.last, picked)
+		line, ok := appendLease(nil, allocator.Lease{ContainerID: containerID, IfName: ifName, IPs: picked}, true)
+		if !ok {
+			return fmt.Errorf("save state: an address has no text form: %v", picked)
+		}
+		if err := s.write(true, e.insert(at, line)...); err != nil {
+			return fmt.Errorf("save state: %w", err)
+		}
+		ips = allocator.IPConfigs(sets, picked)
+		return nil
+	})
+	if done {
+		return ips, err
 	}
-	s.edited = false
 	st, err := s.Load()
 	if err != nil {
 		return nil, err
 	}
-	ips, err := st.Allocate(sets, containerID, ifName, requested)
-	if err != nil {
+	if ips, err = st.Allocate(sets, containerID, ifName, requested); err != nil {
 		return nil, err
 	}
 	if err := s.Save(st); err != nil {
@@ -351,22 +370,20 @@ func (s *Store) Allocate(sets []allocator.RangeSet, containerID, ifName string, 
 
 // Release is Load, State.Release and (when there was a lease) Save in
 // one, like Allocate.
-func (s *Store) Release(containerID, ifName string) (bool, error) {
-	if e, ok := s.openEdit(); ok && plainASCII(containerID) && plainASCII(ifName) {
-		at, found, ok := e.find(containerID, ifName)
-		if ok {
-			s.edited = true
-			if !found {
-				return false, nil
-			}
-			data, _ := e.remove(at)
-			if err := s.write(data, true); err != nil {
-				return false, fmt.Errorf("save state: %w", err)
-			}
-			return true, nil
+func (s *Store) Release(containerID, ifName string) (released bool, err error) {
+	done, err := s.withEdit(containerID, ifName, func(e *edit, at int, found bool) error {
+		if !found {
+			return nil
 		}
+		if err := s.write(true, e.remove(at)...); err != nil {
+			return fmt.Errorf("save state: %w", err)
+		}
+		released = true
+		return nil
+	})
+	if done {
+		return released, err
 	}
-	s.edited = false
 	st, err := s.Load()
 	if err != nil {
 		return false, err
@@ -378,4 +395,33 @@ func (s *Store) Release(containerID, ifName string) (bool, error) {
 		return false, fmt.Errorf("save state: %w", err)
 	}
 	return true, nil
+}
+
+// withEdit runs fn on the stamped state file, with where the lease of
+// (containerID, ifName) is or would go; done is false (and fn not run)
+// when the file is not stamped or not as expected: then the caller
+// decodes it. A fault reading the mapping (the file truncated under the
+// lock's back) is an error, not a crash.
+func (s *Store) withEdit(containerID, ifName string, fn func(e *edit, at int, found bool) error) (done bool, err error) {
+	s.edited = false
+	if !plainASCII(containerID) || !plainASCII(ifName) {
+		return false, nil
+	}
+	e, ok := s.openEdit()
+	if !ok {
+		return false, nil
+	}
+	defer e.close()
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
+	defer func() {
+		if r := recover(); r != nil {
+			done, err = true, fmt.Errorf("read state %s: %v", s.Path(), r)
+		}
+	}()
+	at, found, ok := e.find(containerID, ifName)
+	if !ok {
+		return false, nil
+	}
+	s.edited = true
+	return true, fn(e, at, found)
 }

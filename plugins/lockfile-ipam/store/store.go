@@ -302,13 +302,13 @@ func (s *Store) Save(st *allocator.State) error {
 	if err != nil {
 		return fmt.Errorf("encode state: %w", err)
 	}
-	return s.write(data, stampable(st))
+	return s.write(stampable(st), data)
 }
 
-// write puts data in place as the state file (Save's steps) and then
-// stamps it (trusted: data is what Encode writes for a validated state
-// without escapes) or clears the stamp.
-func (s *Store) write(data []byte, trusted bool) error {
+// write puts the concatenated pieces in place as the state file (Save's
+// steps) and then stamps it (trusted: it is what Encode writes for a
+// validated state without escapes) or clears the stamp.
+func (s *Store) write(trusted bool, pieces ...[]byte) error {
 	tmp := tempName(s.network)
 	s.removeStaleTemps(tmp)
 	fd, err := unix.Openat(s.dirFD, tmp, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
@@ -326,8 +326,10 @@ func (s *Store) write(data []byte, trusted bool) error {
 	if err := f.Chmod(0o600); err != nil { // the umask may have kept bits off; never on
 		return fmt.Errorf("chmod temp state: %w", err)
 	}
-	if _, err := f.Write(data); err != nil {
-		return fmt.Errorf("write temp state: %w", err)
+	for _, p := range pieces {
+		if _, err := f.Write(p); err != nil {
+			return fmt.Errorf("write temp state: %w", err)
+		}
 	}
 	if err := f.Sync(); err != nil {
 		return fmt.Errorf("fsync temp state: %w", err)
@@ -335,6 +337,7 @@ func (s *Store) write(data []byte, trusted bool) error {
 	if err := f.Close(); err != nil {
 		return fmt.Errorf("close temp state: %w", err)
 	}
+	s.writeStamp(false) // from here on the state file may be either
 	if err := unix.Renameat(s.dirFD, tmp, s.dirFD, naming.LeaseFile(s.network)); err != nil {
 		_ = unix.Unlinkat(s.dirFD, tmp, 0)
 		done = true
@@ -342,13 +345,9 @@ func (s *Store) write(data []byte, trusted bool) error {
 	}
 	done = true
 	if err := unix.Fsync(s.dirFD); err != nil {
-		s.writeStamp(nil)
 		return fmt.Errorf("fsync data dir: %w", err)
 	}
-	if !trusted {
-		data = nil
-	}
-	s.writeStamp(data)
+	s.writeStamp(trusted)
 	return nil
 }
 
