@@ -286,23 +286,10 @@ func withStore(dataDir, network string, timeout time.Duration, fn func(*store.St
 	return cniutil.Errorf(types.ErrIOFailure, "%v", err)
 }
 
-// withState runs fn on the network's state (store.Load) and saves the
-// state when fn reports a change; errors as withStore's.
+// withState runs fn on the network's decoded state and saves it when fn
+// reports a change (store.Update); errors as withStore's.
 func withState(dataDir, network string, timeout time.Duration, fn func(*allocator.State) (bool, error)) error {
-	return withStore(dataDir, network, timeout, func(s *store.Store) error {
-		st, err := s.Load()
-		if err != nil {
-			return err
-		}
-		changed, err := fn(st)
-		if err != nil || !changed {
-			return err
-		}
-		if err := s.Save(st); err != nil {
-			return fmt.Errorf("save state: %w", err)
-		}
-		return nil
-	})
+	return withStore(dataDir, network, timeout, func(s *store.Store) error { return s.Update(fn) })
 }
 
 // isAllocError reports an error of Allocate's (not the store's).

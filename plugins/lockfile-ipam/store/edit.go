@@ -355,17 +355,11 @@ func (s *Store) Allocate(sets []allocator.RangeSet, containerID, ifName string, 
 	if done {
 		return ips, err
 	}
-	st, err := s.Load()
-	if err != nil {
-		return nil, err
-	}
-	if ips, err = st.Allocate(sets, containerID, ifName, requested); err != nil {
-		return nil, err
-	}
-	if err := s.Save(st); err != nil {
-		return nil, fmt.Errorf("save state: %w", err)
-	}
-	return ips, nil
+	err = s.Update(func(st *allocator.State) (bool, error) {
+		ips, err = st.Allocate(sets, containerID, ifName, requested)
+		return err == nil, err
+	})
+	return ips, err
 }
 
 // Release is Load, State.Release and (when there was a lease) Save in
@@ -384,17 +378,28 @@ func (s *Store) Release(containerID, ifName string) (released bool, err error) {
 	if done {
 		return released, err
 	}
+	err = s.Update(func(st *allocator.State) (bool, error) {
+		released = st.Release(containerID, ifName)
+		return released, nil
+	})
+	return released, err
+}
+
+// Update is the decoding path: Load, fn, and Save when fn reports a
+// change. Errors are Load's, fn's or the save's ("save state: ...").
+func (s *Store) Update(fn func(*allocator.State) (changed bool, err error)) error {
 	st, err := s.Load()
 	if err != nil {
-		return false, err
+		return err
 	}
-	if !st.Release(containerID, ifName) {
-		return false, nil
+	changed, err := fn(st)
+	if err != nil || !changed {
+		return err
 	}
 	if err := s.Save(st); err != nil {
-		return false, fmt.Errorf("save state: %w", err)
+		return fmt.Errorf("save state: %w", err)
 	}
-	return true, nil
+	return nil
 }
 
 // withEdit runs fn on the stamped state file, with where the lease of

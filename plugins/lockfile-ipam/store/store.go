@@ -13,6 +13,10 @@
 // a state file that is not a regular file, or larger than MaxStateSize,
 // is refused.
 //
+// Allocate and Release, ADD's and DEL's path, edit a file this package
+// wrote without decoding it, trusted through a stamp kept in the lock file
+// (edit.go); anything else is decoded and validated first.
+//
 // The lock file exists only next to a state file: Close removes it (and
 // the directories its Open created) when the network has no state file,
 // so a failed first ADD leaves nothing behind. A waiter that locked a lock
