@@ -74,12 +74,12 @@ type usedSet struct {
 	set    map[[16]byte]bool
 }
 
-// scanLimit is how many questions are answered by a scan before the set is
+// ScanLimit is how many questions are answered by a scan before the set is
 // built.
-const scanLimit = 8
+const ScanLimit = 8
 
 func (u *usedSet) has(a net.IP) bool {
-	if u.set == nil && u.asked < scanLimit {
+	if u.set == nil && u.asked < ScanLimit {
 		u.asked++
 		for _, l := range u.leases {
 			for _, b := range l.IPs {

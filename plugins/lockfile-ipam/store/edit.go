@@ -125,6 +125,8 @@ type edit struct {
 	unmap  func()
 	hs, te int
 	last   map[string]net.IP
+	asked  int                 // used's questions answered by a pass
+	set    map[netip.Addr]bool // the leased addresses, once built
 }
 
 // lineStart begins every lease line.
@@ -269,31 +271,59 @@ func (e *edit) ipsAt(p int) []net.IP {
 	return l.IPs
 }
 
-// used reports whether a is leased: one pass over the leases' "ips"
-// arrays (each line's '['), comparing each element with a's text.
+// used reports whether a is leased. Allocation after the round-robin
+// cursor usually asks about one address per range set, so the first
+// questions are each one pass over the leases' "ips" arrays; past
+// allocator.ScanLimit of them (a run of leased addresses after the cursor,
+// a nearly full range), one pass collects every leased address into a set
+// that answers the rest, so an ADD never costs more than a few passes.
 func (e *edit) used(a net.IP) bool {
 	addr, ok := netip.AddrFromSlice(a)
 	if !ok {
 		return false
 	}
-	text := addr.Unmap().AppendTo(make([]byte, 0, 48))
+	addr = addr.Unmap()
+	if e.set == nil && e.asked < allocator.ScanLimit {
+		e.asked++
+		text := addr.AppendTo(make([]byte, 0, 48))
+		found := false
+		e.eachIP(func(b []byte) bool {
+			found = bytes.Equal(b, text)
+			return !found
+		})
+		return found
+	}
+	if e.set == nil {
+		e.set = map[netip.Addr]bool{}
+		e.eachIP(func(b []byte) bool {
+			if a, err := netip.ParseAddr(string(b)); err == nil {
+				e.set[a.Unmap()] = true
+			}
+			return true
+		})
+	}
+	return e.set[addr]
+}
+
+// eachIP calls fn with the text of every element of the leases' "ips"
+// arrays (found by each line's '['), until fn returns false.
+func (e *edit) eachIP(fn func([]byte) bool) {
 	r := e.region()
 	for {
 		i := bytes.IndexByte(r, '[')
 		if i < 0 {
-			return false
+			return
 		}
 		r = r[i+1:]
 		for len(r) > 0 && r[0] == '"' { // an element: "text"
-			r = r[1:]
-			if len(r) > len(text) && r[len(text)] == '"' && bytes.Equal(r[:len(text)], text) {
-				return true
-			}
-			j := bytes.IndexByte(r, '"')
+			j := bytes.IndexByte(r[1:], '"')
 			if j < 0 {
-				return false
+				return
 			}
-			r = r[j+1:]
+			if !fn(r[1 : 1+j]) {
+				return
+			}
+			r = r[j+2:]
 			if len(r) == 0 || r[0] != ',' {
 				break
 			}

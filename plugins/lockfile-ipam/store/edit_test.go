@@ -333,3 +333,61 @@ func killChild(t *testing.T, dir string) {
 		s.Close()
 	}
 }
+
+// TestEditPastLeasedRun: the cursor wraps onto a run of 700 leased
+// addresses with one hole (a network whose oldest pods live on): the edit
+// finds the hole as decoding does, and asks its passes over the file only
+// ScanLimit questions before one more pass builds a set, instead of a pass
+// per leased address.
+func TestEditPastLeasedRun(t *testing.T) {
+	var sets []allocator.RangeSet
+	for _, c := range []string{"10.3.0.0/22", "fd03::/64"} {
+		_, n, _ := net.ParseCIDR(c)
+		sets = append(sets, allocator.RangeSet{{Subnet: types.IPNet(*n)}})
+	}
+	if err := allocator.Canonicalize(sets); err != nil {
+		t.Fatal(err)
+	}
+	st := allocator.NewState("net1")
+	for i := 2; i < 702; i++ {
+		if i == 650 {
+			continue
+		}
+		st.Leases = append(st.Leases, allocator.Lease{ContainerID: fmt.Sprintf("c%04d", i), IfName: "eth0",
+			IPs: []net.IP{net.IPv4(10, 3, byte(i>>8), byte(i)), net.ParseIP(fmt.Sprintf("fd03::%x", i))}})
+	}
+	st.LastReserved[sets[0].String()] = sets[0][0].RangeEnd
+	st.LastReserved[sets[1].String()] = net.ParseIP("fd03::1")
+	dir := t.TempDir()
+	s, err := Open(dir, "net1", time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if err := s.Save(st); err != nil {
+		t.Fatal(err)
+	}
+	e, ok := s.openEdit()
+	if !ok {
+		t.Fatal("a saved state is not stamped")
+	}
+	picked, err := allocator.Pick(sets, e.last, e.used, nil)
+	e.close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := fmt.Sprint(picked); got != "[10.3.2.138 fd03::28a]" {
+		t.Errorf("picked %s, want the holes 10.3.2.138 (650) and fd03::28a", got)
+	}
+	if e.asked != allocator.ScanLimit || e.set == nil {
+		t.Errorf("%d questions answered by a pass each, set built: %v", e.asked, e.set != nil)
+	}
+	want, err := st.Allocate(sets, "new", "eth0", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.Allocate(sets, "new", "eth0", nil)
+	if err != nil || !s.edited || fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("Allocate (edited %v): %v %v, want %v", s.edited, got, err, want)
+	}
+}
