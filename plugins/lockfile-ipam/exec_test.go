@@ -569,3 +569,74 @@ func TestExecStageWithoutPrevResultAndDNS(t *testing.T) {
 		t.Fatalf("delegated result with prevResult %s", out)
 	}
 }
+
+// TestExecUpgradeKeepsLeases: a node upgraded with leases in a state file
+// an earlier version wrote (indented JSON, no stamp in the lock file)
+// keeps them: the first ADD decodes it, skips the leased addresses and
+// writes the current format with a stamp; later ADDs and DELs, which edit
+// the stamped file, still see the upgraded leases (a duplicate ADD is
+// refused with the old lease's addresses, a DEL releases one).
+func TestExecUpgradeKeepsLeases(t *testing.T) {
+	dataDir := t.TempDir()
+	p, lockPath := store.Paths(dataDir, "li-net")
+	old := `{
+  "version": 1,
+  "network": "li-net",
+  "leases": [
+    {
+      "containerID": "up-1",
+      "ifname": "eth0",
+      "ips": [
+        "10.77.0.2",
+        "fd77::2"
+      ]
+    },
+    {
+      "containerID": "up-2",
+      "ifname": "eth0",
+      "ips": [
+        "10.77.0.3",
+        "fd77::3"
+      ]
+    }
+  ],
+  "lastReserved": {}
+}
+`
+	if err := os.WriteFile(p, []byte(old), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	stdin := netConf(t, "1.1.0", "delegated", dataDir, dualStack, "")
+	var res current.Result
+	if err := json.Unmarshal(mustRun(t, "ADD", "new-1", "eth0", "", stdin), &res); err != nil {
+		t.Fatal(err)
+	}
+	if got := fmt.Sprint(res.IPs[0].Address.IP, " ", res.IPs[1].Address.IP); got != "10.77.0.4 fd77::4" {
+		t.Errorf("first ADD after the upgrade got %s, want the first addresses not leased before: 10.77.0.4 fd77::4", got)
+	}
+	if lock, err := os.ReadFile(lockPath); err != nil || !strings.HasPrefix(string(lock), "vxvrf-ipam-state v1 ") {
+		t.Errorf("no stamp after the first ADD: %q %v", lock, err)
+	}
+	e := run(t, "ADD", "up-1", "eth0", "", stdin).cniError(t)
+	if e.Code != ErrDuplicateAllocation || !strings.Contains(e.Msg, "[10.77.0.2 fd77::2]") {
+		t.Errorf("ADD of an upgraded attachment: %+v", e)
+	}
+	mustRun(t, "DEL", "up-2", "eth0", "", stdin)
+	mustRun(t, "ADD", "new-2", "eth0", "", stdin)
+	var got []string
+	for _, l := range leases(t, dataDir) {
+		got = append(got, fmt.Sprint(l.ContainerID, l.IPs))
+	}
+	want := []string{"new-1[10.77.0.4 fd77::4]", "new-2[10.77.0.5 fd77::5]", "up-1[10.77.0.2 fd77::2]"}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("leases after the upgrade: %v, want %v", got, want)
+	}
+	data, _ := os.ReadFile(p)
+	st, err := store.Decode(data, "li-net")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if enc, _ := store.Encode(st); !bytes.Equal(enc, data) {
+		t.Errorf("the state file is not in the current format:\n%s", data)
+	}
+}

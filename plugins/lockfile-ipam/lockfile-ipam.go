@@ -75,9 +75,9 @@ func cmdAdd(args *skel.CmdArgs) error {
 	}
 	var ips []*current.IPConfig
 	vlog.Did("allocated")
-	err = withState(conf.DataDir, conf.Name, conf.Timeout, func(st *allocator.State) (bool, error) {
-		ips, err = st.Allocate(conf.Sets, args.ContainerID, args.IfName, conf.Requested)
-		return err == nil, allocError(err)
+	err = withStore(conf.DataDir, conf.Name, conf.Timeout, func(s *store.Store) (err error) {
+		ips, err = s.Allocate(conf.Sets, args.ContainerID, args.IfName, conf.Requested)
+		return err
 	})
 	if err != nil {
 		return err
@@ -118,11 +118,10 @@ func cmdDel(args *skel.CmdArgs) error {
 	if !leasedHere(conf) {
 		return nil
 	}
-	return withState(conf.DataDir, conf.Name, conf.Timeout, func(st *allocator.State) (bool, error) {
-		if i := st.Find(args.ContainerID, args.IfName); i >= 0 {
-			vlog.Did("released", ipStrings(st.Leases[i].IPs)...)
-		}
-		return st.Release(args.ContainerID, args.IfName), nil
+	return withStore(conf.DataDir, conf.Name, conf.Timeout, func(s *store.Store) error {
+		released, err := s.Release(args.ContainerID, args.IfName)
+		vlog.Did("released", ipStrings(released)...)
+		return err
 	})
 }
 
@@ -284,11 +283,11 @@ func leasedHere(conf *teardownConf) bool {
 	return !errors.Is(err, os.ErrNotExist)
 }
 
-// withState runs fn on the network's state under the lock and saves the
-// state when fn reports a change. Lock timeout → 11, I/O and corrupt
+// withStore runs fn with the network's store open (its lock held). Lock
+// timeout → 11; allocator errors → allocError's codes; I/O and corrupt
 // state → 5. A call that leaves no state file leaves no lock file and no
 // directory it created either (store.Close).
-func withState(dataDir, network string, timeout time.Duration, fn func(*allocator.State) (bool, error)) error {
+func withStore(dataDir, network string, timeout time.Duration, fn func(*store.Store) error) error {
 	s, err := store.Open(dataDir, network, timeout)
 	if errors.Is(err, store.ErrLockTimeout) {
 		return cniutil.Errorf(types.ErrTryAgainLater, "%v", err)
@@ -297,23 +296,36 @@ func withState(dataDir, network string, timeout time.Duration, fn func(*allocato
 		return cniutil.Errorf(types.ErrIOFailure, "%v", err)
 	}
 	defer s.Close()
-	st, err := s.Load()
-	if err != nil {
-		return cniutil.Errorf(types.ErrIOFailure, "%v", err)
+	err = fn(s)
+	if err == nil {
+		vlog.Set("state", s.Path())
+		vlog.Set("leases", strconv.Itoa(s.Leases()))
+		vlog.L().Debug("state", "file", s.Path(), "leases", s.Leases())
 	}
-	changed, err := fn(st)
-	if err != nil {
+	var cerr *types.Error
+	switch {
+	case err == nil || errors.As(err, &cerr):
 		return err
+	case isAllocError(err):
+		return allocError(err)
 	}
-	if changed {
-		if err := s.Save(st); err != nil {
-			return cniutil.Errorf(types.ErrIOFailure, "save state: %v", err)
+	return cniutil.Errorf(types.ErrIOFailure, "%v", err)
+}
+
+// withState runs fn on the network's decoded state and saves it when fn
+// reports a change (store.Update); errors as withStore's.
+func withState(dataDir, network string, timeout time.Duration, fn func(*allocator.State) (bool, error)) error {
+	return withStore(dataDir, network, timeout, func(s *store.Store) error { return s.Update(fn) })
+}
+
+// isAllocError reports an error of Allocate's (not the store's).
+func isAllocError(err error) bool {
+	for _, e := range []error{allocator.ErrDuplicate, allocator.ErrExhausted, allocator.ErrRequested, allocator.ErrUnsatisfied} {
+		if errors.Is(err, e) {
+			return true
 		}
 	}
-	vlog.Set("state", s.Path())
-	vlog.Set("leases", strconv.Itoa(len(st.Leases)))
-	vlog.L().Debug("state", "file", s.Path(), "saved", changed, "leases", len(st.Leases))
-	return nil
+	return false
 }
 
 // allocError maps allocator errors to CNI errors.

@@ -39,8 +39,8 @@ func TestDuplicateLeasesSortedOrNot(t *testing.T) {
 func TestNextFreePastManyUsed(t *testing.T) {
 	s := sets(t, RangeSet{mustRange(t, "10.0.0.0/24", "", "", "")}, RangeSet{mustRange(t, "fd00::/120", "", "", "")})
 	st := NewState("n")
-	for i := 2; i < 2+3*scanLimit; i++ {
-		if i == 2+2*scanLimit {
+	for i := 2; i < 2+3*ScanLimit; i++ {
+		if i == 2+2*ScanLimit {
 			continue // the one hole
 		}
 		st.Leases = append(st.Leases, Lease{fmt.Sprintf("c%d", i), "eth0",
@@ -52,7 +52,7 @@ func TestNextFreePastManyUsed(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []string{fmt.Sprintf("10.0.0.%d", 2+2*scanLimit), fmt.Sprintf("fd00::%x", 2+2*scanLimit)}
+	want := []string{fmt.Sprintf("10.0.0.%d", 2+2*ScanLimit), fmt.Sprintf("fd00::%x", 2+2*ScanLimit)}
 	for i, w := range want {
 		if got := ips[i].Address.IP.String(); got != w {
 			t.Errorf("set %d: got %s, want %s", i, got, w)

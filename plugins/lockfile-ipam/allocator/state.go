@@ -74,12 +74,12 @@ type usedSet struct {
 	set    map[[16]byte]bool
 }
 
-// scanLimit is how many questions are answered by a scan before the set is
+// ScanLimit is how many questions are answered by a scan before the set is
 // built.
-const scanLimit = 8
+const ScanLimit = 8
 
 func (u *usedSet) has(a net.IP) bool {
-	if u.set == nil && u.asked < scanLimit {
+	if u.set == nil && u.asked < ScanLimit {
 		u.asked++
 		for _, l := range u.leases {
 			for _, b := range l.IPs {
@@ -107,9 +107,28 @@ func (u *usedSet) has(a net.IP) bool {
 // cursor, round robin, skipping gateways. On error st is unchanged.
 func (st *State) Allocate(sets []RangeSet, containerID, ifName string, requested []net.IP) ([]*current.IPConfig, error) {
 	if i := st.Find(containerID, ifName); i >= 0 {
-		return nil, fmt.Errorf("%w: container %q ifname %q already holds %v", ErrDuplicate, containerID, ifName, st.Leases[i].IPs)
+		return nil, DuplicateError(containerID, ifName, st.Leases[i].IPs)
 	}
 	used := &usedSet{leases: st.Leases}
+	picked, err := Pick(sets, st.LastReserved, used.has, requested)
+	if err != nil {
+		return nil, err
+	}
+	Advance(sets, st.LastReserved, picked)
+	st.Leases = append(st.Leases, Lease{ContainerID: containerID, IfName: ifName, IPs: picked})
+	return IPConfigs(sets, picked), nil
+}
+
+// DuplicateError is Allocate's error for an attachment that holds ips.
+func DuplicateError(containerID, ifName string, ips []net.IP) error {
+	return fmt.Errorf("%w: container %q ifname %q already holds %v", ErrDuplicate, containerID, ifName, ips)
+}
+
+// Pick chooses one address per range set, as Allocate does, from the
+// cursors in last (read only) and used, which answers whether an address
+// is leased; it is how Allocate works on a state that is not decoded into
+// a State.
+func Pick(sets []RangeSet, last map[string]net.IP, used func(net.IP) bool, requested []net.IP) ([]net.IP, error) {
 	picked := make([]net.IP, len(sets))
 	for _, req := range requested {
 		c, err := canonicalIP(req)
@@ -128,7 +147,7 @@ func (st *State) Allocate(sets []RangeSet, containerID, ifName string, requested
 				return nil, fmt.Errorf("%w: %s and %s both fall into range set %d (%s); one address per range set", ErrRequested, picked[si], c, si, set)
 			case c.Equal(r.Gateway):
 				return nil, fmt.Errorf("%w: %s is the gateway of range %s", ErrRequested, c, r)
-			case used.has(c):
+			case used(c):
 				return nil, fmt.Errorf("%w: %s is already leased", ErrRequested, c)
 			}
 			picked[si] = c
@@ -142,12 +161,26 @@ func (st *State) Allocate(sets []RangeSet, containerID, ifName string, requested
 		if picked[si] != nil {
 			continue
 		}
-		a := nextFree(set, st.LastReserved[set.String()], used)
+		a := nextFree(set, last[set.String()], used)
 		if a == nil {
 			return nil, fmt.Errorf("%w in range set %d (%s)", ErrExhausted, si, set)
 		}
 		picked[si] = a
 	}
+	return picked, nil
+}
+
+// Advance moves each set's round-robin cursor in last to its picked
+// address.
+func Advance(sets []RangeSet, last map[string]net.IP, picked []net.IP) {
+	for si, set := range sets {
+		last[set.String()] = picked[si]
+	}
+}
+
+// IPConfigs is the result's ips for the picked addresses: each with its
+// range's mask and gateway.
+func IPConfigs(sets []RangeSet, picked []net.IP) []*current.IPConfig {
 	out := make([]*current.IPConfig, len(sets))
 	for si, set := range sets {
 		r, _ := set.RangeFor(picked[si])
@@ -155,16 +188,14 @@ func (st *State) Allocate(sets []RangeSet, containerID, ifName string, requested
 			Address: net.IPNet{IP: picked[si], Mask: r.Subnet.Mask},
 			Gateway: r.Gateway,
 		}
-		st.LastReserved[set.String()] = picked[si]
 	}
-	st.Leases = append(st.Leases, Lease{ContainerID: containerID, IfName: ifName, IPs: picked})
-	return out, nil
+	return out
 }
 
 // nextFree walks the set from the address after last (or from the first
 // range's start when last is not in the set), wrapping around once, and
 // returns the first address that is neither a gateway nor used.
-func nextFree(set RangeSet, last net.IP, used *usedSet) net.IP {
+func nextFree(set RangeSet, last net.IP, used func(net.IP) bool) net.IP {
 	ri, cur := 0, net.IP(nil)
 	for i := range set {
 		if last != nil && set[i].Contains(last) {
@@ -190,7 +221,7 @@ func nextFree(set RangeSet, last net.IP, used *usedSet) net.IP {
 		} else if cur.Equal(start) {
 			return nil
 		}
-		if !cur.Equal(r.Gateway) && !used.has(cur) {
+		if !cur.Equal(r.Gateway) && !used(cur) {
 			return cur
 		}
 	}

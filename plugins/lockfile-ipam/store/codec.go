@@ -30,40 +30,60 @@ import (
 // false when an address has no text form (encoding/json then reports it).
 func appendState(b []byte, st *allocator.State) (_ []byte, ok bool) {
 	ok = true
-	b = append(b, `{"version":`...)
-	b = strconv.AppendInt(b, int64(st.Version), 10)
-	b = append(b, `,"network":`...)
-	b = appendString(b, st.Network)
-	b = append(b, `,"leases":[`...)
+	b = appendHeader(b, st.Version, st.Network)
 	for i, l := range st.Leases {
 		if i > 0 {
 			b = append(b, ',')
 		}
-		b = append(b, "\n{\"containerID\":"...)
-		b = appendString(b, l.ContainerID)
-		b = append(b, `,"ifname":`...)
-		b = appendString(b, l.IfName)
-		b = append(b, `,"ips":`...)
-		if l.IPs == nil {
-			b = append(b, "null"...)
-		} else {
-			b = append(b, '[')
-			for j, a := range l.IPs {
-				if j > 0 {
-					b = append(b, ',')
-				}
-				b, ok = appendIP(b, a, ok)
-			}
-			b = append(b, ']')
-		}
-		b = append(b, '}')
+		b, ok = appendLease(b, l, ok)
 	}
 	if len(st.Leases) > 0 {
 		b = append(b, '\n')
 	}
-	b = append(b, `],"lastReserved":{`...)
-	keys := make([]string, 0, len(st.LastReserved))
-	for k := range st.LastReserved {
+	return appendTail(b, st.LastReserved, ok)
+}
+
+// appendHeader is the file up to and including the leases' '['.
+func appendHeader(b []byte, version int, network string) []byte {
+	b = append(b, `{"version":`...)
+	b = strconv.AppendInt(b, int64(version), 10)
+	b = append(b, `,"network":`...)
+	b = appendString(b, network)
+	return append(b, `,"leases":[`...)
+}
+
+// appendLease is one lease's line: a newline and its object (the comma
+// between leases is the caller's).
+func appendLease(b []byte, l allocator.Lease, ok bool) ([]byte, bool) {
+	b = append(b, "\n{\"containerID\":"...)
+	b = appendString(b, l.ContainerID)
+	b = append(b, `,"ifname":`...)
+	b = appendString(b, l.IfName)
+	b = append(b, `,"ips":`...)
+	if l.IPs == nil {
+		b = append(b, "null"...)
+	} else {
+		b = append(b, '[')
+		for j, a := range l.IPs {
+			if j > 0 {
+				b = append(b, ',')
+			}
+			b, ok = appendIP(b, a, ok)
+		}
+		b = append(b, ']')
+	}
+	return append(b, '}'), ok
+}
+
+// tailKey starts the file's tail: what follows the last lease's line.
+const tailKey = `],"lastReserved":`
+
+// appendTail is the file from the leases' ']' on: the cursors, keys
+// sorted.
+func appendTail(b []byte, last map[string]net.IP, ok bool) ([]byte, bool) {
+	b = append(b, tailKey+"{"...)
+	keys := make([]string, 0, len(last))
+	for k := range last {
 		keys = append(keys, k)
 	}
 	slices.Sort(keys)
@@ -73,7 +93,7 @@ func appendState(b []byte, st *allocator.State) (_ []byte, ok bool) {
 		}
 		b = appendString(b, k)
 		b = append(b, ':')
-		b, ok = appendIP(b, st.LastReserved[k], ok)
+		b, ok = appendIP(b, last[k], ok)
 	}
 	return append(b, "}}\n"...), ok
 }

@@ -13,6 +13,10 @@
 // a state file that is not a regular file, or larger than MaxStateSize,
 // is refused.
 //
+// Allocate and Release, ADD's and DEL's path, edit a file this package
+// wrote without decoding it, trusted through a stamp kept in the lock file
+// (edit.go); anything else is decoded and validated first.
+//
 // The lock file exists only next to a state file: Close removes it (and
 // the directories its Open created) when the network has no state file,
 // so a failed first ADD leaves nothing behind. A waiter that locked a lock
@@ -56,7 +60,13 @@ type Store struct {
 	dirFD   int
 	lockFD  int
 	created []string // directories this Open created, outermost first
+	edited  bool     // the last Allocate or Release edited a stamped file
+	leases  int      // leases in the state after the last Allocate, Release or Update
 }
+
+// Leases is the number of leases the state holds after the last Allocate,
+// Release or Update (for the verb's log line).
+func (s *Store) Leases() int { return s.leases }
 
 // Paths returns the state and lock file paths of network under dataDir.
 func Paths(dataDir, network string) (state, lock string) {
@@ -301,6 +311,13 @@ func (s *Store) Save(st *allocator.State) error {
 	if err != nil {
 		return fmt.Errorf("encode state: %w", err)
 	}
+	return s.write(stampable(st), data)
+}
+
+// write puts the concatenated pieces in place as the state file (Save's
+// steps) and then stamps it (trusted: it is what Encode writes for a
+// validated state without escapes) or clears the stamp.
+func (s *Store) write(trusted bool, pieces ...[]byte) error {
 	tmp := tempName(s.network)
 	s.removeStaleTemps(tmp)
 	fd, err := unix.Openat(s.dirFD, tmp, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
@@ -318,8 +335,10 @@ func (s *Store) Save(st *allocator.State) error {
 	if err := f.Chmod(0o600); err != nil { // the umask may have kept bits off; never on
 		return fmt.Errorf("chmod temp state: %w", err)
 	}
-	if _, err := f.Write(data); err != nil {
-		return fmt.Errorf("write temp state: %w", err)
+	for _, p := range pieces {
+		if _, err := f.Write(p); err != nil {
+			return fmt.Errorf("write temp state: %w", err)
+		}
 	}
 	if err := f.Sync(); err != nil {
 		return fmt.Errorf("fsync temp state: %w", err)
@@ -327,6 +346,7 @@ func (s *Store) Save(st *allocator.State) error {
 	if err := f.Close(); err != nil {
 		return fmt.Errorf("close temp state: %w", err)
 	}
+	s.writeStamp(false) // from here on the state file may be either
 	if err := unix.Renameat(s.dirFD, tmp, s.dirFD, naming.LeaseFile(s.network)); err != nil {
 		_ = unix.Unlinkat(s.dirFD, tmp, 0)
 		done = true
@@ -336,6 +356,7 @@ func (s *Store) Save(st *allocator.State) error {
 	if err := unix.Fsync(s.dirFD); err != nil {
 		return fmt.Errorf("fsync data dir: %w", err)
 	}
+	s.writeStamp(trusted)
 	return nil
 }
 
