@@ -93,6 +93,9 @@ func cmdAdd(args *skel.CmdArgs) error {
 	if err != nil {
 		return wrap(err)
 	}
+	if err := ensureNodeAddresses(br, conf.Bridge.nodeAddrs); err != nil {
+		return wrap(err)
+	}
 	names = append(names, conf.Bridge.Name)
 	if conf.VXLAN != nil {
 		vx, isNew, err := ensureVXLAN(conf.VXLAN, u, mtu, br, conf.anycast(), own)
@@ -208,6 +211,9 @@ func checkDevices(conf *NetConf, u *underlay, mtu int) error {
 		return fmt.Errorf("bridge %s is down", a.Name)
 	}
 	if err := checkPorts(br); err != nil {
+		return err
+	}
+	if err := checkNodeAddresses(br, conf.Bridge.nodeAddrs); err != nil {
 		return err
 	}
 	if conf.VXLAN == nil {

@@ -1,0 +1,389 @@
+package cluster
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"math/big"
+	"net"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/containernetworking/plugins/pkg/ns"
+
+	"github.com/vxvrf/cni/pkg/naming"
+	"github.com/vxvrf/cni/pkg/netsim"
+	"github.com/vxvrf/cni/pkg/testutil"
+)
+
+// nodeAddrs is node i's bridge.nodeAddresses in s: the first address of
+// the node's row of each subnet (the fixture's ranges start at .2), with
+// the subnet's prefix length.
+func nodeAddrs(t *testing.T, s Spec, i int) []string {
+	t.Helper()
+	var out []string
+	for _, sub := range []string{s.Subnet4, s.Subnet6} {
+		if sub == "" {
+			continue
+		}
+		start, _, _, err := nodeRange(sub, i)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, ipn, _ := net.ParseCIDR(sub)
+		ones, _ := ipn.Mask.Size()
+		first := new(big.Int).Sub(new(big.Int).SetBytes(start), big.NewInt(1))
+		ip := make(net.IP, len(start))
+		b := first.Bytes()
+		copy(ip[len(ip)-len(b):], b)
+		out = append(out, fmt.Sprintf("%s/%d", ip, ones))
+	}
+	return out
+}
+
+// withNodeAddrs renders s for every node with bridge.nodeAddresses set to
+// the node's own addresses.
+func withNodeAddrs(t *testing.T, c *Cluster, s Spec) *Network {
+	t.Helper()
+	var lists [][]byte
+	for i := range c.Nodes {
+		b, err := c.Conflist(nodeAddrSpec(t, s, i), i)
+		if err != nil {
+			t.Fatal(err)
+		}
+		lists = append(lists, b)
+	}
+	n, err := c.NetworkFrom(lists)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n.Spec = s
+	return n
+}
+
+// nodeAddrSpec is s with node i's bridge.nodeAddresses.
+func nodeAddrSpec(t *testing.T, s Spec, i int) Spec {
+	addrs := nodeAddrs(t, s, i)
+	s.Edit = func(_ map[string]any, plugins []map[string]any) error {
+		for _, p := range plugins {
+			if p["type"] == "vrf-vxlan-bridge" {
+				p["bridge"].(map[string]any)["nodeAddresses"] = addrs
+			}
+		}
+		return nil
+	}
+	return s
+}
+
+// addrLine is the "ip -o addr" line of addr (CIDR) on dev in node, "" when
+// absent.
+func addrLine(t *testing.T, node *netsim.NS, dev, addr string) string {
+	t.Helper()
+	for _, l := range strings.Split(sh(t, node, "ip", "-o", "addr", "show", "dev", dev), "\n") {
+		f := strings.Fields(l)
+		if len(f) > 3 && f[3] == addr {
+			return l
+		}
+	}
+	return ""
+}
+
+// wantAddrs checks the bridge's addresses: node4 the primary IPv4 address
+// of the subnet, the gateway gw4 secondary, the IPv6 gateway gw6
+// deprecated.
+func wantAddrs(t *testing.T, node *netsim.NS, br, node4, gw4, gw6 string) {
+	t.Helper()
+	if l := addrLine(t, node, br, node4); l == "" || strings.Contains(l, "secondary") {
+		t.Errorf("%s: node address %s: %q, want it primary", node.Name, node4, l)
+	}
+	if l := addrLine(t, node, br, gw4); !strings.Contains(l, "secondary") {
+		t.Errorf("%s: gateway %s: %q, want it secondary", node.Name, gw4, l)
+	}
+	if l := addrLine(t, node, br, gw6); !strings.Contains(l, "deprecated") {
+		t.Errorf("%s: gateway %s: %q, want it deprecated", node.Name, gw6, l)
+	}
+}
+
+// tcpPeer listens on listen (host:port) in server, dials dial from client,
+// and returns the source address the server saw; the server sends it back
+// and the client must read it, so the reply path works too.
+func tcpPeer(server *netsim.NS, listen string, client *netsim.NS, dial string) (net.IP, error) {
+	var ln net.Listener
+	if err := server.Do(func(ns.NetNS) error {
+		var err error
+		ln, err = net.Listen("tcp", listen)
+		return err
+	}); err != nil {
+		return nil, fmt.Errorf("listen on %s in %s: %w", listen, server.Name, err)
+	}
+	defer ln.Close()
+	seen := make(chan net.IP, 1)
+	go func() {
+		conn, err := ln.Accept()
+		if err != nil {
+			close(seen)
+			return
+		}
+		defer conn.Close()
+		peer := conn.RemoteAddr().(*net.TCPAddr).IP
+		seen <- peer
+		_, _ = io.WriteString(conn, peer.String()+"\n")
+	}()
+	var got string
+	if err := client.Do(func(ns.NetNS) error {
+		conn, err := net.DialTimeout("tcp", dial, 3*time.Second)
+		if err != nil {
+			return fmt.Errorf("dial %s: %w", dial, err)
+		}
+		defer conn.Close()
+		_ = conn.SetDeadline(time.Now().Add(3 * time.Second))
+		line, err := bufio.NewReader(conn).ReadString('\n')
+		if err != nil {
+			return fmt.Errorf("no reply from %s: %w", dial, err)
+		}
+		got = strings.TrimSpace(line)
+		return nil
+	}); err != nil {
+		ln.Close()
+		return nil, fmt.Errorf("%s -> %s: %w", client.Name, dial, err)
+	}
+	peer := <-seen
+	if peer == nil || peer.String() != got {
+		return nil, fmt.Errorf("%s -> %s: the server saw %v, the client read %q", client.Name, dial, peer, got)
+	}
+	return peer, nil
+}
+
+// gatewayNeigh is the MAC the pod's neighbour entry for its gateway of
+// the family holds ("" when there is none).
+func gatewayNeigh(t *testing.T, p *Pod, v4 bool) string {
+	t.Helper()
+	out := sh(t, p.NS, "ip", "neigh", "show", p.IP(v4).Gateway.String(), "dev", "eth0")
+	f := strings.Fields(out)
+	for i := 0; i+1 < len(f); i++ {
+		if f[i] == "lladdr" {
+			return f[i+1]
+		}
+	}
+	return ""
+}
+
+func bridgeMAC(t *testing.T, c *Cluster, i int, network string) string {
+	t.Helper()
+	return sh(t, c.Nodes[i].NS, "cat", "/sys/class/net/"+naming.BridgeName(network)+"/address")
+}
+
+// nodeReachesRemotePod makes p2 resolve its gateways, lets node 0 ping p2
+// and connect to it over TCP in both families, and returns the sources
+// p2 saw (v4, v6). Ping and TCP failures are reported by the caller
+// through the returned error list.
+func nodeToRemotePod(t *testing.T, c *Cluster, p2 *Pod) (srcs []net.IP, errs []string) {
+	t.Helper()
+	for _, v4 := range []bool{true, false} {
+		mustReach(t, p2.Name+" -> its gateway", p2.NS, p2.IP(v4).Gateway)
+	}
+	for _, v4 := range []bool{true, false} {
+		ip := p2.IP(v4).Address.IP
+		if !Reaches(c.Nodes[0].NS, ip) {
+			errs = append(errs, fmt.Sprintf("n1 cannot ping %s (%s)", p2.Name, ip))
+		}
+		src, err := tcpPeer(p2.NS, net.JoinHostPort(ip.String(), "8080"), c.Nodes[0].NS, net.JoinHostPort(ip.String(), "8080"))
+		if err != nil {
+			errs = append(errs, err.Error())
+		}
+		srcs = append(srcs, src)
+	}
+	return srcs, errs
+}
+
+// TestNodeAddresses: with bridge.nodeAddresses (per-node bridge MACs, the
+// default) the node reaches pods on other nodes in both families, from its
+// own node address, and the remote pod's neighbour entry for its gateway
+// keeps its own node's bridge MAC (no trombone through the node that
+// spoke). A Service-like DNAT on n1 (pod on n1 → VIP:80 → pod on n2:8080,
+// with bridge-nf-call-iptables as kube-proxy needs on a bridge) and a
+// NodePort-like DNAT + MASQUERADE (external host → n1's uplink → pod on
+// n2) work. The control network without the key shows the failure the key
+// fixes: n1's ARP for the pod carries the shared gateway address, the pod
+// moves its gateway to n1's MAC, and n1's own traffic leaves with the
+// gateway address.
+func TestNodeAddresses(t *testing.T) {
+	t.Parallel()
+	c := newCluster(t, "cl-na", 2)
+	s := Spec{Name: "nad", VNI: 480, Mode: Remotes, Subnet4: "10.48.0.0/16", Subnet6: "fd00:48::/64"}
+	n := withNodeAddrs(t, c, s)
+	p1, p2 := addPod(t, n, 0, "p"), addPod(t, n, 1, "p")
+	br := naming.BridgeName(s.Name)
+	n1v4, n1v6 := "10.48.1.1", "fd00:48::1:1"
+
+	// The node address is the bridge's primary IPv4 address of the subnet,
+	// the gateway secondary; the IPv6 gateway is deprecated.
+	wantAddrs(t, c.Nodes[0].NS, br, n1v4+"/16", "10.48.0.1/16", "fd00:48::1/64")
+	if l := addrLine(t, c.Nodes[0].NS, br, n1v6+"/64"); l == "" || strings.Contains(l, "deprecated") {
+		t.Errorf("n1: node address %s/64: %q, want it present and preferred", n1v6, l)
+	}
+
+	srcs, errs := nodeToRemotePod(t, c, p2)
+	for _, e := range errs {
+		t.Error(e)
+	}
+	for i, want := range []string{n1v4, n1v6} {
+		if srcs[i] != nil && srcs[i].String() != want {
+			t.Errorf("n1 -> %s: the pod saw source %s, want n1's node address %s", p2.Name, srcs[i], want)
+		}
+	}
+	n2MAC := bridgeMAC(t, c, 1, s.Name)
+	for _, v4 := range []bool{true, false} {
+		if got := gatewayNeigh(t, p2, v4); got != n2MAC {
+			t.Errorf("%s's gateway %s resolves to %q after n1 spoke to it, want its own node's bridge %s", p2.Name, p2.IP(v4).Gateway, got, n2MAC)
+		}
+	}
+
+	// ClusterIP-like: pod on n1 → VIP:80, n1 DNATs to the pod on n2.
+	// kube-proxy on a bridge needs bridge-nf-call-iptables: the pod's
+	// reply is bridged on n1 (same subnet) and must be un-DNATed there.
+	for i := range c.Nodes {
+		if _, err := os.Stat("/proc/sys/net/bridge/bridge-nf-call-iptables"); err != nil {
+			t.Skipf("no net.bridge.bridge-nf-call-iptables (br_netfilter) in this kernel: %v", err)
+		}
+		sh(t, c.Nodes[i].NS, "sysctl", "-qw", "net.bridge.bridge-nf-call-iptables=1")
+	}
+	const vip = "10.96.0.10"
+	pod2 := p2.IP(true).Address.IP.String()
+	sh(t, c.Nodes[0].NS, "iptables", "-w", "-t", "nat", "-A", "PREROUTING", "-d", vip, "-p", "tcp", "--dport", "80",
+		"-j", "DNAT", "--to-destination", pod2+":8080")
+	for k := 0; k < 3; k++ { // more than one: an ICMP redirect must not send the pod around n1
+		src, err := tcpPeer(p2.NS, net.JoinHostPort(pod2, "8080"), p1.NS, net.JoinHostPort(vip, "80"))
+		if err != nil {
+			t.Errorf("ClusterIP %s:80 -> %s (connection %d): %v", vip, p2.Name, k+1, err)
+		} else if !src.Equal(p1.IP(true).Address.IP) {
+			t.Errorf("ClusterIP: %s saw source %s, want the client pod %s", p2.Name, src, p1.IP(true).Address.IP)
+		}
+	}
+
+	// NodePort-like: external host → n1's uplink :30080, DNAT to the pod
+	// on n2 and masquerade on the bridge (kube-proxy's MASQUERADE picks the
+	// egress device's address: the node address).
+	up := c.Nodes[0].Addr.String()
+	sh(t, c.Nodes[0].NS, "iptables", "-w", "-t", "nat", "-A", "PREROUTING", "-d", up, "-p", "tcp", "--dport", "30080",
+		"-j", "DNAT", "--to-destination", pod2+":8080")
+	sh(t, c.Nodes[0].NS, "iptables", "-w", "-t", "nat", "-A", "POSTROUTING", "-o", br, "-m", "conntrack", "--ctstate", "DNAT",
+		"-j", "MASQUERADE")
+	src, err := tcpPeer(p2.NS, net.JoinHostPort(pod2, "8080"), c.External, net.JoinHostPort(up, "30080"))
+	if err != nil {
+		t.Errorf("NodePort %s:30080 -> %s: %v", up, p2.Name, err)
+	} else if src.String() != n1v4 {
+		t.Errorf("NodePort: %s saw source %s, want n1's node address %s", p2.Name, src, n1v4)
+	}
+	for _, v4 := range []bool{true, false} {
+		if got := gatewayNeigh(t, p2, v4); got != n2MAC {
+			t.Errorf("after the Service traffic %s's gateway %s resolves to %q, want its own node's bridge %s", p2.Name, p2.IP(v4).Gateway, got, n2MAC)
+		}
+	}
+	mesh(t, p1, p2)
+	for i := range c.Nodes {
+		if err := n.Chains[i].Check(ctxT(t), []*Pod{p1, p2}[i].RT); err != nil {
+			t.Errorf("CHECK on n%d: %v", i+1, err)
+		}
+	}
+
+	// Control: the same without bridge.nodeAddresses.
+	ctl := network(t, c, Spec{Name: "nactl", VNI: 481, Mode: Remotes, Subnet4: "10.49.0.0/16", Subnet6: "fd00:49::/64"})
+	addPod(t, ctl, 0, "c")
+	c2 := addPod(t, ctl, 1, "c")
+	srcs, _ = nodeToRemotePod(t, c, c2)
+	if srcs[0] == nil || srcs[0].String() != "10.49.0.1" {
+		t.Errorf("control: n1 -> %s from %v, want the shared gateway 10.49.0.1 (the failure bridge.nodeAddresses fixes)", c2.Name, srcs[0])
+	}
+	if got, n1MAC := gatewayNeigh(t, c2, true), bridgeMAC(t, c, 0, "nactl"); got != n1MAC {
+		t.Errorf("control: %s's gateway resolves to %q, want n1's bridge %s (moved by n1's ARP: the failure bridge.nodeAddresses fixes)", c2.Name, got, n1MAC)
+	}
+
+	// Anycast (the same MAC on every bridge, where bridge.nodeAddresses is
+	// refused): the pod's ARP reply to n1 goes to the shared MAC and is
+	// taken by its own node's bridge, so n1 never reaches it.
+	anyNet := network(t, c, Spec{Name: "naany", VNI: 484, Mode: Remotes, Subnet4: "10.52.0.0/16", Anycast: true})
+	addPod(t, anyNet, 0, "a")
+	a2 := addPod(t, anyNet, 1, "a")
+	mustReach(t, a2.Name+" -> its gateway", a2.NS, a2.IP(true).Gateway)
+	mustNotReach(t, "anycast: n1 -> "+a2.Name, c.Nodes[0].NS, a2.IP(true).Address.IP)
+}
+
+// TestNodeAddressesUpgrade: a network whose bridges got the gateway first
+// (pods from before bridge.nodeAddresses) gets the node address as the
+// primary IPv4 address and a deprecated IPv6 gateway on the next ADD with
+// the key, while the old pod keeps its connectivity and passes CHECK.
+func TestNodeAddressesUpgrade(t *testing.T) {
+	t.Parallel()
+	c := newCluster(t, "cl-nau", 2)
+	s := Spec{Name: "nau", VNI: 482, Mode: Remotes, Subnet4: "10.50.0.0/16", Subnet6: "fd00:50::/64"}
+	n := network(t, c, s)
+	old1, old2 := addPod(t, n, 0, "old"), addPod(t, n, 1, "old")
+	br := naming.BridgeName(s.Name)
+	if l := addrLine(t, c.Nodes[0].NS, br, "10.50.0.1/16"); l == "" || strings.Contains(l, "secondary") {
+		t.Fatalf("before: want the gateway primary: %q", l)
+	}
+	for i := range c.Nodes {
+		if err := n.Rebind(nodeAddrSpec(t, s, i), i); err != nil {
+			t.Fatal(err)
+		}
+	}
+	new1 := addPod(t, n, 0, "new")
+	wantAddrs(t, c.Nodes[0].NS, br, "10.50.1.1/16", "10.50.0.1/16", "fd00:50::1/64")
+	if got := sh(t, c.Nodes[0].NS, "sysctl", "-n", "net.ipv4.conf."+br+".promote_secondaries"); got != "1" {
+		t.Errorf("promote_secondaries %s, want 1", got)
+	}
+	if out := sh(t, c.Nodes[0].NS, "ip", "-4", "route", "show", "10.50.0.0/16"); !strings.Contains(out, "src 10.50.1.1") {
+		t.Errorf("after: the subnet route should have the node address as source: %s", out)
+	}
+	new2 := addPod(t, n, 1, "new")
+	mesh(t, old1, old2, new1, new2)
+	srcs, errs := nodeToRemotePod(t, c, old2)
+	for _, e := range errs {
+		t.Error(e)
+	}
+	if srcs[0] == nil || srcs[0].String() != "10.50.1.1" {
+		t.Errorf("n1 -> %s from %v, want 10.50.1.1", old2.Name, srcs[0])
+	}
+	for _, p := range []*Pod{old1, old2} {
+		if err := n.Chains[p.Node].Check(ctxT(t), p.RT); err != nil {
+			t.Errorf("CHECK %s: %v", p.Name, err)
+		}
+	}
+	// CHECK notices a node address that lost its place.
+	sh(t, c.Nodes[0].NS, "ip", "addr", "del", "10.50.1.1/16", "dev", br)
+	if err := n.Chains[0].Check(ctxT(t), new1.RT); err == nil || !strings.Contains(err.Error(), "node address") {
+		t.Errorf("CHECK with the node address removed: %v, want an error naming the node address", err)
+	}
+}
+
+// TestNodeAddressesVRF (VM): in a VRF the node address is on the bridge
+// inside the VRF; the node reaches a pod on another node through
+// veth-attach's main-table route "<subnet> dev <vrf>", from its node
+// address, and the pod's gateway entry keeps its own node's MAC.
+func TestNodeAddressesVRF(t *testing.T) {
+	t.Parallel()
+	c := newCluster(t, "cl-nav", 2)
+	testutil.RequireVRF(t, c.Nodes[0].NS)
+	s := Spec{Name: "nav", VNI: 483, Mode: Remotes, Subnet4: "10.51.0.0/16", Subnet6: "fd00:51::/64", VRFTable: 483}
+	n := withNodeAddrs(t, c, s)
+	addPod(t, n, 0, "p")
+	p2 := addPod(t, n, 1, "p")
+	srcs, errs := nodeToRemotePod(t, c, p2)
+	for _, e := range errs {
+		t.Error(e)
+	}
+	for i, want := range []string{"10.51.1.1", "fd00:51::1:1"} {
+		if srcs[i] != nil && srcs[i].String() != want {
+			t.Errorf("n1 -> %s: source %s, want n1's node address %s", p2.Name, srcs[i], want)
+		}
+	}
+	n2MAC := bridgeMAC(t, c, 1, s.Name)
+	for _, v4 := range []bool{true, false} {
+		if got := gatewayNeigh(t, p2, v4); got != n2MAC {
+			t.Errorf("%s's gateway %s resolves to %q, want %s", p2.Name, p2.IP(v4).Gateway, got, n2MAC)
+		}
+	}
+}
