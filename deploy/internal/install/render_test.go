@@ -265,8 +265,8 @@ func TestRenderNodeAddresses(t *testing.T) {
 	}
 	for _, tc := range []struct {
 		name, cluster, node string
-		addrs              []any
-		v4s, v6s           string
+		addrs               []any
+		v4s, v6s            string
 	}{
 		{"per-node MAC", perNodeMAC, "node-b", []any{"10.244.1.1/16", "fd00:10:244:1::1/48"}, "10.244.1.2", "fd00:10:244:1::2"},
 		{"default gateway is the first host", strings.Replace(perNodeMAC, `, "gateway": "10.244.255.254"`, ``, 1), "node-a",
