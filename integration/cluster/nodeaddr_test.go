@@ -394,3 +394,68 @@ func TestNodeAddressesVRF(t *testing.T) {
 		}
 	}
 }
+
+// TestNodeAddressesFromAnycast: a cluster moving from an anycast gateway
+// (every bridge the same MAC) to per-node MACs with node addresses (the
+// ConfigMap's change): the next ADD on each node gives the live bridge a
+// MAC of its own and drops the anycast FDB pin, and the existing pods'
+// gateway entries follow at once (the kernel's gratuitous ARP and
+// unsolicited NA, kept on the node). Afterwards the node reaches the old
+// pod on the other node, and all pods reach each other.
+func TestNodeAddressesFromAnycast(t *testing.T) {
+	t.Parallel()
+	c := newCluster(t, "cl-naa", 2)
+	s := Spec{Name: "naa", VNI: 485, Mode: Remotes, Subnet4: "10.53.0.0/16", Subnet6: "fd00:53::/64", Anycast: true}
+	n := network(t, c, s)
+	old1, old2 := addPod(t, n, 0, "old"), addPod(t, n, 1, "old")
+	shared := naming.AnycastGatewayMAC(s.Name).String()
+	for _, p := range []*Pod{old1, old2} {
+		for _, v4 := range []bool{true, false} {
+			mustReach(t, p.Name+" -> gateway", p.NS, p.IP(v4).Gateway)
+			if got := gatewayNeigh(t, p, v4); got != shared {
+				t.Fatalf("before: %s's gateway is %q, want the anycast MAC %s", p.Name, got, shared)
+			}
+		}
+	}
+	s.Anycast = false
+	for i := range c.Nodes {
+		if err := n.Rebind(nodeAddrSpec(t, s, i), i); err != nil {
+			t.Fatal(err)
+		}
+	}
+	new1, new2 := addPod(t, n, 0, "new"), addPod(t, n, 1, "new")
+	macs := []string{bridgeMAC(t, c, 0, s.Name), bridgeMAC(t, c, 1, s.Name)}
+	if macs[0] == shared || macs[1] == shared || macs[0] == macs[1] {
+		t.Errorf("bridge MACs %v: want one of its own on each node, not the anycast %s", macs, shared)
+	}
+	for i := range c.Nodes {
+		fdb, err := c.FDB(i, "dev", naming.VXLANName(485))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if l := Lines(fdb, shared); len(l) > 0 {
+			t.Errorf("n%d still pins the anycast MAC: %v", i+1, l)
+		}
+	}
+	// The old pods' gateway entries follow without any traffic of theirs.
+	for _, p := range []*Pod{old1, old2} {
+		for _, v4 := range []bool{true, false} {
+			if got := gatewayNeigh(t, p, v4); got != macs[p.Node] {
+				t.Errorf("%s's gateway %s is %q, want its node's new bridge MAC %s", p.Name, p.IP(v4).Gateway, got, macs[p.Node])
+			}
+		}
+	}
+	srcs, errs := nodeToRemotePod(t, c, old2)
+	for _, e := range errs {
+		t.Error(e)
+	}
+	if srcs[0] == nil || srcs[0].String() != "10.53.1.1" {
+		t.Errorf("n1 -> %s from %v, want n1's node address 10.53.1.1", old2.Name, srcs[0])
+	}
+	mesh(t, old1, old2, new1, new2)
+	for _, p := range []*Pod{old1, old2, new1, new2} {
+		if err := n.Chains[p.Node].Check(ctxT(t), p.RT); err != nil {
+			t.Errorf("CHECK %s: %v", p.Name, err)
+		}
+	}
+}

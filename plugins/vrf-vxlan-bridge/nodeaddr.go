@@ -1,6 +1,8 @@
 package main
 
 import (
+	"bytes"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"net"
@@ -12,6 +14,8 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/vxvrf/cni/pkg/cniutil"
+	"github.com/vxvrf/cni/pkg/kernel"
+	"github.com/vxvrf/cni/pkg/naming"
 	"github.com/vxvrf/cni/pkg/sysctl"
 )
 
@@ -184,4 +188,65 @@ func checkNodeAddresses(br netlink.Link, want []*net.IPNet) error {
 		}
 	}
 	return nil
+}
+
+// leaveAnycast gives the bridge a MAC of its own when it still has the
+// shared MAC of an anycast gateway but the config now asks for node
+// addresses (a cluster moving from bridge.mac/anycastGateway to per-node
+// MACs: the bridge outlives the config change). The shared MAC is
+// recognised by the anycast FDB pin on the VXLAN device (learning modes)
+// or by being naming.AnycastGatewayMAC of the network. The bridge gets a
+// random locally administered MAC, as a new bridge would, and the pin
+// goes. With arp_notify and ndisc_notify on the bridge the kernel then
+// announces every address of the bridge (gratuitous ARP, unsolicited NA)
+// with the new MAC, so the node's pods update their gateway entry at once;
+// the bridge does not flood those announcements into the overlay
+// (neigh_suppress on the VXLAN port). Without VXLAN nothing is done.
+func leaveAnycast(network string, br, vx netlink.Link, local net.IP) error {
+	mac := br.Attrs().HardwareAddr
+	pin := anycastNeigh(vx, mac, local)
+	pinned, err := hasFDB(vx, pin)
+	if err != nil {
+		return err
+	}
+	if !pinned && !bytes.Equal(mac, naming.AnycastGatewayMAC(network)) {
+		return nil
+	}
+	name := br.Attrs().Name
+	for _, key := range []string{"net/ipv4/conf/" + name + "/arp_notify", "net/ipv6/conf/" + name + "/ndisc_notify"} {
+		if sysctl.Exists(key) {
+			if err := sysctl.Set(key, "1"); err != nil {
+				return err
+			}
+		}
+	}
+	fresh := make(net.HardwareAddr, 6)
+	if _, err := rand.Read(fresh); err != nil {
+		return fmt.Errorf("random mac for bridge %s: %w", name, err)
+	}
+	fresh[0] = fresh[0]&0xfc | 0x02 // unicast, locally administered
+	if err := netlink.LinkSetHardwareAddr(br, fresh); err != nil {
+		return fmt.Errorf("bridge %s: replace the shared anycast mac %s by %s: %w", name, mac, fresh, err)
+	}
+	br.Attrs().HardwareAddr = fresh
+	if pinned {
+		if err := netlink.NeighDel(pin); err != nil && !errors.Is(err, syscall.ENOENT) {
+			return fmt.Errorf("bridge %s: remove the anycast pin %s dst %s from %s: %w", name, mac, local, vx.Attrs().Name, err)
+		}
+	}
+	return nil
+}
+
+// hasFDB says whether the VXLAN device has the permanent self entry want.
+func hasFDB(vx netlink.Link, want *netlink.Neigh) (bool, error) {
+	list, err := kernel.NeighList(vx.Attrs().Index, syscall.AF_BRIDGE)
+	if err != nil {
+		return false, fmt.Errorf("list fdb of %s: %w", vx.Attrs().Name, err)
+	}
+	for _, n := range list {
+		if bytes.Equal(n.HardwareAddr, want.HardwareAddr) && n.Flags&netlink.NTF_SELF != 0 && n.State&netlink.NUD_PERMANENT != 0 && ipEqual(n.IP, want.IP) {
+			return true, nil
+		}
+	}
+	return false, nil
 }

@@ -103,6 +103,11 @@ func cmdAdd(args *skel.CmdArgs) error {
 		if err != nil {
 			return wrap(err)
 		}
+		if len(conf.Bridge.nodeAddrs) > 0 {
+			if err := leaveAnycast(conf.Name, br, vx, u.local); err != nil {
+				return wrap(err)
+			}
+		}
 		if len(conf.VXLAN.remotes) > 0 {
 			if err := ensureRemotes(vx, peers(conf.VXLAN.remotes, u.local)); err != nil {
 				return wrap(err)
