@@ -423,6 +423,10 @@ func TestNodeAddressesFromAnycast(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	// CHECK with the new config, before any ADD: the shared MAC is named.
+	if err := n.Chains[0].Check(ctxT(t), old1.RT); err == nil || !strings.Contains(err.Error(), "anycast gateway MAC") {
+		t.Errorf("CHECK before the next ADD: %v, want the shared anycast MAC reported", err)
+	}
 	new1, new2 := addPod(t, n, 0, "new"), addPod(t, n, 1, "new")
 	macs := []string{bridgeMAC(t, c, 0, s.Name), bridgeMAC(t, c, 1, s.Name)}
 	if macs[0] == shared || macs[1] == shared || macs[0] == macs[1] {

@@ -204,14 +204,11 @@ func checkNodeAddresses(br netlink.Link, want []*net.IPNet) error {
 // (neigh_suppress on the VXLAN port). Without VXLAN nothing is done.
 func leaveAnycast(network string, br, vx netlink.Link, local net.IP) error {
 	mac := br.Attrs().HardwareAddr
-	pin := anycastNeigh(vx, mac, local)
-	pinned, err := hasFDB(vx, pin)
-	if err != nil {
+	shared, pinned, err := anycastLeft(network, br, vx, local)
+	if err != nil || !shared {
 		return err
 	}
-	if !pinned && !bytes.Equal(mac, naming.AnycastGatewayMAC(network)) {
-		return nil
-	}
+	pin := anycastNeigh(vx, mac, local)
 	name := br.Attrs().Name
 	for _, key := range []string{"net/ipv4/conf/" + name + "/arp_notify", "net/ipv6/conf/" + name + "/ndisc_notify"} {
 		if sysctl.Exists(key) {
@@ -235,6 +232,16 @@ func leaveAnycast(network string, br, vx netlink.Link, local net.IP) error {
 		}
 	}
 	return nil
+}
+
+// anycastLeft says whether the bridge still has the shared MAC of an
+// anycast gateway (shared), and whether the VXLAN device pins it (pinned).
+func anycastLeft(network string, br, vx netlink.Link, local net.IP) (shared, pinned bool, err error) {
+	mac := br.Attrs().HardwareAddr
+	if pinned, err = hasFDB(vx, anycastNeigh(vx, mac, local)); err != nil {
+		return false, false, err
+	}
+	return pinned || bytes.Equal(mac, naming.AnycastGatewayMAC(network)), pinned, nil
 }
 
 // hasFDB says whether the VXLAN device has the permanent self entry want.

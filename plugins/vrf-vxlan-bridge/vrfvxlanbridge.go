@@ -218,11 +218,8 @@ func checkDevices(conf *NetConf, u *underlay, mtu int) error {
 	if err := checkPorts(br); err != nil {
 		return err
 	}
-	if err := checkNodeAddresses(br, conf.Bridge.nodeAddrs); err != nil {
-		return err
-	}
 	if conf.VXLAN == nil {
-		return nil
+		return checkNodeAddresses(br, conf.Bridge.nodeAddrs)
 	}
 	vx, err := netlinksafe.LinkByName(conf.VXLAN.Name())
 	if err != nil {
@@ -246,7 +243,16 @@ func checkDevices(conf *NetConf, u *underlay, mtu int) error {
 	if conf.anycast() {
 		return checkAnycast(vx, a.HardwareAddr, u.local, conf.VXLAN)
 	}
-	return nil
+	if len(conf.Bridge.nodeAddrs) > 0 {
+		shared, _, err := anycastLeft(conf.Name, br, vx, u.local)
+		if err != nil {
+			return err
+		}
+		if shared {
+			return fmt.Errorf("bridge %s still has the anycast gateway MAC %s every node's bridge shares (from bridge.mac or anycastGateway): with bridge.nodeAddresses it needs one of its own; the next ADD gives it one", a.Name, a.HardwareAddr)
+		}
+	}
+	return checkNodeAddresses(br, conf.Bridge.nodeAddrs)
 }
 
 // cmdStatus answers 50 when ADD would fail on this node's state: the VXLAN
