@@ -1,15 +1,12 @@
 package cluster
 
 import (
-	"bufio"
 	"fmt"
-	"io"
 	"math/big"
 	"net"
 	"os"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/containernetworking/plugins/pkg/ns"
 
@@ -106,56 +103,6 @@ func wantAddrs(t *testing.T, node *netsim.NS, br, node4, gw4, gw6 string) {
 	}
 }
 
-// tcpPeer listens on listen (host:port) in server, dials dial from client,
-// and returns the source address the server saw; the server sends it back
-// and the client must read it, so the reply path works too.
-func tcpPeer(server *netsim.NS, listen string, client *netsim.NS, dial string) (net.IP, error) {
-	var ln net.Listener
-	if err := server.Do(func(ns.NetNS) error {
-		var err error
-		ln, err = net.Listen("tcp", listen)
-		return err
-	}); err != nil {
-		return nil, fmt.Errorf("listen on %s in %s: %w", listen, server.Name, err)
-	}
-	defer ln.Close()
-	seen := make(chan net.IP, 1)
-	go func() {
-		conn, err := ln.Accept()
-		if err != nil {
-			close(seen)
-			return
-		}
-		defer conn.Close()
-		peer := conn.RemoteAddr().(*net.TCPAddr).IP
-		seen <- peer
-		_, _ = io.WriteString(conn, peer.String()+"\n")
-	}()
-	var got string
-	if err := client.Do(func(ns.NetNS) error {
-		conn, err := net.DialTimeout("tcp", dial, 3*time.Second)
-		if err != nil {
-			return fmt.Errorf("dial %s: %w", dial, err)
-		}
-		defer conn.Close()
-		_ = conn.SetDeadline(time.Now().Add(3 * time.Second))
-		line, err := bufio.NewReader(conn).ReadString('\n')
-		if err != nil {
-			return fmt.Errorf("no reply from %s: %w", dial, err)
-		}
-		got = strings.TrimSpace(line)
-		return nil
-	}); err != nil {
-		ln.Close()
-		return nil, fmt.Errorf("%s -> %s: %w", client.Name, dial, err)
-	}
-	peer := <-seen
-	if peer == nil || peer.String() != got {
-		return nil, fmt.Errorf("%s -> %s: the server saw %v, the client read %q", client.Name, dial, peer, got)
-	}
-	return peer, nil
-}
-
 // gatewayNeigh is the MAC the pod's neighbour entry for its gateway of
 // the family holds ("" when there is none).
 func gatewayNeigh(t *testing.T, p *Pod, v4 bool) string {
@@ -189,13 +136,35 @@ func nodeToRemotePod(t *testing.T, c *Cluster, p2 *Pod) (srcs []net.IP, errs []s
 		if !Reaches(c.Nodes[0].NS, ip) {
 			errs = append(errs, fmt.Sprintf("n1 cannot ping %s (%s)", p2.Name, ip))
 		}
-		src, err := tcpPeer(p2.NS, net.JoinHostPort(ip.String(), "8080"), c.Nodes[0].NS, net.JoinHostPort(ip.String(), "8080"))
+		src, err := TCPPeer(p2.NS, net.JoinHostPort(ip.String(), "8080"), c.Nodes[0].NS, net.JoinHostPort(ip.String(), "8080"))
 		if err != nil {
 			errs = append(errs, err.Error())
 		}
 		srcs = append(srcs, src)
 	}
 	return srcs, errs
+}
+
+// wantNodeReaches proves n1 reaches p (on another node) over ping and TCP
+// from want4 and want6 (n1's node addresses), and p's gateway entries keep
+// its own node's bridge MAC afterwards.
+func wantNodeReaches(t *testing.T, c *Cluster, p *Pod, want4, want6 string) {
+	t.Helper()
+	srcs, errs := nodeToRemotePod(t, c, p)
+	for _, e := range errs {
+		t.Error(e)
+	}
+	for i, want := range []string{want4, want6} {
+		if srcs[i] != nil && srcs[i].String() != want {
+			t.Errorf("n1 -> %s: the pod saw source %s, want n1's node address %s", p.Name, srcs[i], want)
+		}
+	}
+	own := bridgeMAC(t, c, p.Node, p.Net.Spec.Name)
+	for _, v4 := range []bool{true, false} {
+		if got := gatewayNeigh(t, p, v4); got != own {
+			t.Errorf("%s's gateway %s resolves to %q after n1 spoke to it, want its own node's bridge %s", p.Name, p.IP(v4).Gateway, got, own)
+		}
+	}
 }
 
 // TestNodeAddresses: with bridge.nodeAddresses (per-node bridge MACs, the
@@ -225,21 +194,8 @@ func TestNodeAddresses(t *testing.T) {
 		t.Errorf("n1: node address %s/64: %q, want it present and preferred", n1v6, l)
 	}
 
-	srcs, errs := nodeToRemotePod(t, c, p2)
-	for _, e := range errs {
-		t.Error(e)
-	}
-	for i, want := range []string{n1v4, n1v6} {
-		if srcs[i] != nil && srcs[i].String() != want {
-			t.Errorf("n1 -> %s: the pod saw source %s, want n1's node address %s", p2.Name, srcs[i], want)
-		}
-	}
+	wantNodeReaches(t, c, p2, n1v4, n1v6)
 	n2MAC := bridgeMAC(t, c, 1, s.Name)
-	for _, v4 := range []bool{true, false} {
-		if got := gatewayNeigh(t, p2, v4); got != n2MAC {
-			t.Errorf("%s's gateway %s resolves to %q after n1 spoke to it, want its own node's bridge %s", p2.Name, p2.IP(v4).Gateway, got, n2MAC)
-		}
-	}
 
 	// ClusterIP-like: pod on n1 → VIP:80, n1 DNATs to the pod on n2.
 	// kube-proxy on a bridge needs bridge-nf-call-iptables: the pod's
@@ -261,7 +217,7 @@ func TestNodeAddresses(t *testing.T) {
 	sh(t, c.Nodes[0].NS, "iptables", "-w", "-t", "nat", "-A", "PREROUTING", "-d", vip, "-p", "tcp", "--dport", "80",
 		"-j", "DNAT", "--to-destination", pod2+":8080")
 	for k := 0; k < 3; k++ { // more than one: an ICMP redirect must not send the pod around n1
-		src, err := tcpPeer(p2.NS, net.JoinHostPort(pod2, "8080"), p1.NS, net.JoinHostPort(vip, "80"))
+		src, err := TCPPeer(p2.NS, net.JoinHostPort(pod2, "8080"), p1.NS, net.JoinHostPort(vip, "80"))
 		if err != nil {
 			t.Errorf("ClusterIP %s:80 -> %s (connection %d): %v", vip, p2.Name, k+1, err)
 		} else if !src.Equal(p1.IP(true).Address.IP) {
@@ -277,7 +233,7 @@ func TestNodeAddresses(t *testing.T) {
 		"-j", "DNAT", "--to-destination", pod2+":8080")
 	sh(t, c.Nodes[0].NS, "iptables", "-w", "-t", "nat", "-A", "POSTROUTING", "-o", br, "-m", "conntrack", "--ctstate", "DNAT",
 		"-j", "MASQUERADE")
-	src, err := tcpPeer(p2.NS, net.JoinHostPort(pod2, "8080"), c.External, net.JoinHostPort(up, "30080"))
+	src, err := TCPPeer(p2.NS, net.JoinHostPort(pod2, "8080"), c.External, net.JoinHostPort(up, "30080"))
 	if err != nil {
 		t.Errorf("NodePort %s:30080 -> %s: %v", up, p2.Name, err)
 	} else if src.String() != n1v4 {
@@ -300,7 +256,7 @@ func TestNodeAddresses(t *testing.T) {
 	ctl := network(t, c, Spec{Name: "nactl", VNI: 481, Mode: Remotes, Subnet4: "10.49.0.0/16", Subnet6: "fd00:49::/64"})
 	addPod(t, ctl, 0, "c")
 	c2 := addPod(t, ctl, 1, "c")
-	srcs, _ = nodeToRemotePod(t, c, c2)
+	srcs, _ := nodeToRemotePod(t, c, c2)
 	if srcs[0] == nil || srcs[0].String() != "10.49.0.1" {
 		t.Errorf("control: n1 -> %s from %v, want the shared gateway 10.49.0.1 (the failure bridge.nodeAddresses fixes)", c2.Name, srcs[0])
 	}
@@ -347,13 +303,7 @@ func TestNodeAddressesUpgrade(t *testing.T) {
 	}
 	new2 := addPod(t, n, 1, "new")
 	mesh(t, old1, old2, new1, new2)
-	srcs, errs := nodeToRemotePod(t, c, old2)
-	for _, e := range errs {
-		t.Error(e)
-	}
-	if srcs[0] == nil || srcs[0].String() != "10.50.1.1" {
-		t.Errorf("n1 -> %s from %v, want 10.50.1.1", old2.Name, srcs[0])
-	}
+	wantNodeReaches(t, c, old2, "10.50.1.1", "fd00:50::1:1")
 	for _, p := range []*Pod{old1, old2} {
 		if err := n.Chains[p.Node].Check(ctxT(t), p.RT); err != nil {
 			t.Errorf("CHECK %s: %v", p.Name, err)
@@ -378,21 +328,7 @@ func TestNodeAddressesVRF(t *testing.T) {
 	n := withNodeAddrs(t, c, s)
 	addPod(t, n, 0, "p")
 	p2 := addPod(t, n, 1, "p")
-	srcs, errs := nodeToRemotePod(t, c, p2)
-	for _, e := range errs {
-		t.Error(e)
-	}
-	for i, want := range []string{"10.51.1.1", "fd00:51::1:1"} {
-		if srcs[i] != nil && srcs[i].String() != want {
-			t.Errorf("n1 -> %s: source %s, want n1's node address %s", p2.Name, srcs[i], want)
-		}
-	}
-	n2MAC := bridgeMAC(t, c, 1, s.Name)
-	for _, v4 := range []bool{true, false} {
-		if got := gatewayNeigh(t, p2, v4); got != n2MAC {
-			t.Errorf("%s's gateway %s resolves to %q, want %s", p2.Name, p2.IP(v4).Gateway, got, n2MAC)
-		}
-	}
+	wantNodeReaches(t, c, p2, "10.51.1.1", "fd00:51::1:1")
 }
 
 // TestNodeAddressesFromAnycast: a cluster moving from an anycast gateway
@@ -449,13 +385,7 @@ func TestNodeAddressesFromAnycast(t *testing.T) {
 			}
 		}
 	}
-	srcs, errs := nodeToRemotePod(t, c, old2)
-	for _, e := range errs {
-		t.Error(e)
-	}
-	if srcs[0] == nil || srcs[0].String() != "10.53.1.1" {
-		t.Errorf("n1 -> %s from %v, want n1's node address 10.53.1.1", old2.Name, srcs[0])
-	}
+	wantNodeReaches(t, c, old2, "10.53.1.1", "fd00:53::1:1")
 	mesh(t, old1, old2, new1, new2)
 	for _, p := range []*Pod{old1, old2, new1, new2} {
 		if err := n.Chains[p.Node].Check(ctxT(t), p.RT); err != nil {
