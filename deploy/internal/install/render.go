@@ -154,15 +154,15 @@ func Render(c *Cluster, v *NodeView) ([]byte, error) {
 	if !ok || len(plugins) == 0 {
 		return nil, fmt.Errorf("cluster config: conflist has no plugins list")
 	}
-	var bridge map[string]any // where node addresses go; nil: none
+	var bridge map[string]any // the vrf-vxlan-bridge plugin that gets node addresses; nil: none
 	for i, p := range plugins {
 		if pm, ok := p.(map[string]any); ok && pm["type"] == "vrf-vxlan-bridge" {
-			b, err := nodeAddressBridge(pm, fmt.Sprintf("conflist plugins[%d] (vrf-vxlan-bridge)", i))
+			want, err := wantsNodeAddresses(pm, fmt.Sprintf("conflist plugins[%d] (vrf-vxlan-bridge)", i))
 			if err != nil {
 				return nil, err
 			}
-			if b != nil {
-				bridge = b
+			if want {
+				bridge = pm
 			}
 		}
 	}
@@ -204,7 +204,12 @@ func Render(c *Cluster, v *NodeView) ([]byte, error) {
 				list = append(list, a)
 			}
 		}
-		bridge["nodeAddresses"] = list
+		b, ok := bridge["bridge"].(map[string]any)
+		if !ok {
+			b = map[string]any{}
+			bridge["bridge"] = b
+		}
+		b["nodeAddresses"] = list
 	}
 	var buf bytes.Buffer
 	enc := json.NewEncoder(&buf)
@@ -241,34 +246,32 @@ func fillVXLAN(vx map[string]any, v *NodeView, where string) error {
 	return nil
 }
 
-// nodeAddressBridge returns the bridge object of a vrf-vxlan-bridge
-// plugin pm that gets node addresses (nil when it does not: no VXLAN, an
-// anycast bridge MAC, or nodeAddresses: [] in the cluster config).
-func nodeAddressBridge(pm map[string]any, where string) (map[string]any, error) {
+// wantsNodeAddresses says whether the vrf-vxlan-bridge plugin pm gets
+// node addresses: not without VXLAN, not with an anycast bridge MAC
+// (bridge.mac, anycastGateway), not with nodeAddresses: [] in the cluster
+// config; a non-empty list there is an error.
+func wantsNodeAddresses(pm map[string]any, where string) (bool, error) {
 	if _, ok := pm["vxlan"].(map[string]any); !ok {
-		return nil, nil
+		return false, nil
 	}
 	if a, _ := pm["anycastGateway"].(bool); a {
-		return nil, nil
+		return false, nil
 	}
 	b, ok := pm["bridge"].(map[string]any)
 	if !ok {
-		if _, present := pm["bridge"]; present {
-			return nil, nil // not an object: the plugin refuses it
-		}
-		b = map[string]any{}
-		pm["bridge"] = b
+		_, present := pm["bridge"]
+		return !present, nil // present but not an object: the plugin refuses it
 	}
 	if m, _ := b["mac"].(string); m != "" {
-		return nil, nil
+		return false, nil
 	}
 	if na, present := b["nodeAddresses"]; present {
 		if l, ok := na.([]any); ok && len(l) == 0 {
-			return nil, nil
+			return false, nil
 		}
-		return nil, fmt.Errorf("%s: bridge.nodeAddresses is a per-node value and the conflist is the same on every node: leave it out (each node gets the first address of its pod CIDR) or set it to [] (no node addresses)", where)
+		return false, fmt.Errorf("%s: bridge.nodeAddresses is a per-node value and the conflist is the same on every node: leave it out (each node gets the first address of its pod CIDR) or set it to [] (no node addresses)", where)
 	}
-	return b, nil
+	return true, nil
 }
 
 // fillRanges sets each range's rangeStart/rangeEnd from the node's pod
