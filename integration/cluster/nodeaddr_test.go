@@ -197,33 +197,42 @@ func TestNodeAddresses(t *testing.T) {
 	wantNodeReaches(t, c, p2, n1v4, n1v6)
 	n2MAC := bridgeMAC(t, c, 1, s.Name)
 
-	// ClusterIP-like: pod on n1 → VIP:80, n1 DNATs to the pod on n2.
-	// kube-proxy on a bridge needs bridge-nf-call-iptables: the pod's
-	// reply is bridged on n1 (same subnet) and must be un-DNATed there.
+	// ClusterIP-like: pod on n1 → VIP:80, n1 DNATs to the pod on n2, in
+	// both families. kube-proxy on a bridge needs bridge-nf-call-iptables:
+	// the pod's reply is bridged on n1 (same subnet) and must be un-DNATed
+	// there.
 	for i := range c.Nodes {
-		const key = "/proc/sys/net/bridge/bridge-nf-call-iptables"
-		if err := c.Nodes[i].NS.Do(func(ns.NetNS) error { _, err := os.Stat(key); return err }); err != nil {
-			t.Skipf("no per-namespace %s (br_netfilter) in this kernel: %v", key, err)
+		for _, key := range []string{"bridge-nf-call-iptables", "bridge-nf-call-ip6tables"} {
+			path := "/proc/sys/net/bridge/" + key
+			if err := c.Nodes[i].NS.Do(func(ns.NetNS) error { _, err := os.Stat(path); return err }); err != nil {
+				t.Skipf("no per-namespace %s (br_netfilter) in this kernel: %v", path, err)
+			}
+			sh(t, c.Nodes[i].NS, "sysctl", "-qw", "net.bridge."+key+"=1")
 		}
-		sh(t, c.Nodes[i].NS, "sysctl", "-qw", "net.bridge.bridge-nf-call-iptables=1")
 	}
 	// Forget what the node traffic above resolved, so the Service traffic
-	// below makes n1 resolve the pod on n2 again.
+	// below makes n1 resolve the pod on n2 again (IPv6: from the bridge's
+	// link-local address, the DNATed flow's source being the pod's).
 	sh(t, c.Nodes[0].NS, "ip", "neigh", "flush", "dev", br)
 	sh(t, p2.NS, "ip", "neigh", "flush", "dev", "eth0")
-	mustReach(t, p2.Name+" -> its gateway", p2.NS, p2.IP(true).Gateway)
-	const vip = "10.96.0.10"
-	pod2 := p2.IP(true).Address.IP.String()
-	sh(t, c.Nodes[0].NS, "iptables", "-w", "-t", "nat", "-A", "PREROUTING", "-d", vip, "-p", "tcp", "--dport", "80",
-		"-j", "DNAT", "--to-destination", pod2+":8080")
-	for k := 0; k < 3; k++ { // more than one: an ICMP redirect must not send the pod around n1
-		src, err := TCPPeer(p2.NS, net.JoinHostPort(pod2, "8080"), p1.NS, net.JoinHostPort(vip, "80"))
-		if err != nil {
-			t.Errorf("ClusterIP %s:80 -> %s (connection %d): %v", vip, p2.Name, k+1, err)
-		} else if !src.Equal(p1.IP(true).Address.IP) {
-			t.Errorf("ClusterIP: %s saw source %s, want the client pod %s", p2.Name, src, p1.IP(true).Address.IP)
+	for _, v4 := range []bool{true, false} {
+		mustReach(t, p2.Name+" -> its gateway", p2.NS, p2.IP(v4).Gateway)
+	}
+	for _, svc := range []struct{ ipt, vip string }{{"iptables", "10.96.0.10"}, {"ip6tables", "fd00:96::10"}} {
+		v4 := svc.ipt == "iptables"
+		to := net.JoinHostPort(p2.IP(v4).Address.IP.String(), "8080")
+		sh(t, c.Nodes[0].NS, svc.ipt, "-w", "-t", "nat", "-A", "PREROUTING", "-d", svc.vip, "-p", "tcp", "--dport", "80",
+			"-j", "DNAT", "--to-destination", to)
+		for k := 0; k < 3; k++ { // more than one: an ICMP redirect must not send the pod around n1
+			src, err := TCPPeer(p2.NS, to, p1.NS, net.JoinHostPort(svc.vip, "80"))
+			if err != nil {
+				t.Errorf("ClusterIP %s:80 -> %s (connection %d): %v", svc.vip, p2.Name, k+1, err)
+			} else if !src.Equal(p1.IP(v4).Address.IP) {
+				t.Errorf("ClusterIP %s: %s saw source %s, want the client pod %s", svc.vip, p2.Name, src, p1.IP(v4).Address.IP)
+			}
 		}
 	}
+	pod2 := p2.IP(true).Address.IP.String()
 
 	// NodePort-like: external host → n1's uplink :30080, DNAT to the pod
 	// on n2 and masquerade on the bridge (kube-proxy's MASQUERADE picks the
@@ -239,11 +248,14 @@ func TestNodeAddresses(t *testing.T) {
 	} else if src.String() != n1v4 {
 		t.Errorf("NodePort: %s saw source %s, want n1's node address %s", p2.Name, src, n1v4)
 	}
-	if got := gatewayNeigh(t, p2, true); got != n2MAC {
-		t.Errorf("after the Service traffic %s's gateway %s resolves to %q, want its own node's bridge %s", p2.Name, p2.IP(true).Gateway, got, n2MAC)
-	}
-	if out := sh(t, c.Nodes[0].NS, "ip", "neigh", "show", pod2, "dev", br); !strings.Contains(out, "lladdr") {
-		t.Errorf("n1 did not resolve %s again for the Service traffic: %q", pod2, out)
+	for _, v4 := range []bool{true, false} {
+		if got := gatewayNeigh(t, p2, v4); got != n2MAC {
+			t.Errorf("after the Service traffic %s's gateway %s resolves to %q, want its own node's bridge %s", p2.Name, p2.IP(v4).Gateway, got, n2MAC)
+		}
+		ip := p2.IP(v4).Address.IP.String()
+		if out := sh(t, c.Nodes[0].NS, "ip", "neigh", "show", ip, "dev", br); !strings.Contains(out, "lladdr") {
+			t.Errorf("n1 did not resolve %s again for the Service traffic: %q", ip, out)
+		}
 	}
 	mesh(t, p1, p2)
 	for i := range c.Nodes {
