@@ -136,7 +136,8 @@ func nodeToRemotePod(t *testing.T, c *Cluster, p2 *Pod) (srcs []net.IP, errs []s
 		if !Reaches(c.Nodes[0].NS, ip) {
 			errs = append(errs, fmt.Sprintf("n1 cannot ping %s (%s)", p2.Name, ip))
 		}
-		src, err := TCPPeer(p2.NS, net.JoinHostPort(ip.String(), "8080"), c.Nodes[0].NS, net.JoinHostPort(ip.String(), "8080"))
+		addr := net.JoinHostPort(ip.String(), "7000") // ports apart from the Service tests
+		src, err := TCPPeer(p2.NS, addr, c.Nodes[0].NS, addr)
 		if err != nil {
 			errs = append(errs, err.Error())
 		}
@@ -220,13 +221,16 @@ func TestNodeAddresses(t *testing.T) {
 	}
 	for _, svc := range []struct{ ipt, vip string }{{"iptables", "10.96.0.10"}, {"ip6tables", "fd00:96::10"}} {
 		v4 := svc.ipt == "iptables"
-		to := net.JoinHostPort(p2.IP(v4).Address.IP.String(), "8080")
-		sh(t, c.Nodes[0].NS, svc.ipt, "-w", "-t", "nat", "-A", "PREROUTING", "-d", svc.vip, "-p", "tcp", "--dport", "80",
-			"-j", "DNAT", "--to-destination", to)
-		for k := 0; k < 3; k++ { // more than one: an ICMP redirect must not send the pod around n1
-			src, err := TCPPeer(p2.NS, to, p1.NS, net.JoinHostPort(svc.vip, "80"))
+		// More than one connection: an ICMP redirect must not send the pod
+		// around n1. Each its own service port and listener port, so no
+		// listener waits for the last one's socket to go.
+		for k := 0; k < 3; k++ {
+			port, to := fmt.Sprint(80+k), net.JoinHostPort(p2.IP(v4).Address.IP.String(), fmt.Sprint(8080+k))
+			sh(t, c.Nodes[0].NS, svc.ipt, "-w", "-t", "nat", "-A", "PREROUTING", "-d", svc.vip, "-p", "tcp", "--dport", port,
+				"-j", "DNAT", "--to-destination", to)
+			src, err := TCPPeer(p2.NS, to, p1.NS, net.JoinHostPort(svc.vip, port))
 			if err != nil {
-				t.Errorf("ClusterIP %s:80 -> %s (connection %d): %v", svc.vip, p2.Name, k+1, err)
+				t.Errorf("ClusterIP %s:%s -> %s: %v", svc.vip, port, to, err)
 			} else if !src.Equal(p1.IP(v4).Address.IP) {
 				t.Errorf("ClusterIP %s: %s saw source %s, want the client pod %s", svc.vip, p2.Name, src, p1.IP(v4).Address.IP)
 			}
@@ -239,10 +243,10 @@ func TestNodeAddresses(t *testing.T) {
 	// egress device's address: the node address).
 	up := c.Nodes[0].Addr.String()
 	sh(t, c.Nodes[0].NS, "iptables", "-w", "-t", "nat", "-A", "PREROUTING", "-d", up, "-p", "tcp", "--dport", "30080",
-		"-j", "DNAT", "--to-destination", pod2+":8080")
+		"-j", "DNAT", "--to-destination", pod2+":9000")
 	sh(t, c.Nodes[0].NS, "iptables", "-w", "-t", "nat", "-A", "POSTROUTING", "-o", br, "-m", "conntrack", "--ctstate", "DNAT",
 		"-j", "MASQUERADE")
-	src, err := TCPPeer(p2.NS, net.JoinHostPort(pod2, "8080"), c.External, net.JoinHostPort(up, "30080"))
+	src, err := TCPPeer(p2.NS, net.JoinHostPort(pod2, "9000"), c.External, net.JoinHostPort(up, "30080"))
 	if err != nil {
 		t.Errorf("NodePort %s:30080 -> %s: %v", up, p2.Name, err)
 	} else if src.String() != n1v4 {
