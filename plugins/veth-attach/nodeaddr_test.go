@@ -16,12 +16,7 @@ import (
 func TestGatewayDeprecatedNextToNodeAddress(t *testing.T) {
 	lab, node := newNode(t, "va-na")
 	e := env(t)
-	ipam := hostLocal(t.TempDir(), "", "")
-	ipam["ranges"] = []any{
-		[]map[string]any{{"subnet": subnet, "gateway": gateway}},
-		[]map[string]any{{"subnet": "fd79::/64", "gateway": "fd79::1"}},
-	}
-	ipam["routes"] = []map[string]any{{"dst": "0.0.0.0/0"}, {"dst": "::/0"}}
+	ipam := dualStack(t.TempDir(), "fd79::/64", "fd79::1")
 	conf := config(t, "1.0.0", map[string]any{"ipam": ipam, "prevResult": bridgePrev("1.0.0")})
 	gw6 := func() string {
 		for _, l := range strings.Split(mustIn(t, node.NS, "ip", "-o", "-6", "addr", "show", "dev", testBridge), "\n") {
