@@ -148,6 +148,7 @@ type Outcome struct {
 	Stdout []byte
 	Stderr []byte
 	Err    error // non-nil when the exit code was not 0
+	what   string // "plugin COMMAND container", for OK's message
 }
 
 // CNIError decodes stdout as a CNI error; it fails the test if stdout is not one.
@@ -163,17 +164,19 @@ func (o Outcome) CNIError(t testing.TB) *types.Error {
 	return &e
 }
 
-// Run executes the plugin inside the namespace in (the node), as a runtime
-// would, with CNI_PATH set to inv.Dir (default PluginDir). A plugin that delegates (to IPAM)
-// needs its delegate built first: call PluginDir(t, "lockfile-ipam").
+// Run executes the plugin inside the namespace in (the node; nil: this
+// process's namespace), as a runtime would, with CNI_PATH set to inv.Dir
+// (default PluginDir). A plugin that delegates (to IPAM) needs its delegate
+// built first: call PluginDir(t, "lockfile-ipam"). Stage is the shorter way
+// to drive one stage.
 func Run(t testing.TB, in ns.NetNS, inv Invocation) Outcome {
 	t.Helper()
 	dir := inv.Dir
 	if dir == "" {
 		dir = PluginDir(t, inv.Plugin)
 	}
-	var out Outcome
-	err := in.Do(func(ns.NetNS) error {
+	out := Outcome{what: strings.TrimSpace(inv.Plugin + " " + inv.Command + " " + inv.ContainerID)}
+	do := func(ns.NetNS) error {
 		cmd := exec.Command(filepath.Join(dir, inv.Plugin))
 		cmd.Env = append([]string{
 			"CNI_COMMAND=" + inv.Command,
@@ -190,8 +193,12 @@ func Run(t testing.TB, in ns.NetNS, inv Invocation) Outcome {
 		out.Err = cmd.Run()
 		out.Stdout, out.Stderr = stdout.Bytes(), stderr.Bytes()
 		return nil
-	})
-	if err != nil {
+	}
+	if in == nil {
+		_ = do(nil)
+		return out
+	}
+	if err := in.Do(do); err != nil {
 		t.Fatalf("enter namespace: %v", err)
 	}
 	return out
@@ -200,9 +207,5 @@ func Run(t testing.TB, in ns.NetNS, inv Invocation) Outcome {
 // MustRun is Run that fails the test unless the plugin exits 0.
 func MustRun(t testing.TB, in ns.NetNS, inv Invocation) []byte {
 	t.Helper()
-	o := Run(t, in, inv)
-	if o.Err != nil {
-		t.Fatalf("%s %s: %v\nstdout: %s\nstderr: %s", inv.Plugin, inv.Command, o.Err, o.Stdout, o.Stderr)
-	}
-	return o.Stdout
+	return Run(t, in, inv).OK(t)
 }
