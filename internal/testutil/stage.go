@@ -34,6 +34,13 @@ func (s Stage) Conf(cniVersion, network string) Config {
 	return Conf(cniVersion, network, s.Plugin)
 }
 
+// Run runs command (ADD, CHECK, DEL) for container cid in pod (nil: an
+// empty CNI_NETNS); Add, Check and Del name it.
+func (s Stage) Run(t testing.TB, command, cid string, pod *netsim.NS, conf []byte) Outcome {
+	t.Helper()
+	return s.Exec(t, s.call(command, cid, pod, conf))
+}
+
 // Add runs ADD for container cid in pod (nil: an empty CNI_NETNS).
 func (s Stage) Add(t testing.TB, cid string, pod *netsim.NS, conf []byte) Outcome {
 	t.Helper()

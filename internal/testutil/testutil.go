@@ -147,7 +147,7 @@ type Invocation struct {
 type Outcome struct {
 	Stdout []byte
 	Stderr []byte
-	Err    error // non-nil when the exit code was not 0
+	Err    error  // non-nil when the exit code was not 0
 	what   string // "plugin COMMAND container", for OK's message
 }
 
