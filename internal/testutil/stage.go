@@ -122,14 +122,10 @@ func Conf(cniVersion, network, typ string) Config {
 	return Config{"cniVersion": cniVersion, "name": network, "type": typ}
 }
 
-// With sets key to v (nil v: removes key).
+// With sets key to v.
 func (c Config) With(key string, v any) Config {
 	d := maps.Clone(c)
-	if v == nil {
-		delete(d, key)
-	} else {
-		d[key] = v
-	}
+	d[key] = v
 	return d
 }
 

@@ -66,7 +66,7 @@ func TestLifecycle(t *testing.T) {
 	for _, ver := range []string{"0.3.1", "0.4.0", "1.0.0", "1.1.0"} {
 		t.Run(ver, func(t *testing.T) {
 			state := filepath.Join(t.TempDir(), "vxvrf")
-			conf := st.Conf(ver, "ie").Keys(map[string]any{"stateDir": state}).Bytes()
+			conf := st.Conf(ver, "ie").With("stateDir", state).Bytes()
 			var res result
 			if err := json.Unmarshal(st.Add(t, "c1", pod, conf).OK(t), &res); err != nil {
 				t.Fatal(err)
@@ -106,7 +106,7 @@ func TestLifecycle(t *testing.T) {
 	}
 
 	// CHECK catches a sysctl flipped behind its back.
-	conf := st.Conf("1.1.0", "ie").Keys(map[string]any{"stateDir": t.TempDir()}).Bytes()
+	conf := st.Conf("1.1.0", "ie").With("stateDir", t.TempDir()).Bytes()
 	if _, err := node.In("sysctl", "-qw", "net.ipv4.ip_forward=0"); err != nil {
 		t.Fatal(err)
 	}
