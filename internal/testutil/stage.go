@@ -38,26 +38,26 @@ func (s Stage) Conf(cniVersion, network string) Config {
 // empty CNI_NETNS); Add, Check and Del name it.
 func (s Stage) Run(t testing.TB, command, cid string, pod *netsim.NS, conf []byte) Outcome {
 	t.Helper()
-	return s.Exec(t, s.call(command, cid, pod, conf))
+	return s.Exec(t, s.Call(command, cid, pod, conf))
 }
 
 // Add runs ADD for container cid in pod (nil: an empty CNI_NETNS).
 func (s Stage) Add(t testing.TB, cid string, pod *netsim.NS, conf []byte) Outcome {
 	t.Helper()
-	return s.Exec(t, s.call("ADD", cid, pod, conf))
+	return s.Exec(t, s.Call("ADD", cid, pod, conf))
 }
 
 // Check runs CHECK for container cid in pod.
 func (s Stage) Check(t testing.TB, cid string, pod *netsim.NS, conf []byte) Outcome {
 	t.Helper()
-	return s.Exec(t, s.call("CHECK", cid, pod, conf))
+	return s.Exec(t, s.Call("CHECK", cid, pod, conf))
 }
 
 // Del runs DEL for container cid in pod (nil: the runtime's DEL after the
 // sandbox is gone, with an empty CNI_NETNS).
 func (s Stage) Del(t testing.TB, cid string, pod *netsim.NS, conf []byte) Outcome {
 	t.Helper()
-	return s.Exec(t, s.call("DEL", cid, pod, conf))
+	return s.Exec(t, s.Call("DEL", cid, pod, conf))
 }
 
 // GC runs GC (no container, netns or ifname, as libcni sends it).
@@ -72,7 +72,10 @@ func (s Stage) Status(t testing.TB, conf []byte) Outcome {
 	return s.Exec(t, Invocation{Command: "STATUS", Config: conf})
 }
 
-func (s Stage) call(cmd, cid string, pod *netsim.NS, conf []byte) Invocation {
+// Call is the invocation Run would exec, for a test that changes a field
+// first (an ifname too long, a netns that does not exist) or runs it
+// again: st.Exec(t, inv).
+func (s Stage) Call(cmd, cid string, pod *netsim.NS, conf []byte) Invocation {
 	inv := Invocation{Command: cmd, ContainerID: cid, IfName: s.IfName, Config: conf}
 	if inv.IfName == "" {
 		inv.IfName = "eth0"

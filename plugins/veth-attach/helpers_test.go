@@ -15,6 +15,7 @@ import (
 )
 
 const (
+	plugin     = "veth-attach"
 	testNet    = "vanet"
 	testBridge = "br-test"
 	subnet     = "10.77.0.0/24"
@@ -83,19 +84,6 @@ func bridgePrev(ver string) map[string]any {
 	}
 }
 
-func config(t *testing.T, ver string, extra map[string]any) []byte {
-	t.Helper()
-	c := map[string]any{"cniVersion": ver, "name": testNet, "type": "veth-attach"}
-	for k, v := range extra {
-		c[k] = v
-	}
-	b, err := json.Marshal(c)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
-}
-
 // withPrev returns conf with prevResult replaced by result (raw JSON).
 func withPrev(t *testing.T, conf []byte, result []byte) []byte {
 	t.Helper()
@@ -110,14 +98,6 @@ func withPrev(t *testing.T, conf []byte, result []byte) []byte {
 	c["prevResult"] = r
 	b, _ := json.Marshal(c)
 	return b
-}
-
-func inv(cmd, cid string, pod *netsim.NS, conf []byte, e []string) testutil.Invocation {
-	netns := ""
-	if pod != nil {
-		netns = pod.Path
-	}
-	return testutil.Invocation{Plugin: "veth-attach", Command: cmd, ContainerID: cid, NetNS: netns, IfName: "eth0", Config: conf, Env: e}
 }
 
 func parseResult(t *testing.T, out []byte) *current.Result {
