@@ -38,11 +38,7 @@ type node struct {
 
 func newNode(t testing.TB, lab string) *node {
 	t.Helper()
-	l := testutil.NewLab(t, lab)
-	n, err := l.AddNode("n")
-	if err != nil {
-		t.Fatal(err)
-	}
+	l, n := testutil.NewNode(t, lab)
 	nd := &node{lab: l, Node: n}
 	nd.sh(t, "ip", "link", "add", bridge, "type", "bridge")
 	nd.sh(t, "ip", "link", "set", bridge, "up")
@@ -158,22 +154,33 @@ func jsonEqual(t testing.TB, got []byte, want any) {
 	}
 }
 
-func (n *node) run(t testing.TB, cmd, cid string, p *pod, conf []byte, env ...string) testutil.Outcome {
-	t.Helper()
-	inv := testutil.Invocation{Plugin: plugin, Command: cmd, ContainerID: cid, IfName: "eth0", Config: conf, Env: env}
-	if p != nil {
-		inv.NetNS = p.Path
-	}
-	return testutil.Run(t, n.NS.NetNS, inv)
+// stage drives the plugin in the node, with env added to its environment.
+func (n *node) stage(env ...string) testutil.Stage {
+	return testutil.Stage{Plugin: plugin, In: n.NetNS, Env: env}
 }
 
-func (n *node) mustRun(t testing.TB, cmd, cid string, p *pod, conf []byte, env ...string) []byte {
+// legacyPath makes iptables and ip6tables resolve to xtables-legacy-multi
+// (as after update-alternatives --set iptables iptables-legacy): it returns
+// a directory of those two links and the PATH entry for the plugin's env
+// that puts it first. It skips the test without xtables-legacy-multi.
+func legacyPath(t *testing.T) (dir, env string) {
 	t.Helper()
-	o := n.run(t, cmd, cid, p, conf, env...)
-	if o.Err != nil {
-		t.Fatalf("%s %s: %v\nstdout: %s\nstderr: %s", cmd, cid, o.Err, o.Stdout, o.Stderr)
+	testutil.RequireRoot(t)
+	legacy, err := findBin("iptables-legacy")
+	if err != nil {
+		t.Skip(err)
 	}
-	return o.Stdout
+	multi, err := filepath.EvalSymlinks(legacy)
+	if err != nil || filepath.Base(multi) != "xtables-legacy-multi" {
+		t.Skipf("iptables-legacy is not xtables-legacy-multi: %s %v", multi, err)
+	}
+	dir = t.TempDir()
+	for _, cmd := range []string{"iptables", "ip6tables"} {
+		if err := os.Symlink(multi, filepath.Join(dir, cmd)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dir, "PATH=" + dir + ":" + os.Getenv("PATH")
 }
 
 // save is iptables-save (v4) of the node.
