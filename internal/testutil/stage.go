@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/containernetworking/cni/pkg/types"
+	current "github.com/containernetworking/cni/pkg/types/100"
 	"github.com/containernetworking/plugins/pkg/ns"
 
 	"github.com/vxvrf/cni/internal/netsim"
@@ -110,6 +111,19 @@ func (o Outcome) OK(t testing.TB) []byte {
 		t.Fatalf("%s: %v\nstdout: %s\nstderr: %s", o.what, o.Err, o.Stdout, o.Stderr)
 	}
 	return o.Stdout
+}
+
+// Result is OK's stdout decoded as a result (any version: the fields of
+// 0.3.1 to 1.1.0 all decode into current.Result); it fails the test when
+// the plugin failed or printed no result.
+func (o Outcome) Result(t testing.TB) *current.Result {
+	t.Helper()
+	out := o.OK(t)
+	var r current.Result
+	if err := json.Unmarshal(out, &r); err != nil {
+		t.Fatalf("%s: result %s: %v", o.what, out, err)
+	}
+	return &r
 }
 
 // Config is a network config under construction:

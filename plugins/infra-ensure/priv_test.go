@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
@@ -12,17 +11,6 @@ import (
 )
 
 const plugin = "infra-ensure"
-
-type result struct {
-	CNIVersion string `json:"cniVersion"`
-	Interfaces []struct {
-		Name    string `json:"name"`
-		Mac     string `json:"mac"`
-		Mtu     int    `json:"mtu"`
-		Sandbox string `json:"sandbox"`
-	} `json:"interfaces"`
-	IPs []any `json:"ips"`
-}
 
 // nodeSysctl reads a sysctl inside the node namespace.
 func nodeSysctl(t *testing.T, node *netsim.Node, key string) string {
@@ -67,10 +55,7 @@ func TestLifecycle(t *testing.T) {
 		t.Run(ver, func(t *testing.T) {
 			state := filepath.Join(t.TempDir(), "vxvrf")
 			conf := st.Conf(ver, "ie").With("stateDir", state).Bytes()
-			var res result
-			if err := json.Unmarshal(st.Add(t, "c1", pod, conf).OK(t), &res); err != nil {
-				t.Fatal(err)
-			}
+			res := st.Add(t, "c1", pod, conf).Result(t)
 			if res.CNIVersion != ver {
 				t.Errorf("cniVersion %q, want %q", res.CNIVersion, ver)
 			}
@@ -122,10 +107,7 @@ func TestPrevResult(t *testing.T) {
 	conf := st.Conf("1.0.0", "ie").Keys(map[string]any{"stateDir": t.TempDir(), "uplink": "eth0",
 		"prevResult": map[string]any{"cniVersion": "1.0.0", "interfaces": []any{map[string]any{"name": "other"}},
 			"ips": []any{map[string]any{"address": "10.0.0.2/24"}}}}).Bytes()
-	var res result
-	if err := json.Unmarshal(st.Add(t, "c1", pod, conf).OK(t), &res); err != nil {
-		t.Fatal(err)
-	}
+	res := st.Add(t, "c1", pod, conf).Result(t)
 	if len(res.Interfaces) != 2 || res.Interfaces[0].Name != "other" || res.Interfaces[1].Name != "eth0" || len(res.IPs) != 1 {
 		t.Errorf("result %+v, want prevResult with eth0 appended", res)
 	}

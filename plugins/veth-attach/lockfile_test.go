@@ -24,7 +24,7 @@ func TestDelegateLockfileIPAM(t *testing.T) {
 	p1, p2 := addPod(t, lab, "p1"), addPod(t, lab, "p2")
 	out1 := st.Add(t, "c1", p1, conf).OK(t)
 	r1 := parseResult(t, out1)
-	r2 := parseResult(t, st.Add(t, "c2", p2, conf).OK(t))
+	r2 := st.Add(t, "c2", p2, conf).Result(t)
 	mustIn(t, p1, "ping", "-c1", "-W2", podIP(t, r2))
 	mustIn(t, p2, "ping", "-c1", "-W2", gateway)
 	if a := mustIn(t, p1, "ip", "-o", "-4", "addr", "show", "eth0"); !strings.Contains(a, podIP(t, r1)) {

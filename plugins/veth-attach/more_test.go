@@ -305,7 +305,7 @@ func TestDualStack(t *testing.T) {
 	var v6 []string
 	pods := []*netsim.NS{addPod(t, lab, "p1"), addPod(t, lab, "p2")}
 	for i, pod := range pods {
-		r := parseResult(t, st.Add(t, fmt.Sprintf("c%d", i), pod, conf).OK(t))
+		r := st.Add(t, fmt.Sprintf("c%d", i), pod, conf).Result(t)
 		if len(r.IPs) != 2 {
 			t.Fatalf("ips: %+v", r.IPs)
 		}
@@ -346,9 +346,8 @@ func TestDualStack(t *testing.T) {
 // for the pod subnet via the VRF. Needs CONFIG_NET_VRF.
 func TestVRFHostRoute(t *testing.T) {
 	lab, node := newNode(t, "va-vrf")
-	if _, err := node.In("ip", "link", "add", "vrf-test", "type", "vrf", "table", "100"); err != nil {
-		t.Skipf("kernel has no VRF support (CONFIG_NET_VRF), VRF path not testable here: %v", err)
-	}
+	testutil.RequireVRF(t, node.NS)
+	mustIn(t, node.NS, "ip", "link", "add", "vrf-test", "type", "vrf", "table", "100")
 	mustIn(t, node.NS, "ip", "link", "set", "vrf-test", "up")
 	mustIn(t, node.NS, "ip", "link", "set", testBridge, "master", "vrf-test")
 	st := testutil.Stage{Plugin: plugin, In: node.NetNS, Env: env(t)}

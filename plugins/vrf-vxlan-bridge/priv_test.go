@@ -7,6 +7,7 @@ import (
 	"sync"
 	"testing"
 
+	current "github.com/containernetworking/cni/pkg/types/100"
 	"github.com/containernetworking/plugins/pkg/netlinksafe"
 	"github.com/containernetworking/plugins/pkg/ns"
 	"github.com/vishvananda/netlink"
@@ -19,17 +20,8 @@ import (
 
 const plugin = "vrf-vxlan-bridge"
 
-type result struct {
-	CNIVersion string `json:"cniVersion"`
-	Interfaces []struct {
-		Name    string `json:"name"`
-		Mac     string `json:"mac"`
-		Mtu     int    `json:"mtu"`
-		Sandbox string `json:"sandbox"`
-	} `json:"interfaces"`
-}
-
-func (r result) names() []string {
+// names are the result's interface names, in order.
+func names(r *current.Result) []string {
 	var n []string
 	for _, i := range r.Interfaces {
 		n = append(n, i.Name)
@@ -79,11 +71,7 @@ func TestLifecycle(t *testing.T) {
 				extra["prevResult"] = map[string]any{"cniVersion": ver, "interfaces": []any{map[string]any{"name": "eth0"}}}
 			}
 			conf := testutil.Conf(ver, netName, plugin).Keys(extra).Bytes()
-			out := st.Add(t, "c1", pod, conf).OK(t)
-			var res result
-			if err := json.Unmarshal(out, &res); err != nil {
-				t.Fatalf("result %s: %v", out, err)
-			}
+			res := st.Add(t, "c1", pod, conf).Result(t)
 			if res.CNIVersion != ver {
 				t.Errorf("result cniVersion %q, want %q", res.CNIVersion, ver)
 			}
@@ -92,8 +80,8 @@ func TestLifecycle(t *testing.T) {
 			if withPrev {
 				want = append([]string{"eth0"}, want...)
 			}
-			if strings.Join(res.names(), ",") != strings.Join(want, ",") {
-				t.Errorf("result interfaces %v, want %v", res.names(), want)
+			if strings.Join(names(res), ",") != strings.Join(want, ",") {
+				t.Errorf("result interfaces %v, want %v", names(res), want)
 			}
 			for _, i := range res.Interfaces {
 				if i.Sandbox != "" {
@@ -136,12 +124,9 @@ func TestNoVXLAN(t *testing.T) {
 	node, pod := testutil.NodeWithPod(t, "vb-novx")
 	st := testutil.Stage{Plugin: plugin, In: node.NetNS}
 	conf := testutil.Conf("1.1.0", "solo", plugin).With("bridge", map[string]any{"mac": "02:aa:bb:cc:dd:01"}).Bytes()
-	var res result
-	if err := json.Unmarshal(st.Add(t, "c1", pod, conf).OK(t), &res); err != nil {
-		t.Fatal(err)
-	}
-	if strings.Join(res.names(), ",") != naming.BridgeName("solo") {
-		t.Errorf("interfaces %v", res.names())
+	res := st.Add(t, "c1", pod, conf).Result(t)
+	if strings.Join(names(res), ",") != naming.BridgeName("solo") {
+		t.Errorf("interfaces %v", names(res))
 	}
 	bl := mustLink(t, node, naming.BridgeName("solo"))
 	if bl.Attrs().MTU != 1500 || bl.Attrs().HardwareAddr.String() != "02:aa:bb:cc:dd:01" {
@@ -417,28 +402,12 @@ func TestStatus(t *testing.T) {
 	}
 }
 
-// vrfSupported creates a VRF in the node to find out whether the kernel has VRF.
-func vrfSupported(t *testing.T, node *netsim.Node) bool {
-	t.Helper()
-	out, err := node.In("ip", "link", "add", "vb-probe", "type", "vrf", "table", "4000")
-	if err != nil {
-		if msg := strings.ToLower(string(out)); strings.Contains(msg, "not supported") || strings.Contains(msg, "unknown device type") {
-			return false
-		}
-		t.Fatalf("probe vrf: %v", err)
-	}
-	if _, err := node.In("ip", "link", "del", "vb-probe"); err != nil {
-		t.Fatal(err)
-	}
-	return true
-}
-
 // TestVRFUnsupported: on a kernel without VRF the ADD fails with code 7,
 // says why, and leaves nothing behind.
 func TestVRFUnsupported(t *testing.T) {
 	node, pod := testutil.NodeWithPod(t, "vb-novrf")
 	st := testutil.Stage{Plugin: plugin, In: node.NetNS}
-	if vrfSupported(t, node) {
+	if node.HasVRF() {
 		t.Skip("kernel has VRF; TestVRF covers it")
 	}
 	conf := testutil.Conf("1.1.0", "nv", plugin).Keys(map[string]any{"vrf": map[string]any{"table": 100}, "vxlan": map[string]any{"vni": 1000}}).Bytes()
@@ -457,17 +426,12 @@ func TestVRFUnsupported(t *testing.T) {
 func TestVRF(t *testing.T) {
 	node, pod := testutil.NodeWithPod(t, "vb-vrf")
 	st := testutil.Stage{Plugin: plugin, In: node.NetNS}
-	if !vrfSupported(t, node) {
-		t.Skip("kernel has no VRF (CONFIG_NET_VRF); VRF tests run in the VM")
-	}
+	testutil.RequireVRF(t, node.NS)
 	conf := testutil.Conf("1.1.0", "red", plugin).Keys(map[string]any{"vrf": map[string]any{"table": 100}, "vxlan": map[string]any{"vni": 1100}}).Bytes()
-	var res result
-	if err := json.Unmarshal(st.Add(t, "c1", pod, conf).OK(t), &res); err != nil {
-		t.Fatal(err)
-	}
+	res := st.Add(t, "c1", pod, conf).Result(t)
 	vrf, br := naming.VRFName("red"), naming.BridgeName("red")
-	if strings.Join(res.names(), ",") != strings.Join([]string{vrf, br, "vxlan-1100"}, ",") {
-		t.Errorf("interfaces %v", res.names())
+	if strings.Join(names(res), ",") != strings.Join([]string{vrf, br, "vxlan-1100"}, ",") {
+		t.Errorf("interfaces %v", names(res))
 	}
 	vl, ok := mustLink(t, node, vrf).(*netlink.Vrf)
 	if !ok || vl.Table != 100 {
