@@ -42,19 +42,12 @@ func cnitoolPath(t *testing.T) string {
 func TestCnitool(t *testing.T) {
 	need(t, "cnitool", "ip")
 	cnitool := cnitoolPath(t)
-	lab := testutil.NewLab(t, "e2cnt")
-	node, err := lab.AddNode("n1")
-	if err != nil {
-		t.Fatal(err)
-	}
-	pod, err := lab.AddNS("p1")
-	if err != nil {
-		t.Fatal(err)
-	}
+	lab, node := testutil.NewNode(t, "e2cnt")
+	pod := testutil.AddNS(t, lab, "p1")
 	work := workDir(t, "cnt")
 	state := filepath.Join(work, "cni-state")
 	conf := conflist(t, testutil.DefaultConflist(t), state)
-	conf, err = chain.SetVersion(conf, "1.1.0")
+	conf, err := chain.SetVersion(conf, "1.1.0")
 	if err != nil {
 		t.Fatal(err)
 	}
