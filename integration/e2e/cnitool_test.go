@@ -23,14 +23,8 @@ import (
 // cnitoolPath finds cnitool: on PATH (make puts .tools/bin first), else
 // the repo's .tools/bin from scripts/install-deps.sh.
 func cnitoolPath(t *testing.T) string {
-	if p, err := exec.LookPath("cnitool"); err == nil {
+	if p := testutil.FindTool("cnitool"); p != "" {
 		return p
-	}
-	if root, err := testutil.RepoRoot(); err == nil {
-		p := filepath.Join(root, ".tools", "bin", "cnitool")
-		if _, err := os.Stat(p); err == nil {
-			return p
-		}
 	}
 	return need(t, "cnitool", "cnitool")[0]
 }

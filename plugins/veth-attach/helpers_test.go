@@ -36,6 +36,18 @@ func newNode(t *testing.T, name string) (*netsim.Lab, *netsim.Node) {
 	return lab, node
 }
 
+// newVRFNode is newNode with br-test enslaved to VRF vrf-test (table 100);
+// it skips (fails in the VM) on a kernel without VRF.
+func newVRFNode(t *testing.T, name string) (*netsim.Lab, *netsim.Node) {
+	t.Helper()
+	lab, node := newNode(t, name)
+	testutil.RequireVRF(t, node.NS)
+	mustIn(t, node.NS, "ip", "link", "add", "vrf-test", "type", "vrf", "table", "100")
+	mustIn(t, node.NS, "ip", "link", "set", "vrf-test", "up")
+	mustIn(t, node.NS, "ip", "link", "set", testBridge, "master", "vrf-test")
+	return lab, node
+}
+
 func addPod(t *testing.T, lab *netsim.Lab, role string) *netsim.NS {
 	return testutil.AddNS(t, lab, role)
 }
@@ -82,6 +94,12 @@ func bridgePrev(ver string) map[string]any {
 		"cniVersion": ver,
 		"interfaces": []map[string]any{{"name": "eth0"}, {"name": testBridge}},
 	}
+}
+
+// attach is a config at ver delegating to ipam, with the prevResult
+// vrf-vxlan-bridge leaves (bridgePrev).
+func attach(ver string, ipam map[string]any) testutil.Config {
+	return testutil.Conf(ver, testNet, plugin).With("ipam", ipam).With("prevResult", bridgePrev(ver))
 }
 
 // withPrev returns conf with prevResult replaced by result (raw JSON).

@@ -20,7 +20,7 @@ func TestDelegateLockfileIPAM(t *testing.T) {
 	data := t.TempDir()
 	ipam := hostLocal(data, "", "")
 	ipam["type"] = "lockfile-ipam"
-	conf := testutil.Conf("1.1.0", testNet, plugin).Keys(map[string]any{"ipam": ipam, "prevResult": bridgePrev("1.1.0")}).Bytes()
+	conf := attach("1.1.0", ipam).Bytes()
 	p1, p2 := addPod(t, lab, "p1"), addPod(t, lab, "p2")
 	out1 := st.Add(t, "c1", p1, conf).OK(t)
 	r1 := parseResult(t, out1)

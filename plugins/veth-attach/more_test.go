@@ -96,7 +96,7 @@ func TestDelWithoutNetns(t *testing.T) {
 	lab, node := newNode(t, "va-delns")
 	st := testutil.Stage{Plugin: plugin, In: node.NetNS, Env: env(t)}
 	data := t.TempDir()
-	conf := testutil.Conf("1.0.0", testNet, plugin).Keys(map[string]any{"ipam": hostLocal(data, "", ""), "prevResult": bridgePrev("1.0.0")}).Bytes()
+	conf := attach("1.0.0", hostLocal(data, "", "")).Bytes()
 	bare := testutil.Conf("1.0.0", testNet, plugin).With("ipam", hostLocal(data, "", "")).Bytes()
 	p1 := addPod(t, lab, "p1")
 	p2 := addPod(t, lab, "p2")
@@ -128,7 +128,7 @@ func TestSecondAdd(t *testing.T) {
 	lab, node := newNode(t, "va-twice")
 	st := testutil.Stage{Plugin: plugin, In: node.NetNS, Env: env(t)}
 	data := t.TempDir()
-	conf := testutil.Conf("1.0.0", testNet, plugin).Keys(map[string]any{"ipam": hostLocal(data, "", ""), "prevResult": bridgePrev("1.0.0")}).Bytes()
+	conf := attach("1.0.0", hostLocal(data, "", "")).Bytes()
 	p1 := addPod(t, lab, "p1")
 	p2 := addPod(t, lab, "p2")
 	out := st.Add(t, "cid-1", p1, conf).OK(t)
@@ -163,7 +163,7 @@ func TestRollback(t *testing.T) {
 	lab, node := newNode(t, "va-rb")
 	st := testutil.Stage{Plugin: plugin, In: node.NetNS, Env: env(t)}
 	data := t.TempDir()
-	conf := testutil.Conf("1.0.0", testNet, plugin).Keys(map[string]any{"ipam": hostLocal(data, "10.77.0.5", "10.77.0.5"), "prevResult": bridgePrev("1.0.0")}).Bytes()
+	conf := attach("1.0.0", hostLocal(data, "10.77.0.5", "10.77.0.5")).Bytes()
 	p1 := addPod(t, lab, "p1")
 	p2 := addPod(t, lab, "p2")
 	st.Add(t, "cid-1", p1, conf).OK(t)
@@ -220,7 +220,7 @@ func TestConcurrentAdds(t *testing.T) {
 	mustIn(t, node.NS, "ip", "link", "set", testBridge, "down")
 	st := testutil.Stage{Plugin: plugin, In: node.NetNS, Env: env(t)}
 	data := t.TempDir()
-	conf := testutil.Conf("1.1.0", testNet, plugin).Keys(map[string]any{"ipam": hostLocal(data, "", ""), "prevResult": bridgePrev("1.1.0")}).Bytes()
+	conf := attach("1.1.0", hostLocal(data, "", "")).Bytes()
 	const n = 20
 	var wg sync.WaitGroup
 	outs := make([]testutil.Outcome, n)
@@ -278,7 +278,7 @@ func TestRollbackAfterIPAM(t *testing.T) {
 	data := t.TempDir()
 	ipam := hostLocal(data, "", "")
 	ipam["routes"] = []map[string]any{{"dst": "10.99.0.0/16", "gw": "10.55.0.1"}}
-	conf := testutil.Conf("1.0.0", testNet, plugin).Keys(map[string]any{"ipam": ipam, "prevResult": bridgePrev("1.0.0")}).Bytes()
+	conf := attach("1.0.0", ipam).Bytes()
 	p1 := addPod(t, lab, "p1")
 	st.Add(t, "cid-1", p1, conf).CNIError(t)
 	if linkExists(node.NS, hostVeth("cid-1")) || linkExists(p1, "eth0") {
@@ -301,7 +301,7 @@ func TestDualStack(t *testing.T) {
 		[]map[string]any{{"subnet": "fd77::/64", "gateway": "fd77::1"}},
 	}
 	ipam["routes"] = []map[string]any{{"dst": "0.0.0.0/0"}, {"dst": "::/0"}}
-	conf := testutil.Conf("1.0.0", testNet, plugin).Keys(map[string]any{"ipam": ipam, "prevResult": bridgePrev("1.0.0")}).Bytes()
+	conf := attach("1.0.0", ipam).Bytes()
 	var v6 []string
 	pods := []*netsim.NS{addPod(t, lab, "p1"), addPod(t, lab, "p2")}
 	for i, pod := range pods {
@@ -331,7 +331,7 @@ func TestDualStack(t *testing.T) {
 			t.Errorf("%s: accept_dad = %s, want 0 (enableDad unset)", pod.Name, v)
 		}
 	}
-	dadConf := testutil.Conf("1.0.0", testNet, plugin).Keys(map[string]any{"ipam": ipam, "prevResult": bridgePrev("1.0.0"), "enableDad": true}).Bytes()
+	dadConf := attach("1.0.0", ipam).With("enableDad", true).Bytes()
 	p3 := addPod(t, lab, "p3")
 	st.Add(t, "c3", p3, dadConf).OK(t)
 	if v := strings.TrimSpace(mustIn(t, p3, "sysctl", "-n", "net.ipv6.conf.eth0.accept_dad")); v == "0" {
@@ -345,13 +345,9 @@ func TestDualStack(t *testing.T) {
 // TestVRFHostRoute: with the bridge in a VRF, ADD puts a main-table route
 // for the pod subnet via the VRF. Needs CONFIG_NET_VRF.
 func TestVRFHostRoute(t *testing.T) {
-	lab, node := newNode(t, "va-vrf")
-	testutil.RequireVRF(t, node.NS)
-	mustIn(t, node.NS, "ip", "link", "add", "vrf-test", "type", "vrf", "table", "100")
-	mustIn(t, node.NS, "ip", "link", "set", "vrf-test", "up")
-	mustIn(t, node.NS, "ip", "link", "set", testBridge, "master", "vrf-test")
+	lab, node := newVRFNode(t, "va-vrf")
 	st := testutil.Stage{Plugin: plugin, In: node.NetNS, Env: env(t)}
-	conf := testutil.Conf("1.0.0", testNet, plugin).Keys(map[string]any{"ipam": hostLocal(t.TempDir(), "", ""), "prevResult": bridgePrev("1.0.0")}).Bytes()
+	conf := attach("1.0.0", hostLocal(t.TempDir(), "", "")).Bytes()
 	pod := addPod(t, lab, "p1")
 	st.Add(t, "c1", pod, conf).OK(t)
 	if rt := mustIn(t, node.NS, "ip", "route", "show", "table", "main", subnet); !strings.Contains(rt, "dev vrf-test") {

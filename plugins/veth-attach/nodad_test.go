@@ -20,7 +20,7 @@ func TestNoDADAddressesUsableAtOnce(t *testing.T) {
 		enableDad bool
 	}{{"nodad", false}, {"dad", true}} {
 		pod := addPod(t, lab, c.name)
-		conf := testutil.Conf("1.0.0", testNet, plugin).Keys(map[string]any{"ipam": ipam, "prevResult": bridgePrev("1.0.0"), "enableDad": c.enableDad}).Bytes()
+		conf := attach("1.0.0", ipam).With("enableDad", c.enableDad).Bytes()
 		st.Add(t, "c"+c.name, pod, conf).OK(t)
 		all := mustIn(t, pod, "ip", "-o", "-6", "addr", "show", "eth0")
 		global := mustIn(t, pod, "ip", "-o", "-6", "addr", "show", "eth0", "scope", "global")

@@ -17,7 +17,7 @@ func TestGatewayDeprecatedNextToNodeAddress(t *testing.T) {
 	lab, node := newNode(t, "va-na")
 	st := testutil.Stage{Plugin: plugin, In: node.NetNS, Env: env(t)}
 	ipam := dualStack(t.TempDir(), "fd79::/64", "fd79::1")
-	conf := testutil.Conf("1.0.0", testNet, plugin).Keys(map[string]any{"ipam": ipam, "prevResult": bridgePrev("1.0.0")}).Bytes()
+	conf := attach("1.0.0", ipam).Bytes()
 	gw6 := func() string {
 		for _, l := range strings.Split(mustIn(t, node.NS, "ip", "-o", "-6", "addr", "show", "dev", testBridge), "\n") {
 			if strings.Contains(l, "fd79::1/64") {

@@ -12,13 +12,9 @@ import (
 // left it (no protocol) is marked by the next ADD; a route to the subnet
 // through another device is left alone. Needs CONFIG_NET_VRF (VM).
 func TestVRFRouteMarkVRF(t *testing.T) {
-	lab, node := newNode(t, "va-vrfm")
-	testutil.RequireVRF(t, node.NS)
-	mustIn(t, node.NS, "ip", "link", "add", "vrf-test", "type", "vrf", "table", "100")
-	mustIn(t, node.NS, "ip", "link", "set", "vrf-test", "up")
-	mustIn(t, node.NS, "ip", "link", "set", testBridge, "master", "vrf-test")
+	lab, node := newVRFNode(t, "va-vrfm")
 	st := testutil.Stage{Plugin: plugin, In: node.NetNS, Env: env(t)}
-	conf := testutil.Conf("1.0.0", testNet, plugin).Keys(map[string]any{"ipam": hostLocal(t.TempDir(), "", ""), "prevResult": bridgePrev("1.0.0")}).Bytes()
+	conf := attach("1.0.0", hostLocal(t.TempDir(), "", "")).Bytes()
 	route := func() string { return mustIn(t, node.NS, "ip", "route", "show", "table", "main", subnet) }
 
 	st.Add(t, "c1", addPod(t, lab, "p1"), conf).OK(t)
