@@ -180,6 +180,18 @@ func (c Config) Prev(result any) Config {
 	return c.With("prevResult", result)
 }
 
+// WithPrev is conf (JSON) with prevResult set as Config.Prev sets it: raw
+// JSON (a plugin's stdout) as is, a types.Result converted to conf's
+// cniVersion.
+func WithPrev(t testing.TB, conf []byte, result any) []byte {
+	t.Helper()
+	var c Config
+	if err := json.Unmarshal(conf, &c); err != nil {
+		t.Fatalf("config %s: %v", conf, err)
+	}
+	return c.Prev(result).Bytes()
+}
+
 // Bytes is the config's JSON. It panics on a value JSON cannot encode.
 func (c Config) Bytes() []byte {
 	b, err := json.Marshal(map[string]any(c))

@@ -34,6 +34,10 @@ func TestConfig(t *testing.T) {
 		t.Fatalf("Prev(raw): %v, want %v", got, want)
 	}
 
+	if b := WithPrev(t, base.Bytes(), []byte(`{"cniVersion":"0.4.0","interfaces":[{"name":"eth0"}]}`)); string(b) != string(raw.Bytes()) {
+		t.Fatalf("WithPrev: %s, want %s", b, raw.Bytes())
+	}
+
 	idx := 0
 	res := &current.Result{CNIVersion: "1.1.0", Interfaces: []*current.Interface{{Name: "eth0"}},
 		IPs: []*current.IPConfig{{Interface: &idx, Address: net.IPNet{IP: net.IPv4(10, 0, 0, 2), Mask: net.CIDRMask(24, 32)}}}}

@@ -67,30 +67,6 @@ func leases(t *testing.T, dataDir string) []allocator.Lease {
 	return st.Leases
 }
 
-// withPrev adds prevResult (rendered at version) to a config.
-func withPrev(t *testing.T, stdin []byte, prev *current.Result, version string) []byte {
-	t.Helper()
-	conv, err := prev.GetAsVersion(version)
-	if err != nil {
-		t.Fatal(err)
-	}
-	raw, err := json.Marshal(conv)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var m map[string]any
-	if err := json.Unmarshal(stdin, &m); err != nil {
-		t.Fatal(err)
-	}
-	var p any
-	if err := json.Unmarshal(raw, &p); err != nil {
-		t.Fatal(err)
-	}
-	m["prevResult"] = p
-	out, _ := json.Marshal(m)
-	return out
-}
-
 func upstreamResult(t *testing.T) *current.Result {
 	t.Helper()
 	var r current.Result
@@ -112,7 +88,7 @@ func TestExecLifecycleAllVersions(t *testing.T) {
 				dataDir := t.TempDir()
 				stdin := netConf(t, ver, form, dataDir, dualStack, "")
 				if form == "stage" {
-					stdin = withPrev(t, stdin, upstreamResult(t), ver)
+					stdin = testutil.WithPrev(t, stdin, upstreamResult(t))
 				}
 				out := li.Add(t, "c1", absent, stdin).OK(t)
 
@@ -177,16 +153,7 @@ func TestExecLifecycleAllVersions(t *testing.T) {
 				// CHECK (from 0.4.0): with the ADD output as prevResult.
 				checkIn := stdin
 				if form == "stage" {
-					var res map[string]any
-					if err := json.Unmarshal(out, &res); err != nil {
-						t.Fatal(err)
-					}
-					var m map[string]any
-					if err := json.Unmarshal(stdin, &m); err != nil {
-						t.Fatal(err)
-					}
-					m["prevResult"] = res
-					checkIn, _ = json.Marshal(m)
+					checkIn = testutil.WithPrev(t, stdin, out)
 				}
 				if ver == "0.3.1" {
 					if e := li.Check(t, "c1", absent, checkIn).CNIError(t); e.Code != types.ErrIncompatibleCNIVersion {
@@ -199,7 +166,7 @@ func TestExecLifecycleAllVersions(t *testing.T) {
 					}
 					if form == "stage" {
 						// prevResult lacking our addresses → CHECK fails.
-						bad := withPrev(t, netConf(t, ver, form, dataDir, dualStack, ""), upstreamResult(t), ver)
+						bad := testutil.WithPrev(t, netConf(t, ver, form, dataDir, dualStack, ""), upstreamResult(t))
 						if e := li.Check(t, "c1", absent, bad).CNIError(t); e.Code != ErrNoLease {
 							t.Errorf("CHECK with prevResult lacking leased ips: code %d", e.Code)
 						}
@@ -510,7 +477,7 @@ func TestExecStageWithoutPrevResultAndDNS(t *testing.T) {
 	}
 
 	// Stage form with prevResult dns: merged, no duplicates.
-	stdin := withPrev(t, netConf(t, "1.0.0", "stage", dataDir, ipam, ""), upstreamResult(t), "1.0.0")
+	stdin := testutil.WithPrev(t, netConf(t, "1.0.0", "stage", dataDir, ipam, ""), upstreamResult(t))
 	out = li.Add(t, "c2", absent, stdin).OK(t)
 	r = current.Result{}
 	if err := json.Unmarshal(out, &r); err != nil {
@@ -521,7 +488,7 @@ func TestExecStageWithoutPrevResultAndDNS(t *testing.T) {
 	}
 
 	// Delegated form ignores a prevResult.
-	del := withPrev(t, netConf(t, "1.0.0", "delegated", dataDir, ipam, ""), upstreamResult(t), "1.0.0")
+	del := testutil.WithPrev(t, netConf(t, "1.0.0", "delegated", dataDir, ipam, ""), upstreamResult(t))
 	out = li.Add(t, "c3", absent, del).OK(t)
 	r = current.Result{}
 	if err := json.Unmarshal(out, &r); err != nil {

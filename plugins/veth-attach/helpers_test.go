@@ -102,22 +102,6 @@ func attach(ver string, ipam map[string]any) testutil.Config {
 	return testutil.Conf(ver, testNet, plugin).With("ipam", ipam).With("prevResult", bridgePrev(ver))
 }
 
-// withPrev returns conf with prevResult replaced by result (raw JSON).
-func withPrev(t *testing.T, conf []byte, result []byte) []byte {
-	t.Helper()
-	var c map[string]any
-	if err := json.Unmarshal(conf, &c); err != nil {
-		t.Fatal(err)
-	}
-	var r any
-	if err := json.Unmarshal(result, &r); err != nil {
-		t.Fatal(err)
-	}
-	c["prevResult"] = r
-	b, _ := json.Marshal(c)
-	return b
-}
-
 func parseResult(t *testing.T, out []byte) *current.Result {
 	t.Helper()
 	var r current.Result

@@ -30,7 +30,7 @@ func TestDelegateLockfileIPAM(t *testing.T) {
 	if a := mustIn(t, p1, "ip", "-o", "-4", "addr", "show", "eth0"); !strings.Contains(a, podIP(t, r1)) {
 		t.Errorf("pod address: %s", a)
 	}
-	st.Check(t, "c1", p1, withPrev(t, conf, out1)).OK(t)
+	st.Check(t, "c1", p1, testutil.WithPrev(t, conf, out1)).OK(t)
 	st.Status(t, conf).OK(t)
 	// GC keeping only c2: c1's host veth goes (and its lease, lockfile-ipam's part).
 	gcConf := testutil.Conf("1.1.0", testNet, plugin).Keys(map[string]any{"ipam": ipam, "cni.dev/valid-attachments": []map[string]string{{"containerID": "c2", "ifname": "eth0"}}}).Bytes()

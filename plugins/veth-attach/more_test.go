@@ -53,7 +53,7 @@ func TestStageForm(t *testing.T) {
 		t.Errorf("default route: %q", rt)
 	}
 	mustIn(t, pod, "ping", "-c1", "-W2", gateway)
-	st.Check(t, "cid-s", pod, withPrev(t, conf, out)).OK(t)
+	st.Check(t, "cid-s", pod, testutil.WithPrev(t, conf, out)).OK(t)
 	st.Del(t, "cid-s", pod, conf).OK(t)
 	if linkExists(node.NS, hostVeth("cid-s")) {
 		t.Error("DEL left the host veth")
@@ -77,7 +77,7 @@ func TestL2Only(t *testing.T) {
 	if l := mustIn(t, node.NS, "ip", "-d", "-o", "link", "show", hostVeth("cid-l2")); !strings.Contains(l, "hairpin on") || !strings.Contains(l, "state forwarding") {
 		t.Errorf("host port: %s", l)
 	}
-	check := withPrev(t, conf, out)
+	check := testutil.WithPrev(t, conf, out)
 	st.Check(t, "cid-l2", pod, check).OK(t)
 	mustIn(t, node.NS, "ip", "link", "set", hostVeth("cid-l2"), "type", "bridge_slave", "hairpin", "off")
 	if o := st.Check(t, "cid-l2", pod, check); o.Err == nil || !strings.Contains(string(o.Stdout), "hairpin") {
@@ -145,7 +145,7 @@ func TestSecondAdd(t *testing.T) {
 		t.Errorf("leases after failed ADDs: %v", l)
 	}
 	mustIn(t, p1, "ping", "-c1", "-W2", gateway)
-	check := withPrev(t, conf, out)
+	check := testutil.WithPrev(t, conf, out)
 	st.Check(t, "cid-1", p1, check).OK(t)
 	// The delegated IPAM's CHECK is forwarded: without the lease CHECK fails.
 	for _, l := range leases(t, data) {

@@ -130,7 +130,7 @@ func TestLifecycle(t *testing.T) {
 			mustIn(t, p1, "ping", "-c1", "-W2", gateway)
 
 			if ver != "0.3.1" {
-				check := st.Call("CHECK", "cid-p1", p1, withPrev(t, conf, results["p1"]))
+				check := st.Call("CHECK", "cid-p1", p1, testutil.WithPrev(t, conf, results["p1"]))
 				st.Exec(t, check).OK(t)
 				mustIn(t, p1, "ip", "addr", "del", ips["p1"]+"/24", "dev", "eth0")
 				if o := st.Exec(t, check); o.Err == nil {
@@ -141,7 +141,7 @@ func TestLifecycle(t *testing.T) {
 			}
 			for _, p := range pods {
 				pod := podNS[p]
-				del := withPrev(t, conf, results[p])
+				del := testutil.WithPrev(t, conf, results[p])
 				st.Del(t, "cid-"+p, pod, del).OK(t)
 				st.Del(t, "cid-"+p, pod, del).OK(t)
 				if linkExists(node.NS, hostVeth("cid-"+p)) || linkExists(pod, "eth0") {
