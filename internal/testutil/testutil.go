@@ -1,6 +1,7 @@
 // Package testutil holds what the privileged tests share: building the
-// plugin binaries once, a lab of namespaces per test, and running a plugin
-// binary inside a node namespace the way a runtime does.
+// plugin binaries once, a lab node per test (NewNode, AddNS), driving a
+// stage binary inside it the way a runtime does (Stage, over Run) and
+// building its configs (Conf). docs/development.md shows a stage test.
 package testutil
 
 import (

@@ -111,18 +111,11 @@ func config(t testing.TB, v string, extra map[string]any, prev *current.Result) 
 	t.Helper()
 	// Tests that do not name a backend test the iptables one (they read
 	// iptables-save); forBackends passes each backend explicitly.
-	m := map[string]any{"cniVersion": v, "name": testNet, "type": plugin, "backend": BackendIPTables}
-	for k, val := range extra {
-		m[k] = val
-	}
+	c := testutil.Conf(v, testNet, plugin).With("backend", BackendIPTables).Keys(extra)
 	if prev != nil {
-		m["prevResult"] = asVersion(t, prev, v)
+		c = c.With("prevResult", asVersion(t, prev, v))
 	}
-	b, err := json.Marshal(m)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
+	return c.Bytes()
 }
 
 // asVersion is prev converted to v, as generic JSON.

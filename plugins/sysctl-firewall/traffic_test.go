@@ -116,18 +116,16 @@ func testGC(t *testing.T, be string) {
 	n.stage().Add(t, "sf-gc-a", pa.NS, config(t, "1.1.0", extra, pa.prevResult(t))).OK(t)
 	n.stage().Add(t, "sf-gc-b", pb.NS, config(t, "1.1.0", extra, pb.prevResult(t))).OK(t)
 	// Another network's attachment on the same node must survive GC of ours.
-	other := map[string]any{"cniVersion": "1.1.0", "name": "sfother", "type": plugin, "backend": be, "masquerade": true,
-		"prevResult": asVersion(t, pc.prevResult(t), "1.1.0")}
-	otherConf := mustJSON(t, other)
+	otherConf := testutil.Conf("1.1.0", "sfother", plugin).With("backend", be).With("masquerade", true).Prev(pc.prevResult(t)).Bytes()
 	n.stage().Add(t, "sf-gc-b", pc.NS, otherConf).OK(t)
 
 	gc := func(valid any) {
 		// GC reads only the name: no backend key needed.
-		m := map[string]any{"cniVersion": "1.1.0", "name": testNet, "type": plugin}
+		c := testutil.Conf("1.1.0", testNet, plugin)
 		if valid != nil {
-			m["cni.dev/valid-attachments"] = valid
+			c = c.With("cni.dev/valid-attachments", valid)
 		}
-		n.stage().GC(t, mustJSON(t, m)).OK(t)
+		n.stage().GC(t, c.Bytes()).OK(t)
 	}
 	has := func(network, cid string) bool { return n.attState(t, be, network, cid) != "" }
 

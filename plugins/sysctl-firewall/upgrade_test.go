@@ -87,8 +87,7 @@ func TestAutoUpgrade(t *testing.T) {
 	// A network split across both backends (nftables forced for p3):
 	// GC with an empty list clears both.
 	n.stage().Add(t, p3.cid, p3.pod.NS, conf(BackendNftables, p3)).OK(t)
-	n.stage().GC(t, mustJSON(t, map[string]any{"cniVersion": "1.1.0", "name": testNet, "type": plugin,
-		"cni.dev/valid-attachments": []any{}})).OK(t)
+	n.stage().GC(t, testutil.Conf("1.1.0", testNet, plugin).With("cni.dev/valid-attachments", []any{}).Bytes()).OK(t)
 	for _, m := range ms {
 		if ipt, nft := where(m); ipt || nft {
 			t.Fatalf("GC left %s: iptables=%v nftables=%v", m.cid, ipt, nft)

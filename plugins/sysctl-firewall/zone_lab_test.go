@@ -138,16 +138,15 @@ func TestConntrackZone(t *testing.T) {
 	n.stage().Check(t, "sfz-1", p1.NS, conf78).OK(t)
 
 	gc := func(valid []map[string]string) {
-		m := map[string]any{"cniVersion": "1.1.0", "name": testNet, "type": plugin, "cni.dev/valid-attachments": valid}
-		n.stage().GC(t, mustJSON(t, m)).OK(t)
+		n.stage().GC(t, testutil.Conf("1.1.0", testNet, plugin).With("cni.dev/valid-attachments", valid).Bytes()).OK(t)
 	}
 	gc([]map[string]string{{"containerID": "sfz-1", "ifname": "eth0"}})
 	if len(n.zoneLines(t, "iptables-save", tag)) != 2 || len(n.zoneLines(t, "ip6tables-save", tag)) != 2 {
 		t.Fatal("GC with an attachment left removed the zone rules")
 	}
 	// Another network's zone keeps the node-wide restore rule.
-	other := map[string]any{"cniVersion": "1.1.0", "name": "sfzother", "type": plugin, "backend": BackendIPTables, "conntrackZone": 79, "prevResult": asVersion(t, prev2, "1.1.0")}
-	n.stage().Add(t, "sfz-o", p2.NS, mustJSON(t, other)).OK(t)
+	other := testutil.Conf("1.1.0", "sfzother", plugin).With("backend", BackendIPTables).With("conntrackZone", 79)
+	n.stage().Add(t, "sfz-o", p2.NS, other.Prev(prev2).Bytes()).OK(t)
 	gc([]map[string]string{})
 	for _, save := range []string{"iptables-save", "ip6tables-save"} {
 		if got := n.zoneLines(t, save, tag); len(got) != 0 {
@@ -157,9 +156,7 @@ func TestConntrackZone(t *testing.T) {
 			t.Fatalf("%s: GC of %s touched another network's zone or the restore rule:\n%s", save, testNet, n.sh(t, save))
 		}
 	}
-	other["cni.dev/valid-attachments"] = []map[string]string{}
-	delete(other, "prevResult")
-	n.stage().GC(t, mustJSON(t, other)).OK(t)
+	n.stage().GC(t, other.With("cni.dev/valid-attachments", []map[string]string{}).Bytes()).OK(t)
 	for _, save := range []string{"iptables-save", "ip6tables-save"} {
 		if s := n.sh(t, save); strings.Contains(s, "vxvrf-zone") || strings.Contains(s, "vxvrf:") || strings.Contains(s, naming.ZoneChain) {
 			t.Fatalf("%s: rules or zone chains left after the last GC:\n%s", save, s)
@@ -236,8 +233,7 @@ func TestConntrackZoneLegacy(t *testing.T) {
 		n.stage(env).Add(t, tc.cid, p.NS, conf).OK(t)
 		n.stage(env).Check(t, tc.cid, p.NS, conf).OK(t)
 	}
-	m := map[string]any{"cniVersion": "1.1.0", "name": testNet, "type": plugin, "cni.dev/valid-attachments": []any{}}
-	n.stage(env).GC(t, mustJSON(t, m)).OK(t)
+	n.stage(env).GC(t, testutil.Conf("1.1.0", testNet, plugin).With("cni.dev/valid-attachments", []any{}).Bytes()).OK(t)
 	if s := n.sh(t, "iptables-legacy-save"); strings.Contains(s, "vxvrf-zone") || strings.Contains(s, "vxvrf:") || strings.Contains(s, naming.ZoneChain) {
 		t.Fatalf("GC left rules:\n%s", s)
 	}
@@ -314,11 +310,9 @@ func TestConntrackZoneNft(t *testing.T) {
 	n.sh(t, "ip", "link", "add", "br-sf2", "type", "bridge")
 	n.sh(t, "ip", "link", "set", "br-sf2", "up")
 	n.sh(t, "ip", "link", "set", "sfz-h2", "master", "br-sf2")
-	other := map[string]any{"cniVersion": "1.1.0", "name": "sfzother", "type": plugin, "backend": BackendNftables,
-		"conntrackZone": 79, "prevResult": asVersion(t, prev2, "1.1.0")}
-	n.stage().Add(t, "sfz-o", p2.NS, mustJSON(t, other)).OK(t)
-	gc := map[string]any{"cniVersion": "1.1.0", "name": testNet, "type": plugin, "cni.dev/valid-attachments": []map[string]string{}}
-	n.stage().GC(t, mustJSON(t, gc)).OK(t)
+	other := testutil.Conf("1.1.0", "sfzother", plugin).With("backend", BackendNftables).With("conntrackZone", 79).Prev(prev2)
+	n.stage().Add(t, "sfz-o", p2.NS, other.Bytes()).OK(t)
+	n.stage().GC(t, testutil.Conf("1.1.0", testNet, plugin).With("cni.dev/valid-attachments", []map[string]string{}).Bytes()).OK(t)
 	dump = dumpNft(t, n)
 	if strings.Contains(dump, zoneTag) || strings.Contains(dump, naming.NftZonePrefix(testNet)) {
 		t.Fatalf("GC with an empty list left the network's zone objects:\n%s", dump)
