@@ -45,7 +45,7 @@ func TestAnnounce(t *testing.T) {
 			{"address": v6 + "/64", "gateway": gateway6},
 		},
 	}
-	o := testutil.Stage{Plugin: plugin, In: node.NetNS, Env: env(t)}.Add(t, "c1", pod, testutil.Conf("1.0.0", testNet, plugin).With("prevResult", prev).Bytes())
+	o := stage(t, node).Add(t, "c1", pod, testutil.Conf("1.0.0", testNet, plugin).With("prevResult", prev).Bytes())
 	if o.Err != nil {
 		t.Fatalf("ADD: %v\nstdout: %s\nstderr: %s", o.Err, o.Stdout, o.Stderr)
 	}

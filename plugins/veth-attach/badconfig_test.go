@@ -129,7 +129,7 @@ func withRoutes(prev map[string]any, routes ...any) map[string]any {
 // any ADD accepts (or missing) still removes the attachment.
 func TestTeardownOldVersion(t *testing.T) {
 	lab, node := newNode(t, "va-oldv")
-	st := testutil.Stage{Plugin: plugin, In: node.NetNS, Env: env(t)}
+	st := stage(t, node)
 	for _, ver := range []string{"0.1.0", "0.2.0", ""} {
 		pod := addPod(t, lab, "p"+strings.ReplaceAll(ver, ".", ""))
 		cid := "c-" + ver

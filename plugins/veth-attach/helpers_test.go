@@ -27,6 +27,12 @@ func env(t *testing.T) []string {
 	return []string{"CNI_PATH=" + testutil.PluginDir(t, "veth-attach") + string(os.PathListSeparator) + testutil.ReferencePlugins(t, "host-local")}
 }
 
+// stage runs veth-attach in node as a runtime does, with host-local (the
+// tests' IPAM) in CNI_PATH.
+func stage(t *testing.T, node *netsim.Node) testutil.Stage {
+	return testutil.Stage{Plugin: plugin, In: node.NetNS, Env: env(t)}
+}
+
 // newNode makes a lab with one node holding bridge br-test (up).
 func newNode(t *testing.T, name string) (*netsim.Lab, *netsim.Node) {
 	t.Helper()

@@ -16,7 +16,7 @@ func TestDelegateLockfileIPAM(t *testing.T) {
 	testutil.RequireRoot(t)
 	testutil.PluginDir(t, "lockfile-ipam")
 	lab, node := newNode(t, "va-lf")
-	st := testutil.Stage{Plugin: plugin, In: node.NetNS, Env: env(t)}
+	st := stage(t, node)
 	data := t.TempDir()
 	ipam := hostLocal(data, "", "")
 	ipam["type"] = "lockfile-ipam"

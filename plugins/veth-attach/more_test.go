@@ -19,7 +19,7 @@ import (
 func TestStageForm(t *testing.T) {
 	lab, node := newNode(t, "va-stage")
 	pod := addPod(t, lab, "p1")
-	st := testutil.Stage{Plugin: plugin, In: node.NetNS, Env: env(t)}
+	st := stage(t, node)
 	prev := map[string]any{
 		"cniVersion": "1.0.0",
 		"interfaces": []map[string]any{{"name": "eth0"}, {"name": testBridge}},
@@ -64,7 +64,7 @@ func TestStageForm(t *testing.T) {
 func TestL2Only(t *testing.T) {
 	lab, node := newNode(t, "va-l2")
 	pod := addPod(t, lab, "p1")
-	st := testutil.Stage{Plugin: plugin, In: node.NetNS, Env: env(t)}
+	st := stage(t, node)
 	conf := testutil.Conf("1.1.0", testNet, plugin).Keys(map[string]any{"bridge": testBridge, "mtu": 1400, "hairpin": true}).Bytes()
 	out := st.Add(t, "cid-l2", pod, conf).OK(t)
 	r := parseResult(t, out)
@@ -94,7 +94,7 @@ func TestL2Only(t *testing.T) {
 // CNI_NETNS="", without prevResult, removes the host veth and the lease.
 func TestDelWithoutNetns(t *testing.T) {
 	lab, node := newNode(t, "va-delns")
-	st := testutil.Stage{Plugin: plugin, In: node.NetNS, Env: env(t)}
+	st := stage(t, node)
 	data := t.TempDir()
 	conf := attach("1.0.0", hostLocal(data, "", "")).Bytes()
 	bare := testutil.Conf("1.0.0", testNet, plugin).With("ipam", hostLocal(data, "", "")).Bytes()
@@ -126,7 +126,7 @@ func TestDelWithoutNetns(t *testing.T) {
 // (same netns, or another netns) and the first attachment still works.
 func TestSecondAdd(t *testing.T) {
 	lab, node := newNode(t, "va-twice")
-	st := testutil.Stage{Plugin: plugin, In: node.NetNS, Env: env(t)}
+	st := stage(t, node)
 	data := t.TempDir()
 	conf := attach("1.0.0", hostLocal(data, "", "")).Bytes()
 	p1 := addPod(t, lab, "p1")
@@ -161,7 +161,7 @@ func TestSecondAdd(t *testing.T) {
 // TestRollback: a failing delegated IPAM (range exhausted) leaves no veth.
 func TestRollback(t *testing.T) {
 	lab, node := newNode(t, "va-rb")
-	st := testutil.Stage{Plugin: plugin, In: node.NetNS, Env: env(t)}
+	st := stage(t, node)
 	data := t.TempDir()
 	conf := attach("1.0.0", hostLocal(data, "10.77.0.5", "10.77.0.5")).Bytes()
 	p1 := addPod(t, lab, "p1")
@@ -182,7 +182,7 @@ func TestRollback(t *testing.T) {
 // host veths of the network (and only of this network).
 func TestGC(t *testing.T) {
 	lab, node := newNode(t, "va-gc")
-	st := testutil.Stage{Plugin: plugin, In: node.NetNS, Env: env(t)}
+	st := stage(t, node)
 	conf := testutil.Conf("1.1.0", testNet, plugin).With("bridge", testBridge).Bytes()
 	for _, c := range []string{"c1", "c2"} {
 		st.Add(t, c, addPod(t, lab, c), conf).OK(t)
@@ -218,7 +218,7 @@ func TestGC(t *testing.T) {
 func TestConcurrentAdds(t *testing.T) {
 	lab, node := newNode(t, "va-par")
 	mustIn(t, node.NS, "ip", "link", "set", testBridge, "down")
-	st := testutil.Stage{Plugin: plugin, In: node.NetNS, Env: env(t)}
+	st := stage(t, node)
 	data := t.TempDir()
 	conf := attach("1.1.0", hostLocal(data, "", "")).Bytes()
 	const n = 20
@@ -274,7 +274,7 @@ func TestConcurrentAdds(t *testing.T) {
 // have) releases the lease and removes the veth.
 func TestRollbackAfterIPAM(t *testing.T) {
 	lab, node := newNode(t, "va-rb2")
-	st := testutil.Stage{Plugin: plugin, In: node.NetNS, Env: env(t)}
+	st := stage(t, node)
 	data := t.TempDir()
 	ipam := hostLocal(data, "", "")
 	ipam["routes"] = []map[string]any{{"dst": "10.99.0.0/16", "gw": "10.55.0.1"}}
@@ -293,7 +293,7 @@ func TestRollbackAfterIPAM(t *testing.T) {
 // both gateways land on the bridge, pods reach each other over v6.
 func TestDualStack(t *testing.T) {
 	lab, node := newNode(t, "va-v6")
-	st := testutil.Stage{Plugin: plugin, In: node.NetNS, Env: env(t)}
+	st := stage(t, node)
 	data := t.TempDir()
 	ipam := hostLocal(data, "", "")
 	ipam["ranges"] = []any{
@@ -346,7 +346,7 @@ func TestDualStack(t *testing.T) {
 // for the pod subnet via the VRF. Needs CONFIG_NET_VRF.
 func TestVRFHostRoute(t *testing.T) {
 	lab, node := newVRFNode(t, "va-vrf")
-	st := testutil.Stage{Plugin: plugin, In: node.NetNS, Env: env(t)}
+	st := stage(t, node)
 	conf := attach("1.0.0", hostLocal(t.TempDir(), "", "")).Bytes()
 	pod := addPod(t, lab, "p1")
 	st.Add(t, "c1", pod, conf).OK(t)
@@ -362,7 +362,7 @@ func TestSTPBridge(t *testing.T) {
 	lab, node := newNode(t, "va-stp")
 	mustIn(t, node.NS, "ip", "link", "set", testBridge, "type", "bridge", "stp_state", "1", "forward_delay", "400")
 	pod := addPod(t, lab, "p1")
-	o := testutil.Stage{Plugin: plugin, In: node.NetNS, Env: env(t)}.Add(t, "c1", pod, testutil.Conf("1.1.0", testNet, plugin).With("bridge", testBridge).Bytes())
+	o := stage(t, node).Add(t, "c1", pod, testutil.Conf("1.1.0", testNet, plugin).With("bridge", testBridge).Bytes())
 	if o.Err != nil {
 		t.Fatalf("ADD: %v %s", o.Err, o.Stdout)
 	}

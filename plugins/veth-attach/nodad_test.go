@@ -3,8 +3,6 @@ package main
 import (
 	"strings"
 	"testing"
-
-	"github.com/vxvrf/cni/internal/testutil"
 )
 
 // TestNoDADAddressesUsableAtOnce: without enableDad the pod's IPv6 address
@@ -13,7 +11,7 @@ import (
 // place; with enableDad the address goes through DAD (no nodad flag).
 func TestNoDADAddressesUsableAtOnce(t *testing.T) {
 	lab, node := newNode(t, "va-nd")
-	st := testutil.Stage{Plugin: plugin, In: node.NetNS, Env: env(t)}
+	st := stage(t, node)
 	ipam := dualStack(t.TempDir(), "fd78::/64", "fd78::1")
 	for _, c := range []struct {
 		name      string

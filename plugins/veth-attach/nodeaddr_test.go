@@ -3,8 +3,6 @@ package main
 import (
 	"strings"
 	"testing"
-
-	"github.com/vxvrf/cni/internal/testutil"
 )
 
 // TestGatewayDeprecatedNextToNodeAddress: when the bridge has a node
@@ -15,7 +13,7 @@ import (
 // stays preferred; the IPv4 gateway is never deprecated.
 func TestGatewayDeprecatedNextToNodeAddress(t *testing.T) {
 	lab, node := newNode(t, "va-na")
-	st := testutil.Stage{Plugin: plugin, In: node.NetNS, Env: env(t)}
+	st := stage(t, node)
 	ipam := dualStack(t.TempDir(), "fd79::/64", "fd79::1")
 	conf := attach("1.0.0", ipam).Bytes()
 	gw6 := func() string {

@@ -165,7 +165,7 @@ func TestDeadIPAM(t *testing.T) {
 // prevResult, an ipam block that does not decode).
 func TestTeardownIgnoresConfig(t *testing.T) {
 	lab, node := newNode(t, "va-td")
-	st := testutil.Stage{Plugin: plugin, In: node.NetNS, Env: env(t)}
+	st := stage(t, node)
 	good := testutil.Conf("1.1.0", testNet, plugin).With("bridge", testBridge).Bytes()
 	broken := []map[string]any{
 		{"mtu": 5},
@@ -203,7 +203,7 @@ func TestTeardownIgnoresConfig(t *testing.T) {
 func TestIPv6BelowMinMTU(t *testing.T) {
 	lab, node := newNode(t, "va-mtu6")
 	pod := addPod(t, lab, "p1")
-	st := testutil.Stage{Plugin: plugin, In: node.NetNS, Env: env(t)}
+	st := stage(t, node)
 	data := t.TempDir()
 	v6prev := map[string]any{
 		"cniVersion": "1.0.0",

@@ -16,7 +16,7 @@ import (
 func TestBadInput(t *testing.T) {
 	lab, node := newNode(t, "va-bad")
 	pod := addPod(t, lab, "p1")
-	st := testutil.Stage{Plugin: plugin, In: node.NetNS, Env: env(t)}
+	st := stage(t, node)
 	good := testutil.Conf("1.0.0", testNet, plugin).With("prevResult", bridgePrev("1.0.0")).Bytes()
 	cases := []struct {
 		name string
@@ -73,7 +73,7 @@ func TestLifecycle(t *testing.T) {
 	for _, ver := range []string{"0.3.1", "0.4.0", "1.0.0", "1.1.0"} {
 		t.Run(ver, func(t *testing.T) {
 			lab, node := newNode(t, "va-l"+strings.ReplaceAll(ver, ".", ""))
-			st := testutil.Stage{Plugin: plugin, In: node.NetNS, Env: env(t)}
+			st := stage(t, node)
 			data := t.TempDir()
 			conf := testutil.Conf(ver, testNet, plugin).Keys(map[string]any{"ipam": hostLocal(data, "", ""), "prevResult": bridgePrev(ver)}).Bytes()
 

@@ -3,8 +3,6 @@ package main
 import (
 	"strings"
 	"testing"
-
-	"github.com/vxvrf/cni/internal/testutil"
 )
 
 // TestVRFRouteMarkVRF: the main-table route into the VRF carries the
@@ -13,7 +11,7 @@ import (
 // through another device is left alone. Needs CONFIG_NET_VRF (VM).
 func TestVRFRouteMarkVRF(t *testing.T) {
 	lab, node := newVRFNode(t, "va-vrfm")
-	st := testutil.Stage{Plugin: plugin, In: node.NetNS, Env: env(t)}
+	st := stage(t, node)
 	conf := attach("1.0.0", hostLocal(t.TempDir(), "", "")).Bytes()
 	route := func() string { return mustIn(t, node.NS, "ip", "route", "show", "table", "main", subnet) }
 
