@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 
 	"github.com/containernetworking/cni/pkg/types"
@@ -142,6 +143,7 @@ type Invocation struct {
 	Config      []byte // stdin
 	Env         []string
 	Dir         string // where the binary is: PluginDir when empty
+	User        uint32 // not 0: run as this uid and gid, without capabilities
 }
 
 // Outcome is what the plugin printed and how it exited.
@@ -189,6 +191,9 @@ func Run(t testing.TB, in ns.NetNS, inv Invocation) Outcome {
 			"PATH=" + os.Getenv("PATH"),
 		}, inv.Env...)
 		cmd.Stdin = bytes.NewReader(inv.Config)
+		if inv.User != 0 {
+			cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: inv.User, Gid: inv.User}}
+		}
 		var stdout, stderr bytes.Buffer
 		cmd.Stdout, cmd.Stderr = &stdout, &stderr
 		out.Err = cmd.Run()

@@ -1,16 +1,13 @@
 package main
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"reflect"
 	"strings"
-	"syscall"
 	"testing"
 
 	"github.com/containernetworking/cni/pkg/types"
@@ -366,26 +363,4 @@ func (n *node) nft(t testing.TB, fn func(c *nftables.Conn) error) {
 	if err != nil {
 		t.Fatal(err)
 	}
-}
-
-// runAs runs the plugin in the node like run, as user uid (no capabilities).
-func (n *node) runAs(t testing.TB, uid uint32, cmd string, conf []byte) testutil.Outcome {
-	t.Helper()
-	dir := testutil.PluginDir(t, plugin)
-	var out testutil.Outcome
-	err := n.NS.NetNS.Do(func(ns.NetNS) error {
-		c := exec.Command(filepath.Join(dir, plugin))
-		c.Env = []string{"CNI_COMMAND=" + cmd, "CNI_PATH=" + dir, "PATH=" + os.Getenv("PATH")}
-		c.Stdin = bytes.NewReader(conf)
-		c.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uid, Gid: uid}}
-		var stdout, stderr bytes.Buffer
-		c.Stdout, c.Stderr = &stdout, &stderr
-		out.Err = c.Run()
-		out.Stdout, out.Stderr = stdout.Bytes(), stderr.Bytes()
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return out
 }

@@ -159,7 +159,7 @@ func TestStatus(t *testing.T) {
 		conf := config(t, "1.1.0", with(be, nil), nil)
 		n.stage().Status(t, conf).OK(t)
 		// Without CAP_NET_ADMIN neither iptables nor nf_tables answers.
-		if o := n.runAs(t, 65534, "STATUS", conf); o.Err == nil || !strings.Contains(string(o.Stdout), `"code": 50`) {
+		if o := n.stage().Exec(t, testutil.Invocation{Command: "STATUS", Config: conf, User: 65534}); o.Err == nil || !strings.Contains(string(o.Stdout), `"code": 50`) {
 			t.Fatalf("%s: STATUS without CAP_NET_ADMIN: %v %s %s", be, o.Err, o.Stdout, o.Stderr)
 		}
 	}
