@@ -99,11 +99,7 @@ func BenchmarkReferenceChainAddDel(b *testing.B) {
 // conflist in a fresh lab named labName.
 func benchAddDel(b *testing.B, labName string, conf []byte, cniPath []string, capArgs map[string]any, state string) {
 	b.Helper()
-	lab := testutil.NewLab(b, labName)
-	node, err := lab.AddNode("n1")
-	if err != nil {
-		b.Fatal(err)
-	}
+	lab, node := testutil.NewNode(b, labName)
 	list, err := chain.Parse(conf)
 	if err != nil {
 		b.Fatal(err)

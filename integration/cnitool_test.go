@@ -30,14 +30,8 @@ const cnitoolCache = "/var/lib/cni"
 // It skips the test only when none of that works.
 func cnitoolBin(t *testing.T) string {
 	t.Helper()
-	if p, err := exec.LookPath("cnitool"); err == nil {
+	if p := testutil.FindTool("cnitool"); p != "" {
 		return p
-	}
-	if root, err := testutil.RepoRoot(); err == nil {
-		p := filepath.Join(root, ".tools", "bin", "cnitool")
-		if _, err := os.Stat(p); err == nil {
-			return p
-		}
 	}
 	dir := t.TempDir()
 	cmd := exec.Command("go", "install", "github.com/containernetworking/cni/cnitool@v1.3.0")

@@ -50,11 +50,7 @@ type edit func(conf map[string]any, plugins []map[string]any) error
 // = the plugin dir plus extraPath.
 func newEnv(t *testing.T, labName string, extraPath []string, edits ...edit) *env {
 	t.Helper()
-	lab := testutil.NewLab(t, labName)
-	node, err := lab.AddNode("n1")
-	if err != nil {
-		t.Fatal(err)
-	}
+	lab, node := testutil.NewNode(t, labName)
 	bin := testutil.PluginDir(t, testutil.Plugins...)
 	root := t.TempDir()
 	conf, err := chain.SetStateDirs(testutil.DefaultConflist(t), root)

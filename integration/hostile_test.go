@@ -100,21 +100,9 @@ func TestHostilePrevResultChangesNothing(t *testing.T) {
 		for _, version := range []string{"0.4.0", "1.0.0"} {
 			for name, prev := range hostilePrevResults {
 				for _, cmd := range []string{"ADD", "CHECK"} {
-					stage := map[string]any{}
-					for k, v := range plugin {
-						stage[k] = v
-					}
-					stage["name"], stage["cniVersion"] = list.Name, version
-					var raw any
-					if err := json.Unmarshal([]byte(prev), &raw); err != nil {
-						t.Fatal(err)
-					}
-					stage["prevResult"] = raw
-					stdin, _ := json.Marshal(stage)
+					stdin := testutil.Config(plugin).Keys(map[string]any{"name": list.Name, "cniVersion": version}).Prev([]byte(prev)).Bytes()
 					what := fmt.Sprintf("%s %s %s (%s)", typ, cmd, name, version)
-					o := testutil.Run(t, node.NetNS, testutil.Invocation{
-						Plugin: typ, Command: cmd, ContainerID: "hostile-1", NetNS: pod.Path, IfName: "eth0", Config: stdin,
-					})
+					o := testutil.Stage{Plugin: typ, In: node.NetNS}.Run(t, cmd, "hostile-1", pod, stdin)
 					if o.Err == nil {
 						t.Errorf("%s: accepted: %s", what, o.Stdout)
 						continue

@@ -168,11 +168,7 @@ func TestChaos(t *testing.T) {
 }
 
 func newHarness(t *testing.T, seed int64) *harness {
-	lab := testutil.NewLab(t, "chaos")
-	node, err := lab.AddNode("n1")
-	if err != nil {
-		t.Fatal(err)
-	}
+	lab, node := testutil.NewNode(t, "chaos")
 	h := &harness{
 		t:        t,
 		lab:      lab,

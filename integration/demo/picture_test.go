@@ -20,11 +20,7 @@ import (
 func TestPictureFirewall(t *testing.T) {
 	for _, backend := range []string{"nftables", "iptables"} {
 		t.Run(backend, func(t *testing.T) {
-			lab := testutil.NewLab(t, "pic"+backend[:1])
-			node, err := lab.AddNode("n1")
-			if err != nil {
-				t.Fatal(err)
-			}
+			lab, node := testutil.NewNode(t, "pic"+backend[:1])
 			conf, err := chain.SetStateDirs(testutil.DefaultConflist(t), t.TempDir())
 			if err != nil {
 				t.Fatal(err)
@@ -44,10 +40,7 @@ func TestPictureFirewall(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			pod, err := lab.AddNS("pod")
-			if err != nil {
-				t.Fatal(err)
-			}
+			pod := testutil.AddNS(t, lab, "pod")
 			rt := chain.RuntimeConf{ContainerID: lab.Name + "-pod", NetNS: pod.Path, IfName: "eth0"}
 			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 			defer cancel()

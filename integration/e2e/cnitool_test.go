@@ -23,14 +23,8 @@ import (
 // cnitoolPath finds cnitool: on PATH (make puts .tools/bin first), else
 // the repo's .tools/bin from scripts/install-deps.sh.
 func cnitoolPath(t *testing.T) string {
-	if p, err := exec.LookPath("cnitool"); err == nil {
+	if p := testutil.FindTool("cnitool"); p != "" {
 		return p
-	}
-	if root, err := testutil.RepoRoot(); err == nil {
-		p := filepath.Join(root, ".tools", "bin", "cnitool")
-		if _, err := os.Stat(p); err == nil {
-			return p
-		}
 	}
 	return need(t, "cnitool", "cnitool")[0]
 }
@@ -42,19 +36,12 @@ func cnitoolPath(t *testing.T) string {
 func TestCnitool(t *testing.T) {
 	need(t, "cnitool", "ip")
 	cnitool := cnitoolPath(t)
-	lab := testutil.NewLab(t, "e2cnt")
-	node, err := lab.AddNode("n1")
-	if err != nil {
-		t.Fatal(err)
-	}
-	pod, err := lab.AddNS("p1")
-	if err != nil {
-		t.Fatal(err)
-	}
+	lab, node := testutil.NewNode(t, "e2cnt")
+	pod := testutil.AddNS(t, lab, "p1")
 	work := workDir(t, "cnt")
 	state := filepath.Join(work, "cni-state")
 	conf := conflist(t, testutil.DefaultConflist(t), state)
-	conf, err = chain.SetVersion(conf, "1.1.0")
+	conf, err := chain.SetVersion(conf, "1.1.0")
 	if err != nil {
 		t.Fatal(err)
 	}

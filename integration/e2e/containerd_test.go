@@ -353,11 +353,7 @@ func containsIP(list []net.IP, ip net.IP) bool {
 // (two DELs, the second with an empty netns) leave nothing of them.
 func TestContainerdCRI(t *testing.T) {
 	need(t, "containerd", "containerd")
-	lab := testutil.NewLab(t, "e2ctd")
-	node, err := lab.AddNode("n1")
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, node := testutil.NewNode(t, "e2ctd")
 	c := startContainerd(t, node, testutil.DefaultConflist(t))
 
 	a := c.runPod("e2e-a", 18090)

@@ -204,11 +204,7 @@ func TestKubeletStaticPod(t *testing.T) {
 	if out, err := run(exec.Command(paths[0], "--version")); err != nil || strings.TrimSpace(string(out)) != "Kubernetes "+kubeletVersion {
 		t.Fatalf("%s --version: %q %v, want Kubernetes %s (run scripts/k8s-setup.sh)", paths[0], out, err, kubeletVersion)
 	}
-	lab := testutil.NewLab(t, "e2kub")
-	node, err := lab.AddNode("n1")
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, node := testutil.NewNode(t, "e2kub")
 	work := workDir(t, "kub")
 	src := kubeletConflist(t, node, work)
 	c := startContainerd(t, node, src)

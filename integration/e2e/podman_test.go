@@ -175,11 +175,7 @@ func waitDel(t *testing.T, log, cid string) []call {
 // a detached container, and the DELs of podman's cleanup leave nothing.
 func TestPodman(t *testing.T) {
 	need(t, "podman", "podman")
-	lab := testutil.NewLab(t, "e2pdm")
-	node, err := lab.AddNode("n1")
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, node := testutil.NewNode(t, "e2pdm")
 	p := newPodman(t, node)
 	if nets := p.must("network", "ls", "--format", "{{.Name}}"); !strings.Contains("\n"+nets+"\n", "\n"+Network+"\n") {
 		t.Fatalf("podman does not list network %s: %q", Network, nets)

@@ -72,18 +72,11 @@ func linkIn(t *testing.T, n *netsim.NS, name string) netlink.Link {
 // its table, a bridge enslaved to it puts its connected route in that table
 // and not in main, and the guest's iproute2 and ping work in namespaces.
 func TestKernelVRF(t *testing.T) {
-	lab := testutil.NewLab(t, "vm-k")
-	n, err := lab.AddNode("n1")
-	if err != nil {
-		t.Fatal(err)
-	}
+	lab, n := testutil.NewNode(t, "vm-k")
 	testutil.RequireVRF(t, n.NS)
-	p, err := lab.AddNS("p1")
-	if err != nil {
-		t.Fatal(err)
-	}
+	p := testutil.AddNS(t, lab, "p1")
 
-	err = n.Do(func(ns.NetNS) error {
+	err := n.Do(func(ns.NetNS) error {
 		if err := netlink.LinkAdd(&netlink.Vrf{LinkAttrs: netlink.LinkAttrs{Name: "kv"}, Table: 1234}); err != nil {
 			return fmt.Errorf("add vrf: %w", err)
 		}
@@ -137,11 +130,7 @@ func TestKernelVRF(t *testing.T) {
 // TestGuestIptablesVRF proves iptables (nft and legacy) work where the VRF
 // tests run, so the firewall assertions can run there too.
 func TestGuestIptablesVRF(t *testing.T) {
-	lab := testutil.NewLab(t, "vm-ipt")
-	n, err := lab.AddNode("n1")
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, n := testutil.NewNode(t, "vm-ipt")
 	testutil.RequireVRF(t, n.NS)
 	for _, ipt := range []string{"iptables", "ip6tables", "iptables-legacy"} {
 		in(t, n.NS, ipt, "-w", "-t", "filter", "-N", "VMT")

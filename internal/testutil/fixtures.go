@@ -19,6 +19,14 @@ func NewNode(t testing.TB, lab string) (*netsim.Lab, *netsim.Node) {
 	return l, node
 }
 
+// NodeWithPod is NewNode plus one empty pod namespace, "p1": what a
+// one-stage test needs.
+func NodeWithPod(t testing.TB, lab string) (*netsim.Node, *netsim.NS) {
+	t.Helper()
+	l, node := NewNode(t, lab)
+	return node, AddNS(t, l, "p1")
+}
+
 // AddNS adds an empty namespace (a pod) to the lab.
 func AddNS(t testing.TB, lab *netsim.Lab, role string) *netsim.NS {
 	t.Helper()

@@ -1,6 +1,7 @@
 // Package testutil holds what the privileged tests share: building the
-// plugin binaries once, a lab of namespaces per test, and running a plugin
-// binary inside a node namespace the way a runtime does.
+// plugin binaries once, a lab node per test (NewNode, AddNS), driving a
+// stage binary inside it the way a runtime does (Stage, over Run) and
+// building its configs (Conf). docs/development.md shows a stage test.
 package testutil
 
 import (
@@ -12,6 +13,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 
 	"github.com/containernetworking/cni/pkg/types"
@@ -141,13 +143,15 @@ type Invocation struct {
 	Config      []byte // stdin
 	Env         []string
 	Dir         string // where the binary is: PluginDir when empty
+	User        uint32 // not 0: run as this uid and gid, without capabilities
 }
 
 // Outcome is what the plugin printed and how it exited.
 type Outcome struct {
 	Stdout []byte
 	Stderr []byte
-	Err    error // non-nil when the exit code was not 0
+	Err    error  // non-nil when the exit code was not 0
+	what   string // "plugin COMMAND container", for OK's message
 }
 
 // CNIError decodes stdout as a CNI error; it fails the test if stdout is not one.
@@ -163,17 +167,19 @@ func (o Outcome) CNIError(t testing.TB) *types.Error {
 	return &e
 }
 
-// Run executes the plugin inside the namespace in (the node), as a runtime
-// would, with CNI_PATH set to inv.Dir (default PluginDir). A plugin that delegates (to IPAM)
-// needs its delegate built first: call PluginDir(t, "lockfile-ipam").
+// Run executes the plugin inside the namespace in (the node; nil: this
+// process's namespace), as a runtime would, with CNI_PATH set to inv.Dir
+// (default PluginDir). A plugin that delegates (to IPAM) needs its delegate
+// built first: call PluginDir(t, "lockfile-ipam"). Stage is the shorter way
+// to drive one stage.
 func Run(t testing.TB, in ns.NetNS, inv Invocation) Outcome {
 	t.Helper()
 	dir := inv.Dir
 	if dir == "" {
 		dir = PluginDir(t, inv.Plugin)
 	}
-	var out Outcome
-	err := in.Do(func(ns.NetNS) error {
+	out := Outcome{what: strings.TrimSpace(inv.Plugin + " " + inv.Command + " " + inv.ContainerID)}
+	do := func(ns.NetNS) error {
 		cmd := exec.Command(filepath.Join(dir, inv.Plugin))
 		cmd.Env = append([]string{
 			"CNI_COMMAND=" + inv.Command,
@@ -185,13 +191,20 @@ func Run(t testing.TB, in ns.NetNS, inv Invocation) Outcome {
 			"PATH=" + os.Getenv("PATH"),
 		}, inv.Env...)
 		cmd.Stdin = bytes.NewReader(inv.Config)
+		if inv.User != 0 {
+			cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: inv.User, Gid: inv.User}}
+		}
 		var stdout, stderr bytes.Buffer
 		cmd.Stdout, cmd.Stderr = &stdout, &stderr
 		out.Err = cmd.Run()
 		out.Stdout, out.Stderr = stdout.Bytes(), stderr.Bytes()
 		return nil
-	})
-	if err != nil {
+	}
+	if in == nil {
+		_ = do(nil)
+		return out
+	}
+	if err := in.Do(do); err != nil {
 		t.Fatalf("enter namespace: %v", err)
 	}
 	return out
@@ -200,9 +213,5 @@ func Run(t testing.TB, in ns.NetNS, inv Invocation) Outcome {
 // MustRun is Run that fails the test unless the plugin exits 0.
 func MustRun(t testing.TB, in ns.NetNS, inv Invocation) []byte {
 	t.Helper()
-	o := Run(t, in, inv)
-	if o.Err != nil {
-		t.Fatalf("%s %s: %v\nstdout: %s\nstderr: %s", inv.Plugin, inv.Command, o.Err, o.Stdout, o.Stderr)
-	}
-	return o.Stdout
+	return Run(t, in, inv).OK(t)
 }

@@ -60,3 +60,19 @@ func RunTool(t testing.TB, in ns.NetNS, args ...string) (stdout, stderr string, 
 	}
 	return stdout, stderr, code
 }
+
+// FindTool finds an external tool the tests use (cnitool, …): on PATH
+// (make puts .tools/bin first), else in the checkout's .tools/bin
+// (scripts/install-deps.sh); "" when neither has it.
+func FindTool(name string) string {
+	if p, err := exec.LookPath(name); err == nil {
+		return p
+	}
+	if root, err := RepoRoot(); err == nil {
+		p := filepath.Join(root, ".tools", "bin", name)
+		if _, err := os.Stat(p); err == nil {
+			return p
+		}
+	}
+	return ""
+}

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
@@ -12,34 +11,6 @@ import (
 )
 
 const plugin = "infra-ensure"
-
-type result struct {
-	CNIVersion string `json:"cniVersion"`
-	Interfaces []struct {
-		Name    string `json:"name"`
-		Mac     string `json:"mac"`
-		Mtu     int    `json:"mtu"`
-		Sandbox string `json:"sandbox"`
-	} `json:"interfaces"`
-	IPs []any `json:"ips"`
-}
-
-func netConf(ver string, extra map[string]any) []byte {
-	m := map[string]any{"cniVersion": ver, "name": "ie", "type": plugin}
-	for k, v := range extra {
-		m[k] = v
-	}
-	b, _ := json.Marshal(m)
-	return b
-}
-
-func inv(cmd string, pod *netsim.NS, config []byte) testutil.Invocation {
-	p := ""
-	if pod != nil {
-		p = pod.Path
-	}
-	return testutil.Invocation{Plugin: plugin, Command: cmd, ContainerID: "c1", NetNS: p, IfName: "eth0", Config: config}
-}
 
 // nodeSysctl reads a sysctl inside the node namespace.
 func nodeSysctl(t *testing.T, node *netsim.Node, key string) string {
@@ -65,7 +36,8 @@ var keys = []string{"net.ipv4.ip_forward", "net.ipv6.conf.all.forwarding", "net.
 // TestLifecycle: ADD sets the node sysctls (not the host's), creates the
 // state dir and reports the uplink, for every version; CHECK; DEL twice.
 func TestLifecycle(t *testing.T) {
-	node, pod := labNode(t, "ie-life")
+	node, pod := testutil.NodeWithPod(t, "ie-life")
+	st := testutil.Stage{Plugin: plugin, In: node.NetNS}
 	host := map[string]string{}
 	for _, k := range keys {
 		host[k] = hostSysctl(t, k)
@@ -82,11 +54,8 @@ func TestLifecycle(t *testing.T) {
 	for _, ver := range []string{"0.3.1", "0.4.0", "1.0.0", "1.1.0"} {
 		t.Run(ver, func(t *testing.T) {
 			state := filepath.Join(t.TempDir(), "vxvrf")
-			conf := netConf(ver, map[string]any{"stateDir": state})
-			var res result
-			if err := json.Unmarshal(testutil.MustRun(t, node.NetNS, inv("ADD", pod, conf)), &res); err != nil {
-				t.Fatal(err)
-			}
+			conf := st.Conf(ver, "ie").With("stateDir", state).Bytes()
+			res := st.Add(t, "c1", pod, conf).Result(t)
 			if res.CNIVersion != ver {
 				t.Errorf("cniVersion %q, want %q", res.CNIVersion, ver)
 			}
@@ -106,10 +75,10 @@ func TestLifecycle(t *testing.T) {
 				t.Errorf("stateDir %s: %v %v", state, st, err)
 			}
 			if ver != "0.3.1" {
-				testutil.MustRun(t, node.NetNS, inv("CHECK", pod, conf))
+				st.Check(t, "c1", pod, conf).OK(t)
 			}
-			testutil.MustRun(t, node.NetNS, inv("DEL", pod, conf))
-			testutil.MustRun(t, node.NetNS, inv("DEL", nil, conf))
+			st.Del(t, "c1", pod, conf).OK(t)
+			st.Del(t, "c1", nil, conf).OK(t)
 			if nodeSysctl(t, node, "net.ipv4.ip_forward") != "1" {
 				t.Error("DEL reset a node sysctl")
 			}
@@ -122,25 +91,23 @@ func TestLifecycle(t *testing.T) {
 	}
 
 	// CHECK catches a sysctl flipped behind its back.
-	conf := netConf("1.1.0", map[string]any{"stateDir": t.TempDir()})
+	conf := st.Conf("1.1.0", "ie").With("stateDir", t.TempDir()).Bytes()
 	if _, err := node.In("sysctl", "-qw", "net.ipv4.ip_forward=0"); err != nil {
 		t.Fatal(err)
 	}
-	if e := testutil.Run(t, node.NetNS, inv("CHECK", pod, conf)).CNIError(t); !strings.Contains(e.Msg, "ip_forward") {
+	if e := st.Check(t, "c1", pod, conf).CNIError(t); !strings.Contains(e.Msg, "ip_forward") {
 		t.Errorf("CHECK error %q does not name ip_forward", e.Msg)
 	}
 }
 
 // TestPrevResult: a prevResult is passed through with the uplink appended.
 func TestPrevResult(t *testing.T) {
-	node, pod := labNode(t, "ie-prev")
-	conf := netConf("1.0.0", map[string]any{"stateDir": t.TempDir(), "uplink": "eth0",
+	node, pod := testutil.NodeWithPod(t, "ie-prev")
+	st := testutil.Stage{Plugin: plugin, In: node.NetNS}
+	conf := st.Conf("1.0.0", "ie").Keys(map[string]any{"stateDir": t.TempDir(), "uplink": "eth0",
 		"prevResult": map[string]any{"cniVersion": "1.0.0", "interfaces": []any{map[string]any{"name": "other"}},
-			"ips": []any{map[string]any{"address": "10.0.0.2/24"}}}})
-	var res result
-	if err := json.Unmarshal(testutil.MustRun(t, node.NetNS, inv("ADD", pod, conf)), &res); err != nil {
-		t.Fatal(err)
-	}
+			"ips": []any{map[string]any{"address": "10.0.0.2/24"}}}}).Bytes()
+	res := st.Add(t, "c1", pod, conf).Result(t)
 	if len(res.Interfaces) != 2 || res.Interfaces[0].Name != "other" || res.Interfaces[1].Name != "eth0" || len(res.IPs) != 1 {
 		t.Errorf("result %+v, want prevResult with eth0 appended", res)
 	}
@@ -149,7 +116,8 @@ func TestPrevResult(t *testing.T) {
 // TestUplinkErrors: a configured uplink that does not exist, a local
 // address not on the uplink, the node's own netns.
 func TestUplinkErrors(t *testing.T) {
-	node, pod := labNode(t, "ie-err")
+	node, pod := testutil.NodeWithPod(t, "ie-err")
+	st := testutil.Stage{Plugin: plugin, In: node.NetNS}
 	if _, err := node.In("sysctl", "-qw", "net.ipv4.ip_forward=0"); err != nil {
 		t.Fatal(err)
 	}
@@ -162,13 +130,12 @@ func TestUplinkErrors(t *testing.T) {
 		{map[string]any{"localAddress": "198.18.0.99"}, 7, "198.18.0.99 is not on uplink eth0"},
 	} {
 		c.extra["stateDir"] = t.TempDir()
-		e := testutil.Run(t, node.NetNS, inv("ADD", pod, netConf("1.1.0", c.extra))).CNIError(t)
+		e := st.Add(t, "c1", pod, st.Conf("1.1.0", "ie").Keys(c.extra).Bytes()).CNIError(t)
 		if e.Code != c.code || !strings.Contains(e.Msg, c.msg) {
 			t.Errorf("%v: error %d %q, want %d containing %q", c.extra, e.Code, e.Msg, c.code, c.msg)
 		}
 	}
-	o := testutil.Run(t, node.NetNS, testutil.Invocation{Plugin: plugin, Command: "ADD", ContainerID: "c1", NetNS: node.Path, IfName: "eth0",
-		Config: netConf("1.1.0", map[string]any{"stateDir": t.TempDir()})})
+	o := st.Add(t, "c1", node.NS, st.Conf("1.1.0", "ie").With("stateDir", t.TempDir()).Bytes())
 	if e := o.CNIError(t); e.Code != 8 {
 		t.Errorf("own netns: code %d (%s), want 8", e.Code, e.Msg)
 	}
@@ -180,17 +147,18 @@ func TestUplinkErrors(t *testing.T) {
 // TestStatus: ok with a healthy uplink, 50 when it is missing, down or
 // lacks the address.
 func TestStatus(t *testing.T) {
-	node, _ := labNode(t, "ie-st")
-	st := func(extra map[string]any) testutil.Outcome {
-		return testutil.Run(t, node.NetNS, testutil.Invocation{Plugin: plugin, Command: "STATUS", Config: netConf("1.1.0", extra)})
+	node, _ := testutil.NodeWithPod(t, "ie-st")
+	st := testutil.Stage{Plugin: plugin, In: node.NetNS}
+	status := func(extra map[string]any) testutil.Outcome {
+		return st.Status(t, st.Conf("1.1.0", "ie").Keys(extra).Bytes())
 	}
 	for _, extra := range []map[string]any{nil, {"uplink": "eth0", "localAddress": node.Addr.String()}} {
-		if o := st(extra); o.Err != nil {
+		if o := status(extra); o.Err != nil {
 			t.Errorf("STATUS %v: %v %s", extra, o.Err, o.Stdout)
 		}
 	}
 	for _, extra := range []map[string]any{{"uplink": "eth7"}, {"localAddress": "198.18.0.99"}} {
-		if e := st(extra).CNIError(t); e.Code != 50 {
+		if e := status(extra).CNIError(t); e.Code != 50 {
 			t.Errorf("STATUS %v: code %d (%s), want 50", extra, e.Code, e.Msg)
 		}
 	}
@@ -198,7 +166,7 @@ func TestStatus(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, extra := range []map[string]any{nil, {"uplink": "eth0"}} {
-		if e := st(extra).CNIError(t); e.Code != 50 {
+		if e := status(extra).CNIError(t); e.Code != 50 {
 			t.Errorf("STATUS %v with eth0 down: code %d (%s), want 50", extra, e.Code, e.Msg)
 		}
 	}
@@ -206,15 +174,9 @@ func TestStatus(t *testing.T) {
 
 // TestGC: nothing to release, GC succeeds with or without the list.
 func TestGC(t *testing.T) {
-	node, _ := labNode(t, "ie-gc")
+	node, _ := testutil.NodeWithPod(t, "ie-gc")
+	st := testutil.Stage{Plugin: plugin, In: node.NetNS}
 	for _, extra := range []map[string]any{nil, {"cni.dev/valid-attachments": []any{}}} {
-		testutil.MustRun(t, node.NetNS, testutil.Invocation{Plugin: plugin, Command: "GC", Config: netConf("1.1.0", extra)})
+		st.GC(t, st.Conf("1.1.0", "ie").Keys(extra).Bytes()).OK(t)
 	}
-}
-
-// labNode makes a lab with one node and one pod namespace.
-func labNode(t *testing.T, name string) (*netsim.Node, *netsim.NS) {
-	t.Helper()
-	lab, node := testutil.NewNode(t, name)
-	return node, testutil.AddNS(t, lab, "p1")
 }

@@ -16,7 +16,8 @@ import (
 // stateDir: 5; a malformed prevResult: 6/7) leaves the node sysctls as
 // they were, and DEL/GC of such a config succeed.
 func TestRefusedAddLeavesSysctls(t *testing.T) {
-	node, pod := labNode(t, "ie-refuse")
+	node, pod := testutil.NodeWithPod(t, "ie-refuse")
+	st := testutil.Stage{Plugin: plugin, In: node.NetNS}
 	file := filepath.Join(t.TempDir(), "a-file")
 	if err := os.WriteFile(file, nil, 0o644); err != nil {
 		t.Fatal(err)
@@ -36,8 +37,8 @@ func TestRefusedAddLeavesSysctls(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		conf := netConf("1.1.0", c.extra)
-		e := testutil.Run(t, node.NetNS, inv("ADD", pod, conf)).CNIError(t)
+		conf := st.Conf("1.1.0", "ie").Keys(c.extra).Bytes()
+		e := st.Add(t, "c1", pod, conf).CNIError(t)
 		if e.Code != c.code {
 			t.Errorf("%s: code %d %s, want %d", c.name, e.Code, e.Msg, c.code)
 		}
@@ -46,7 +47,7 @@ func TestRefusedAddLeavesSysctls(t *testing.T) {
 				t.Errorf("%s: the refused ADD set node %s to %s", c.name, k, got)
 			}
 		}
-		testutil.MustRun(t, node.NetNS, inv("DEL", pod, conf))
+		st.Del(t, "c1", pod, conf).OK(t)
 	}
 }
 
@@ -54,13 +55,14 @@ func TestRefusedAddLeavesSysctls(t *testing.T) {
 // a cniVersion ADD refuses, a relative stateDir, a bad uplink, a malformed
 // prevResult.
 func TestDelAnyConfig(t *testing.T) {
-	node, pod := labNode(t, "ie-del")
+	node, pod := testutil.NodeWithPod(t, "ie-del")
+	st := testutil.Stage{Plugin: plugin, In: node.NetNS}
 	for _, extra := range []map[string]any{
 		{"cniVersion": "0.2.0"},
 		{"cniVersion": "0.1.0", "stateDir": "relative"},
 		{"uplink": "a/b"},
 		{"prevResult": map[string]any{"interfaces": []any{nil}}},
 	} {
-		testutil.MustRun(t, node.NetNS, inv("DEL", pod, netConf("1.0.0", extra))) // extra's cniVersion wins
+		st.Del(t, "c1", pod, st.Conf("1.0.0", "ie").Keys(extra).Bytes()).OK(t) // extra's cniVersion wins
 	}
 }

@@ -10,7 +10,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -21,6 +20,7 @@ import (
 	current "github.com/containernetworking/cni/pkg/types/100"
 	"github.com/gofrs/flock"
 
+	"github.com/vxvrf/cni/internal/netsim"
 	"github.com/vxvrf/cni/internal/testutil"
 	"github.com/vxvrf/cni/plugins/lockfile-ipam/allocator"
 	"github.com/vxvrf/cni/plugins/lockfile-ipam/store"
@@ -28,50 +28,12 @@ import (
 
 const fakeNetNS = "/var/run/netns/li-absent"
 
-type outcome struct {
-	stdout, stderr []byte
-	err            error
-}
-
-func (o outcome) cniError(t *testing.T) *types.Error {
-	t.Helper()
-	if o.err == nil {
-		t.Fatalf("expected failure, got success: %s", o.stdout)
-	}
-	var e types.Error
-	if err := json.Unmarshal(o.stdout, &e); err != nil || e.Code == 0 {
-		t.Fatalf("stdout is not a CNI error (%v): %q stderr %q", err, o.stdout, o.stderr)
-	}
-	return &e
-}
-
-func run(t *testing.T, command, cid, ifname, cniArgs string, stdin []byte) outcome {
-	t.Helper()
-	dir := testutil.PluginDir(t, pluginName)
-	cmd := exec.Command(filepath.Join(dir, pluginName))
-	cmd.Env = []string{
-		"CNI_COMMAND=" + command,
-		"CNI_CONTAINERID=" + cid,
-		"CNI_NETNS=" + fakeNetNS,
-		"CNI_IFNAME=" + ifname,
-		"CNI_ARGS=" + cniArgs,
-		"CNI_PATH=" + dir,
-	}
-	cmd.Stdin = bytes.NewReader(stdin)
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	err := cmd.Run()
-	return outcome{stdout.Bytes(), stderr.Bytes(), err}
-}
-
-func mustRun(t *testing.T, command, cid, ifname, cniArgs string, stdin []byte) []byte {
-	t.Helper()
-	o := run(t, command, cid, ifname, cniArgs, stdin)
-	if o.err != nil {
-		t.Fatalf("%s %s/%s: %v\nstdout: %s\nstderr: %s", command, cid, ifname, o.err, o.stdout, o.stderr)
-	}
-	return o.stdout
-}
+// li runs the binary in the test's own namespace; absent is the pod
+// whose netns is already gone (CNI_NETNS fakeNetNS).
+var (
+	li     = testutil.Stage{Plugin: pluginName}
+	absent = &netsim.NS{Path: fakeNetNS}
+)
 
 // netConf renders a config; form "delegated" uses type veth-attach with
 // ipam.type lockfile-ipam, form "stage" uses type lockfile-ipam.
@@ -105,30 +67,6 @@ func leases(t *testing.T, dataDir string) []allocator.Lease {
 	return st.Leases
 }
 
-// withPrev adds prevResult (rendered at version) to a config.
-func withPrev(t *testing.T, stdin []byte, prev *current.Result, version string) []byte {
-	t.Helper()
-	conv, err := prev.GetAsVersion(version)
-	if err != nil {
-		t.Fatal(err)
-	}
-	raw, err := json.Marshal(conv)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var m map[string]any
-	if err := json.Unmarshal(stdin, &m); err != nil {
-		t.Fatal(err)
-	}
-	var p any
-	if err := json.Unmarshal(raw, &p); err != nil {
-		t.Fatal(err)
-	}
-	m["prevResult"] = p
-	out, _ := json.Marshal(m)
-	return out
-}
-
 func upstreamResult(t *testing.T) *current.Result {
 	t.Helper()
 	var r current.Result
@@ -150,9 +88,9 @@ func TestExecLifecycleAllVersions(t *testing.T) {
 				dataDir := t.TempDir()
 				stdin := netConf(t, ver, form, dataDir, dualStack, "")
 				if form == "stage" {
-					stdin = withPrev(t, stdin, upstreamResult(t), ver)
+					stdin = testutil.WithPrev(t, stdin, upstreamResult(t))
 				}
-				out := mustRun(t, "ADD", "c1", "eth0", "", stdin)
+				out := li.Add(t, "c1", absent, stdin).OK(t)
 
 				// Raw shape.
 				var raw map[string]any
@@ -215,43 +153,34 @@ func TestExecLifecycleAllVersions(t *testing.T) {
 				// CHECK (from 0.4.0): with the ADD output as prevResult.
 				checkIn := stdin
 				if form == "stage" {
-					var res map[string]any
-					if err := json.Unmarshal(out, &res); err != nil {
-						t.Fatal(err)
-					}
-					var m map[string]any
-					if err := json.Unmarshal(stdin, &m); err != nil {
-						t.Fatal(err)
-					}
-					m["prevResult"] = res
-					checkIn, _ = json.Marshal(m)
+					checkIn = testutil.WithPrev(t, stdin, out)
 				}
 				if ver == "0.3.1" {
-					if e := run(t, "CHECK", "c1", "eth0", "", checkIn).cniError(t); e.Code != types.ErrIncompatibleCNIVersion {
+					if e := li.Check(t, "c1", absent, checkIn).CNIError(t); e.Code != types.ErrIncompatibleCNIVersion {
 						t.Errorf("CHECK at 0.3.1: code %d", e.Code)
 					}
 				} else {
-					mustRun(t, "CHECK", "c1", "eth0", "", checkIn)
-					if e := run(t, "CHECK", "c2", "eth0", "", checkIn).cniError(t); e.Code != ErrNoLease {
+					li.Check(t, "c1", absent, checkIn).OK(t)
+					if e := li.Check(t, "c2", absent, checkIn).CNIError(t); e.Code != ErrNoLease {
 						t.Errorf("CHECK of unknown container: code %d", e.Code)
 					}
 					if form == "stage" {
 						// prevResult lacking our addresses → CHECK fails.
-						bad := withPrev(t, netConf(t, ver, form, dataDir, dualStack, ""), upstreamResult(t), ver)
-						if e := run(t, "CHECK", "c1", "eth0", "", bad).cniError(t); e.Code != ErrNoLease {
+						bad := testutil.WithPrev(t, netConf(t, ver, form, dataDir, dualStack, ""), upstreamResult(t))
+						if e := li.Check(t, "c1", absent, bad).CNIError(t); e.Code != ErrNoLease {
 							t.Errorf("CHECK with prevResult lacking leased ips: code %d", e.Code)
 						}
 					}
 				}
 
 				// DEL, DEL (second without prevResult, with an empty netns).
-				mustRun(t, "DEL", "c1", "eth0", "", stdin)
+				li.Del(t, "c1", absent, stdin).OK(t)
 				if l := leases(t, dataDir); len(l) != 0 {
 					t.Fatalf("after DEL leases %v", l)
 				}
-				mustRun(t, "DEL", "c1", "eth0", "", netConf(t, ver, form, dataDir, dualStack, ""))
+				li.Del(t, "c1", absent, netConf(t, ver, form, dataDir, dualStack, "")).OK(t)
 				if ver != "0.3.1" {
-					if e := run(t, "CHECK", "c1", "eth0", "", checkIn).cniError(t); e.Code != ErrNoLease {
+					if e := li.Check(t, "c1", absent, checkIn).CNIError(t); e.Code != ErrNoLease {
 						t.Errorf("CHECK after DEL: code %d", e.Code)
 					}
 				}
@@ -268,14 +197,14 @@ func TestExecLifecycleAllVersions(t *testing.T) {
 func TestExecDelUnknownAndNoDataDir(t *testing.T) {
 	dataDir := filepath.Join(t.TempDir(), "never-created")
 	stdin := netConf(t, "1.1.0", "delegated", dataDir, dualStack, "")
-	mustRun(t, "DEL", "nobody", "eth0", "", stdin)
+	li.Del(t, "nobody", absent, stdin).OK(t)
 	if _, err := os.Stat(dataDir); !os.IsNotExist(err) {
 		t.Errorf("DEL created the data dir: %v", err)
 	}
 	// DEL with an invalid range still releases: it needs no range validation.
 	dataDir = t.TempDir()
-	mustRun(t, "ADD", "c1", "eth0", "", netConf(t, "1.1.0", "delegated", dataDir, dualStack, ""))
-	mustRun(t, "DEL", "c1", "eth0", "", netConf(t, "1.1.0", "delegated", dataDir, `,"subnet":"10.0.0.1/24"`, ""))
+	li.Add(t, "c1", absent, netConf(t, "1.1.0", "delegated", dataDir, dualStack, "")).OK(t)
+	li.Del(t, "c1", absent, netConf(t, "1.1.0", "delegated", dataDir, `,"subnet":"10.0.0.1/24"`, "")).OK(t)
 	if l := leases(t, dataDir); len(l) != 0 {
 		t.Fatalf("leases %v", l)
 	}
@@ -284,10 +213,10 @@ func TestExecDelUnknownAndNoDataDir(t *testing.T) {
 func TestExecDuplicateAdd(t *testing.T) {
 	dataDir := t.TempDir()
 	stdin := netConf(t, "1.0.0", "delegated", dataDir, dualStack, "")
-	mustRun(t, "ADD", "c1", "eth0", "", stdin)
+	li.Add(t, "c1", absent, stdin).OK(t)
 	p, _ := store.Paths(dataDir, "li-net")
 	before, _ := os.ReadFile(p)
-	e := run(t, "ADD", "c1", "eth0", "", stdin).cniError(t)
+	e := li.Add(t, "c1", absent, stdin).CNIError(t)
 	if e.Code != ErrDuplicateAllocation || !strings.Contains(e.Msg, "duplicate allocation") {
 		t.Fatalf("second ADD: %+v", e)
 	}
@@ -296,7 +225,7 @@ func TestExecDuplicateAdd(t *testing.T) {
 		t.Fatalf("state changed by the failed ADD:\n%s\n%s", before, after)
 	}
 	// Same container, other ifname: a separate attachment.
-	mustRun(t, "ADD", "c1", "net1", "", stdin)
+	li.Exec(t, testutil.Invocation{Command: "ADD", ContainerID: "c1", NetNS: fakeNetNS, IfName: "net1", Config: stdin}).OK(t)
 	if l := leases(t, dataDir); len(l) != 2 {
 		t.Fatalf("leases %v", l)
 	}
@@ -305,21 +234,21 @@ func TestExecDuplicateAdd(t *testing.T) {
 func TestExecRequestedIP(t *testing.T) {
 	dataDir := t.TempDir()
 	stdin := netConf(t, "1.0.0", "delegated", dataDir, dualStack, "")
-	out := mustRun(t, "ADD", "c1", "eth0", "K8S_POD_NAMESPACE=ns;K8S_POD_NAME=p;IP=10.77.0.50,fd77::50", stdin)
+	out := li.Exec(t, testutil.Invocation{Command: "ADD", ContainerID: "c1", NetNS: fakeNetNS, IfName: "eth0", Args: "K8S_POD_NAMESPACE=ns;K8S_POD_NAME=p;IP=10.77.0.50,fd77::50", Config: stdin}).OK(t)
 	if !bytes.Contains(out, []byte("10.77.0.50/24")) || !bytes.Contains(out, []byte("fd77::50/64")) {
 		t.Fatalf("requested ips not honoured: %s", out)
 	}
 	// args.cni.ips wins over CNI_ARGS.
-	out = mustRun(t, "ADD", "c2", "eth0", "IP=10.77.0.60", netConf(t, "1.0.0", "delegated", dataDir, dualStack, `,"args":{"cni":{"ips":["10.77.0.61"]}}`))
+	out = li.Exec(t, testutil.Invocation{Command: "ADD", ContainerID: "c2", NetNS: fakeNetNS, IfName: "eth0", Args: "IP=10.77.0.60", Config: netConf(t, "1.0.0", "delegated", dataDir, dualStack, `,"args":{"cni":{"ips":["10.77.0.61"]}}`)}).OK(t)
 	if !bytes.Contains(out, []byte("10.77.0.61/24")) {
 		t.Fatalf("args.cni.ips not honoured: %s", out)
 	}
 	// Unsatisfiable: nothing allocated.
-	e := run(t, "ADD", "c3", "eth0", "IP=192.0.2.1", stdin).cniError(t)
+	e := li.Exec(t, testutil.Invocation{Command: "ADD", ContainerID: "c3", NetNS: fakeNetNS, IfName: "eth0", Args: "IP=192.0.2.1", Config: stdin}).CNIError(t)
 	if e.Code != ErrRequestedIP {
 		t.Fatalf("unsatisfiable request: %+v", e)
 	}
-	e = run(t, "ADD", "c3", "eth0", "IP=10.77.0.50", stdin).cniError(t)
+	e = li.Exec(t, testutil.Invocation{Command: "ADD", ContainerID: "c3", NetNS: fakeNetNS, IfName: "eth0", Args: "IP=10.77.0.50", Config: stdin}).CNIError(t)
 	if e.Code != ErrRequestedIP {
 		t.Fatalf("taken request: %+v", e)
 	}
@@ -331,27 +260,27 @@ func TestExecRequestedIP(t *testing.T) {
 func TestExecStatus(t *testing.T) {
 	dataDir := t.TempDir()
 	stdin := netConf(t, "1.1.0", "delegated", dataDir, `,"ranges":[[{"subnet":"10.78.0.0/30"}]]`, "") // one usable host
-	mustRun(t, "STATUS", "", "", "", stdin)
-	mustRun(t, "ADD", "c1", "eth0", "", stdin)
-	if e := run(t, "STATUS", "", "", "", stdin).cniError(t); e.Code != 50 {
+	li.Status(t, stdin).OK(t)
+	li.Add(t, "c1", absent, stdin).OK(t)
+	if e := li.Status(t, stdin).CNIError(t); e.Code != 50 {
 		t.Fatalf("STATUS when exhausted: %+v", e)
 	}
-	if e := run(t, "ADD", "c2", "eth0", "", stdin).cniError(t); e.Code != ErrNoAddress || !strings.Contains(e.Msg, "no free address") {
+	if e := li.Add(t, "c2", absent, stdin).CNIError(t); e.Code != ErrNoAddress || !strings.Contains(e.Msg, "no free address") {
 		t.Fatalf("ADD when exhausted: %+v", e)
 	}
-	mustRun(t, "DEL", "c1", "eth0", "", stdin)
-	mustRun(t, "STATUS", "", "", "", stdin)
+	li.Del(t, "c1", absent, stdin).OK(t)
+	li.Status(t, stdin).OK(t)
 
 	// Data dir that cannot be created: 50.
 	blocker := filepath.Join(t.TempDir(), "file")
 	if err := os.WriteFile(blocker, nil, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if e := run(t, "STATUS", "", "", "", netConf(t, "1.1.0", "delegated", filepath.Join(blocker, "sub"), dualStack, "")).cniError(t); e.Code != 50 {
+	if e := li.Status(t, netConf(t, "1.1.0", "delegated", filepath.Join(blocker, "sub"), dualStack, "")).CNIError(t); e.Code != 50 {
 		t.Fatalf("STATUS unwritable: %+v", e)
 	}
 	// STATUS needs 1.1.0.
-	if e := run(t, "STATUS", "", "", "", netConf(t, "1.0.0", "delegated", dataDir, dualStack, "")).cniError(t); e.Code != types.ErrIncompatibleCNIVersion {
+	if e := li.Status(t, netConf(t, "1.0.0", "delegated", dataDir, dualStack, "")).CNIError(t); e.Code != types.ErrIncompatibleCNIVersion {
 		t.Fatalf("STATUS at 1.0.0: %+v", e)
 	}
 }
@@ -364,7 +293,7 @@ func TestExecGC(t *testing.T) {
 	dataDir := t.TempDir()
 	stdin := netConf(t, "1.1.0", "delegated", dataDir, dualStack, "")
 	for _, c := range []string{"c1", "c2", "c3"} {
-		mustRun(t, "ADD", c, "eth0", "", stdin)
+		li.Add(t, c, absent, stdin).OK(t)
 	}
 	ids := func() string {
 		var s []string
@@ -375,28 +304,28 @@ func TestExecGC(t *testing.T) {
 		return strings.Join(s, ",")
 	}
 	// Missing key (what cnitool gc sends): release nothing.
-	o := run(t, "GC", "", "", "", stdin)
-	if o.err != nil || ids() != "c1,c2,c3" || !bytes.Contains(o.stderr, []byte("releasing nothing")) {
-		t.Fatalf("GC without key: err %v stderr %s leases %s", o.err, o.stderr, ids())
+	o := li.GC(t, stdin)
+	if o.Err != nil || ids() != "c1,c2,c3" || !bytes.Contains(o.Stderr, []byte("releasing nothing")) {
+		t.Fatalf("GC without key: err %v stderr %s leases %s", o.Err, o.Stderr, ids())
 	}
 	// Partial list (c2 valid, and c1 valid only on another ifname).
-	mustRun(t, "GC", "", "", "", gcConf(t, dataDir, `,"cni.dev/valid-attachments":[{"containerID":"c2","ifname":"eth0"},{"containerID":"c1","ifname":"net9"}]`))
+	li.GC(t, gcConf(t, dataDir, `,"cni.dev/valid-attachments":[{"containerID":"c2","ifname":"eth0"},{"containerID":"c1","ifname":"net9"}]`)).OK(t)
 	if ids() != "c2" {
 		t.Fatalf("GC partial: leases %s", ids())
 	}
 	// The older key is accepted.
-	mustRun(t, "ADD", "c4", "eth0", "", stdin)
-	mustRun(t, "GC", "", "", "", gcConf(t, dataDir, `,"cni.dev/attachments":[{"containerID":"c4","ifname":"eth0"}]`))
+	li.Add(t, "c4", absent, stdin).OK(t)
+	li.GC(t, gcConf(t, dataDir, `,"cni.dev/attachments":[{"containerID":"c4","ifname":"eth0"}]`)).OK(t)
 	if ids() != "c4" {
 		t.Fatalf("GC old key: leases %s", ids())
 	}
 	// Empty list: everything goes.
-	mustRun(t, "GC", "", "", "", gcConf(t, dataDir, `,"cni.dev/valid-attachments":[]`))
+	li.GC(t, gcConf(t, dataDir, `,"cni.dev/valid-attachments":[]`)).OK(t)
 	if ids() != "" {
 		t.Fatalf("GC empty list: leases %s", ids())
 	}
 	// GC needs 1.1.0.
-	if e := run(t, "GC", "", "", "", netConf(t, "1.0.0", "delegated", dataDir, dualStack, "")).cniError(t); e.Code != types.ErrIncompatibleCNIVersion {
+	if e := li.GC(t, netConf(t, "1.0.0", "delegated", dataDir, dualStack, "")).CNIError(t); e.Code != types.ErrIncompatibleCNIVersion {
 		t.Fatalf("GC at 1.0.0: %+v", e)
 	}
 }
@@ -407,24 +336,24 @@ func TestExecConcurrent(t *testing.T) {
 			dataDir := t.TempDir()
 			stdin := netConf(t, "1.1.0", "delegated", dataDir, dualStack, "")
 			testutil.PluginDir(t, pluginName) // build before the stampede
-			outs := make([]outcome, n)
+			outs := make([]testutil.Outcome, n)
 			var wg sync.WaitGroup
 			for i := 0; i < n; i++ {
 				wg.Add(1)
 				go func(i int) {
 					defer wg.Done()
-					outs[i] = run(t, "ADD", fmt.Sprintf("li-c%03d", i), "eth0", "", stdin)
+					outs[i] = li.Add(t, fmt.Sprintf("li-c%03d", i), absent, stdin)
 				}(i)
 			}
 			wg.Wait()
 			seen := map[string]bool{}
 			for i, o := range outs {
-				if o.err != nil {
-					t.Fatalf("ADD %d: %v %s", i, o.err, o.stdout)
+				if o.Err != nil {
+					t.Fatalf("ADD %d: %v %s", i, o.Err, o.Stdout)
 				}
 				var r current.Result
-				if err := json.Unmarshal(o.stdout, &r); err != nil || len(r.IPs) != 2 {
-					t.Fatalf("ADD %d result %s", i, o.stdout)
+				if err := json.Unmarshal(o.Stdout, &r); err != nil || len(r.IPs) != 2 {
+					t.Fatalf("ADD %d result %s", i, o.Stdout)
 				}
 				for _, ipc := range r.IPs {
 					if seen[ipc.Address.IP.String()] {
@@ -440,13 +369,13 @@ func TestExecConcurrent(t *testing.T) {
 				wg.Add(1)
 				go func(i int) {
 					defer wg.Done()
-					outs[i] = run(t, "DEL", fmt.Sprintf("li-c%03d", i), "eth0", "", stdin)
+					outs[i] = li.Del(t, fmt.Sprintf("li-c%03d", i), absent, stdin)
 				}(i)
 			}
 			wg.Wait()
 			for i, o := range outs {
-				if o.err != nil {
-					t.Fatalf("DEL %d: %v %s", i, o.err, o.stdout)
+				if o.Err != nil {
+					t.Fatalf("DEL %d: %v %s", i, o.Err, o.Stdout)
 				}
 			}
 			if l := leases(t, dataDir); len(l) != 0 {
@@ -479,7 +408,7 @@ func TestExecErrors(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			if e := run(t, c.command, "c1", "eth0", "", c.stdin).cniError(t); e.Code != c.code {
+			if e := li.Run(t, c.command, "c1", absent, c.stdin).CNIError(t); e.Code != c.code {
 				t.Fatalf("code %d (%s), want %d", e.Code, e.Msg, c.code)
 			}
 		})
@@ -498,11 +427,11 @@ func TestExecCorruptState(t *testing.T) {
 	}
 	stdin := netConf(t, "1.1.0", "delegated", dataDir, dualStack, "")
 	for _, cmd := range []string{"ADD", "DEL", "CHECK"} {
-		if e := run(t, cmd, "c1", "eth0", "", stdin).cniError(t); e.Code != types.ErrIOFailure || !strings.Contains(e.Msg, "corrupt state file") {
+		if e := li.Run(t, cmd, "c1", absent, stdin).CNIError(t); e.Code != types.ErrIOFailure || !strings.Contains(e.Msg, "corrupt state file") {
 			t.Errorf("%s: %+v", cmd, e)
 		}
 	}
-	if e := run(t, "STATUS", "", "", "", stdin).cniError(t); e.Code != 50 {
+	if e := li.Status(t, stdin).CNIError(t); e.Code != 50 {
 		t.Errorf("STATUS: %+v", e)
 	}
 	if got, _ := os.ReadFile(p); !bytes.Equal(got, garbage) {
@@ -519,13 +448,13 @@ func TestExecLockTimeout(t *testing.T) {
 	}
 	defer holder.Unlock()
 	stdin := netConf(t, "1.1.0", "delegated", dataDir, dualStack+`,"lockTimeout":"100ms"`, "")
-	if e := run(t, "ADD", "c1", "eth0", "", stdin).cniError(t); e.Code != types.ErrTryAgainLater {
+	if e := li.Add(t, "c1", absent, stdin).CNIError(t); e.Code != types.ErrTryAgainLater {
 		t.Fatalf("ADD under held lock: %+v", e)
 	}
 	if err := holder.Unlock(); err != nil {
 		t.Fatal(err)
 	}
-	mustRun(t, "ADD", "c1", "eth0", "", stdin)
+	li.Add(t, "c1", absent, stdin).OK(t)
 }
 
 func TestExecStageWithoutPrevResultAndDNS(t *testing.T) {
@@ -537,7 +466,7 @@ func TestExecStageWithoutPrevResultAndDNS(t *testing.T) {
 	ipam := dualStack + fmt.Sprintf(`,"resolvConf":%q`, resolv)
 
 	// Stage form without prevResult: a result with just our ips, routes, dns.
-	out := mustRun(t, "ADD", "c1", "eth0", "", netConf(t, "1.0.0", "stage", dataDir, ipam, ""))
+	out := li.Add(t, "c1", absent, netConf(t, "1.0.0", "stage", dataDir, ipam, "")).OK(t)
 	var r current.Result
 	if err := json.Unmarshal(out, &r); err != nil {
 		t.Fatal(err)
@@ -548,8 +477,8 @@ func TestExecStageWithoutPrevResultAndDNS(t *testing.T) {
 	}
 
 	// Stage form with prevResult dns: merged, no duplicates.
-	stdin := withPrev(t, netConf(t, "1.0.0", "stage", dataDir, ipam, ""), upstreamResult(t), "1.0.0")
-	out = mustRun(t, "ADD", "c2", "eth0", "", stdin)
+	stdin := testutil.WithPrev(t, netConf(t, "1.0.0", "stage", dataDir, ipam, ""), upstreamResult(t))
+	out = li.Add(t, "c2", absent, stdin).OK(t)
 	r = current.Result{}
 	if err := json.Unmarshal(out, &r); err != nil {
 		t.Fatal(err)
@@ -559,8 +488,8 @@ func TestExecStageWithoutPrevResultAndDNS(t *testing.T) {
 	}
 
 	// Delegated form ignores a prevResult.
-	del := withPrev(t, netConf(t, "1.0.0", "delegated", dataDir, ipam, ""), upstreamResult(t), "1.0.0")
-	out = mustRun(t, "ADD", "c3", "eth0", "", del)
+	del := testutil.WithPrev(t, netConf(t, "1.0.0", "delegated", dataDir, ipam, ""), upstreamResult(t))
+	out = li.Add(t, "c3", absent, del).OK(t)
 	r = current.Result{}
 	if err := json.Unmarshal(out, &r); err != nil {
 		t.Fatal(err)
@@ -608,7 +537,7 @@ func TestExecUpgradeKeepsLeases(t *testing.T) {
 	}
 	stdin := netConf(t, "1.1.0", "delegated", dataDir, dualStack, "")
 	var res current.Result
-	if err := json.Unmarshal(mustRun(t, "ADD", "new-1", "eth0", "", stdin), &res); err != nil {
+	if err := json.Unmarshal(li.Add(t, "new-1", absent, stdin).OK(t), &res); err != nil {
 		t.Fatal(err)
 	}
 	if got := fmt.Sprint(res.IPs[0].Address.IP, " ", res.IPs[1].Address.IP); got != "10.77.0.4 fd77::4" {
@@ -617,12 +546,12 @@ func TestExecUpgradeKeepsLeases(t *testing.T) {
 	if lock, err := os.ReadFile(lockPath); err != nil || !strings.HasPrefix(string(lock), "vxvrf-ipam-state v1 ") {
 		t.Errorf("no stamp after the first ADD: %q %v", lock, err)
 	}
-	e := run(t, "ADD", "up-1", "eth0", "", stdin).cniError(t)
+	e := li.Add(t, "up-1", absent, stdin).CNIError(t)
 	if e.Code != ErrDuplicateAllocation || !strings.Contains(e.Msg, "[10.77.0.2 fd77::2]") {
 		t.Errorf("ADD of an upgraded attachment: %+v", e)
 	}
-	mustRun(t, "DEL", "up-2", "eth0", "", stdin)
-	mustRun(t, "ADD", "new-2", "eth0", "", stdin)
+	li.Del(t, "up-2", absent, stdin).OK(t)
+	li.Add(t, "new-2", absent, stdin).OK(t)
 	var got []string
 	for _, l := range leases(t, dataDir) {
 		got = append(got, fmt.Sprint(l.ContainerID, l.IPs))

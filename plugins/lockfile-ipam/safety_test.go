@@ -31,12 +31,12 @@ func TestExecTeardownIgnoresConfig(t *testing.T) {
 		for _, verb := range []string{"DEL", "GC"} {
 			t.Run(fmt.Sprintf("%d/%s", i, verb), func(t *testing.T) {
 				dataDir := t.TempDir()
-				mustRun(t, "ADD", "c1", "eth0", "", netConf(t, "1.1.0", "delegated", dataDir, dualStack, ""))
+				li.Add(t, "c1", absent, netConf(t, "1.1.0", "delegated", dataDir, dualStack, "")).OK(t)
 				top := ""
 				if verb == "GC" {
 					top = `,"cni.dev/valid-attachments":[]`
 				}
-				mustRun(t, verb, "c1", "eth0", "", netConf(t, "1.1.0", "delegated", dataDir, bad, top))
+				li.Run(t, verb, "c1", absent, netConf(t, "1.1.0", "delegated", dataDir, bad, top)).OK(t)
 				if l := leases(t, dataDir); len(l) != 0 {
 					t.Fatalf("%s with ipam %s kept %v", verb, bad, l)
 				}
@@ -50,7 +50,7 @@ func TestExecTeardownIgnoresConfig(t *testing.T) {
 		`{"cniVersion":"1.1.0","name":"li-net","type":"veth-attach","ipam":"x"}`,
 		`{"cniVersion":"1.1.0","name":"li-net","type":"veth-attach","ipam":{"type":"lockfile-ipam","dataDir":"relative"}}`,
 	} {
-		mustRun(t, "DEL", "c1", "eth0", "", []byte(stdin))
+		li.Del(t, "c1", absent, []byte(stdin)).OK(t)
 	}
 }
 
@@ -68,7 +68,7 @@ func TestExecFailedAddLeavesNothing(t *testing.T) {
 		{`,"ranges":[[{"subnet":"10.77.0.0/30","gateway":"10.77.0.1"}]]`, `,"runtimeConfig":{"ips":["10.77.0.1"]}`, ErrRequestedIP},
 		{`,"ranges":[[{"subnet":"10.77.0.0/24","rangeStart":"10.77.0.1","rangeEnd":"10.77.0.1"}]]`, ``, ErrNoAddress},
 	} {
-		e := run(t, "ADD", "c1", "eth0", "", netConf(t, "1.1.0", "delegated", dataDir, c.ipam, c.top)).cniError(t)
+		e := li.Add(t, "c1", absent, netConf(t, "1.1.0", "delegated", dataDir, c.ipam, c.top)).CNIError(t)
 		if e.Code != c.code {
 			t.Errorf("ADD %s %s: code %d %s, want %d", c.ipam, c.top, e.Code, e.Msg, c.code)
 		}
@@ -89,7 +89,7 @@ func TestExecFilesSafe(t *testing.T) {
 	if err := os.Symlink(target, lockPath); err != nil {
 		t.Fatal(err)
 	}
-	if e := run(t, "ADD", "c1", "eth0", "", stdin).cniError(t); e.Code != types.ErrIOFailure {
+	if e := li.Add(t, "c1", absent, stdin).CNIError(t); e.Code != types.ErrIOFailure {
 		t.Errorf("ADD through a lock symlink: code %d %s, want 5", e.Code, e.Msg)
 	}
 	if _, err := os.Lstat(target); !os.IsNotExist(err) {
@@ -104,12 +104,12 @@ func TestExecFilesSafe(t *testing.T) {
 	if err := os.Symlink(secret, statePath); err != nil {
 		t.Fatal(err)
 	}
-	if e := run(t, "ADD", "c1", "eth0", "", stdin).cniError(t); e.Code != types.ErrIOFailure || !strings.Contains(e.Msg, "symlink") {
+	if e := li.Add(t, "c1", absent, stdin).CNIError(t); e.Code != types.ErrIOFailure || !strings.Contains(e.Msg, "symlink") {
 		t.Errorf("ADD with a symlinked state file: code %d %s, want 5 naming the symlink", e.Code, e.Msg)
 	}
 	os.Remove(statePath)
 
-	mustRun(t, "ADD", "c1", "eth0", "", stdin)
+	li.Add(t, "c1", absent, stdin).OK(t)
 	if fi, err := os.Stat(statePath); err != nil || fi.Mode().Perm() != 0o600 {
 		t.Errorf("state file mode %v (%v), want 0600", fi.Mode(), err)
 	}
@@ -136,7 +136,7 @@ func TestExecResolvConfLimits(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	out := mustRun(t, "ADD", "c1", "eth0", "", netConf(t, "1.1.0", "delegated", t.TempDir(), dualStack+fmt.Sprintf(`,"resolvConf":%q`, link), ""))
+	out := li.Add(t, "c1", absent, netConf(t, "1.1.0", "delegated", t.TempDir(), dualStack+fmt.Sprintf(`,"resolvConf":%q`, link), "")).OK(t)
 	s := string(out)
 	if !strings.Contains(s, "10.0.0.53") || !strings.Contains(s, "ok.example") || !strings.Contains(s, "ndots:2") {
 		t.Errorf("resolv.conf values missing: %s", out)
@@ -147,7 +147,7 @@ func TestExecResolvConfLimits(t *testing.T) {
 		}
 	}
 	for name, path := range map[string]string{"directory": dir, "device": "/dev/zero", "too big": big, "not resolv.conf": shadowLike, "relative": "resolv.conf"} {
-		e := run(t, "ADD", "c1", "eth0", "", netConf(t, "1.1.0", "delegated", t.TempDir(), dualStack+fmt.Sprintf(`,"resolvConf":%q`, path), "")).cniError(t)
+		e := li.Add(t, "c1", absent, netConf(t, "1.1.0", "delegated", t.TempDir(), dualStack+fmt.Sprintf(`,"resolvConf":%q`, path), "")).CNIError(t)
 		if e.Code != types.ErrInvalidNetworkConfig || strings.Contains(e.Msg, "$6$") {
 			t.Errorf("resolvConf %s: code %d %s, want 7 without the content", name, e.Code, e.Msg)
 		}
@@ -170,7 +170,7 @@ func TestExecLimits(t *testing.T) {
 	} {
 		stdin := []byte(strings.Replace(string(netConf(t, "1.1.0", "delegated", dataDir, dualStack, "")), `"li-net"`, fmt.Sprintf("%q", c.netName), 1))
 		for _, verb := range []string{"ADD", "CHECK"} {
-			if e := run(t, verb, c.cid, "eth0", "", stdin).cniError(t); e.Code != c.code {
+			if e := li.Run(t, verb, c.cid, absent, stdin).CNIError(t); e.Code != c.code {
 				t.Errorf("%s %s: code %d %s, want %d", c.name, verb, e.Code, e.Msg, c.code)
 			}
 		}
@@ -182,8 +182,8 @@ func TestExecLimits(t *testing.T) {
 		if err := os.MkdirAll(dataDir, 0o755); err != nil {
 			t.Fatal(err)
 		}
-		mustRun(t, "DEL", c.cid, "eth0", "", stdin)
-		mustRun(t, "GC", "", "", "", []byte(strings.Replace(string(stdin), `"type":"veth-attach"`, `"cni.dev/valid-attachments":[],"type":"veth-attach"`, 1)))
+		li.Del(t, c.cid, absent, stdin).OK(t)
+		li.GC(t, []byte(strings.Replace(string(stdin), `"type":"veth-attach"`, `"cni.dev/valid-attachments":[],"type":"veth-attach"`, 1))).OK(t)
 		os.Remove(dataDir)
 	}
 }
@@ -193,12 +193,12 @@ func TestExecLimits(t *testing.T) {
 func TestExecDelOldVersion(t *testing.T) {
 	for _, ver := range []string{"0.1.0", "0.2.0", ""} {
 		dataDir := t.TempDir()
-		mustRun(t, "ADD", "c1", "eth0", "", netConf(t, "1.0.0", "delegated", dataDir, dualStack, ""))
+		li.Add(t, "c1", absent, netConf(t, "1.0.0", "delegated", dataDir, dualStack, "")).OK(t)
 		stdin := netConf(t, ver, "delegated", dataDir, dualStack, "")
 		if ver == "" {
 			stdin = []byte(strings.Replace(string(stdin), `"cniVersion":"",`, "", 1))
 		}
-		mustRun(t, "DEL", "c1", "eth0", "", stdin)
+		li.Del(t, "c1", absent, stdin).OK(t)
 		if l := leases(t, dataDir); len(l) != 0 {
 			t.Errorf("DEL at cniVersion %q kept %v", ver, l)
 		}

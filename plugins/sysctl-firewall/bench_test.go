@@ -28,12 +28,12 @@ func BenchmarkAddDel(b *testing.B) {
 				p := n.addPod(b, "p", "sfh-bench", "10.66.0.50/24")
 				conf := config(b, "1.1.0", with(be, bc.extra), p.prevResult(b))
 				// Warm: the node-wide objects exist, as on a node with pods.
-				n.mustRun(b, "ADD", "sf-bench-warm", p, conf)
-				n.mustRun(b, "DEL", "sf-bench-warm", p, conf)
+				n.stage().Add(b, "sf-bench-warm", p.NS, conf).OK(b)
+				n.stage().Del(b, "sf-bench-warm", p.NS, conf).OK(b)
 				b.ResetTimer()
 				for b.Loop() {
-					n.mustRun(b, "ADD", "sf-bench", p, conf)
-					n.mustRun(b, "DEL", "sf-bench", p, conf)
+					n.stage().Add(b, "sf-bench", p.NS, conf).OK(b)
+					n.stage().Del(b, "sf-bench", p.NS, conf).OK(b)
 				}
 			})
 		}
@@ -60,7 +60,7 @@ func BenchmarkScale(b *testing.B) {
 					prev := bg.prevResult(b)
 					prev.IPs[0].Address.IP = net.IPv4(10, 66, byte(1+filled/200), byte(10+filled%200))
 					c := config(b, "1.1.0", with(be, map[string]any{"masquerade": true}), prev)
-					n.mustRun(b, "ADD", fmt.Sprintf("bg-%d", filled), bg, c)
+					n.stage().Add(b, fmt.Sprintf("bg-%d", filled), bg.NS, c).OK(b)
 				}
 			}
 			for _, pods := range []int{1, 50, 100, 250} {
@@ -69,9 +69,9 @@ func BenchmarkScale(b *testing.B) {
 					var add, del []time.Duration
 					for b.Loop() {
 						t0 := time.Now()
-						n.mustRun(b, "ADD", "sf-scale", p, conf)
+						n.stage().Add(b, "sf-scale", p.NS, conf).OK(b)
 						t1 := time.Now()
-						n.mustRun(b, "DEL", "sf-scale", p, conf)
+						n.stage().Del(b, "sf-scale", p.NS, conf).OK(b)
 						add, del = append(add, t1.Sub(t0)), append(del, time.Since(t1))
 					}
 					b.ReportMetric(median(add), "ms/add")

@@ -19,7 +19,7 @@ func TestNftDelRaceWithConcurrentDelete(t *testing.T) {
 	n := newNode(t, "sf-delrace")
 	p := n.addPod(t, "p", "vethrace", "10.66.0.40/24")
 	extra := with(BackendNftables, map[string]any{"antiSpoofing": true, "masquerade": true})
-	n.mustRun(t, "ADD", "race", p, config(t, "1.1.0", extra, p.prevResult(t)))
+	n.stage().Add(t, "race", p.NS, config(t, "1.1.0", extra, p.prevResult(t))).OK(t)
 	if n.attState(t, BackendNftables, testNet, "race") == "" {
 		t.Fatal("ADD left no element to race on")
 	}

@@ -48,7 +48,7 @@ func testDualStack(t *testing.T, be string) {
 	cid := "sf-v6"
 	chain := naming.AttachmentChain(testNet, cid, "eth0")
 	conf := config(t, "1.1.0", with(be, map[string]any{"antiSpoofing": true, "masquerade": true}), prev)
-	n.mustRun(t, "ADD", cid, p, conf)
+	n.stage().Add(t, cid, p.NS, conf).OK(t)
 	if be == BackendIPTables {
 		s6 := n.sh(t, "ip6tables-save")
 		for _, want := range []string{
@@ -79,7 +79,7 @@ func testDualStack(t *testing.T, be string) {
 			}
 		}
 	}
-	n.mustRun(t, "CHECK", cid, p, conf)
+	n.stage().Check(t, cid, p.NS, conf).OK(t)
 	// Clear the neighbour cache so the ping needs neighbour discovery again.
 	_, _ = p.In("ip", "-6", "neigh", "flush", "dev", "eth0")
 	if !p.ping(t, "fd66::1", "fd66::30") {
@@ -91,7 +91,7 @@ func testDualStack(t *testing.T, be string) {
 	if !p.ping(t, gateway, "") {
 		t.Fatal("pod cannot ping its IPv4 gateway")
 	}
-	n.mustRun(t, "DEL", cid, nil, config(t, "1.1.0", nil, nil))
+	n.stage().Del(t, cid, nil, config(t, "1.1.0", nil, nil)).OK(t)
 	if s := n.attState(t, be, testNet, cid); s != "" {
 		t.Fatalf("DEL left:\n%s", s)
 	}
@@ -130,7 +130,7 @@ func TestRollback(t *testing.T) {
 			cid := "sf-rb"
 			chain := naming.AttachmentChain(testNet, cid, "eth0")
 			conf := config(t, "1.1.0", map[string]any{"masquerade": true}, prev)
-			o := n.run(t, "ADD", cid, p, conf, "PATH="+dir+":"+os.Getenv("PATH"))
+			o := n.stage("PATH="+dir+":"+os.Getenv("PATH")).Add(t, cid, p.NS, conf)
 			if e := o.CNIError(t); !strings.Contains(e.Msg, "ipv6") {
 				t.Fatalf("ADD failed, but not at the IPv6 step after the IPv4 chains: %s", e.Msg)
 			}
@@ -138,8 +138,8 @@ func TestRollback(t *testing.T) {
 				t.Fatalf("failed ADD left its chain:\n%s", s)
 			}
 			// The same ADD with working tools succeeds: nothing was left over.
-			n.mustRun(t, "ADD", cid, p, conf)
-			n.mustRun(t, "DEL", cid, p, conf)
+			n.stage().Add(t, cid, p.NS, conf).OK(t)
+			n.stage().Del(t, cid, p.NS, conf).OK(t)
 		})
 	}
 }
@@ -156,7 +156,7 @@ func TestRollbackPartial(t *testing.T) {
 	p := n.addPod(t, "p", "sfh-rbp", "10.66.0.41/24")
 	q := n.addPod(t, "q", "sfh-rbq", "10.66.0.42/24")
 	extra := map[string]any{"masquerade": true, "antiSpoofing": true}
-	n.mustRun(t, "ADD", "sf-rbp-other", q, config(t, "1.1.0", extra, q.prevResult(t)))
+	n.stage().Add(t, "sf-rbp-other", q.NS, config(t, "1.1.0", extra, q.prevResult(t))).OK(t)
 	before := n.save(t)
 	realRestore, err := findBin("iptables-restore")
 	if err != nil {
@@ -180,16 +180,16 @@ func TestRollbackPartial(t *testing.T) {
 	cid := "sf-rbp"
 	chain := naming.AttachmentChain(testNet, cid, "eth0")
 	conf := config(t, "1.1.0", extra, p.prevResult(t))
-	o := n.run(t, "ADD", cid, p, conf, "PATH="+dir+":"+os.Getenv("PATH"))
+	o := n.stage("PATH="+dir+":"+os.Getenv("PATH")).Add(t, cid, p.NS, conf)
 	if e := o.CNIError(t); !strings.Contains(e.Msg, "ipv4 firewall") || !strings.Contains(e.Msg, "SFNOSUCH") {
 		t.Fatalf("ADD failed, but not with restore's message about the raw rule: %s", e.Msg)
 	}
 	if after := n.save(t); strings.Contains(after, chain) || stripSaveComments(after) != stripSaveComments(before) {
 		t.Fatalf("failed ADD changed iptables:\nbefore:\n%s\nafter:\n%s", before, after)
 	}
-	n.mustRun(t, "ADD", cid, p, conf)
-	n.mustRun(t, "CHECK", cid, p, conf)
-	n.mustRun(t, "DEL", cid, p, conf)
+	n.stage().Add(t, cid, p.NS, conf).OK(t)
+	n.stage().Check(t, cid, p.NS, conf).OK(t)
+	n.stage().Del(t, cid, p.NS, conf).OK(t)
 }
 
 var saveCounters = regexp.MustCompile(`\[\d+:\d+\]`)

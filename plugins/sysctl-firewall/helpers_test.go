@@ -1,16 +1,13 @@
 package main
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"reflect"
 	"strings"
-	"syscall"
 	"testing"
 
 	"github.com/containernetworking/cni/pkg/types"
@@ -38,11 +35,7 @@ type node struct {
 
 func newNode(t testing.TB, lab string) *node {
 	t.Helper()
-	l := testutil.NewLab(t, lab)
-	n, err := l.AddNode("n")
-	if err != nil {
-		t.Fatal(err)
-	}
+	l, n := testutil.NewNode(t, lab)
 	nd := &node{lab: l, Node: n}
 	nd.sh(t, "ip", "link", "add", bridge, "type", "bridge")
 	nd.sh(t, "ip", "link", "set", bridge, "up")
@@ -115,18 +108,11 @@ func config(t testing.TB, v string, extra map[string]any, prev *current.Result) 
 	t.Helper()
 	// Tests that do not name a backend test the iptables one (they read
 	// iptables-save); forBackends passes each backend explicitly.
-	m := map[string]any{"cniVersion": v, "name": testNet, "type": plugin, "backend": BackendIPTables}
-	for k, val := range extra {
-		m[k] = val
-	}
+	c := testutil.Conf(v, testNet, plugin).With("backend", BackendIPTables).Keys(extra)
 	if prev != nil {
-		m["prevResult"] = asVersion(t, prev, v)
+		c = c.With("prevResult", asVersion(t, prev, v))
 	}
-	b, err := json.Marshal(m)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
+	return c.Bytes()
 }
 
 // asVersion is prev converted to v, as generic JSON.
@@ -158,22 +144,33 @@ func jsonEqual(t testing.TB, got []byte, want any) {
 	}
 }
 
-func (n *node) run(t testing.TB, cmd, cid string, p *pod, conf []byte, env ...string) testutil.Outcome {
-	t.Helper()
-	inv := testutil.Invocation{Plugin: plugin, Command: cmd, ContainerID: cid, IfName: "eth0", Config: conf, Env: env}
-	if p != nil {
-		inv.NetNS = p.Path
-	}
-	return testutil.Run(t, n.NS.NetNS, inv)
+// stage drives the plugin in the node, with env added to its environment.
+func (n *node) stage(env ...string) testutil.Stage {
+	return testutil.Stage{Plugin: plugin, In: n.NetNS, Env: env}
 }
 
-func (n *node) mustRun(t testing.TB, cmd, cid string, p *pod, conf []byte, env ...string) []byte {
+// legacyPath makes iptables and ip6tables resolve to xtables-legacy-multi
+// (as after update-alternatives --set iptables iptables-legacy): it returns
+// a directory of those two links and the PATH entry for the plugin's env
+// that puts it first. It skips the test without xtables-legacy-multi.
+func legacyPath(t *testing.T) (dir, env string) {
 	t.Helper()
-	o := n.run(t, cmd, cid, p, conf, env...)
-	if o.Err != nil {
-		t.Fatalf("%s %s: %v\nstdout: %s\nstderr: %s", cmd, cid, o.Err, o.Stdout, o.Stderr)
+	testutil.RequireRoot(t)
+	legacy, err := findBin("iptables-legacy")
+	if err != nil {
+		t.Skip(err)
 	}
-	return o.Stdout
+	multi, err := filepath.EvalSymlinks(legacy)
+	if err != nil || filepath.Base(multi) != "xtables-legacy-multi" {
+		t.Skipf("iptables-legacy is not xtables-legacy-multi: %s %v", multi, err)
+	}
+	dir = t.TempDir()
+	for _, cmd := range []string{"iptables", "ip6tables"} {
+		if err := os.Symlink(multi, filepath.Join(dir, cmd)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dir, "PATH=" + dir + ":" + os.Getenv("PATH")
 }
 
 // save is iptables-save (v4) of the node.
@@ -366,26 +363,4 @@ func (n *node) nft(t testing.TB, fn func(c *nftables.Conn) error) {
 	if err != nil {
 		t.Fatal(err)
 	}
-}
-
-// runAs runs the plugin in the node like run, as user uid (no capabilities).
-func (n *node) runAs(t testing.TB, uid uint32, cmd string, conf []byte) testutil.Outcome {
-	t.Helper()
-	dir := testutil.PluginDir(t, plugin)
-	var out testutil.Outcome
-	err := n.NS.NetNS.Do(func(ns.NetNS) error {
-		c := exec.Command(filepath.Join(dir, plugin))
-		c.Env = []string{"CNI_COMMAND=" + cmd, "CNI_PATH=" + dir, "PATH=" + os.Getenv("PATH")}
-		c.Stdin = bytes.NewReader(conf)
-		c.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uid, Gid: uid}}
-		var stdout, stderr bytes.Buffer
-		c.Stdout, c.Stderr = &stdout, &stderr
-		out.Err = c.Run()
-		out.Stdout, out.Stderr = stdout.Bytes(), stderr.Bytes()
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return out
 }

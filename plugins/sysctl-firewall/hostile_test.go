@@ -57,7 +57,7 @@ func testTeardownIgnoresConfig(t *testing.T, be string) {
 		t.Run(name, func(t *testing.T) {
 			for _, verb := range []string{"DEL", "GC"} {
 				cid := "sf-td"
-				n.mustRun(t, "ADD", cid, p, good)
+				n.stage().Add(t, cid, p.NS, good).OK(t)
 				if n.attState(t, be, testNet, cid) == "" {
 					t.Fatal("ADD made nothing")
 				}
@@ -65,9 +65,9 @@ func testTeardownIgnoresConfig(t *testing.T, be string) {
 				if verb == "GC" {
 					c = withRaw(t, conf, "cni.dev/valid-attachments", `[]`)
 				}
-				o := n.run(t, verb, cid, p, c)
+				o := n.stage().Run(t, verb, cid, p.NS, c)
 				if o.Err != nil {
-					n.run(t, "DEL", cid, p, good)
+					n.stage().Del(t, cid, p.NS, good)
 					t.Fatalf("%s with a %s: %v\n%s", verb, name, o.Err, o.Stdout)
 				}
 				if s := n.attState(t, be, testNet, cid); s != "" {
@@ -89,9 +89,9 @@ func TestLongContainerID(t *testing.T) {
 	before := n.save(t)
 	rp := strings.TrimSpace(n.sh(t, "cat", "/proc/sys/net/ipv4/conf/"+p.hostVeth+"/rp_filter"))
 	cid := strings.Repeat("c", 250)
-	o := n.run(t, "ADD", cid, p, conf)
+	o := n.stage().Add(t, cid, p.NS, conf)
 	if o.Err == nil {
-		n.run(t, "DEL", cid, p, conf)
+		n.stage().Del(t, cid, p.NS, conf)
 	}
 	if e := o.CNIError(t); e.Code != types.ErrInvalidEnvironmentVariables {
 		t.Fatalf("code %d (%s), want 4", e.Code, e.Msg)
@@ -103,7 +103,7 @@ func TestLongContainerID(t *testing.T) {
 		t.Fatalf("refused ADD wrote rp_filter %s -> %s", rp, got)
 	}
 	// DEL and GC of such an attachment succeed (nothing can exist).
-	n.mustRun(t, "DEL", cid, p, conf)
+	n.stage().Del(t, cid, p.NS, conf).OK(t)
 }
 
 // TestHostSysctlsScope: hostSysctls reach only the host veth's own keys;
@@ -128,9 +128,9 @@ func TestHostSysctlsScope(t *testing.T) {
 		t.Run(key, func(t *testing.T) {
 			conf := config(t, "1.1.0", map[string]any{"hostSysctls": map[string]string{key: "1"}}, prev)
 			before := n.sh(t, "sysctl", "-a")
-			o := n.run(t, "ADD", "sf-scope", p, conf)
+			o := n.stage().Add(t, "sf-scope", p.NS, conf)
 			if o.Err == nil {
-				n.run(t, "DEL", "sf-scope", p, conf)
+				n.stage().Del(t, "sf-scope", p.NS, conf)
 			}
 			e := o.CNIError(t)
 			if e.Code != types.ErrInvalidNetworkConfig || !strings.Contains(e.Msg, "nodeSysctls") {
@@ -150,7 +150,7 @@ func TestHostSysctlsScope(t *testing.T) {
 		},
 		"nodeSysctls": map[string]string{"net.ipv4.conf.all.rp_filter": "2"},
 	}, prev)
-	n.mustRun(t, "ADD", "sf-scope", p, conf)
+	n.stage().Add(t, "sf-scope", p.NS, conf).OK(t)
 	for key, want := range map[string]string{
 		"net.ipv4.conf." + p.hostVeth + ".rp_filter":               "2",
 		"net.ipv4.neigh." + p.hostVeth + ".base_reachable_time_ms": "31000",
@@ -160,13 +160,13 @@ func TestHostSysctlsScope(t *testing.T) {
 			t.Fatalf("%s = %s, want %s", key, got, want)
 		}
 	}
-	n.mustRun(t, "CHECK", "sf-scope", p, conf)
+	n.stage().Check(t, "sf-scope", p.NS, conf).OK(t)
 	n.sh(t, "sysctl", "-qw", "net.ipv4.conf.all.rp_filter=0")
-	n.run(t, "CHECK", "sf-scope", p, conf).CNIError(t)
-	n.mustRun(t, "DEL", "sf-scope", p, conf)
+	n.stage().Check(t, "sf-scope", p.NS, conf).CNIError(t)
+	n.stage().Del(t, "sf-scope", p.NS, conf).OK(t)
 	// nodeSysctls cannot use IFNAME (it is not one interface's key).
 	bad := config(t, "1.1.0", map[string]any{"nodeSysctls": map[string]string{"net.ipv4.conf.IFNAME.rp_filter": "1"}}, prev)
-	if e := n.run(t, "ADD", "sf-scope2", p, bad).CNIError(t); e.Code != types.ErrInvalidNetworkConfig {
+	if e := n.stage().Add(t, "sf-scope2", p.NS, bad).CNIError(t); e.Code != types.ErrInvalidNetworkConfig {
 		t.Fatalf("nodeSysctls with IFNAME: %+v", e)
 	}
 }
@@ -197,8 +197,8 @@ func testNoPanicNoInternalError(t *testing.T, be string) {
 	p := n.addPod(t, "p", "sfh-codes", "10.66.0.73/24")
 	good := config(t, "1.1.0", map[string]any{"backend": be, "antiSpoofing": true, "nodeSysctls": map[string]string{"net.ipv4.conf.all.arp_ignore": "1"}, "masquerade": true}, p.prevResult(t))
 	// The project chains and nodeSysctls exist, as on a node with pods.
-	n.mustRun(t, "ADD", "sf-codes", p, good)
-	n.mustRun(t, "DEL", "sf-codes", p, good)
+	n.stage().Add(t, "sf-codes", p.NS, good).OK(t)
+	n.stage().Del(t, "sf-codes", p.NS, good).OK(t)
 	sysBefore := stableSysctls(n.sh(t, "sysctl", "-a"))
 	before := stripSaveComments(n.save(t))
 	nftBefore := dumpNft(t, n)
@@ -226,9 +226,9 @@ func testNoPanicNoInternalError(t *testing.T, be string) {
 	}
 	for name, tc := range cases {
 		t.Run(name, func(t *testing.T) {
-			o := n.run(t, "ADD", "sf-codes", p, tc.conf)
+			o := n.stage().Add(t, "sf-codes", p.NS, tc.conf)
 			if o.Err == nil {
-				n.run(t, "DEL", "sf-codes", p, good)
+				n.stage().Del(t, "sf-codes", p.NS, good)
 			}
 			e := o.CNIError(t)
 			if e.Code != tc.code {
@@ -251,7 +251,7 @@ func testNoPanicNoInternalError(t *testing.T, be string) {
 			if strings.Contains(name, "refused") {
 				return
 			}
-			if e := n.run(t, "CHECK", "sf-codes", p, tc.conf).CNIError(t); e.Code == 0 || e.Code == types.ErrInternal {
+			if e := n.stage().Check(t, "sf-codes", p.NS, tc.conf).CNIError(t); e.Code == 0 || e.Code == types.ErrInternal {
 				t.Fatalf("CHECK: code %d (%s)", e.Code, e.Msg)
 			}
 		})

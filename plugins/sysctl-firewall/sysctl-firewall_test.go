@@ -52,7 +52,7 @@ func testLifecycle(t *testing.T, be string) {
 			_, _ = p.In("sysctl", "-qw", "net.ipv4.conf.eth0.accept_redirects=1")
 			n.sh(t, "sysctl", "-qw", "net.ipv6.conf."+p.hostVeth+".accept_ra=1")
 
-			out := n.mustRun(t, "ADD", cid, p, conf)
+			out := n.stage().Add(t, cid, p.NS, conf).OK(t)
 			jsonEqual(t, out, asVersion(t, prev, v))
 
 			if got := p.read(t, "/proc/sys/net/ipv4/conf/eth0/accept_redirects"); got != "0" {
@@ -94,59 +94,59 @@ func testLifecycle(t *testing.T, be string) {
 			}
 
 			if v == "0.3.1" {
-				if e := n.run(t, "CHECK", cid, p, conf).CNIError(t); e.Code != types.ErrIncompatibleCNIVersion {
+				if e := n.stage().Check(t, cid, p.NS, conf).CNIError(t); e.Code != types.ErrIncompatibleCNIVersion {
 					t.Fatalf("CHECK at 0.3.1: %+v", e)
 				}
 			} else {
-				n.mustRun(t, "CHECK", cid, p, conf)
+				n.stage().Check(t, cid, p.NS, conf).OK(t)
 				// A rule removed → CHECK fails; restored → passes.
 				n.sh(t, "iptables", "-t", "nat", "-D", chain, "-s", "10.66.0.5/32", "!", "-d", "10.66.0.0/24", "!", "-o", bridge, "-j", "MASQUERADE")
-				n.run(t, "CHECK", cid, p, conf).CNIError(t)
+				n.stage().Check(t, cid, p.NS, conf).CNIError(t)
 				n.sh(t, "iptables", "-t", "nat", "-A", chain, "-s", "10.66.0.5/32", "!", "-d", "10.66.0.0/24", "!", "-o", bridge, "-j", "MASQUERADE")
-				n.mustRun(t, "CHECK", cid, p, conf)
+				n.stage().Check(t, cid, p.NS, conf).OK(t)
 				// The project jump removed → fails.
 				n.sh(t, "iptables", "-t", "raw", "-D", "VXVRF-PREROUTING", "-m", "comment", "--comment", tag, "-j", chain)
-				n.run(t, "CHECK", cid, p, conf).CNIError(t)
+				n.stage().Check(t, cid, p.NS, conf).CNIError(t)
 				n.sh(t, "iptables", "-t", "raw", "-A", "VXVRF-PREROUTING", "-m", "comment", "--comment", tag, "-j", chain)
-				n.mustRun(t, "CHECK", cid, p, conf)
+				n.stage().Check(t, cid, p.NS, conf).OK(t)
 				// A pod sysctl flipped → fails.
 				if _, err := p.In("sysctl", "-qw", "net.ipv4.conf.eth0.accept_redirects=1"); err != nil {
 					t.Fatal(err)
 				}
-				n.run(t, "CHECK", cid, p, conf).CNIError(t)
+				n.stage().Check(t, cid, p.NS, conf).CNIError(t)
 				if _, err := p.In("sysctl", "-qw", "net.ipv4.conf.eth0.accept_redirects=0"); err != nil {
 					t.Fatal(err)
 				}
 				// A host sysctl flipped → fails.
 				n.sh(t, "sysctl", "-qw", "net.ipv6.conf."+p.hostVeth+".accept_ra=1")
-				n.run(t, "CHECK", cid, p, conf).CNIError(t)
+				n.stage().Check(t, cid, p.NS, conf).CNIError(t)
 				n.sh(t, "sysctl", "-qw", "net.ipv6.conf."+p.hostVeth+".accept_ra=0")
-				n.mustRun(t, "CHECK", cid, p, conf)
+				n.stage().Check(t, cid, p.NS, conf).OK(t)
 			}
 
 			// A second ADD for the same attachment succeeds and changes
 			// nothing; after a rule is removed behind the plugin's back it
 			// puts the rule back (ADD converges, as with nftables).
 			before := stripSaveComments(n.save(t))
-			n.mustRun(t, "ADD", cid, p, conf)
+			n.stage().Add(t, cid, p.NS, conf).OK(t)
 			if after := stripSaveComments(n.save(t)); after != before {
 				t.Fatalf("repeated ADD changed the rules:\nbefore:\n%s\nafter:\n%s", before, after)
 			}
 			n.sh(t, "iptables", "-t", "raw", "-F", chain)
-			n.mustRun(t, "ADD", cid, p, conf)
+			n.stage().Add(t, cid, p.NS, conf).OK(t)
 			if after := stripSaveComments(n.save(t)); after != before {
 				t.Fatalf("ADD did not restore the flushed raw chain:\nbefore:\n%s\nafter:\n%s", before, after)
 			}
 			if v != "0.3.1" {
-				n.mustRun(t, "CHECK", cid, p, conf)
+				n.stage().Check(t, cid, p.NS, conf).OK(t)
 			}
 
-			n.mustRun(t, "DEL", cid, p, conf)
+			n.stage().Del(t, cid, p.NS, conf).OK(t)
 			save = n.save(t)
 			if strings.Contains(save, chain) || strings.Contains(save, tag) {
 				t.Fatalf("DEL left %s / %s:\n%s", chain, tag, save)
 			}
-			n.mustRun(t, "DEL", cid, p, conf)
+			n.stage().Del(t, cid, p.NS, conf).OK(t)
 		})
 	}
 	if after := hostBridgeNF(); after != before {
@@ -175,20 +175,20 @@ func lifecycleNft(t *testing.T, n *node, p *pod, v, cid string, conf []byte) {
 		t.Fatalf("nftables backend touched iptables:\n%s", s)
 	}
 	if v != "0.3.1" {
-		n.mustRun(t, "CHECK", cid, p, conf)
+		n.stage().Check(t, cid, p.NS, conf).OK(t)
 		n.nftDelElements(t, "allow4", true, testNet, cid)
-		n.run(t, "CHECK", cid, p, conf).CNIError(t)
-		n.mustRun(t, "ADD", cid, p, conf)
-		n.mustRun(t, "CHECK", cid, p, conf)
+		n.stage().Check(t, cid, p.NS, conf).CNIError(t)
+		n.stage().Add(t, cid, p.NS, conf).OK(t)
+		n.stage().Check(t, cid, p.NS, conf).OK(t)
 		// A pod sysctl flipped → fails.
 		if _, err := p.In("sysctl", "-qw", "net.ipv4.conf.eth0.accept_redirects=1"); err != nil {
 			t.Fatal(err)
 		}
-		n.run(t, "CHECK", cid, p, conf).CNIError(t)
+		n.stage().Check(t, cid, p.NS, conf).CNIError(t)
 		if _, err := p.In("sysctl", "-qw", "net.ipv4.conf.eth0.accept_redirects=0"); err != nil {
 			t.Fatal(err)
 		}
-		n.mustRun(t, "CHECK", cid, p, conf)
+		n.stage().Check(t, cid, p.NS, conf).OK(t)
 		// A base rule removed → fails; the node-wide ensure puts it back.
 		n.nft(t, func(c *nftables.Conn) error {
 			ch := &nftables.Chain{Name: "forward", Table: nftInet}
@@ -201,17 +201,17 @@ func lifecycleNft(t *testing.T, n *node, p *pod, v, cid string, conf []byte) {
 			}
 			return c.DelRule(rules[0])
 		})
-		if e := n.run(t, "CHECK", cid, p, conf).CNIError(t); !strings.Contains(e.Msg, "forward") {
+		if e := n.stage().Check(t, cid, p.NS, conf).CNIError(t); !strings.Contains(e.Msg, "forward") {
 			t.Fatalf("CHECK with a forward rule removed: %s", e.Msg)
 		}
 		n.nft(t, func(c *nftables.Conn) error { ensureBase(c); return nil })
-		n.mustRun(t, "CHECK", cid, p, conf)
+		n.stage().Check(t, cid, p.NS, conf).OK(t)
 	}
-	n.mustRun(t, "DEL", cid, p, conf)
+	n.stage().Del(t, cid, p.NS, conf).OK(t)
 	if s := n.attState(t, BackendNftables, testNet, cid); s != "" {
 		t.Fatalf("DEL left:\n%s", s)
 	}
-	n.mustRun(t, "DEL", cid, p, conf)
+	n.stage().Del(t, cid, p.NS, conf).OK(t)
 }
 
 // hexName is an interface name as it appears in a dumped nftables key.
@@ -237,7 +237,7 @@ func TestBadInput(t *testing.T) {
 		"wrong ifname in prevResult": {config(t, "1.0.0", nil, wrong), types.ErrInvalidNetworkConfig},
 	} {
 		t.Run(name, func(t *testing.T) {
-			if e := n.run(t, "ADD", "sf-bad", p, tc.conf).CNIError(t); e.Code != tc.code {
+			if e := n.stage().Add(t, "sf-bad", p.NS, tc.conf).CNIError(t); e.Code != tc.code {
 				t.Fatalf("code %d (%s), want %d", e.Code, e.Msg, tc.code)
 			}
 		})
@@ -246,7 +246,7 @@ func TestBadInput(t *testing.T) {
 		t.Fatalf("bad input changed iptables:\n%s", after)
 	}
 	// The plugin's own netns as CNI_NETNS is refused (code 8).
-	o := testutil.Run(t, n.NS.NetNS, testutil.Invocation{Plugin: plugin, Command: "ADD", ContainerID: "sf-bad", NetNS: n.Path, IfName: "eth0", Config: config(t, "1.0.0", nil, prev)})
+	o := n.stage().Add(t, "sf-bad", n.NS, config(t, "1.0.0", nil, prev))
 	if e := o.CNIError(t); e.Code != types.ErrInvalidNetNS {
 		t.Fatalf("own netns: %+v", e)
 	}

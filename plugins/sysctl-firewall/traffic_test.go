@@ -53,7 +53,7 @@ func testTraffic(t *testing.T, be string) {
 	cid := "sf-pkt"
 	chain := naming.AttachmentChain(testNet, cid, "eth0")
 	conf := config(t, "1.1.0", with(be, map[string]any{"masquerade": true, "antiSpoofing": true, "uplink": "eth0"}), p.prevResult(t))
-	n.mustRun(t, "ADD", cid, p, conf)
+	n.stage().Add(t, cid, p.NS, conf).OK(t)
 	wantBNF := map[string]string{BackendIPTables: "1", BackendNftables: "0"}[be]
 	if got := strings.TrimSpace(n.sh(t, "sysctl", "-n", bnf)); got != wantBNF {
 		t.Fatalf("node %s = %s after ADD, want %s", bnf, got, wantBNF)
@@ -90,7 +90,7 @@ func testTraffic(t *testing.T, be string) {
 	}
 
 	// DEL as after a failed ADD on a deleted sandbox: no prevResult, no netns.
-	n.mustRun(t, "DEL", cid, nil, config(t, "1.1.0", with(be, map[string]any{"masquerade": true, "antiSpoofing": true}), nil))
+	n.stage().Del(t, cid, nil, config(t, "1.1.0", with(be, map[string]any{"masquerade": true, "antiSpoofing": true}), nil)).OK(t)
 	if s := n.attState(t, be, testNet, cid); s != "" {
 		t.Fatalf("DEL without prevResult/netns left state:\n%s", s)
 	}
@@ -113,21 +113,19 @@ func testGC(t *testing.T, be string) {
 	pb := n.addPod(t, "pb", "sfh-gcb", "10.66.0.12/24")
 	pc := n.addPod(t, "pc", "sfh-gcc", "10.66.0.13/24")
 	extra := with(be, map[string]any{"masquerade": true, "antiSpoofing": true})
-	n.mustRun(t, "ADD", "sf-gc-a", pa, config(t, "1.1.0", extra, pa.prevResult(t)))
-	n.mustRun(t, "ADD", "sf-gc-b", pb, config(t, "1.1.0", extra, pb.prevResult(t)))
+	n.stage().Add(t, "sf-gc-a", pa.NS, config(t, "1.1.0", extra, pa.prevResult(t))).OK(t)
+	n.stage().Add(t, "sf-gc-b", pb.NS, config(t, "1.1.0", extra, pb.prevResult(t))).OK(t)
 	// Another network's attachment on the same node must survive GC of ours.
-	other := map[string]any{"cniVersion": "1.1.0", "name": "sfother", "type": plugin, "backend": be, "masquerade": true,
-		"prevResult": asVersion(t, pc.prevResult(t), "1.1.0")}
-	otherConf := mustJSON(t, other)
-	n.mustRun(t, "ADD", "sf-gc-b", pc, otherConf)
+	otherConf := testutil.Conf("1.1.0", "sfother", plugin).With("backend", be).With("masquerade", true).Prev(pc.prevResult(t)).Bytes()
+	n.stage().Add(t, "sf-gc-b", pc.NS, otherConf).OK(t)
 
 	gc := func(valid any) {
 		// GC reads only the name: no backend key needed.
-		m := map[string]any{"cniVersion": "1.1.0", "name": testNet, "type": plugin}
+		c := testutil.Conf("1.1.0", testNet, plugin)
 		if valid != nil {
-			m["cni.dev/valid-attachments"] = valid
+			c = c.With("cni.dev/valid-attachments", valid)
 		}
-		n.mustRun(t, "GC", "", nil, mustJSON(t, m))
+		n.stage().GC(t, c.Bytes()).OK(t)
 	}
 	has := func(network, cid string) bool { return n.attState(t, be, network, cid) != "" }
 
@@ -159,19 +157,19 @@ func TestStatus(t *testing.T) {
 	n := newNode(t, "sf-st")
 	for _, be := range append([]string{BackendAuto}, backends...) {
 		conf := config(t, "1.1.0", with(be, nil), nil)
-		n.mustRun(t, "STATUS", "", nil, conf)
+		n.stage().Status(t, conf).OK(t)
 		// Without CAP_NET_ADMIN neither iptables nor nf_tables answers.
-		if o := n.runAs(t, 65534, "STATUS", conf); o.Err == nil || !strings.Contains(string(o.Stdout), `"code": 50`) {
+		if o := n.stage().Exec(t, testutil.Invocation{Command: "STATUS", Config: conf, User: 65534}); o.Err == nil || !strings.Contains(string(o.Stdout), `"code": 50`) {
 			t.Fatalf("%s: STATUS without CAP_NET_ADMIN: %v %s %s", be, o.Err, o.Stdout, o.Stderr)
 		}
 	}
 	// The iptables backend needs the iptables binary; nftables does not.
 	empty := t.TempDir()
-	o := n.run(t, "STATUS", "", nil, config(t, "1.1.0", with(BackendIPTables, nil), nil), "PATH="+empty)
+	o := n.stage("PATH="+empty).Status(t, config(t, "1.1.0", with(BackendIPTables, nil), nil))
 	if e := o.CNIError(t); e.Code != 50 {
 		t.Fatalf("STATUS without iptables: %+v", e)
 	}
-	n.mustRun(t, "STATUS", "", nil, config(t, "1.1.0", with(BackendNftables, nil), nil), "PATH="+empty)
+	n.stage("PATH="+empty).Status(t, config(t, "1.1.0", with(BackendNftables, nil), nil)).OK(t)
 
 	// Every change goes through iptables-restore: no restore next to
 	// iptables, or an iptables older than 1.6.2 (its restore has no
@@ -193,7 +191,7 @@ func TestStatus(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		o := n.run(t, "STATUS", "", nil, config(t, "1.1.0", with(BackendIPTables, nil), nil), "PATH="+dir+":"+os.Getenv("PATH"))
+		o := n.stage("PATH="+dir+":"+os.Getenv("PATH")).Status(t, config(t, "1.1.0", with(BackendIPTables, nil), nil))
 		if e := o.CNIError(t); e.Code != 50 || !strings.Contains(e.Msg, "restore") {
 			t.Fatalf("STATUS with %s: %+v", name, e)
 		}
@@ -224,7 +222,7 @@ func TestAutoBackend(t *testing.T) {
 			}
 			extra := map[string]any{"backend": BackendAuto, "masquerade": true, "uplink": "eth0"}
 			conf := config(t, "1.1.0", extra, p.prevResult(t))
-			n.mustRun(t, "ADD", "sf-auto", p, conf)
+			n.stage().Add(t, "sf-auto", p.NS, conf).OK(t)
 			for _, be := range backends {
 				if has := n.attState(t, be, testNet, "sf-auto") != ""; has != (be == tc.want) {
 					t.Fatalf("auto: state in %s = %v, want the attachment in %s only", be, has, tc.want)
@@ -233,15 +231,15 @@ func TestAutoBackend(t *testing.T) {
 			if !p.ping(t, ext, "") {
 				t.Fatalf("auto (%s): pod cannot reach the external address", tc.want)
 			}
-			n.mustRun(t, "CHECK", "sf-auto", p, conf)
+			n.stage().Check(t, "sf-auto", p.NS, conf).OK(t)
 			if tc.want == BackendNftables {
 				// The node's iptables changes after ADD: auto would now
 				// pick iptables, but CHECK looks where the attachment is.
 				n.sh(t, "iptables", "-A", "FORWARD", "-i", "nosuch1", "-j", "DROP")
-				n.mustRun(t, "CHECK", "sf-auto", p, conf)
+				n.stage().Check(t, "sf-auto", p.NS, conf).OK(t)
 				n.sh(t, "iptables", "-D", "FORWARD", "-i", "nosuch1", "-j", "DROP")
 			}
-			n.mustRun(t, "DEL", "sf-auto", p, conf)
+			n.stage().Del(t, "sf-auto", p.NS, conf).OK(t)
 			for _, be := range backends {
 				if s := n.attState(t, be, testNet, "sf-auto"); s != "" {
 					t.Fatalf("DEL left in %s:\n%s", be, s)
@@ -250,11 +248,11 @@ func TestAutoBackend(t *testing.T) {
 			if tc.name == "FORWARD policy DROP" {
 				// Forcing nftables here: the accept is ineffective.
 				forced := config(t, "1.1.0", with(BackendNftables, map[string]any{"masquerade": true, "uplink": "eth0"}), p.prevResult(t))
-				n.mustRun(t, "ADD", "sf-auto", p, forced)
+				n.stage().Add(t, "sf-auto", p.NS, forced).OK(t)
 				if p.ping(t, ext, "") {
 					t.Fatal("nftables accept got through iptables' FORWARD DROP: auto's rule would be pointless")
 				}
-				n.mustRun(t, "DEL", "sf-auto", p, forced)
+				n.stage().Del(t, "sf-auto", p.NS, forced).OK(t)
 			}
 		})
 	}
@@ -284,7 +282,7 @@ func testConcurrentAdd(t *testing.T, be string) {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				o := n.run(t, cmd, fmt.Sprintf("sf-par-%d", i), p, config(t, "1.1.0", extra, p.prevResult(t)))
+				o := n.stage().Run(t, cmd, fmt.Sprintf("sf-par-%d", i), p.NS, config(t, "1.1.0", extra, p.prevResult(t)))
 				if o.Err != nil {
 					errs[i] = fmt.Sprintf("%s %d: %v %s", cmd, i, o.Err, o.Stdout)
 				}
@@ -390,19 +388,19 @@ func TestExecCount(t *testing.T) {
 	} {
 		conf := config(t, "1.1.0", tc.extra, p.prevResult(t))
 		// Warm up the project-wide chains, as on a node with pods.
-		n.mustRun(t, "ADD", "sf-cnt-warm", p, conf)
-		n.mustRun(t, "DEL", "sf-cnt-warm", p, conf)
+		n.stage().Add(t, "sf-cnt-warm", p.NS, conf).OK(t)
+		n.stage().Del(t, "sf-cnt-warm", p.NS, conf).OK(t)
 		count()
 		lines = ""
-		n.mustRun(t, "ADD", "sf-cnt", p, conf, env)
+		n.stage(env).Add(t, "sf-cnt", p.NS, conf).OK(t)
 		add := count()
-		n.mustRun(t, "CHECK", "sf-cnt", p, conf, env)
+		n.stage(env).Check(t, "sf-cnt", p.NS, conf).OK(t)
 		check := count()
-		n.mustRun(t, "DEL", "sf-cnt", p, conf, env)
+		n.stage(env).Del(t, "sf-cnt", p.NS, conf).OK(t)
 		del := count()
-		n.mustRun(t, "ADD", "sf-cnt", p, conf)
+		n.stage().Add(t, "sf-cnt", p.NS, conf).OK(t)
 		count()
-		n.mustRun(t, "DEL", "sf-cnt", nil, config(t, "1.1.0", tc.extra, nil), env)
+		n.stage(env).Del(t, "sf-cnt", nil, config(t, "1.1.0", tc.extra, nil)).OK(t)
 		bare := count()
 		if s := n.save(t) + n.sh(t, "ip6tables-save"); strings.Contains(s, "vxvrf:"+testNet+":sf-cnt:") {
 			t.Fatalf("%s: DEL left rules:\n%s", tc.name, s)
@@ -428,7 +426,7 @@ func TestSlowPathLists(t *testing.T) {
 	env, execs := countExecs(t)
 	conf := config(t, "1.1.0", map[string]any{"masquerade": true, "antiSpoofing": true, "conntrackZone": 6}, p.prevResult(t))
 	for _, step := range []string{"first ADD", "repeated ADD"} {
-		n.mustRun(t, "ADD", "sf-slow", p, conf, env)
+		n.stage(env).Add(t, "sf-slow", p.NS, conf).OK(t)
 		restores := 0
 		for _, l := range execs() {
 			f := strings.Fields(l)
@@ -443,12 +441,12 @@ func TestSlowPathLists(t *testing.T) {
 		if restores != 2 {
 			t.Errorf("%s: %d iptables-restore execs, want 2 (the refused batch, the converging one)", step, restores)
 		}
-		n.mustRun(t, "CHECK", "sf-slow", p, conf)
+		n.stage().Check(t, "sf-slow", p.NS, conf).OK(t)
 	}
 	if got := n.zoneLines(t, "iptables-save", naming.ZoneTag(testNet)); len(got) != 2 {
 		t.Fatalf("zone rules after two ADDs: %q", got)
 	}
-	n.mustRun(t, "DEL", "sf-slow", p, conf)
+	n.stage().Del(t, "sf-slow", p.NS, conf).OK(t)
 }
 
 func findBin(name string) (string, error) {

@@ -54,7 +54,7 @@ func TestAutoUpgrade(t *testing.T) {
 		}
 	}
 
-	n.mustRun(t, "ADD", p1.cid, p1.pod, conf(BackendIPTables, p1))
+	n.stage().Add(t, p1.cid, p1.pod.NS, conf(BackendIPTables, p1)).OK(t)
 	var pick, why string
 	if err := cniutil.InNS(n.NS.NetNS, func(ns.NetNS) error { pick, why = autoBackend(); return nil }); err != nil {
 		t.Fatal(err)
@@ -63,12 +63,12 @@ func TestAutoUpgrade(t *testing.T) {
 		t.Fatalf("auto's node rule picks %s (%s) here: the test could not show anything", pick, why)
 	}
 
-	n.mustRun(t, "CHECK", p1.cid, p1.pod, conf(BackendAuto, p1))
-	n.mustRun(t, "ADD", p2.cid, p2.pod, conf(BackendAuto, p2))
+	n.stage().Check(t, p1.cid, p1.pod.NS, conf(BackendAuto, p1)).OK(t)
+	n.stage().Add(t, p2.cid, p2.pod.NS, conf(BackendAuto, p2)).OK(t)
 	if ipt, nft := where(p2); !ipt || nft {
 		t.Fatalf("auto ADD of a network with an iptables attachment: iptables=%v nftables=%v, want iptables only", ipt, nft)
 	}
-	n.mustRun(t, "CHECK", p2.cid, p2.pod, conf(BackendAuto, p2))
+	n.stage().Check(t, p2.cid, p2.pod.NS, conf(BackendAuto, p2)).OK(t)
 	works(p1)
 	works(p2)
 	if !p1.ping(t, strings.Split(p2.addr, "/")[0], "") {
@@ -76,7 +76,7 @@ func TestAutoUpgrade(t *testing.T) {
 	}
 
 	// DEL as after a deleted sandbox: no prevResult, no netns.
-	n.mustRun(t, "DEL", p1.cid, nil, config(t, "1.1.0", with(BackendAuto, nil), nil))
+	n.stage().Del(t, p1.cid, nil, config(t, "1.1.0", with(BackendAuto, nil), nil)).OK(t)
 	if ipt, nft := where(p1); ipt || nft {
 		t.Fatalf("DEL with auto left p1: iptables=%v nftables=%v", ipt, nft)
 	}
@@ -86,9 +86,8 @@ func TestAutoUpgrade(t *testing.T) {
 
 	// A network split across both backends (nftables forced for p3):
 	// GC with an empty list clears both.
-	n.mustRun(t, "ADD", p3.cid, p3.pod, conf(BackendNftables, p3))
-	n.mustRun(t, "GC", "", nil, mustJSON(t, map[string]any{"cniVersion": "1.1.0", "name": testNet, "type": plugin,
-		"cni.dev/valid-attachments": []any{}}))
+	n.stage().Add(t, p3.cid, p3.pod.NS, conf(BackendNftables, p3)).OK(t)
+	n.stage().GC(t, testutil.Conf("1.1.0", testNet, plugin).With("cni.dev/valid-attachments", []any{}).Bytes()).OK(t)
 	for _, m := range ms {
 		if ipt, nft := where(m); ipt || nft {
 			t.Fatalf("GC left %s: iptables=%v nftables=%v", m.cid, ipt, nft)
@@ -102,13 +101,13 @@ func TestAutoUpgrade(t *testing.T) {
 	}
 
 	// No iptables state of the network left: auto follows the node rule.
-	n.mustRun(t, "ADD", p3.cid, p3.pod, conf(BackendAuto, p3))
+	n.stage().Add(t, p3.cid, p3.pod.NS, conf(BackendAuto, p3)).OK(t)
 	if ipt, nft := where(p3); ipt || !nft {
 		t.Fatalf("auto ADD after the network's iptables state is gone: iptables=%v nftables=%v, want nftables only", ipt, nft)
 	}
-	n.mustRun(t, "CHECK", p3.cid, p3.pod, conf(BackendAuto, p3))
+	n.stage().Check(t, p3.cid, p3.pod.NS, conf(BackendAuto, p3)).OK(t)
 	works(p3)
-	n.mustRun(t, "DEL", p3.cid, p3.pod, conf(BackendAuto, p3))
+	n.stage().Del(t, p3.cid, p3.pod.NS, conf(BackendAuto, p3)).OK(t)
 	if ipt, nft := where(p3); ipt || nft {
 		t.Fatalf("DEL left p3: iptables=%v nftables=%v", ipt, nft)
 	}

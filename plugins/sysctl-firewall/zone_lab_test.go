@@ -3,8 +3,6 @@ package main
 import (
 	"fmt"
 	"net"
-	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -80,8 +78,8 @@ func TestConntrackZone(t *testing.T) {
 	conf1, conf2 := config(t, "1.1.0", extra, prev1), config(t, "1.1.0", extra, prev2)
 	tag := naming.ZoneTag(testNet)
 
-	n.mustRun(t, "ADD", "sfz-1", p1, conf1)
-	n.mustRun(t, "ADD", "sfz-2", p2, conf2)
+	n.stage().Add(t, "sfz-1", p1.NS, conf1).OK(t)
+	n.stage().Add(t, "sfz-2", p2.NS, conf2).OK(t)
 	for _, save := range []string{"iptables-save", "ip6tables-save"} {
 		s := n.sh(t, save)
 		for _, want := range []string{
@@ -101,21 +99,9 @@ func TestConntrackZone(t *testing.T) {
 
 	// Real packets: the pod's flows to its gateway are in zone 77 (original
 	// direction) with the connection mark 77<<16.
-	if !p1.ping(t, gateway, "") {
-		t.Fatal("pod -> gateway (IPv4)")
-	}
-	if _, err := p1.In("ping", "-6", "-c", "2", "-i", "0.2", "-W", "2", "fd00:66::1"); err != nil {
-		t.Fatalf("pod -> gateway (IPv6): %v", err)
-	}
-	mark := fmt.Sprintf("mark=%d", 77<<16)
-	if got := n.conntrack(t, "src=10.66.0.5 ", "zone-orig=77", mark); len(got) == 0 {
-		t.Fatalf("no IPv4 conntrack entry of the pod in zone 77 with %s:\n%s", mark, n.sh(t, "cat", "/proc/net/nf_conntrack"))
-	}
-	if got := n.conntrack(t, "src=fd00:0066:0000:0000:0000:0000:0000:0005 ", "zone-orig=77", mark); len(got) == 0 {
-		t.Fatalf("no IPv6 conntrack entry of the pod in zone 77 with %s:\n%s", mark, n.sh(t, "cat", "/proc/net/nf_conntrack"))
-	}
+	zoneFlows(t, n, p1)
 
-	n.mustRun(t, "CHECK", "sfz-1", p1, conf1)
+	n.stage().Check(t, "sfz-1", p1.NS, conf1).OK(t)
 	// CHECK catches a removed zone rule (each family, each table); the
 	// next ADD of the network puts it back.
 	for _, rm := range [][]string{
@@ -123,45 +109,44 @@ func TestConntrackZone(t *testing.T) {
 		{"ip6tables", "-t", "mangle", "-D", "PREROUTING", "-j", naming.ZoneChain},
 	} {
 		n.sh(t, rm[0], rm[1:]...)
-		o := n.run(t, "CHECK", "sfz-1", p1, conf1)
+		o := n.stage().Check(t, "sfz-1", p1.NS, conf1)
 		if o.Err == nil {
 			t.Fatalf("CHECK passed after %v", rm)
 		}
 		if e := o.CNIError(t); !strings.Contains(e.Msg+e.Details, "conntrack zone") {
 			t.Fatalf("CHECK after %v: %+v, want a conntrack zone error", rm, e)
 		}
-		n.mustRun(t, "DEL", "sfz-2", p2, conf2)
-		n.mustRun(t, "ADD", "sfz-2", p2, conf2)
-		n.mustRun(t, "CHECK", "sfz-1", p1, conf1)
+		n.stage().Del(t, "sfz-2", p2.NS, conf2).OK(t)
+		n.stage().Add(t, "sfz-2", p2.NS, conf2).OK(t)
+		n.stage().Check(t, "sfz-1", p1.NS, conf1).OK(t)
 	}
 
 	// DEL of one pod keeps the network's rules.
-	n.mustRun(t, "DEL", "sfz-1", p1, conf1)
-	n.mustRun(t, "DEL", "sfz-1", p1, conf1)
-	n.mustRun(t, "CHECK", "sfz-2", p2, conf2)
+	n.stage().Del(t, "sfz-1", p1.NS, conf1).OK(t)
+	n.stage().Del(t, "sfz-1", p1.NS, conf1).OK(t)
+	n.stage().Check(t, "sfz-2", p2.NS, conf2).OK(t)
 
 	// A changed zone replaces the network's rules (no stale zone-77 rule).
 	conf78 := config(t, "1.1.0", map[string]any{"conntrackZone": 78}, prev1)
-	n.mustRun(t, "ADD", "sfz-1", p1, conf78)
+	n.stage().Add(t, "sfz-1", p1.NS, conf78).OK(t)
 	for _, save := range []string{"iptables-save", "ip6tables-save"} {
 		got := strings.Join(n.zoneLines(t, save, tag), "\n")
 		if strings.Contains(got, "--zone-orig 77") || !strings.Contains(got, "--zone-orig 78") || strings.Count(got, "\n") != 1 {
 			t.Fatalf("%s after the zone changed:\n%s", save, got)
 		}
 	}
-	n.mustRun(t, "CHECK", "sfz-1", p1, conf78)
+	n.stage().Check(t, "sfz-1", p1.NS, conf78).OK(t)
 
 	gc := func(valid []map[string]string) {
-		m := map[string]any{"cniVersion": "1.1.0", "name": testNet, "type": plugin, "cni.dev/valid-attachments": valid}
-		n.mustRun(t, "GC", "", nil, mustJSON(t, m))
+		n.stage().GC(t, testutil.Conf("1.1.0", testNet, plugin).With("cni.dev/valid-attachments", valid).Bytes()).OK(t)
 	}
 	gc([]map[string]string{{"containerID": "sfz-1", "ifname": "eth0"}})
 	if len(n.zoneLines(t, "iptables-save", tag)) != 2 || len(n.zoneLines(t, "ip6tables-save", tag)) != 2 {
 		t.Fatal("GC with an attachment left removed the zone rules")
 	}
 	// Another network's zone keeps the node-wide restore rule.
-	other := map[string]any{"cniVersion": "1.1.0", "name": "sfzother", "type": plugin, "backend": BackendIPTables, "conntrackZone": 79, "prevResult": asVersion(t, prev2, "1.1.0")}
-	n.mustRun(t, "ADD", "sfz-o", p2, mustJSON(t, other))
+	other := testutil.Conf("1.1.0", "sfzother", plugin).With("backend", BackendIPTables).With("conntrackZone", 79)
+	n.stage().Add(t, "sfz-o", p2.NS, other.Prev(prev2).Bytes()).OK(t)
 	gc([]map[string]string{})
 	for _, save := range []string{"iptables-save", "ip6tables-save"} {
 		if got := n.zoneLines(t, save, tag); len(got) != 0 {
@@ -171,9 +156,7 @@ func TestConntrackZone(t *testing.T) {
 			t.Fatalf("%s: GC of %s touched another network's zone or the restore rule:\n%s", save, testNet, n.sh(t, save))
 		}
 	}
-	other["cni.dev/valid-attachments"] = []map[string]string{}
-	delete(other, "prevResult")
-	n.mustRun(t, "GC", "", nil, mustJSON(t, other))
+	n.stage().GC(t, other.With("cni.dev/valid-attachments", []map[string]string{}).Bytes()).OK(t)
 	for _, save := range []string{"iptables-save", "ip6tables-save"} {
 		if s := n.sh(t, save); strings.Contains(s, "vxvrf-zone") || strings.Contains(s, "vxvrf:") || strings.Contains(s, naming.ZoneChain) {
 			t.Fatalf("%s: rules or zone chains left after the last GC:\n%s", save, s)
@@ -198,7 +181,7 @@ func TestConntrackZoneConcurrent(t *testing.T) {
 		go func(i int, p *pod) {
 			defer wg.Done()
 			conf := config(t, "1.1.0", map[string]any{"conntrackZone": 12}, p.prevResult(t))
-			if o := n.run(t, "ADD", fmt.Sprintf("sfz-c%d", i), p, conf); o.Err != nil {
+			if o := n.stage().Add(t, fmt.Sprintf("sfz-c%d", i), p.NS, conf); o.Err != nil {
 				errs[i] = fmt.Errorf("%w: %s", o.Err, o.Stdout)
 			}
 		}(i, p)
@@ -225,22 +208,7 @@ func TestConntrackZoneConcurrent(t *testing.T) {
 // restore only carries quoted: present after ADD, CHECK catches a
 // missing one, GC with an empty list removes them.
 func TestConntrackZoneLegacy(t *testing.T) {
-	testutil.RequireRoot(t)
-	legacy, err := findBin("iptables-legacy")
-	if err != nil {
-		t.Skip(err)
-	}
-	multi, err := filepath.EvalSymlinks(legacy)
-	if err != nil || filepath.Base(multi) != "xtables-legacy-multi" {
-		t.Skipf("iptables-legacy is not xtables-legacy-multi: %s %v", multi, err)
-	}
-	dir := t.TempDir()
-	for _, cmd := range []string{"iptables", "ip6tables"} {
-		if err := os.Symlink(multi, filepath.Join(dir, cmd)); err != nil {
-			t.Fatal(err)
-		}
-	}
-	env := "PATH=" + dir + ":" + os.Getenv("PATH")
+	_, env := legacyPath(t)
 	n := newNode(t, "sfz-leg")
 	tag := naming.ZoneTag(testNet)
 	for _, tc := range []struct{ cid, veth, addr string }{
@@ -249,24 +217,23 @@ func TestConntrackZoneLegacy(t *testing.T) {
 	} {
 		p := n.addPod(t, tc.cid, tc.veth, tc.addr)
 		conf := config(t, "1.1.0", map[string]any{"conntrackZone": 31, "antiSpoofing": true}, p.prevResult(t))
-		n.mustRun(t, "ADD", tc.cid, p, conf, env)
+		n.stage(env).Add(t, tc.cid, p.NS, conf).OK(t)
 		if got := n.zoneLines(t, "iptables-legacy-save", tag); len(got) != 2 || !strings.Contains(strings.Join(got, "\n"), "--zone-orig 31") {
 			t.Fatalf("%s: zone rules in iptables-legacy-save:\n%s", tc.cid, n.sh(t, "iptables-legacy-save"))
 		}
 		if s := n.sh(t, "iptables-nft-save"); strings.Contains(s, "VXVRF") {
 			t.Fatalf("%s: rules in nf_tables too:\n%s", tc.cid, s)
 		}
-		n.mustRun(t, "CHECK", tc.cid, p, conf, env)
+		n.stage(env).Check(t, tc.cid, p.NS, conf).OK(t)
 		n.sh(t, "iptables-legacy", "-t", "mangle", "-F", naming.ZoneChain)
-		if o := n.run(t, "CHECK", tc.cid, p, conf, env); o.Err == nil {
+		if o := n.stage(env).Check(t, tc.cid, p.NS, conf); o.Err == nil {
 			t.Fatalf("%s: CHECK passed without the mangle zone rules", tc.cid)
 		}
-		n.mustRun(t, "DEL", tc.cid, p, conf, env)
-		n.mustRun(t, "ADD", tc.cid, p, conf, env)
-		n.mustRun(t, "CHECK", tc.cid, p, conf, env)
+		n.stage(env).Del(t, tc.cid, p.NS, conf).OK(t)
+		n.stage(env).Add(t, tc.cid, p.NS, conf).OK(t)
+		n.stage(env).Check(t, tc.cid, p.NS, conf).OK(t)
 	}
-	m := map[string]any{"cniVersion": "1.1.0", "name": testNet, "type": plugin, "cni.dev/valid-attachments": []any{}}
-	n.mustRun(t, "GC", "", nil, mustJSON(t, m), env)
+	n.stage(env).GC(t, testutil.Conf("1.1.0", testNet, plugin).With("cni.dev/valid-attachments", []any{}).Bytes()).OK(t)
 	if s := n.sh(t, "iptables-legacy-save"); strings.Contains(s, "vxvrf-zone") || strings.Contains(s, "vxvrf:") || strings.Contains(s, naming.ZoneChain) {
 		t.Fatalf("GC left rules:\n%s", s)
 	}
@@ -287,8 +254,8 @@ func TestConntrackZoneNft(t *testing.T) {
 	p2, prev2 := n.dualPod(t, "p2", "sfz-h2", "10.66.0.6/24", "fd00:66::6")
 	extra := with(BackendNftables, map[string]any{"masquerade": true, "antiSpoofing": true, "conntrackZone": 77})
 	conf1, conf2 := config(t, "1.1.0", extra, prev1), config(t, "1.1.0", extra, prev2)
-	n.mustRun(t, "ADD", "sfz-1", p1, conf1)
-	n.mustRun(t, "ADD", "sfz-2", p2, conf2)
+	n.stage().Add(t, "sfz-1", p1.NS, conf1).OK(t)
+	n.stage().Add(t, "sfz-2", p2.NS, conf2).OK(t)
 	zoneTag := naming.NftZoneTag(testNet)
 	dump := dumpNft(t, n)
 	if got := strings.Count(dump, zoneTag); got != 3 {
@@ -303,21 +270,9 @@ func TestConntrackZoneNft(t *testing.T) {
 		t.Fatalf("the nftables backend made iptables rules:\n%s", s)
 	}
 
-	if !p1.ping(t, gateway, "") {
-		t.Fatal("pod -> gateway (IPv4)")
-	}
-	if _, err := p1.In("ping", "-6", "-c", "2", "-i", "0.2", "-W", "2", "fd00:66::1"); err != nil {
-		t.Fatalf("pod -> gateway (IPv6): %v", err)
-	}
-	mark := fmt.Sprintf("mark=%d", 77<<16)
-	if got := n.conntrack(t, "src=10.66.0.5 ", "zone-orig=77", mark); len(got) == 0 {
-		t.Fatalf("no IPv4 conntrack entry of the pod in zone-orig 77 with %s:\n%s", mark, n.sh(t, "cat", "/proc/net/nf_conntrack"))
-	}
-	if got := n.conntrack(t, "src=fd00:0066:0000:0000:0000:0000:0000:0005 ", "zone-orig=77", mark); len(got) == 0 {
-		t.Fatalf("no IPv6 conntrack entry of the pod in zone-orig 77 with %s:\n%s", mark, n.sh(t, "cat", "/proc/net/nf_conntrack"))
-	}
+	zoneFlows(t, n, p1)
 
-	n.mustRun(t, "CHECK", "sfz-1", p1, conf1)
+	n.stage().Check(t, "sfz-1", p1.NS, conf1).OK(t)
 	n.nft(t, func(c *nftables.Conn) error {
 		els, err := elementsOf(c, func(s string) bool { return s == zoneTag })
 		if err != nil {
@@ -331,40 +286,57 @@ func TestConntrackZoneNft(t *testing.T) {
 		}
 		return deleteFound(c, jump)
 	})
-	if e := n.run(t, "CHECK", "sfz-1", p1, conf1).CNIError(t); !strings.Contains(e.Msg, "zonejump") {
+	if e := n.stage().Check(t, "sfz-1", p1.NS, conf1).CNIError(t); !strings.Contains(e.Msg, "zonejump") {
 		t.Fatalf("CHECK without the zone element: %s", e.Msg)
 	}
-	n.mustRun(t, "DEL", "sfz-2", p2, conf2)
-	n.mustRun(t, "ADD", "sfz-2", p2, conf2)
-	n.mustRun(t, "CHECK", "sfz-1", p1, conf1)
+	n.stage().Del(t, "sfz-2", p2.NS, conf2).OK(t)
+	n.stage().Add(t, "sfz-2", p2.NS, conf2).OK(t)
+	n.stage().Check(t, "sfz-1", p1.NS, conf1).OK(t)
 	// DEL of a pod keeps the network's zone.
-	n.mustRun(t, "DEL", "sfz-1", p1, conf1)
-	n.mustRun(t, "CHECK", "sfz-2", p2, conf2)
+	n.stage().Del(t, "sfz-1", p1.NS, conf1).OK(t)
+	n.stage().Check(t, "sfz-2", p2.NS, conf2).OK(t)
 
 	// A changed zone: a new zone chain, the old one gone.
 	conf78 := config(t, "1.1.0", with(BackendNftables, map[string]any{"conntrackZone": 78}), prev1)
-	n.mustRun(t, "ADD", "sfz-1", p1, conf78)
+	n.stage().Add(t, "sfz-1", p1.NS, conf78).OK(t)
 	dump = dumpNft(t, n)
 	if !strings.Contains(dump, naming.NftZoneChain(testNet, 78)) || strings.Contains(dump, naming.NftZoneChain(testNet, 77)) {
 		t.Fatalf("after the zone changed to 78:\n%s", dump)
 	}
-	n.mustRun(t, "CHECK", "sfz-1", p1, conf78)
+	n.stage().Check(t, "sfz-1", p1.NS, conf78).OK(t)
 
 	// Another network with a zone, on a bridge of its own (a bridge has
 	// one network's zone).
 	n.sh(t, "ip", "link", "add", "br-sf2", "type", "bridge")
 	n.sh(t, "ip", "link", "set", "br-sf2", "up")
 	n.sh(t, "ip", "link", "set", "sfz-h2", "master", "br-sf2")
-	other := map[string]any{"cniVersion": "1.1.0", "name": "sfzother", "type": plugin, "backend": BackendNftables,
-		"conntrackZone": 79, "prevResult": asVersion(t, prev2, "1.1.0")}
-	n.mustRun(t, "ADD", "sfz-o", p2, mustJSON(t, other))
-	gc := map[string]any{"cniVersion": "1.1.0", "name": testNet, "type": plugin, "cni.dev/valid-attachments": []map[string]string{}}
-	n.mustRun(t, "GC", "", nil, mustJSON(t, gc))
+	other := testutil.Conf("1.1.0", "sfzother", plugin).With("backend", BackendNftables).With("conntrackZone", 79).Prev(prev2)
+	n.stage().Add(t, "sfz-o", p2.NS, other.Bytes()).OK(t)
+	n.stage().GC(t, testutil.Conf("1.1.0", testNet, plugin).With("cni.dev/valid-attachments", []map[string]string{}).Bytes()).OK(t)
 	dump = dumpNft(t, n)
 	if strings.Contains(dump, zoneTag) || strings.Contains(dump, naming.NftZonePrefix(testNet)) {
 		t.Fatalf("GC with an empty list left the network's zone objects:\n%s", dump)
 	}
 	if strings.Count(dump, naming.NftZoneTag("sfzother")) != 3 || !strings.Contains(dump, naming.NftZoneChain("sfzother", 79)) {
 		t.Fatalf("GC touched another network's zone:\n%s", dump)
+	}
+}
+
+// zoneFlows: the pod's (10.66.0.5, fd00:66::5) flows to its gateway are
+// in zone 77 (original direction) with the connection mark 77<<16.
+func zoneFlows(t *testing.T, n *node, p1 *pod) {
+	t.Helper()
+	if !p1.ping(t, gateway, "") {
+		t.Fatal("pod -> gateway (IPv4)")
+	}
+	if _, err := p1.In("ping", "-6", "-c", "2", "-i", "0.2", "-W", "2", "fd00:66::1"); err != nil {
+		t.Fatalf("pod -> gateway (IPv6): %v", err)
+	}
+	mark := fmt.Sprintf("mark=%d", 77<<16)
+	if got := n.conntrack(t, "src=10.66.0.5 ", "zone-orig=77", mark); len(got) == 0 {
+		t.Fatalf("no IPv4 conntrack entry of the pod in zone 77 with %s:\n%s", mark, n.sh(t, "cat", "/proc/net/nf_conntrack"))
+	}
+	if got := n.conntrack(t, "src=fd00:0066:0000:0000:0000:0000:0000:0005 ", "zone-orig=77", mark); len(got) == 0 {
+		t.Fatalf("no IPv6 conntrack entry of the pod in zone 77 with %s:\n%s", mark, n.sh(t, "cat", "/proc/net/nf_conntrack"))
 	}
 }

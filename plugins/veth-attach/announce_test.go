@@ -45,7 +45,7 @@ func TestAnnounce(t *testing.T) {
 			{"address": v6 + "/64", "gateway": gateway6},
 		},
 	}
-	o := testutil.Run(t, node.NetNS, inv("ADD", "c1", pod, config(t, "1.0.0", map[string]any{"prevResult": prev}), env(t)))
+	o := stage(t, node).Add(t, "c1", pod, testutil.Conf("1.0.0", testNet, plugin).With("prevResult", prev).Bytes())
 	if o.Err != nil {
 		t.Fatalf("ADD: %v\nstdout: %s\nstderr: %s", o.Err, o.Stdout, o.Stderr)
 	}

@@ -19,7 +19,7 @@ func TestBadConfigsSpecificCodes(t *testing.T) {
 	pod := addPod(t, lab, "p1")
 	mustIn(t, node.NS, "ip", "link", "add", "br-small", "mtu", "1200", "type", "bridge")
 	mustIn(t, node.NS, "ip", "link", "add", "vethx", "type", "veth", "peer", "name", "vethy")
-	e := fakeIPAMs(t, map[string]string{"killed-ipam": "kill -9 $$"})
+	st := testutil.Stage{Plugin: plugin, In: node.NetNS, Env: fakeIPAMs(t, map[string]string{"killed-ipam": "kill -9 $$"})}
 	data := t.TempDir()
 	v6ipam := map[string]any{"type": "host-local", "dataDir": data, "ranges": [][]map[string]any{{{"subnet": "fd77::/64"}}}}
 	prev := func(ips ...any) map[string]any {
@@ -83,7 +83,7 @@ func TestBadConfigsSpecificCodes(t *testing.T) {
 		for k, v := range c.extra {
 			base[k] = v
 		}
-		stdin := config(t, "1.0.0", base)
+		stdin := testutil.Conf("1.0.0", testNet, plugin).Keys(base).Bytes()
 		if c.raw != "" {
 			stdin = []byte(c.raw)
 		}
@@ -91,15 +91,14 @@ func TestBadConfigsSpecificCodes(t *testing.T) {
 			if verb == "CHECK" && (c.addOnly || c.code == types.ErrIncompatibleCNIVersion) {
 				continue
 			}
-			in := inv(verb, "cid-bad", pod, stdin, e)
+			in := testutil.Invocation{Command: verb, ContainerID: "cid-bad", NetNS: pod.Path, IfName: "eth0", Args: c.args, Config: stdin}
 			if c.cid != "" {
 				in.ContainerID = c.cid
 			}
 			if c.ifn != "" {
 				in.IfName = c.ifn
 			}
-			in.Args = c.args
-			o := testutil.Run(t, node.NetNS, in)
+			o := st.Exec(t, in)
 			var got types.Error
 			if o.Err == nil || json.Unmarshal(o.Stdout, &got) != nil {
 				t.Errorf("%s %s: not a CNI error: %v %s", c.name, verb, o.Err, o.Stdout)
@@ -130,16 +129,16 @@ func withRoutes(prev map[string]any, routes ...any) map[string]any {
 // any ADD accepts (or missing) still removes the attachment.
 func TestTeardownOldVersion(t *testing.T) {
 	lab, node := newNode(t, "va-oldv")
-	e := env(t)
+	st := stage(t, node)
 	for _, ver := range []string{"0.1.0", "0.2.0", ""} {
 		pod := addPod(t, lab, "p"+strings.ReplaceAll(ver, ".", ""))
 		cid := "c-" + ver
-		testutil.MustRun(t, node.NetNS, inv("ADD", cid, pod, config(t, "1.0.0", map[string]any{"bridge": testBridge}), e))
+		st.Add(t, cid, pod, testutil.Conf("1.0.0", testNet, plugin).With("bridge", testBridge).Bytes()).OK(t)
 		old := map[string]any{"bridge": testBridge, "cniVersion": ver}
 		if ver == "" {
 			old["cniVersion"] = nil
 		}
-		testutil.MustRun(t, node.NetNS, inv("DEL", cid, pod, config(t, ver, old), e))
+		st.Del(t, cid, pod, testutil.Conf(ver, testNet, plugin).Keys(old).Bytes()).OK(t)
 		if linkExists(node.NS, hostVeth(cid)) || linkExists(pod, "eth0") {
 			t.Errorf("DEL at cniVersion %q left the attachment", ver)
 		}

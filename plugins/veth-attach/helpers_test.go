@@ -15,6 +15,7 @@ import (
 )
 
 const (
+	plugin     = "veth-attach"
 	testNet    = "vanet"
 	testBridge = "br-test"
 	subnet     = "10.77.0.0/24"
@@ -26,12 +27,30 @@ func env(t *testing.T) []string {
 	return []string{"CNI_PATH=" + testutil.PluginDir(t, "veth-attach") + string(os.PathListSeparator) + testutil.ReferencePlugins(t, "host-local")}
 }
 
+// stage runs veth-attach in node as a runtime does, with host-local (the
+// tests' IPAM) in CNI_PATH.
+func stage(t *testing.T, node *netsim.Node) testutil.Stage {
+	return testutil.Stage{Plugin: plugin, In: node.NetNS, Env: env(t)}
+}
+
 // newNode makes a lab with one node holding bridge br-test (up).
 func newNode(t *testing.T, name string) (*netsim.Lab, *netsim.Node) {
 	t.Helper()
 	lab, node := testutil.NewNode(t, name)
 	mustIn(t, node.NS, "ip", "link", "add", testBridge, "type", "bridge")
 	mustIn(t, node.NS, "ip", "link", "set", testBridge, "up")
+	return lab, node
+}
+
+// newVRFNode is newNode with br-test enslaved to VRF vrf-test (table 100);
+// it skips (fails in the VM) on a kernel without VRF.
+func newVRFNode(t *testing.T, name string) (*netsim.Lab, *netsim.Node) {
+	t.Helper()
+	lab, node := newNode(t, name)
+	testutil.RequireVRF(t, node.NS)
+	mustIn(t, node.NS, "ip", "link", "add", "vrf-test", "type", "vrf", "table", "100")
+	mustIn(t, node.NS, "ip", "link", "set", "vrf-test", "up")
+	mustIn(t, node.NS, "ip", "link", "set", testBridge, "master", "vrf-test")
 	return lab, node
 }
 
@@ -83,41 +102,10 @@ func bridgePrev(ver string) map[string]any {
 	}
 }
 
-func config(t *testing.T, ver string, extra map[string]any) []byte {
-	t.Helper()
-	c := map[string]any{"cniVersion": ver, "name": testNet, "type": "veth-attach"}
-	for k, v := range extra {
-		c[k] = v
-	}
-	b, err := json.Marshal(c)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
-}
-
-// withPrev returns conf with prevResult replaced by result (raw JSON).
-func withPrev(t *testing.T, conf []byte, result []byte) []byte {
-	t.Helper()
-	var c map[string]any
-	if err := json.Unmarshal(conf, &c); err != nil {
-		t.Fatal(err)
-	}
-	var r any
-	if err := json.Unmarshal(result, &r); err != nil {
-		t.Fatal(err)
-	}
-	c["prevResult"] = r
-	b, _ := json.Marshal(c)
-	return b
-}
-
-func inv(cmd, cid string, pod *netsim.NS, conf []byte, e []string) testutil.Invocation {
-	netns := ""
-	if pod != nil {
-		netns = pod.Path
-	}
-	return testutil.Invocation{Plugin: "veth-attach", Command: cmd, ContainerID: cid, NetNS: netns, IfName: "eth0", Config: conf, Env: e}
+// attach is a config at ver delegating to ipam, with the prevResult
+// vrf-vxlan-bridge leaves (bridgePrev).
+func attach(ver string, ipam map[string]any) testutil.Config {
+	return testutil.Conf(ver, testNet, plugin).With("ipam", ipam).With("prevResult", bridgePrev(ver))
 }
 
 func parseResult(t *testing.T, out []byte) *current.Result {

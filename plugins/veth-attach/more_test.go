@@ -19,7 +19,7 @@ import (
 func TestStageForm(t *testing.T) {
 	lab, node := newNode(t, "va-stage")
 	pod := addPod(t, lab, "p1")
-	e := env(t)
+	st := stage(t, node)
 	prev := map[string]any{
 		"cniVersion": "1.0.0",
 		"interfaces": []map[string]any{{"name": "eth0"}, {"name": testBridge}},
@@ -31,8 +31,8 @@ func TestStageForm(t *testing.T) {
 		"dns":    map[string]any{"nameservers": []string{"10.77.0.53"}},
 	}
 	const mac = "02:aa:bb:cc:dd:01"
-	conf := config(t, "1.0.0", map[string]any{"prevResult": prev, "runtimeConfig": map[string]any{"mac": mac}})
-	out := testutil.MustRun(t, node.NetNS, inv("ADD", "cid-s", pod, conf, e))
+	conf := testutil.Conf("1.0.0", testNet, plugin).Keys(map[string]any{"prevResult": prev, "runtimeConfig": map[string]any{"mac": mac}}).Bytes()
+	out := st.Add(t, "cid-s", pod, conf).OK(t)
 	r := parseResult(t, out)
 	if len(r.Interfaces) != 4 || r.Interfaces[3].Name != "eth0" || r.Interfaces[3].Sandbox != pod.Path || r.Interfaces[3].Mac != mac {
 		t.Fatalf("interfaces: %s", out)
@@ -53,8 +53,8 @@ func TestStageForm(t *testing.T) {
 		t.Errorf("default route: %q", rt)
 	}
 	mustIn(t, pod, "ping", "-c1", "-W2", gateway)
-	testutil.MustRun(t, node.NetNS, inv("CHECK", "cid-s", pod, withPrev(t, conf, out), e))
-	testutil.MustRun(t, node.NetNS, inv("DEL", "cid-s", pod, conf, e))
+	st.Check(t, "cid-s", pod, testutil.WithPrev(t, conf, out)).OK(t)
+	st.Del(t, "cid-s", pod, conf).OK(t)
 	if linkExists(node.NS, hostVeth("cid-s")) {
 		t.Error("DEL left the host veth")
 	}
@@ -64,9 +64,9 @@ func TestStageForm(t *testing.T) {
 func TestL2Only(t *testing.T) {
 	lab, node := newNode(t, "va-l2")
 	pod := addPod(t, lab, "p1")
-	e := env(t)
-	conf := config(t, "1.1.0", map[string]any{"bridge": testBridge, "mtu": 1400, "hairpin": true})
-	out := testutil.MustRun(t, node.NetNS, inv("ADD", "cid-l2", pod, conf, e))
+	st := stage(t, node)
+	conf := testutil.Conf("1.1.0", testNet, plugin).Keys(map[string]any{"bridge": testBridge, "mtu": 1400, "hairpin": true}).Bytes()
+	out := st.Add(t, "cid-l2", pod, conf).OK(t)
 	r := parseResult(t, out)
 	if len(r.Interfaces) != 2 || len(r.IPs) != 0 || r.Interfaces[1].Sandbox != pod.Path {
 		t.Fatalf("result: %s", out)
@@ -77,43 +77,41 @@ func TestL2Only(t *testing.T) {
 	if l := mustIn(t, node.NS, "ip", "-d", "-o", "link", "show", hostVeth("cid-l2")); !strings.Contains(l, "hairpin on") || !strings.Contains(l, "state forwarding") {
 		t.Errorf("host port: %s", l)
 	}
-	check := inv("CHECK", "cid-l2", pod, withPrev(t, conf, out), e)
-	testutil.MustRun(t, node.NetNS, check)
+	check := testutil.WithPrev(t, conf, out)
+	st.Check(t, "cid-l2", pod, check).OK(t)
 	mustIn(t, node.NS, "ip", "link", "set", hostVeth("cid-l2"), "type", "bridge_slave", "hairpin", "off")
-	if o := testutil.Run(t, node.NetNS, check); o.Err == nil || !strings.Contains(string(o.Stdout), "hairpin") {
+	if o := st.Check(t, "cid-l2", pod, check); o.Err == nil || !strings.Contains(string(o.Stdout), "hairpin") {
 		t.Errorf("CHECK with hairpin off: %v %s", o.Err, o.Stdout)
 	}
 	mustIn(t, node.NS, "ip", "link", "set", hostVeth("cid-l2"), "nomaster")
-	if o := testutil.Run(t, node.NetNS, check); o.Err == nil || !strings.Contains(string(o.Stdout), "not a port") {
+	if o := st.Check(t, "cid-l2", pod, check); o.Err == nil || !strings.Contains(string(o.Stdout), "not a port") {
 		t.Errorf("CHECK with the host veth off the bridge: %v %s", o.Err, o.Stdout)
 	}
-	testutil.MustRun(t, node.NetNS, inv("DEL", "cid-l2", pod, conf, e))
+	st.Del(t, "cid-l2", pod, conf).OK(t)
 }
 
 // TestDelWithoutNetns: DEL with the pod netns deleted, and with
 // CNI_NETNS="", without prevResult, removes the host veth and the lease.
 func TestDelWithoutNetns(t *testing.T) {
 	lab, node := newNode(t, "va-delns")
-	e := env(t)
+	st := stage(t, node)
 	data := t.TempDir()
-	conf := config(t, "1.0.0", map[string]any{"ipam": hostLocal(data, "", ""), "prevResult": bridgePrev("1.0.0")})
-	bare := config(t, "1.0.0", map[string]any{"ipam": hostLocal(data, "", "")})
+	conf := attach("1.0.0", hostLocal(data, "", "")).Bytes()
+	bare := testutil.Conf("1.0.0", testNet, plugin).With("ipam", hostLocal(data, "", "")).Bytes()
 	p1 := addPod(t, lab, "p1")
 	p2 := addPod(t, lab, "p2")
-	testutil.MustRun(t, node.NetNS, inv("ADD", "cid-1", p1, conf, e))
-	testutil.MustRun(t, node.NetNS, inv("ADD", "cid-2", p2, conf, e))
+	st.Add(t, "cid-1", p1, conf).OK(t)
+	st.Add(t, "cid-2", p2, conf).OK(t)
 	if l := leases(t, data); len(l) != 2 {
 		t.Fatalf("leases %v", l)
 	}
-	gone := inv("DEL", "cid-1", p1, bare, e) // keeps the path of the deleted netns
 	if err := lab.Remove(p1); err != nil {
 		t.Fatal(err)
 	}
-	testutil.MustRun(t, node.NetNS, gone)
-	testutil.MustRun(t, node.NetNS, gone)
-	empty := inv("DEL", "cid-2", nil, bare, e)
-	testutil.MustRun(t, node.NetNS, empty)
-	testutil.MustRun(t, node.NetNS, empty)
+	st.Del(t, "cid-1", p1, bare).OK(t) // CNI_NETNS: the path of the deleted netns
+	st.Del(t, "cid-1", p1, bare).OK(t)
+	st.Del(t, "cid-2", nil, bare).OK(t)
+	st.Del(t, "cid-2", nil, bare).OK(t)
 	for _, cid := range []string{"cid-1", "cid-2"} {
 		if linkExists(node.NS, hostVeth(cid)) {
 			t.Errorf("host veth of %s left", cid)
@@ -128,14 +126,14 @@ func TestDelWithoutNetns(t *testing.T) {
 // (same netns, or another netns) and the first attachment still works.
 func TestSecondAdd(t *testing.T) {
 	lab, node := newNode(t, "va-twice")
-	e := env(t)
+	st := stage(t, node)
 	data := t.TempDir()
-	conf := config(t, "1.0.0", map[string]any{"ipam": hostLocal(data, "", ""), "prevResult": bridgePrev("1.0.0")})
+	conf := attach("1.0.0", hostLocal(data, "", "")).Bytes()
 	p1 := addPod(t, lab, "p1")
 	p2 := addPod(t, lab, "p2")
-	out := testutil.MustRun(t, node.NetNS, inv("ADD", "cid-1", p1, conf, e))
+	out := st.Add(t, "cid-1", p1, conf).OK(t)
 	for name, target := range map[string]*netsim.NS{"same netns": p1, "other netns": p2} {
-		o := testutil.Run(t, node.NetNS, inv("ADD", "cid-1", target, conf, e))
+		o := st.Add(t, "cid-1", target, conf)
 		if cerr := o.CNIError(t); !strings.Contains(cerr.Msg, "already") {
 			t.Errorf("%s: unexpected error %s", name, cerr.Msg)
 		}
@@ -147,15 +145,15 @@ func TestSecondAdd(t *testing.T) {
 		t.Errorf("leases after failed ADDs: %v", l)
 	}
 	mustIn(t, p1, "ping", "-c1", "-W2", gateway)
-	check := inv("CHECK", "cid-1", p1, withPrev(t, conf, out), e)
-	testutil.MustRun(t, node.NetNS, check)
+	check := testutil.WithPrev(t, conf, out)
+	st.Check(t, "cid-1", p1, check).OK(t)
 	// The delegated IPAM's CHECK is forwarded: without the lease CHECK fails.
 	for _, l := range leases(t, data) {
 		if err := os.Remove(filepath.Join(data, testNet, l)); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if o := testutil.Run(t, node.NetNS, check); o.Err == nil || !strings.Contains(string(o.Stdout), "ipam host-local CHECK") {
+	if o := st.Check(t, "cid-1", p1, check); o.Err == nil || !strings.Contains(string(o.Stdout), "ipam host-local CHECK") {
 		t.Errorf("CHECK without the IPAM lease: %v %s", o.Err, o.Stdout)
 	}
 }
@@ -163,13 +161,13 @@ func TestSecondAdd(t *testing.T) {
 // TestRollback: a failing delegated IPAM (range exhausted) leaves no veth.
 func TestRollback(t *testing.T) {
 	lab, node := newNode(t, "va-rb")
-	e := env(t)
+	st := stage(t, node)
 	data := t.TempDir()
-	conf := config(t, "1.0.0", map[string]any{"ipam": hostLocal(data, "10.77.0.5", "10.77.0.5"), "prevResult": bridgePrev("1.0.0")})
+	conf := attach("1.0.0", hostLocal(data, "10.77.0.5", "10.77.0.5")).Bytes()
 	p1 := addPod(t, lab, "p1")
 	p2 := addPod(t, lab, "p2")
-	testutil.MustRun(t, node.NetNS, inv("ADD", "cid-1", p1, conf, e))
-	o := testutil.Run(t, node.NetNS, inv("ADD", "cid-2", p2, conf, e))
+	st.Add(t, "cid-1", p1, conf).OK(t)
+	o := st.Add(t, "cid-2", p2, conf)
 	o.CNIError(t)
 	if linkExists(node.NS, hostVeth("cid-2")) || linkExists(p2, "eth0") {
 		t.Error("failed ADD left its veth")
@@ -184,19 +182,19 @@ func TestRollback(t *testing.T) {
 // host veths of the network (and only of this network).
 func TestGC(t *testing.T) {
 	lab, node := newNode(t, "va-gc")
-	e := env(t)
-	conf := config(t, "1.1.0", map[string]any{"bridge": testBridge})
+	st := stage(t, node)
+	conf := testutil.Conf("1.1.0", testNet, plugin).With("bridge", testBridge).Bytes()
 	for _, c := range []string{"c1", "c2"} {
-		testutil.MustRun(t, node.NetNS, inv("ADD", c, addPod(t, lab, c), conf, e))
+		st.Add(t, c, addPod(t, lab, c), conf).OK(t)
 	}
-	other := config(t, "1.1.0", map[string]any{"bridge": testBridge, "name": "othernet"})
-	testutil.MustRun(t, node.NetNS, inv("ADD", "c3", addPod(t, lab, "c3"), other, e))
+	other := testutil.Conf("1.1.0", testNet, plugin).Keys(map[string]any{"bridge": testBridge, "name": "othernet"}).Bytes()
+	st.Add(t, "c3", addPod(t, lab, "c3"), other).OK(t)
 	gc := func(list any) {
 		extra := map[string]any{"bridge": testBridge}
 		if list != nil {
 			extra["cni.dev/valid-attachments"] = list
 		}
-		testutil.MustRun(t, node.NetNS, testutil.Invocation{Plugin: "veth-attach", Command: "GC", Config: config(t, "1.1.0", extra), Env: e})
+		st.GC(t, testutil.Conf("1.1.0", testNet, plugin).Keys(extra).Bytes()).OK(t)
 	}
 	gc(nil)
 	if !linkExists(node.NS, hostVeth("c1")) || !linkExists(node.NS, hostVeth("c2")) {
@@ -220,21 +218,21 @@ func TestGC(t *testing.T) {
 func TestConcurrentAdds(t *testing.T) {
 	lab, node := newNode(t, "va-par")
 	mustIn(t, node.NS, "ip", "link", "set", testBridge, "down")
-	e := env(t)
+	st := stage(t, node)
 	data := t.TempDir()
-	conf := config(t, "1.1.0", map[string]any{"ipam": hostLocal(data, "", ""), "prevResult": bridgePrev("1.1.0")})
+	conf := attach("1.1.0", hostLocal(data, "", "")).Bytes()
 	const n = 20
 	var wg sync.WaitGroup
 	outs := make([]testutil.Outcome, n)
-	invs := make([]testutil.Invocation, n)
+	pods := make([]*netsim.NS, n)
 	for i := range n {
-		invs[i] = inv("ADD", fmt.Sprintf("c%d", i), addPod(t, lab, fmt.Sprintf("p%d", i)), conf, e)
+		pods[i] = addPod(t, lab, fmt.Sprintf("p%d", i))
 	}
 	for i := range n {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			outs[i] = testutil.Run(t, node.NetNS, invs[i])
+			outs[i] = st.Add(t, fmt.Sprintf("c%d", i), pods[i], conf)
 		}()
 	}
 	wg.Wait()
@@ -255,9 +253,7 @@ func TestConcurrentAdds(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			d := invs[i]
-			d.Command = "DEL"
-			outs[i] = testutil.Run(t, node.NetNS, d)
+			outs[i] = st.Del(t, fmt.Sprintf("c%d", i), pods[i], conf)
 		}()
 	}
 	wg.Wait()
@@ -278,13 +274,13 @@ func TestConcurrentAdds(t *testing.T) {
 // have) releases the lease and removes the veth.
 func TestRollbackAfterIPAM(t *testing.T) {
 	lab, node := newNode(t, "va-rb2")
-	e := env(t)
+	st := stage(t, node)
 	data := t.TempDir()
 	ipam := hostLocal(data, "", "")
 	ipam["routes"] = []map[string]any{{"dst": "10.99.0.0/16", "gw": "10.55.0.1"}}
-	conf := config(t, "1.0.0", map[string]any{"ipam": ipam, "prevResult": bridgePrev("1.0.0")})
+	conf := attach("1.0.0", ipam).Bytes()
 	p1 := addPod(t, lab, "p1")
-	testutil.Run(t, node.NetNS, inv("ADD", "cid-1", p1, conf, e)).CNIError(t)
+	st.Add(t, "cid-1", p1, conf).CNIError(t)
 	if linkExists(node.NS, hostVeth("cid-1")) || linkExists(p1, "eth0") {
 		t.Error("failed ADD left its veth")
 	}
@@ -297,7 +293,7 @@ func TestRollbackAfterIPAM(t *testing.T) {
 // both gateways land on the bridge, pods reach each other over v6.
 func TestDualStack(t *testing.T) {
 	lab, node := newNode(t, "va-v6")
-	e := env(t)
+	st := stage(t, node)
 	data := t.TempDir()
 	ipam := hostLocal(data, "", "")
 	ipam["ranges"] = []any{
@@ -305,11 +301,11 @@ func TestDualStack(t *testing.T) {
 		[]map[string]any{{"subnet": "fd77::/64", "gateway": "fd77::1"}},
 	}
 	ipam["routes"] = []map[string]any{{"dst": "0.0.0.0/0"}, {"dst": "::/0"}}
-	conf := config(t, "1.0.0", map[string]any{"ipam": ipam, "prevResult": bridgePrev("1.0.0")})
+	conf := attach("1.0.0", ipam).Bytes()
 	var v6 []string
 	pods := []*netsim.NS{addPod(t, lab, "p1"), addPod(t, lab, "p2")}
 	for i, pod := range pods {
-		r := parseResult(t, testutil.MustRun(t, node.NetNS, inv("ADD", fmt.Sprintf("c%d", i), pod, conf, e)))
+		r := st.Add(t, fmt.Sprintf("c%d", i), pod, conf).Result(t)
 		if len(r.IPs) != 2 {
 			t.Fatalf("ips: %+v", r.IPs)
 		}
@@ -335,9 +331,9 @@ func TestDualStack(t *testing.T) {
 			t.Errorf("%s: accept_dad = %s, want 0 (enableDad unset)", pod.Name, v)
 		}
 	}
-	dadConf := config(t, "1.0.0", map[string]any{"ipam": ipam, "prevResult": bridgePrev("1.0.0"), "enableDad": true})
+	dadConf := attach("1.0.0", ipam).With("enableDad", true).Bytes()
 	p3 := addPod(t, lab, "p3")
-	testutil.MustRun(t, node.NetNS, inv("ADD", "c3", p3, dadConf, e))
+	st.Add(t, "c3", p3, dadConf).OK(t)
 	if v := strings.TrimSpace(mustIn(t, p3, "sysctl", "-n", "net.ipv6.conf.eth0.accept_dad")); v == "0" {
 		t.Errorf("enableDad: accept_dad = 0, want DAD on")
 	}
@@ -349,16 +345,11 @@ func TestDualStack(t *testing.T) {
 // TestVRFHostRoute: with the bridge in a VRF, ADD puts a main-table route
 // for the pod subnet via the VRF. Needs CONFIG_NET_VRF.
 func TestVRFHostRoute(t *testing.T) {
-	lab, node := newNode(t, "va-vrf")
-	if _, err := node.In("ip", "link", "add", "vrf-test", "type", "vrf", "table", "100"); err != nil {
-		t.Skipf("kernel has no VRF support (CONFIG_NET_VRF), VRF path not testable here: %v", err)
-	}
-	mustIn(t, node.NS, "ip", "link", "set", "vrf-test", "up")
-	mustIn(t, node.NS, "ip", "link", "set", testBridge, "master", "vrf-test")
-	e := env(t)
-	conf := config(t, "1.0.0", map[string]any{"ipam": hostLocal(t.TempDir(), "", ""), "prevResult": bridgePrev("1.0.0")})
+	lab, node := newVRFNode(t, "va-vrf")
+	st := stage(t, node)
+	conf := attach("1.0.0", hostLocal(t.TempDir(), "", "")).Bytes()
 	pod := addPod(t, lab, "p1")
-	testutil.MustRun(t, node.NetNS, inv("ADD", "c1", pod, conf, e))
+	st.Add(t, "c1", pod, conf).OK(t)
 	if rt := mustIn(t, node.NS, "ip", "route", "show", "table", "main", subnet); !strings.Contains(rt, "dev vrf-test") {
 		t.Errorf("main-table route to the pod subnet: %q", rt)
 	}
@@ -371,7 +362,7 @@ func TestSTPBridge(t *testing.T) {
 	lab, node := newNode(t, "va-stp")
 	mustIn(t, node.NS, "ip", "link", "set", testBridge, "type", "bridge", "stp_state", "1", "forward_delay", "400")
 	pod := addPod(t, lab, "p1")
-	o := testutil.Run(t, node.NetNS, inv("ADD", "c1", pod, config(t, "1.1.0", map[string]any{"bridge": testBridge}), env(t)))
+	o := stage(t, node).Add(t, "c1", pod, testutil.Conf("1.1.0", testNet, plugin).With("bridge", testBridge).Bytes())
 	if o.Err != nil {
 		t.Fatalf("ADD: %v %s", o.Err, o.Stdout)
 	}

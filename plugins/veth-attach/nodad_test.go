@@ -3,8 +3,6 @@ package main
 import (
 	"strings"
 	"testing"
-
-	"github.com/vxvrf/cni/internal/testutil"
 )
 
 // TestNoDADAddressesUsableAtOnce: without enableDad the pod's IPv6 address
@@ -13,15 +11,15 @@ import (
 // place; with enableDad the address goes through DAD (no nodad flag).
 func TestNoDADAddressesUsableAtOnce(t *testing.T) {
 	lab, node := newNode(t, "va-nd")
-	e := env(t)
+	st := stage(t, node)
 	ipam := dualStack(t.TempDir(), "fd78::/64", "fd78::1")
 	for _, c := range []struct {
 		name      string
 		enableDad bool
 	}{{"nodad", false}, {"dad", true}} {
 		pod := addPod(t, lab, c.name)
-		conf := config(t, "1.0.0", map[string]any{"ipam": ipam, "prevResult": bridgePrev("1.0.0"), "enableDad": c.enableDad})
-		testutil.MustRun(t, node.NetNS, inv("ADD", "c"+c.name, pod, conf, e))
+		conf := attach("1.0.0", ipam).With("enableDad", c.enableDad).Bytes()
+		st.Add(t, "c"+c.name, pod, conf).OK(t)
 		all := mustIn(t, pod, "ip", "-o", "-6", "addr", "show", "eth0")
 		global := mustIn(t, pod, "ip", "-o", "-6", "addr", "show", "eth0", "scope", "global")
 		if strings.Contains(all, "tentative") || !strings.Contains(all, "fe80::") || !strings.Contains(global, "fd78::") {

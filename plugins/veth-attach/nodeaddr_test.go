@@ -3,8 +3,6 @@ package main
 import (
 	"strings"
 	"testing"
-
-	"github.com/vxvrf/cni/internal/testutil"
 )
 
 // TestGatewayDeprecatedNextToNodeAddress: when the bridge has a node
@@ -15,9 +13,9 @@ import (
 // stays preferred; the IPv4 gateway is never deprecated.
 func TestGatewayDeprecatedNextToNodeAddress(t *testing.T) {
 	lab, node := newNode(t, "va-na")
-	e := env(t)
+	st := stage(t, node)
 	ipam := dualStack(t.TempDir(), "fd79::/64", "fd79::1")
-	conf := config(t, "1.0.0", map[string]any{"ipam": ipam, "prevResult": bridgePrev("1.0.0")})
+	conf := attach("1.0.0", ipam).Bytes()
 	gw6 := func() string {
 		for _, l := range strings.Split(mustIn(t, node.NS, "ip", "-o", "-6", "addr", "show", "dev", testBridge), "\n") {
 			if strings.Contains(l, "fd79::1/64") {
@@ -28,14 +26,14 @@ func TestGatewayDeprecatedNextToNodeAddress(t *testing.T) {
 	}
 
 	// No node address: the gateway is preferred.
-	testutil.MustRun(t, node.NetNS, inv("ADD", "c1", addPod(t, lab, "p1"), conf, e))
+	st.Add(t, "c1", addPod(t, lab, "p1"), conf).OK(t)
 	if l := gw6(); l == "" || strings.Contains(l, "deprecated") {
 		t.Fatalf("without a node address the gateway must be there and preferred: %q", l)
 	}
 	// The node address arrives (an upgrade): the next ADD deprecates the
 	// gateway that is already there.
 	mustIn(t, node.NS, "ip", "addr", "add", "fd79::7:1/64", "dev", testBridge, "nodad")
-	testutil.MustRun(t, node.NetNS, inv("ADD", "c2", addPod(t, lab, "p2"), conf, e))
+	st.Add(t, "c2", addPod(t, lab, "p2"), conf).OK(t)
 	if l := gw6(); !strings.Contains(l, "deprecated") || !strings.Contains(l, "valid_lft forever") {
 		t.Errorf("with a node address the gateway must be deprecated and valid forever: %q", l)
 	}
@@ -47,7 +45,7 @@ func TestGatewayDeprecatedNextToNodeAddress(t *testing.T) {
 	}
 	// A fresh gateway next to a node address is added deprecated.
 	mustIn(t, node.NS, "ip", "addr", "del", "fd79::1/64", "dev", testBridge)
-	testutil.MustRun(t, node.NetNS, inv("ADD", "c3", addPod(t, lab, "p3"), conf, e))
+	st.Add(t, "c3", addPod(t, lab, "p3"), conf).OK(t)
 	if l := gw6(); !strings.Contains(l, "deprecated") {
 		t.Errorf("gateway added next to a node address: %q, want deprecated", l)
 	}

@@ -78,13 +78,13 @@ func fakeIPAMs(t *testing.T, scripts map[string]string) []string {
 
 var allVerbs = []string{"ADD", "CHECK", "STATUS", "GC", "DEL"}
 
-// verbInv is an invocation of verb with conf (1.1.0, so every verb runs).
-func verbInv(t *testing.T, verb string, pod *netsim.NS, ipam map[string]any, e []string) testutil.Invocation {
+// verbConf is a config (1.1.0, so every verb runs) with ipam for verb.
+func verbConf(verb string, ipam map[string]any) []byte {
 	extra := map[string]any{"ipam": ipam, "prevResult": bridgePrev("1.1.0")}
 	if verb == "GC" {
 		extra["cni.dev/valid-attachments"] = []any{}
 	}
-	return inv(verb, "cid-h", pod, config(t, "1.1.0", extra), e)
+	return testutil.Conf("1.1.0", testNet, plugin).Keys(extra).Bytes()
 }
 
 // TestSelfDelegation: ipam.type naming one of our non-IPAM stages is
@@ -95,12 +95,12 @@ func TestSelfDelegation(t *testing.T) {
 	lab, node := newNode(t, "va-self")
 	pod := addPod(t, lab, "p1")
 	self := filepath.Join(testutil.PluginDir(t, "veth-attach"), "veth-attach")
-	e := fakeIPAMs(t, map[string]string{"loop-ipam": "exec " + self})
+	st := testutil.Stage{Plugin: plugin, In: node.NetNS, Env: fakeIPAMs(t, map[string]string{"loop-ipam": "exec " + self})}
 	before := nodeState(t, node, pod)
 	for _, stage := range append(append([]string{}, nonIPAMStages...), "loop-ipam") {
 		for _, verb := range allVerbs {
 			start := time.Now()
-			o := testutil.Run(t, node.NetNS, verbInv(t, verb, pod, map[string]any{"type": stage}, e))
+			o := st.Run(t, verb, "cid-h", pod, verbConf(verb, map[string]any{"type": stage}))
 			if d := time.Since(start); d > 10*time.Second {
 				t.Errorf("%s %s took %s", stage, verb, d)
 			}
@@ -131,10 +131,10 @@ func TestSelfDelegation(t *testing.T) {
 func TestDeadIPAM(t *testing.T) {
 	lab, node := newNode(t, "va-dead")
 	pod := addPod(t, lab, "p1")
-	e := fakeIPAMs(t, map[string]string{
+	st := testutil.Stage{Plugin: plugin, In: node.NetNS, Env: fakeIPAMs(t, map[string]string{
 		"killed-ipam":   "kill -9 $$",
 		"codeless-ipam": `echo '{"msg":"no code"}'; exit 1`,
-	})
+	})}
 	before := nodeState(t, node, pod)
 	for _, c := range []struct {
 		ipam, want string
@@ -145,7 +145,7 @@ func TestDeadIPAM(t *testing.T) {
 		{"no-such-ipam", "no plugin in CNI_PATH", types.ErrInvalidNetworkConfig},
 	} {
 		for _, verb := range allVerbs {
-			cerr := testutil.Run(t, node.NetNS, verbInv(t, verb, pod, map[string]any{"type": c.ipam}, e)).CNIError(t)
+			cerr := st.Run(t, verb, "cid-h", pod, verbConf(verb, map[string]any{"type": c.ipam})).CNIError(t)
 			code := c.code
 			if verb == "STATUS" && c.ipam == "no-such-ipam" {
 				code = 50
@@ -165,8 +165,8 @@ func TestDeadIPAM(t *testing.T) {
 // prevResult, an ipam block that does not decode).
 func TestTeardownIgnoresConfig(t *testing.T) {
 	lab, node := newNode(t, "va-td")
-	e := env(t)
-	good := config(t, "1.1.0", map[string]any{"bridge": testBridge})
+	st := stage(t, node)
+	good := testutil.Conf("1.1.0", testNet, plugin).With("bridge", testBridge).Bytes()
 	broken := []map[string]any{
 		{"mtu": 5},
 		{"runtimeConfig": map[string]any{"mac": "not-a-mac"}},
@@ -179,16 +179,16 @@ func TestTeardownIgnoresConfig(t *testing.T) {
 		for _, verb := range []string{"DEL", "GC"} {
 			cid := fmt.Sprintf("c%d%s", i, verb)
 			pod := addPod(t, lab, cid)
-			testutil.MustRun(t, node.NetNS, inv("ADD", cid, pod, good, e))
+			st.Add(t, cid, pod, good).OK(t)
 			extra["name"] = testNet
 			if verb == "GC" {
 				extra["cni.dev/valid-attachments"] = []any{}
 			}
-			in := inv(verb, cid, pod, config(t, "1.1.0", extra), e)
+			in := st.Call(verb, cid, pod, testutil.Conf("1.1.0", testNet, plugin).Keys(extra).Bytes())
 			if verb == "GC" {
 				in.ContainerID, in.NetNS, in.IfName = "", "", ""
 			}
-			testutil.MustRun(t, node.NetNS, in)
+			st.Exec(t, in).OK(t)
 			if linkExists(node.NS, hostVeth(cid)) || linkExists(pod, "eth0") {
 				t.Errorf("%s with %v left the attachment", verb, extra)
 			}
@@ -203,7 +203,7 @@ func TestTeardownIgnoresConfig(t *testing.T) {
 func TestIPv6BelowMinMTU(t *testing.T) {
 	lab, node := newNode(t, "va-mtu6")
 	pod := addPod(t, lab, "p1")
-	e := env(t)
+	st := stage(t, node)
 	data := t.TempDir()
 	v6prev := map[string]any{
 		"cniVersion": "1.0.0",
@@ -213,15 +213,15 @@ func TestIPv6BelowMinMTU(t *testing.T) {
 	v6ipam := map[string]any{"type": "host-local", "dataDir": data, "ranges": [][]map[string]any{{{"subnet": "fd77::/64"}}}}
 	before := nodeState(t, node, pod)
 	for name, conf := range map[string][]byte{
-		"prevResult": config(t, "1.0.0", map[string]any{"mtu": 1200, "prevResult": v6prev}),
-		"ipam":       config(t, "1.0.0", map[string]any{"mtu": 1000, "bridge": testBridge, "ipam": v6ipam}),
-		"bridge mtu": config(t, "1.0.0", map[string]any{"bridge": "br-small", "ipam": v6ipam}),
+		"prevResult": testutil.Conf("1.0.0", testNet, plugin).Keys(map[string]any{"mtu": 1200, "prevResult": v6prev}).Bytes(),
+		"ipam":       testutil.Conf("1.0.0", testNet, plugin).Keys(map[string]any{"mtu": 1000, "bridge": testBridge, "ipam": v6ipam}).Bytes(),
+		"bridge mtu": testutil.Conf("1.0.0", testNet, plugin).Keys(map[string]any{"bridge": "br-small", "ipam": v6ipam}).Bytes(),
 	} {
 		if name == "bridge mtu" {
 			mustIn(t, node.NS, "ip", "link", "add", "br-small", "mtu", "1200", "type", "bridge")
 			before = nodeState(t, node, pod)
 		}
-		cerr := testutil.Run(t, node.NetNS, inv("ADD", "c1", pod, conf, e)).CNIError(t)
+		cerr := st.Add(t, "c1", pod, conf).CNIError(t)
 		if cerr.Code != types.ErrInvalidNetworkConfig || !strings.Contains(cerr.Msg, "1280") {
 			t.Errorf("%s: code %d %q, want 7 naming 1280", name, cerr.Code, cerr.Msg)
 		}
@@ -263,12 +263,12 @@ echo '` + result + `'`
 	for name, r := range results {
 		scripts["res-"+name] = script(r.out)
 	}
-	e := fakeIPAMs(t, scripts)
+	st := testutil.Stage{Plugin: plugin, In: node.NetNS, Env: fakeIPAMs(t, scripts)}
 	before := nodeState(t, node, pod)
 	for name, r := range results {
 		os.Remove(dels)
-		conf := config(t, "1.0.0", map[string]any{"bridge": testBridge, "ipam": map[string]any{"type": "res-" + name}})
-		o := testutil.Run(t, node.NetNS, inv("ADD", "cid-r", pod, conf, e))
+		conf := testutil.Conf("1.0.0", testNet, plugin).Keys(map[string]any{"bridge": testBridge, "ipam": map[string]any{"type": "res-" + name}}).Bytes()
+		o := st.Add(t, "cid-r", pod, conf)
 		var got types.Error
 		if o.Err == nil || json.Unmarshal(o.Stdout, &got) != nil {
 			t.Errorf("%s: not a CNI error: %v %s %s", name, o.Err, o.Stdout, o.Stderr)

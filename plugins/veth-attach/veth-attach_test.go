@@ -16,34 +16,34 @@ import (
 func TestBadInput(t *testing.T) {
 	lab, node := newNode(t, "va-bad")
 	pod := addPod(t, lab, "p1")
-	e := env(t)
-	good := config(t, "1.0.0", map[string]any{"prevResult": bridgePrev("1.0.0")})
+	st := stage(t, node)
+	good := testutil.Conf("1.0.0", testNet, plugin).With("prevResult", bridgePrev("1.0.0")).Bytes()
 	cases := []struct {
 		name string
 		inv  testutil.Invocation
 		code uint
 	}{
 		{"long ifname", func() testutil.Invocation {
-			i := inv("ADD", "c1", pod, good, e)
+			i := st.Call("ADD", "c1", pod, good)
 			i.IfName = "eth0123456789012"
 			return i
 		}(), types.ErrInvalidEnvironmentVariables},
-		{"malformed json", inv("ADD", "c1", pod, []byte(`{"cniVersion":"1.0.0","name":`), e), types.ErrDecodingFailure},
-		{"bad mtu", inv("ADD", "c1", pod, config(t, "1.0.0", map[string]any{"mtu": 10, "prevResult": bridgePrev("1.0.0")}), e), types.ErrInvalidNetworkConfig},
-		{"no bridge", inv("ADD", "c1", pod, config(t, "1.0.0", nil), e), types.ErrInvalidNetworkConfig},
-		{"missing bridge", inv("ADD", "c1", pod, config(t, "1.0.0", map[string]any{"bridge": "br-nope"}), e), types.ErrInvalidNetworkConfig},
-		{"not a bridge", inv("ADD", "c1", pod, config(t, "1.0.0", map[string]any{"bridge": "eth0"}), e), types.ErrInvalidNetworkConfig},
-		{"node netns", inv("ADD", "c1", node.NS, good, e), types.ErrInvalidNetNS},
-		{"node netns DEL", inv("DEL", "c1", node.NS, good, e), types.ErrInvalidNetNS},
-		{"CHECK at 0.3.1", inv("CHECK", "c1", pod, config(t, "0.3.1", map[string]any{"prevResult": bridgePrev("0.3.1")}), e), types.ErrIncompatibleCNIVersion},
+		{"malformed json", st.Call("ADD", "c1", pod, []byte(`{"cniVersion":"1.0.0","name":`)), types.ErrDecodingFailure},
+		{"bad mtu", st.Call("ADD", "c1", pod, testutil.Conf("1.0.0", testNet, plugin).Keys(map[string]any{"mtu": 10, "prevResult": bridgePrev("1.0.0")}).Bytes()), types.ErrInvalidNetworkConfig},
+		{"no bridge", st.Call("ADD", "c1", pod, testutil.Conf("1.0.0", testNet, plugin).Bytes()), types.ErrInvalidNetworkConfig},
+		{"missing bridge", st.Call("ADD", "c1", pod, testutil.Conf("1.0.0", testNet, plugin).With("bridge", "br-nope").Bytes()), types.ErrInvalidNetworkConfig},
+		{"not a bridge", st.Call("ADD", "c1", pod, testutil.Conf("1.0.0", testNet, plugin).With("bridge", "eth0").Bytes()), types.ErrInvalidNetworkConfig},
+		{"node netns", st.Call("ADD", "c1", node.NS, good), types.ErrInvalidNetNS},
+		{"node netns DEL", st.Call("DEL", "c1", node.NS, good), types.ErrInvalidNetNS},
+		{"CHECK at 0.3.1", st.Call("CHECK", "c1", pod, testutil.Conf("0.3.1", testNet, plugin).With("prevResult", bridgePrev("0.3.1")).Bytes()), types.ErrIncompatibleCNIVersion},
 		{"netns missing", func() testutil.Invocation {
-			i := inv("ADD", "c1", pod, good, e)
+			i := st.Call("ADD", "c1", pod, good)
 			i.NetNS = "/run/netns/vxvrf-no-such-netns"
 			return i
 		}(), types.ErrInvalidEnvironmentVariables},
 	}
 	for _, c := range cases {
-		o := testutil.Run(t, node.NetNS, c.inv)
+		o := st.Exec(t, c.inv)
 		cerr := o.CNIError(t)
 		if cerr.Code != c.code {
 			t.Errorf("%s: code %d (%s), want %d", c.name, cerr.Code, cerr.Msg, c.code)
@@ -73,9 +73,9 @@ func TestLifecycle(t *testing.T) {
 	for _, ver := range []string{"0.3.1", "0.4.0", "1.0.0", "1.1.0"} {
 		t.Run(ver, func(t *testing.T) {
 			lab, node := newNode(t, "va-l"+strings.ReplaceAll(ver, ".", ""))
-			e := env(t)
+			st := stage(t, node)
 			data := t.TempDir()
-			conf := config(t, ver, map[string]any{"ipam": hostLocal(data, "", ""), "prevResult": bridgePrev(ver)})
+			conf := testutil.Conf(ver, testNet, plugin).Keys(map[string]any{"ipam": hostLocal(data, "", ""), "prevResult": bridgePrev(ver)}).Bytes()
 
 			pods := []string{"p1", "p2"}
 			results := map[string][]byte{}
@@ -84,7 +84,7 @@ func TestLifecycle(t *testing.T) {
 			for _, p := range pods {
 				pod := addPod(t, lab, p)
 				podNS[p] = pod
-				out := testutil.MustRun(t, node.NetNS, inv("ADD", "cid-"+p, pod, conf, e))
+				out := st.Add(t, "cid-"+p, pod, conf).OK(t)
 				results[p] = out
 				var raw map[string]any
 				_ = json.Unmarshal(out, &raw)
@@ -130,10 +130,10 @@ func TestLifecycle(t *testing.T) {
 			mustIn(t, p1, "ping", "-c1", "-W2", gateway)
 
 			if ver != "0.3.1" {
-				check := inv("CHECK", "cid-p1", p1, withPrev(t, conf, results["p1"]), e)
-				testutil.MustRun(t, node.NetNS, check)
+				check := st.Call("CHECK", "cid-p1", p1, testutil.WithPrev(t, conf, results["p1"]))
+				st.Exec(t, check).OK(t)
 				mustIn(t, p1, "ip", "addr", "del", ips["p1"]+"/24", "dev", "eth0")
-				if o := testutil.Run(t, node.NetNS, check); o.Err == nil {
+				if o := st.Exec(t, check); o.Err == nil {
 					t.Errorf("CHECK passed with the pod address removed")
 				} else if !strings.Contains(string(o.Stdout), ips["p1"]) {
 					t.Errorf("CHECK error should name the missing address: %s", o.Stdout)
@@ -141,9 +141,9 @@ func TestLifecycle(t *testing.T) {
 			}
 			for _, p := range pods {
 				pod := podNS[p]
-				del := inv("DEL", "cid-"+p, pod, withPrev(t, conf, results[p]), e)
-				testutil.MustRun(t, node.NetNS, del)
-				testutil.MustRun(t, node.NetNS, del)
+				del := testutil.WithPrev(t, conf, results[p])
+				st.Del(t, "cid-"+p, pod, del).OK(t)
+				st.Del(t, "cid-"+p, pod, del).OK(t)
 				if linkExists(node.NS, hostVeth("cid-"+p)) || linkExists(pod, "eth0") {
 					t.Errorf("DEL left links of %s", p)
 				}

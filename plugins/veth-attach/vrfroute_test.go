@@ -3,8 +3,6 @@ package main
 import (
 	"strings"
 	"testing"
-
-	"github.com/vxvrf/cni/internal/testutil"
 )
 
 // TestVRFRouteMarkVRF: the main-table route into the VRF carries the
@@ -12,16 +10,12 @@ import (
 // left it (no protocol) is marked by the next ADD; a route to the subnet
 // through another device is left alone. Needs CONFIG_NET_VRF (VM).
 func TestVRFRouteMarkVRF(t *testing.T) {
-	lab, node := newNode(t, "va-vrfm")
-	testutil.RequireVRF(t, node.NS)
-	mustIn(t, node.NS, "ip", "link", "add", "vrf-test", "type", "vrf", "table", "100")
-	mustIn(t, node.NS, "ip", "link", "set", "vrf-test", "up")
-	mustIn(t, node.NS, "ip", "link", "set", testBridge, "master", "vrf-test")
-	e := env(t)
-	conf := config(t, "1.0.0", map[string]any{"ipam": hostLocal(t.TempDir(), "", ""), "prevResult": bridgePrev("1.0.0")})
+	lab, node := newVRFNode(t, "va-vrfm")
+	st := stage(t, node)
+	conf := attach("1.0.0", hostLocal(t.TempDir(), "", "")).Bytes()
 	route := func() string { return mustIn(t, node.NS, "ip", "route", "show", "table", "main", subnet) }
 
-	testutil.MustRun(t, node.NetNS, inv("ADD", "c1", addPod(t, lab, "p1"), conf, e))
+	st.Add(t, "c1", addPod(t, lab, "p1"), conf).OK(t)
 	if rt := route(); !strings.Contains(rt, "dev vrf-test proto 118") {
 		t.Errorf("main-table route to the pod subnet is not marked: %q", rt)
 	}
@@ -29,7 +23,7 @@ func TestVRFRouteMarkVRF(t *testing.T) {
 	// The previous release's route (no protocol): marked by ADD.
 	mustIn(t, node.NS, "ip", "route", "del", subnet, "table", "main")
 	mustIn(t, node.NS, "ip", "route", "add", subnet, "dev", "vrf-test", "proto", "boot", "table", "main")
-	testutil.MustRun(t, node.NetNS, inv("ADD", "c2", addPod(t, lab, "p2"), conf, e))
+	st.Add(t, "c2", addPod(t, lab, "p2"), conf).OK(t)
 	if rt := route(); !strings.Contains(rt, "dev vrf-test proto 118") || strings.Count(rt, "\n") > 1 {
 		t.Errorf("the previous release's route was not marked (exactly once): %q", rt)
 	}
@@ -37,7 +31,7 @@ func TestVRFRouteMarkVRF(t *testing.T) {
 	// Someone else's route to the subnet: kept as it is.
 	mustIn(t, node.NS, "ip", "route", "del", subnet, "table", "main")
 	mustIn(t, node.NS, "ip", "route", "add", subnet, "dev", "eth0", "proto", "static", "table", "main")
-	testutil.MustRun(t, node.NetNS, inv("ADD", "c3", addPod(t, lab, "p3"), conf, e))
+	st.Add(t, "c3", addPod(t, lab, "p3"), conf).OK(t)
 	if rt := route(); !strings.Contains(rt, "dev eth0 proto static") || strings.Contains(rt, "118") {
 		t.Errorf("a foreign route to the subnet was changed: %q", rt)
 	}

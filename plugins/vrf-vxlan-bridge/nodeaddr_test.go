@@ -13,7 +13,8 @@ import (
 // first), CHECK verifying them, and the refusals: with a shared bridge MAC
 // (nothing created) and with the address present under another prefix.
 func TestNodeAddressDevices(t *testing.T) {
-	node, pod := labNode(t, "vb-nad")
+	node, pod := testutil.NodeWithPod(t, "vb-nad")
+	st := testutil.Stage{Plugin: plugin, In: node.NetNS}
 	br := naming.BridgeName("nad")
 	addrs := []string{"10.60.1.1/16", "fd00:60::1:1/64"}
 	conf := func(extra map[string]any) []byte {
@@ -21,7 +22,7 @@ func TestNodeAddressDevices(t *testing.T) {
 		for k, v := range extra {
 			m[k] = v
 		}
-		return netConf("1.1.0", "nad", m)
+		return testutil.Conf("1.1.0", "nad", plugin).Keys(m).Bytes()
 	}
 	ipo := func(args ...string) string {
 		out, err := node.In("ip", append([]string{"-o"}, args...)...)
@@ -36,7 +37,7 @@ func TestNodeAddressDevices(t *testing.T) {
 		"bridge.mac":     {"bridge": map[string]any{"mac": "02:00:0a:f4:00:01", "nodeAddresses": addrs}},
 		"anycastGateway": {"anycastGateway": true},
 	} {
-		e := testutil.Run(t, node.NetNS, inv("ADD", "c1", pod, conf(extra))).CNIError(t)
+		e := st.Add(t, "c1", pod, conf(extra)).CNIError(t)
 		if e.Code != 7 || !strings.Contains(e.Msg, "bridge.nodeAddresses") || !strings.Contains(e.Msg, key) {
 			t.Errorf("%s + nodeAddresses: code %d %q, want 7 naming both keys", key, e.Code, e.Msg)
 		}
@@ -47,11 +48,11 @@ func TestNodeAddressDevices(t *testing.T) {
 
 	// A network from before the key: the bridge has the gateway (as
 	// veth-attach adds it) as its primary address.
-	testutil.MustRun(t, node.NetNS, inv("ADD", "c1", pod, netConf("1.1.0", "nad", map[string]any{"vxlan": map[string]any{"vni": 600}})))
+	st.Add(t, "c1", pod, testutil.Conf("1.1.0", "nad", plugin).With("vxlan", map[string]any{"vni": 600}).Bytes()).OK(t)
 	if _, err := node.In("ip", "addr", "add", "10.60.0.1/16", "dev", br); err != nil {
 		t.Fatal(err)
 	}
-	testutil.MustRun(t, node.NetNS, inv("ADD", "c1", pod, conf(nil)))
+	st.Add(t, "c1", pod, conf(nil)).OK(t)
 	out := ipo("-4", "addr", "show", "dev", br)
 	lines := strings.Split(strings.TrimSpace(out), "\n")
 	if len(lines) != 2 || !strings.Contains(lines[0], "inet 10.60.1.1/16") || strings.Contains(lines[0], "secondary") ||
@@ -64,9 +65,9 @@ func TestNodeAddressDevices(t *testing.T) {
 	if out := ipo("-4", "route", "show", "10.60.0.0/16"); !strings.Contains(out, "src 10.60.1.1") {
 		t.Errorf("subnet route %q, want src 10.60.1.1", out)
 	}
-	testutil.MustRun(t, node.NetNS, inv("CHECK", "c1", pod, conf(nil)))
+	st.Check(t, "c1", pod, conf(nil)).OK(t)
 	// Idempotent: the same ADD again changes nothing.
-	testutil.MustRun(t, node.NetNS, inv("ADD", "c1", pod, conf(nil)))
+	st.Add(t, "c1", pod, conf(nil)).OK(t)
 	if again := ipo("-4", "addr", "show", "dev", br); again != out {
 		t.Errorf("a repeated ADD changed the addresses:\n%s", again)
 	}
@@ -75,13 +76,13 @@ func TestNodeAddressDevices(t *testing.T) {
 	if _, err := node.In("ip", "addr", "del", "10.60.1.1/16", "dev", br); err != nil {
 		t.Fatal(err)
 	}
-	if e := testutil.Run(t, node.NetNS, inv("CHECK", "c1", pod, conf(nil))).CNIError(t); !strings.Contains(e.Msg, "lacks its node address 10.60.1.1/16") {
+	if e := st.Check(t, "c1", pod, conf(nil)).CNIError(t); !strings.Contains(e.Msg, "lacks its node address 10.60.1.1/16") {
 		t.Errorf("CHECK without the node address: %q", e.Msg)
 	}
 	if _, err := node.In("ip", "addr", "add", "10.60.1.1/16", "dev", br); err != nil {
 		t.Fatal(err)
 	}
-	if e := testutil.Run(t, node.NetNS, inv("CHECK", "c1", pod, conf(nil))).CNIError(t); !strings.Contains(e.Msg, "not the primary address") {
+	if e := st.Check(t, "c1", pod, conf(nil)).CNIError(t); !strings.Contains(e.Msg, "not the primary address") {
 		t.Errorf("CHECK with the node address secondary: %q", e.Msg)
 	}
 
@@ -92,7 +93,7 @@ func TestNodeAddressDevices(t *testing.T) {
 	if _, err := node.In("ip", "addr", "add", "10.60.1.1/24", "dev", br); err != nil {
 		t.Fatal(err)
 	}
-	e := testutil.Run(t, node.NetNS, inv("ADD", "c1", pod, conf(nil))).CNIError(t)
+	e := st.Add(t, "c1", pod, conf(nil)).CNIError(t)
 	if e.Code != 7 || !strings.Contains(e.Msg, "10.60.1.1/24") || !strings.Contains(e.Msg, "subnet prefix") {
 		t.Errorf("node address under another prefix: code %d %q, want 7 naming it", e.Code, e.Msg)
 	}

@@ -20,7 +20,7 @@ func gcEmpty(t *testing.T, node *netsim.Node, network string, extra map[string]a
 	for k, v := range extra {
 		e[k] = v
 	}
-	testutil.MustRun(t, node.NetNS, testutil.Invocation{Plugin: plugin, Command: "GC", Config: netConf("1.1.0", network, e)})
+	testutil.Stage{Plugin: plugin, In: node.NetNS}.GC(t, testutil.Conf("1.1.0", network, plugin).Keys(e).Bytes()).OK(t)
 }
 
 // alias is the alias of a link of the node ("" when it has none); the
@@ -33,10 +33,11 @@ func alias(t *testing.T, node *netsim.Node, name string) string {
 // TestMarks: ADD marks the bridge and the VXLAN device with the network's
 // alias; a second ADD keeps them.
 func TestMarks(t *testing.T) {
-	node, pod := labNode(t, "vb-mark")
-	conf := netConf("1.1.0", "mk", map[string]any{"vxlan": map[string]any{"vni": 520}})
+	node, pod := testutil.NodeWithPod(t, "vb-mark")
+	st := testutil.Stage{Plugin: plugin, In: node.NetNS}
+	conf := testutil.Conf("1.1.0", "mk", plugin).With("vxlan", map[string]any{"vni": 520}).Bytes()
 	for _, cid := range []string{"c1", "c2"} {
-		testutil.MustRun(t, node.NetNS, inv("ADD", cid, pod, conf))
+		st.Add(t, cid, pod, conf).OK(t)
 		for _, dev := range []string{naming.BridgeName("mk"), "vxlan-520"} {
 			if a := alias(t, node, dev); a != "vxvrf:mk" {
 				t.Errorf("after ADD %s: %s has alias %q, want vxvrf:mk", cid, dev, a)
@@ -51,7 +52,8 @@ func TestMarks(t *testing.T) {
 // bridge, not a bridge or VXLAN device made by someone else under the
 // configured names.
 func TestGCOwnsOnly(t *testing.T) {
-	node, pod := labNode(t, "vb-gco")
+	node, pod := testutil.NodeWithPod(t, "vb-gco")
+	st := testutil.Stage{Plugin: plugin, In: node.NetNS}
 	// A pod's host veth as veth-attach leaves it (tagged for network "p").
 	if _, err := node.In("ip", "link", "add", "vxpodveth", "type", "veth", "peer", "name", "vxpodpeer"); err != nil {
 		t.Fatal(err)
@@ -60,7 +62,7 @@ func TestGCOwnsOnly(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Another network's devices.
-	testutil.MustRun(t, node.NetNS, inv("ADD", "c1", pod, netConf("1.1.0", "other", map[string]any{"vxlan": map[string]any{"vni": 531}})))
+	st.Add(t, "c1", pod, testutil.Conf("1.1.0", "other", plugin).With("vxlan", map[string]any{"vni": 531}).Bytes()).OK(t)
 	// Someone else's bridge with a port, and someone else's VXLAN device
 	// under the name of VNI 532.
 	for _, c := range [][]string{
@@ -106,7 +108,8 @@ func TestGCOwnsOnly(t *testing.T) {
 // validates (another VNI, an invalid VNI, unparsable addresses, another
 // bridge name, another cniVersion).
 func TestGCConfigChanged(t *testing.T) {
-	node, pod := labNode(t, "vb-gcc")
+	node, pod := testutil.NodeWithPod(t, "vb-gcc")
+	st := testutil.Stage{Plugin: plugin, In: node.NetNS}
 	for i, extra := range []map[string]any{
 		{"vxlan": map[string]any{"vni": 541}},
 		{"vxlan": map[string]any{"vni": "not a number", "remotes": []any{"300.1.2.3", nil}}},
@@ -114,8 +117,8 @@ func TestGCConfigChanged(t *testing.T) {
 		{"vxlan": "a string", "bridge": "a string", "vrf": map[string]any{"table": "x"}},
 	} {
 		t.Run(fmt.Sprint(i), func(t *testing.T) {
-			conf := netConf("1.1.0", "gcc", map[string]any{"vxlan": map[string]any{"vni": 540}})
-			testutil.MustRun(t, node.NetNS, inv("ADD", "c1", pod, conf))
+			conf := testutil.Conf("1.1.0", "gcc", plugin).With("vxlan", map[string]any{"vni": 540}).Bytes()
+			st.Add(t, "c1", pod, conf).OK(t)
 			gcEmpty(t, node, "gcc", extra)
 			if link(t, node, naming.BridgeName("gcc")) != nil || link(t, node, "vxlan-540") != nil {
 				t.Errorf("GC with config %v left the network's devices", extra)
@@ -131,8 +134,9 @@ func TestGCConfigChanged(t *testing.T) {
 // and what it is) a configured name held by a device this project did not
 // make for the network, and changes nothing.
 func TestAddRefusesForeign(t *testing.T) {
-	node, pod := labNode(t, "vb-foe")
-	testutil.MustRun(t, node.NetNS, inv("ADD", "c1", pod, netConf("1.1.0", "other", nil)))
+	node, pod := testutil.NodeWithPod(t, "vb-foe")
+	st := testutil.Stage{Plugin: plugin, In: node.NetNS}
+	st.Add(t, "c1", pod, testutil.Conf("1.1.0", "other", plugin).Bytes()).OK(t)
 	for _, c := range [][]string{
 		{"link", "add", "opsbr", "type", "bridge"},
 		{"link", "add", "vxlan-552", "type", "vxlan", "id", "552", "dstport", "4789", "dev", "eth0"},
@@ -154,7 +158,7 @@ func TestAddRefusesForeign(t *testing.T) {
 		{map[string]any{"vxlan": map[string]any{"vni": 552}},
 			[]string{`vxlan.vni 552`, `"vxlan-552"`, "type vxlan"}},
 	} {
-		e := testutil.Run(t, node.NetNS, inv("ADD", "c2", pod, netConf("1.1.0", "foe", tc.extra))).CNIError(t)
+		e := st.Add(t, "c2", pod, testutil.Conf("1.1.0", "foe", plugin).Keys(tc.extra).Bytes()).CNIError(t)
 		if e.Code != 7 {
 			t.Errorf("%v: code %d (%s), want 7", tc.extra, e.Code, e.Msg)
 		}
@@ -180,7 +184,7 @@ func TestAddRefusesForeign(t *testing.T) {
 	if _, err := node.In("ip", "link", "set", naming.BridgeName("chk"), "alias", "ops"); err != nil {
 		t.Fatal(err)
 	}
-	if e := testutil.Run(t, node.NetNS, inv("CHECK", "c1", pod, netConf("1.1.0", "chk", nil))).CNIError(t); !strings.Contains(e.Msg, "not created by vxvrf") {
+	if e := st.Check(t, "c1", pod, testutil.Conf("1.1.0", "chk", plugin).Bytes()).CNIError(t); !strings.Contains(e.Msg, "not created by vxvrf") {
 		t.Errorf("CHECK on a foreign bridge: %d %q", e.Code, e.Msg)
 	}
 }
@@ -191,8 +195,9 @@ func TestAddRefusesForeign(t *testing.T) {
 // nothing; GC removes the devices.) Like every stage's DEL it refuses the
 // node's own netns as CNI_NETNS (8).
 func TestDelNeverBlocked(t *testing.T) {
-	node, pod := labNode(t, "vb-del")
-	testutil.MustRun(t, node.NetNS, inv("ADD", "c1", pod, netConf("1.1.0", "dl", map[string]any{"vxlan": map[string]any{"vni": 560}})))
+	node, pod := testutil.NodeWithPod(t, "vb-del")
+	st := testutil.Stage{Plugin: plugin, In: node.NetNS}
+	st.Add(t, "c1", pod, testutil.Conf("1.1.0", "dl", plugin).With("vxlan", map[string]any{"vni": 560}).Bytes()).OK(t)
 	for _, stdin := range []string{
 		`{"cniVersion":"0.1.0","name":"dl","type":"vrf-vxlan-bridge","vxlan":{"vni":560}}`,
 		`{"cniVersion":"0.2.0","name":"dl","type":"vrf-vxlan-bridge"}`,
@@ -202,16 +207,15 @@ func TestDelNeverBlocked(t *testing.T) {
 		`{"cniVersion":"9.9.9","type":"vrf-vxlan-bridge"}`,
 		`not json`,
 	} {
-		o := testutil.Run(t, node.NetNS, testutil.Invocation{Plugin: plugin, Command: "DEL", ContainerID: "c1", IfName: "eth0", Config: []byte(stdin)})
+		o := st.Del(t, "c1", nil, []byte(stdin))
 		if o.Err != nil || len(o.Stdout) != 0 {
 			t.Errorf("DEL with %s: %v, stdout %q", stdin, o.Err, o.Stdout)
 		}
 	}
-	if o := testutil.Run(t, node.NetNS, testutil.Invocation{Plugin: plugin, Command: "DEL", Config: []byte(`not json`)}); o.Err != nil || len(o.Stdout) != 0 {
+	if o := st.Exec(t, testutil.Invocation{Command: "DEL", Config: []byte(`not json`)}); o.Err != nil || len(o.Stdout) != 0 {
 		t.Errorf("DEL without CNI_CONTAINERID and CNI_IFNAME: %v, stdout %q", o.Err, o.Stdout)
 	}
-	self := testutil.Invocation{Plugin: plugin, Command: "DEL", ContainerID: "c1", IfName: "eth0", NetNS: node.Path, Config: []byte(`not json`)}
-	if e := testutil.Run(t, node.NetNS, self).CNIError(t); e.Code != types.ErrInvalidNetNS {
+	if e := st.Del(t, "c1", node.NS, []byte(`not json`)).CNIError(t); e.Code != types.ErrInvalidNetNS {
 		t.Errorf("DEL with the node's own netns: code %d %q, want 8", e.Code, e.Msg)
 	}
 	if link(t, node, naming.BridgeName("dl")) == nil || link(t, node, "vxlan-560") == nil {
@@ -223,7 +227,8 @@ func TestDelNeverBlocked(t *testing.T) {
 // refused (6 when it does not decode, 7 when it is malformed) before any
 // device is created, and never passed on.
 func TestHostilePrevResult(t *testing.T) {
-	node, pod := labNode(t, "vb-hpr")
+	node, pod := testutil.NodeWithPod(t, "vb-hpr")
+	st := testutil.Stage{Plugin: plugin, In: node.NetNS}
 	eth0 := map[string]any{"name": "eth0"}
 	addr := map[string]any{"address": "10.1.0.2/24", "interface": 0}
 	for _, tc := range []struct {
@@ -240,8 +245,8 @@ func TestHostilePrevResult(t *testing.T) {
 		{"a string", []uint{6}},
 		{[]any{1, 2}, []uint{6}},
 	} {
-		conf := netConf("1.1.0", "hpr", map[string]any{"vxlan": map[string]any{"vni": 570}, "prevResult": tc.prev})
-		o := testutil.Run(t, node.NetNS, inv("ADD", "c1", pod, conf))
+		conf := testutil.Conf("1.1.0", "hpr", plugin).Keys(map[string]any{"vxlan": map[string]any{"vni": 570}, "prevResult": tc.prev}).Bytes()
+		o := st.Add(t, "c1", pod, conf)
 		e := o.CNIError(t)
 		ok := false
 		for _, c := range tc.codes {
@@ -262,9 +267,10 @@ func TestHostilePrevResult(t *testing.T) {
 // TestLimitsBeforeChange: a container ID or network name too long for the
 // names derived from them is refused (4 / 7) before any device exists.
 func TestLimitsBeforeChange(t *testing.T) {
-	node, pod := labNode(t, "vb-lim")
+	node, pod := testutil.NodeWithPod(t, "vb-lim")
+	st := testutil.Stage{Plugin: plugin, In: node.NetNS}
 	long := strings.Repeat("c", 250)
-	e := testutil.Run(t, node.NetNS, inv("ADD", long, pod, netConf("1.1.0", "lim", map[string]any{"vxlan": map[string]any{"vni": 580}}))).CNIError(t)
+	e := st.Add(t, long, pod, testutil.Conf("1.1.0", "lim", plugin).With("vxlan", map[string]any{"vni": 580}).Bytes()).CNIError(t)
 	if e.Code != 4 {
 		t.Errorf("container ID of %d bytes: code %d (%s), want 4", len(long), e.Code, e.Msg)
 	}
@@ -272,7 +278,7 @@ func TestLimitsBeforeChange(t *testing.T) {
 		t.Error("devices created before the container ID was refused")
 	}
 	net := strings.Repeat("n", naming.MaxNetworkNameLen+1)
-	e = testutil.Run(t, node.NetNS, inv("ADD", "c1", pod, netConf("1.1.0", net, map[string]any{"vxlan": map[string]any{"vni": 581}}))).CNIError(t)
+	e = st.Add(t, "c1", pod, testutil.Conf("1.1.0", net, plugin).With("vxlan", map[string]any{"vni": 581}).Bytes()).CNIError(t)
 	if e.Code != 7 {
 		t.Errorf("network name of %d bytes: code %d (%s), want 7", len(net), e.Code, e.Msg)
 	}
@@ -310,11 +316,12 @@ func tableRules(t *testing.T, node *netsim.Node, table int) []string {
 // vrf.name; GC of the network deletes its devices, routes and rule and
 // leaves the routes and rules other software put in its table.
 func TestOwnershipVRF(t *testing.T) {
-	node, pod := labNode(t, "vb-ovrf")
+	node, pod := testutil.NodeWithPod(t, "vb-ovrf")
+	st := testutil.Stage{Plugin: plugin, In: node.NetNS}
 	testutil.RequireVRF(t, node.NS)
 	vrfConf := map[string]any{"table": 310, "egress": true}
-	conf := netConf("1.1.0", "gov", map[string]any{"vrf": vrfConf, "vxlan": map[string]any{"vni": 1310}})
-	testutil.MustRun(t, node.NetNS, inv("ADD", "c1", pod, conf))
+	conf := testutil.Conf("1.1.0", "gov", plugin).Keys(map[string]any{"vrf": vrfConf, "vxlan": map[string]any{"vni": 1310}}).Bytes()
+	st.Add(t, "c1", pod, conf).OK(t)
 	vrf, br := naming.VRFName("gov"), naming.BridgeName("gov")
 	if a := alias(t, node, vrf); a != "vxvrf:gov" {
 		t.Errorf("vrf alias %q, want vxvrf:gov", a)
@@ -355,7 +362,7 @@ func TestOwnershipVRF(t *testing.T) {
 		{map[string]any{"name": "eth0", "table": 321}, "type veth"},
 		{map[string]any{"name": vrf, "table": 310}, `belongs to vxvrf network "gov"`},
 	} {
-		e := testutil.Run(t, node.NetNS, inv("ADD", "c1", pod, netConf("1.1.0", "fv", map[string]any{"vrf": tc.vrf}))).CNIError(t)
+		e := st.Add(t, "c1", pod, testutil.Conf("1.1.0", "fv", plugin).With("vrf", tc.vrf).Bytes()).CNIError(t)
 		if e.Code != 7 || !strings.Contains(e.Msg, tc.want) {
 			t.Errorf("vrf %v: %d %q, want 7 saying %q", tc.vrf, e.Code, e.Msg, tc.want)
 		}
@@ -391,21 +398,22 @@ func TestOwnershipVRF(t *testing.T) {
 // removed by today's GC; GC alone removes it too, copied route and rule
 // included.
 func TestUpgradeVRF(t *testing.T) {
-	node, pod := labNode(t, "vb-uvrf")
+	node, pod := testutil.NodeWithPod(t, "vb-uvrf")
+	st := testutil.Stage{Plugin: plugin, In: node.NetNS}
 	testutil.RequireVRF(t, node.NS)
 	for i, addNew := range []bool{true, false} {
 		t.Run(fmt.Sprintf("add=%t", addNew), func(t *testing.T) {
 			network, table, vni := fmt.Sprintf("upv%d", i), 330+i, 1330+i
 			extra := map[string]any{"vrf": map[string]any{"table": table, "egress": true}, "vxlan": map[string]any{"vni": vni}}
-			conf := netConf("1.1.0", network, extra)
+			conf := testutil.Conf("1.1.0", network, plugin).Keys(extra).Bytes()
 			devs := []string{naming.VRFName(network), naming.BridgeName(network), naming.VXLANName(uint32(vni))}
-			testutil.MustRun(t, node.NetNS, prevInv(t, "ADD", "c1", pod, conf))
+			testutil.Stage{Plugin: plugin, In: node.NetNS, Dir: testutil.PreviousPlugins(t)}.Add(t, "c1", pod, conf).OK(t)
 			unmarked(t, node, devs...)
 			if rs := tableRules(t, node, table); len(rs) != 1 || strings.Contains(rs[0], "proto 118") {
 				t.Fatalf("the previous release's rules: %q", rs)
 			}
 			if addNew {
-				testutil.MustRun(t, node.NetNS, inv("ADD", "c2", pod, conf))
+				st.Add(t, "c2", pod, conf).OK(t)
 				for _, dev := range devs {
 					if a := alias(t, node, dev); a != naming.NetworkMark(network) {
 						t.Errorf("%s alias %q after today's ADD", dev, a)
@@ -417,7 +425,7 @@ func TestUpgradeVRF(t *testing.T) {
 				if rt := in(t, node, "ip", "route", "show", "table", fmt.Sprint(table)); !strings.Contains(rt, "proto 118") {
 					t.Errorf("table %d after today's ADD: %q", table, rt)
 				}
-				testutil.MustRun(t, node.NetNS, inv("CHECK", "c1", pod, conf))
+				st.Check(t, "c1", pod, conf).OK(t)
 			}
 			gcEmpty(t, node, network, extra)
 			for _, dev := range devs {
@@ -439,12 +447,12 @@ func TestUpgradeVRF(t *testing.T) {
 // of its own choosing all succeed: a device another ADD has just created
 // and not yet marked is not taken for someone else's.
 func TestConcurrentAddsMark(t *testing.T) {
-	node, pod := labNode(t, "vb-cmk")
+	node, pod := testutil.NodeWithPod(t, "vb-cmk")
 	testutil.PluginDir(t, plugin)
 	for round := 0; round < 3; round++ {
 		network := fmt.Sprintf("cmk%d", round)
 		extra := map[string]any{"bridge": map[string]any{"name": fmt.Sprintf("tenant%d", round)}, "vxlan": map[string]any{"vni": 620 + round}}
-		concurrentAdds(t, node, pod, netConf("1.1.0", network, extra), 12)
+		concurrentAdds(t, node, pod, testutil.Conf("1.1.0", network, plugin).Keys(extra).Bytes(), 12)
 		for _, dev := range []string{fmt.Sprintf("tenant%d", round), fmt.Sprintf("vxlan-%d", 620+round)} {
 			if a := alias(t, node, dev); a != naming.NetworkMark(network) {
 				t.Errorf("%s has alias %q", dev, a)

@@ -7,6 +7,7 @@ import (
 	"sync"
 	"testing"
 
+	current "github.com/containernetworking/cni/pkg/types/100"
 	"github.com/containernetworking/plugins/pkg/netlinksafe"
 	"github.com/containernetworking/plugins/pkg/ns"
 	"github.com/vishvananda/netlink"
@@ -19,40 +20,13 @@ import (
 
 const plugin = "vrf-vxlan-bridge"
 
-type result struct {
-	CNIVersion string `json:"cniVersion"`
-	Interfaces []struct {
-		Name    string `json:"name"`
-		Mac     string `json:"mac"`
-		Mtu     int    `json:"mtu"`
-		Sandbox string `json:"sandbox"`
-	} `json:"interfaces"`
-}
-
-func (r result) names() []string {
+// names are the result's interface names, in order.
+func names(r *current.Result) []string {
 	var n []string
 	for _, i := range r.Interfaces {
 		n = append(n, i.Name)
 	}
 	return n
-}
-
-// netConf renders a config; extra holds the plugin keys as JSON fragments.
-func netConf(ver, name string, extra map[string]any) []byte {
-	m := map[string]any{"cniVersion": ver, "name": name, "type": plugin}
-	for k, v := range extra {
-		m[k] = v
-	}
-	b, _ := json.Marshal(m)
-	return b
-}
-
-func inv(cmd, cid string, pod *netsim.NS, config []byte) testutil.Invocation {
-	p := ""
-	if pod != nil {
-		p = pod.Path
-	}
-	return testutil.Invocation{Plugin: plugin, Command: cmd, ContainerID: cid, NetNS: p, IfName: "eth0", Config: config}
 }
 
 // link reads a link inside the node; nil when it does not exist.
@@ -85,7 +59,8 @@ func mustLink(t *testing.T, node *netsim.Node, name string) netlink.Link {
 // TestLifecycle runs ADD, CHECK, DEL, DEL for every version, with and
 // without a prevResult from infra-ensure, and checks the devices.
 func TestLifecycle(t *testing.T) {
-	node, pod := labNode(t, "vb-life")
+	node, pod := testutil.NodeWithPod(t, "vb-life")
+	st := testutil.Stage{Plugin: plugin, In: node.NetNS}
 	for i, ver := range []string{"0.3.1", "0.4.0", "1.0.0", "1.1.0"} {
 		t.Run(ver, func(t *testing.T) {
 			netName := fmt.Sprintf("life%d", i)
@@ -95,12 +70,8 @@ func TestLifecycle(t *testing.T) {
 			if withPrev {
 				extra["prevResult"] = map[string]any{"cniVersion": ver, "interfaces": []any{map[string]any{"name": "eth0"}}}
 			}
-			conf := netConf(ver, netName, extra)
-			out := testutil.MustRun(t, node.NetNS, inv("ADD", "c1", pod, conf))
-			var res result
-			if err := json.Unmarshal(out, &res); err != nil {
-				t.Fatalf("result %s: %v", out, err)
-			}
+			conf := testutil.Conf(ver, netName, plugin).Keys(extra).Bytes()
+			res := st.Add(t, "c1", pod, conf).Result(t)
 			if res.CNIVersion != ver {
 				t.Errorf("result cniVersion %q, want %q", res.CNIVersion, ver)
 			}
@@ -109,8 +80,8 @@ func TestLifecycle(t *testing.T) {
 			if withPrev {
 				want = append([]string{"eth0"}, want...)
 			}
-			if strings.Join(res.names(), ",") != strings.Join(want, ",") {
-				t.Errorf("result interfaces %v, want %v", res.names(), want)
+			if strings.Join(names(res), ",") != strings.Join(want, ",") {
+				t.Errorf("result interfaces %v, want %v", names(res), want)
 			}
 			for _, i := range res.Interfaces {
 				if i.Sandbox != "" {
@@ -137,10 +108,10 @@ func TestLifecycle(t *testing.T) {
 				t.Errorf("vxlan %s: %+v", vx, vl)
 			}
 			if ver != "0.3.1" {
-				testutil.MustRun(t, node.NetNS, inv("CHECK", "c1", pod, conf))
+				st.Check(t, "c1", pod, conf).OK(t)
 			}
-			testutil.MustRun(t, node.NetNS, inv("DEL", "c1", pod, conf))
-			testutil.MustRun(t, node.NetNS, inv("DEL", "c1", nil, conf))
+			st.Del(t, "c1", pod, conf).OK(t)
+			st.Del(t, "c1", nil, conf).OK(t)
 			if link(t, node, br) == nil || link(t, node, vx) == nil {
 				t.Error("DEL removed a shared device")
 			}
@@ -150,46 +121,45 @@ func TestLifecycle(t *testing.T) {
 
 // TestNoVXLAN: a single-node network gets a bridge with the uplink's MTU.
 func TestNoVXLAN(t *testing.T) {
-	node, pod := labNode(t, "vb-novx")
-	conf := netConf("1.1.0", "solo", map[string]any{"bridge": map[string]any{"mac": "02:aa:bb:cc:dd:01"}})
-	var res result
-	if err := json.Unmarshal(testutil.MustRun(t, node.NetNS, inv("ADD", "c1", pod, conf)), &res); err != nil {
-		t.Fatal(err)
-	}
-	if strings.Join(res.names(), ",") != naming.BridgeName("solo") {
-		t.Errorf("interfaces %v", res.names())
+	node, pod := testutil.NodeWithPod(t, "vb-novx")
+	st := testutil.Stage{Plugin: plugin, In: node.NetNS}
+	conf := testutil.Conf("1.1.0", "solo", plugin).With("bridge", map[string]any{"mac": "02:aa:bb:cc:dd:01"}).Bytes()
+	res := st.Add(t, "c1", pod, conf).Result(t)
+	if strings.Join(names(res), ",") != naming.BridgeName("solo") {
+		t.Errorf("interfaces %v", names(res))
 	}
 	bl := mustLink(t, node, naming.BridgeName("solo"))
 	if bl.Attrs().MTU != 1500 || bl.Attrs().HardwareAddr.String() != "02:aa:bb:cc:dd:01" {
 		t.Errorf("bridge mtu %d mac %s", bl.Attrs().MTU, bl.Attrs().HardwareAddr)
 	}
-	testutil.MustRun(t, node.NetNS, inv("CHECK", "c1", pod, conf))
+	st.Check(t, "c1", pod, conf).OK(t)
 }
 
 // TestCheckDetectsRemoval: CHECK fails once the vxlan or the bridge is gone
 // and passes again after the next ADD re-creates it.
 func TestCheckDetectsRemoval(t *testing.T) {
-	node, pod := labNode(t, "vb-chk")
-	conf := netConf("1.1.0", "chk", map[string]any{"vxlan": map[string]any{"vni": 300}})
-	testutil.MustRun(t, node.NetNS, inv("ADD", "c1", pod, conf))
-	testutil.MustRun(t, node.NetNS, inv("CHECK", "c1", pod, conf))
+	node, pod := testutil.NodeWithPod(t, "vb-chk")
+	st := testutil.Stage{Plugin: plugin, In: node.NetNS}
+	conf := testutil.Conf("1.1.0", "chk", plugin).With("vxlan", map[string]any{"vni": 300}).Bytes()
+	st.Add(t, "c1", pod, conf).OK(t)
+	st.Check(t, "c1", pod, conf).OK(t)
 	for _, dev := range []string{"vxlan-300", naming.BridgeName("chk")} {
 		if _, err := node.In("ip", "link", "del", dev); err != nil {
 			t.Fatal(err)
 		}
-		o := testutil.Run(t, node.NetNS, inv("CHECK", "c1", pod, conf))
+		o := st.Check(t, "c1", pod, conf)
 		e := o.CNIError(t)
 		if !strings.Contains(e.Msg, dev) {
 			t.Errorf("CHECK error %q does not name %s", e.Msg, dev)
 		}
-		testutil.MustRun(t, node.NetNS, inv("ADD", "c2", pod, conf))
-		testutil.MustRun(t, node.NetNS, inv("CHECK", "c2", pod, conf))
+		st.Add(t, "c2", pod, conf).OK(t)
+		st.Check(t, "c2", pod, conf).OK(t)
 	}
 	// A vxlan taken out of the bridge is caught too.
 	if _, err := node.In("ip", "link", "set", "vxlan-300", "nomaster"); err != nil {
 		t.Fatal(err)
 	}
-	testutil.Run(t, node.NetNS, inv("CHECK", "c1", pod, conf)).CNIError(t)
+	st.Check(t, "c1", pod, conf).CNIError(t)
 }
 
 func fdbDsts(t *testing.T, node *netsim.Node, dev string) []string {
@@ -210,30 +180,31 @@ func fdbDsts(t *testing.T, node *netsim.Node, dev string) []string {
 
 // TestRemotes: head-end replication entries follow the remotes list.
 func TestRemotes(t *testing.T) {
-	node, pod := labNode(t, "vb-rem")
+	node, pod := testutil.NodeWithPod(t, "vb-rem")
+	st := testutil.Stage{Plugin: plugin, In: node.NetNS}
 	vx := map[string]any{"vni": 400, "remotes": []string{"198.18.0.21"}}
-	conf := netConf("1.1.0", "rem", map[string]any{"vxlan": vx})
-	testutil.MustRun(t, node.NetNS, inv("ADD", "c1", pod, conf))
+	conf := testutil.Conf("1.1.0", "rem", plugin).With("vxlan", vx).Bytes()
+	st.Add(t, "c1", pod, conf).OK(t)
 	if got := fdbDsts(t, node, "vxlan-400"); strings.Join(got, ",") != "198.18.0.21" {
 		t.Fatalf("flood entries %v, want [198.18.0.21]", got)
 	}
-	testutil.MustRun(t, node.NetNS, inv("CHECK", "c1", pod, conf))
+	st.Check(t, "c1", pod, conf).OK(t)
 
 	vx["remotes"] = []string{"198.18.0.21", "198.18.0.22"}
-	conf = netConf("1.1.0", "rem", map[string]any{"vxlan": vx})
+	conf = testutil.Conf("1.1.0", "rem", plugin).With("vxlan", vx).Bytes()
 	// CHECK with the longer list fails before the ADD that adds the entry.
-	testutil.Run(t, node.NetNS, inv("CHECK", "c1", pod, conf)).CNIError(t)
+	st.Check(t, "c1", pod, conf).CNIError(t)
 	for _, cid := range []string{"c2", "c3"} {
-		testutil.MustRun(t, node.NetNS, inv("ADD", cid, pod, conf))
+		st.Add(t, cid, pod, conf).OK(t)
 		got := fdbDsts(t, node, "vxlan-400")
 		if strings.Join(got, ",") != "198.18.0.21,198.18.0.22" {
 			t.Fatalf("after ADD %s: flood entries %v, want each remote once", cid, got)
 		}
 	}
-	testutil.MustRun(t, node.NetNS, inv("CHECK", "c1", pod, conf))
+	st.Check(t, "c1", pod, conf).OK(t)
 
 	vx["remotes"] = []string{"198.18.0.22"}
-	testutil.MustRun(t, node.NetNS, inv("ADD", "c4", pod, netConf("1.1.0", "rem", map[string]any{"vxlan": vx})))
+	st.Add(t, "c4", pod, testutil.Conf("1.1.0", "rem", plugin).With("vxlan", vx).Bytes()).OK(t)
 	if got := fdbDsts(t, node, "vxlan-400"); strings.Join(got, ",") != "198.18.0.22" {
 		t.Fatalf("after dropping a remote: flood entries %v, want [198.18.0.22]", got)
 	}
@@ -241,9 +212,10 @@ func TestRemotes(t *testing.T) {
 
 // TestEVPN: learning off on the device and on its bridge port.
 func TestEVPN(t *testing.T) {
-	node, pod := labNode(t, "vb-evpn")
-	conf := netConf("1.1.0", "ev", map[string]any{"vxlan": map[string]any{"vni": 450, "evpn": true}})
-	testutil.MustRun(t, node.NetNS, inv("ADD", "c1", pod, conf))
+	node, pod := testutil.NodeWithPod(t, "vb-evpn")
+	st := testutil.Stage{Plugin: plugin, In: node.NetNS}
+	conf := testutil.Conf("1.1.0", "ev", plugin).With("vxlan", map[string]any{"vni": 450, "evpn": true}).Bytes()
+	st.Add(t, "c1", pod, conf).OK(t)
 	vl := mustLink(t, node, "vxlan-450").(*netlink.Vxlan)
 	if vl.Learning {
 		t.Error("vxlan learning on with evpn")
@@ -266,16 +238,17 @@ func TestEVPN(t *testing.T) {
 	if links[0].Info.Slave.Learning || !links[0].Info.Slave.NeighSuppress {
 		t.Errorf("bridge port of vxlan-450: %+v, want learning off, neigh_suppress on", links[0].Info.Slave)
 	}
-	testutil.MustRun(t, node.NetNS, inv("CHECK", "c1", pod, conf))
+	st.Check(t, "c1", pod, conf).OK(t)
 }
 
 // TestGC: no key keeps the devices, a non-empty list keeps them, an empty
 // list removes them; GC again is fine.
 func TestGC(t *testing.T) {
-	node, pod := labNode(t, "vb-gc")
+	node, pod := testutil.NodeWithPod(t, "vb-gc")
+	st := testutil.Stage{Plugin: plugin, In: node.NetNS}
 	extra := map[string]any{"vxlan": map[string]any{"vni": 500}}
-	conf := netConf("1.1.0", "gc", extra)
-	testutil.MustRun(t, node.NetNS, inv("ADD", "c1", pod, conf))
+	conf := testutil.Conf("1.1.0", "gc", plugin).Keys(extra).Bytes()
+	st.Add(t, "c1", pod, conf).OK(t)
 	br := naming.BridgeName("gc")
 	gc := func(list any) {
 		t.Helper()
@@ -283,7 +256,7 @@ func TestGC(t *testing.T) {
 		if list != nil {
 			e["cni.dev/valid-attachments"] = list
 		}
-		testutil.MustRun(t, node.NetNS, testutil.Invocation{Plugin: plugin, Command: "GC", Config: netConf("1.1.0", "gc", e)})
+		st.GC(t, testutil.Conf("1.1.0", "gc", plugin).Keys(e).Bytes()).OK(t)
 	}
 	gc(nil)
 	if link(t, node, br) == nil || link(t, node, "vxlan-500") == nil {
@@ -306,13 +279,14 @@ func TestGC(t *testing.T) {
 // concurrentAdds runs n ADDs (containers c0..) at once; each must succeed.
 func concurrentAdds(t *testing.T, node *netsim.Node, pod *netsim.NS, conf []byte, n int) {
 	t.Helper()
+	st := testutil.Stage{Plugin: plugin, In: node.NetNS}
 	var wg sync.WaitGroup
 	outs := make([]testutil.Outcome, n)
 	for i := range outs {
 		wg.Add(1)
 		go func(i int) {
 			defer wg.Done()
-			outs[i] = testutil.Run(t, node.NetNS, inv("ADD", fmt.Sprintf("c%d", i), pod, conf))
+			outs[i] = st.Add(t, fmt.Sprintf("c%d", i), pod, conf)
 		}(i)
 	}
 	wg.Wait()
@@ -326,9 +300,10 @@ func concurrentAdds(t *testing.T, node *netsim.Node, pod *netsim.NS, conf []byte
 // TestConcurrentAdds: 20 parallel ADDs for different containers all
 // succeed and share one bridge and one vxlan.
 func TestConcurrentAdds(t *testing.T) {
-	node, pod := labNode(t, "vb-par")
+	node, pod := testutil.NodeWithPod(t, "vb-par")
+	st := testutil.Stage{Plugin: plugin, In: node.NetNS}
 	testutil.PluginDir(t, plugin)
-	conf := netConf("1.1.0", "par", map[string]any{"vxlan": map[string]any{"vni": 600, "remotes": []string{"198.18.0.31", "198.18.0.32"}}})
+	conf := testutil.Conf("1.1.0", "par", plugin).With("vxlan", map[string]any{"vni": 600, "remotes": []string{"198.18.0.31", "198.18.0.32"}}).Bytes()
 	concurrentAdds(t, node, pod, conf, 20)
 	out, err := node.In("ip", "-j", "link", "show", "type", "bridge")
 	if err != nil {
@@ -346,15 +321,16 @@ func TestConcurrentAdds(t *testing.T) {
 	if got := fdbDsts(t, node, "vxlan-600"); strings.Join(got, ",") != "198.18.0.31,198.18.0.32" {
 		t.Errorf("flood entries %v", got)
 	}
-	testutil.MustRun(t, node.NetNS, inv("CHECK", "c0", pod, conf))
+	st.Check(t, "c0", pod, conf).OK(t)
 }
 
 // TestHostNetNS: CNI_NETNS naming the node's own namespace is refused with
 // code 8 before anything is created.
 func TestHostNetNS(t *testing.T) {
-	node, _ := labNode(t, "vb-hostns")
-	conf := netConf("1.1.0", "hns", map[string]any{"vxlan": map[string]any{"vni": 700}})
-	o := testutil.Run(t, node.NetNS, testutil.Invocation{Plugin: plugin, Command: "ADD", ContainerID: "c1", NetNS: node.Path, IfName: "eth0", Config: conf})
+	node, _ := testutil.NodeWithPod(t, "vb-hostns")
+	st := testutil.Stage{Plugin: plugin, In: node.NetNS}
+	conf := testutil.Conf("1.1.0", "hns", plugin).With("vxlan", map[string]any{"vni": 700}).Bytes()
+	o := st.Add(t, "c1", node.NS, conf)
 	if e := o.CNIError(t); e.Code != 8 {
 		t.Errorf("code %d (%s), want 8", e.Code, e.Msg)
 	}
@@ -367,13 +343,14 @@ func TestHostNetNS(t *testing.T) {
 // before the bridge is created (TestVNIConflict covers the rollback of a
 // bridge created before a later step failed).
 func TestRollback(t *testing.T) {
-	node, pod := labNode(t, "vb-rb")
+	node, pod := testutil.NodeWithPod(t, "vb-rb")
+	st := testutil.Stage{Plugin: plugin, In: node.NetNS}
 	// A bridge squatting on the VXLAN device's name: not this network's.
 	if _, err := node.In("ip", "link", "add", "vxlan-800", "type", "bridge"); err != nil {
 		t.Fatal(err)
 	}
-	conf := netConf("1.1.0", "rb", map[string]any{"vxlan": map[string]any{"vni": 800}})
-	e := testutil.Run(t, node.NetNS, inv("ADD", "c1", pod, conf)).CNIError(t)
+	conf := testutil.Conf("1.1.0", "rb", plugin).With("vxlan", map[string]any{"vni": 800}).Bytes()
+	e := st.Add(t, "c1", pod, conf).CNIError(t)
 	if !strings.Contains(e.Msg, "vxlan-800") {
 		t.Errorf("error %q does not name vxlan-800", e.Msg)
 	}
@@ -387,9 +364,10 @@ func TestRollback(t *testing.T) {
 
 // TestBadMTU: a bridge MTU the underlay cannot carry is a config error.
 func TestBadMTU(t *testing.T) {
-	node, pod := labNode(t, "vb-mtu")
-	conf := netConf("1.1.0", "mtu", map[string]any{"bridge": map[string]any{"mtu": 1500}, "vxlan": map[string]any{"vni": 900}})
-	if e := testutil.Run(t, node.NetNS, inv("ADD", "c1", pod, conf)).CNIError(t); e.Code != 7 {
+	node, pod := testutil.NodeWithPod(t, "vb-mtu")
+	st := testutil.Stage{Plugin: plugin, In: node.NetNS}
+	conf := testutil.Conf("1.1.0", "mtu", plugin).Keys(map[string]any{"bridge": map[string]any{"mtu": 1500}, "vxlan": map[string]any{"vni": 900}}).Bytes()
+	if e := st.Add(t, "c1", pod, conf).CNIError(t); e.Code != 7 {
 		t.Errorf("code %d (%s), want 7", e.Code, e.Msg)
 	}
 	if link(t, node, naming.BridgeName("mtu")) != nil {
@@ -399,55 +377,41 @@ func TestBadMTU(t *testing.T) {
 
 // TestStatus: with vxlan, STATUS needs the uplink.
 func TestStatus(t *testing.T) {
-	node, _ := labNode(t, "vb-st")
-	st := func(extra map[string]any) testutil.Outcome {
-		return testutil.Run(t, node.NetNS, testutil.Invocation{Plugin: plugin, Command: "STATUS", Config: netConf("1.1.0", "st", extra)})
+	node, _ := testutil.NodeWithPod(t, "vb-st")
+	st := testutil.Stage{Plugin: plugin, In: node.NetNS}
+	status := func(extra map[string]any) testutil.Outcome {
+		return st.Status(t, testutil.Conf("1.1.0", "st", plugin).Keys(extra).Bytes())
 	}
 	for _, extra := range []map[string]any{nil, {"vxlan": map[string]any{"vni": 1}}, {"vxlan": map[string]any{"vni": 1, "dev": "eth0"}}} {
-		if o := st(extra); o.Err != nil {
+		if o := status(extra); o.Err != nil {
 			t.Errorf("STATUS %v: %v %s", extra, o.Err, o.Stdout)
 		}
 	}
-	if e := st(map[string]any{"vxlan": map[string]any{"vni": 1, "dev": "eth9"}}).CNIError(t); e.Code != 50 {
+	if e := status(map[string]any{"vxlan": map[string]any{"vni": 1, "dev": "eth9"}}).CNIError(t); e.Code != 50 {
 		t.Errorf("missing dev: code %d (%s), want 50", e.Code, e.Msg)
 	}
 	if _, err := node.In("ip", "link", "set", "eth0", "down"); err != nil {
 		t.Fatal(err)
 	}
-	if e := st(map[string]any{"vxlan": map[string]any{"vni": 1, "dev": "eth0"}}).CNIError(t); e.Code != 50 {
+	if e := status(map[string]any{"vxlan": map[string]any{"vni": 1, "dev": "eth0"}}).CNIError(t); e.Code != 50 {
 		t.Errorf("uplink down: code %d (%s), want 50", e.Code, e.Msg)
 	}
 	// Down means no default route either: the default uplink is missing.
-	if e := st(map[string]any{"vxlan": map[string]any{"vni": 1}}).CNIError(t); e.Code != 50 {
+	if e := status(map[string]any{"vxlan": map[string]any{"vni": 1}}).CNIError(t); e.Code != 50 {
 		t.Errorf("no default route: code %d (%s), want 50", e.Code, e.Msg)
 	}
-}
-
-// vrfSupported creates a VRF in the node to find out whether the kernel has VRF.
-func vrfSupported(t *testing.T, node *netsim.Node) bool {
-	t.Helper()
-	out, err := node.In("ip", "link", "add", "vb-probe", "type", "vrf", "table", "4000")
-	if err != nil {
-		if msg := strings.ToLower(string(out)); strings.Contains(msg, "not supported") || strings.Contains(msg, "unknown device type") {
-			return false
-		}
-		t.Fatalf("probe vrf: %v", err)
-	}
-	if _, err := node.In("ip", "link", "del", "vb-probe"); err != nil {
-		t.Fatal(err)
-	}
-	return true
 }
 
 // TestVRFUnsupported: on a kernel without VRF the ADD fails with code 7,
 // says why, and leaves nothing behind.
 func TestVRFUnsupported(t *testing.T) {
-	node, pod := labNode(t, "vb-novrf")
-	if vrfSupported(t, node) {
+	node, pod := testutil.NodeWithPod(t, "vb-novrf")
+	st := testutil.Stage{Plugin: plugin, In: node.NetNS}
+	if node.HasVRF() {
 		t.Skip("kernel has VRF; TestVRF covers it")
 	}
-	conf := netConf("1.1.0", "nv", map[string]any{"vrf": map[string]any{"table": 100}, "vxlan": map[string]any{"vni": 1000}})
-	e := testutil.Run(t, node.NetNS, inv("ADD", "c1", pod, conf)).CNIError(t)
+	conf := testutil.Conf("1.1.0", "nv", plugin).Keys(map[string]any{"vrf": map[string]any{"table": 100}, "vxlan": map[string]any{"vni": 1000}}).Bytes()
+	e := st.Add(t, "c1", pod, conf).CNIError(t)
 	if e.Code != 7 || !strings.Contains(e.Msg, "CONFIG_NET_VRF") {
 		t.Errorf("error %d %q, want 7 naming CONFIG_NET_VRF", e.Code, e.Msg)
 	}
@@ -460,18 +424,14 @@ func TestVRFUnsupported(t *testing.T) {
 
 // TestVRF: the VRF path (needs CONFIG_NET_VRF; runs in the VM).
 func TestVRF(t *testing.T) {
-	node, pod := labNode(t, "vb-vrf")
-	if !vrfSupported(t, node) {
-		t.Skip("kernel has no VRF (CONFIG_NET_VRF); VRF tests run in the VM")
-	}
-	conf := netConf("1.1.0", "red", map[string]any{"vrf": map[string]any{"table": 100}, "vxlan": map[string]any{"vni": 1100}})
-	var res result
-	if err := json.Unmarshal(testutil.MustRun(t, node.NetNS, inv("ADD", "c1", pod, conf)), &res); err != nil {
-		t.Fatal(err)
-	}
+	node, pod := testutil.NodeWithPod(t, "vb-vrf")
+	st := testutil.Stage{Plugin: plugin, In: node.NetNS}
+	testutil.RequireVRF(t, node.NS)
+	conf := testutil.Conf("1.1.0", "red", plugin).Keys(map[string]any{"vrf": map[string]any{"table": 100}, "vxlan": map[string]any{"vni": 1100}}).Bytes()
+	res := st.Add(t, "c1", pod, conf).Result(t)
 	vrf, br := naming.VRFName("red"), naming.BridgeName("red")
-	if strings.Join(res.names(), ",") != strings.Join([]string{vrf, br, "vxlan-1100"}, ",") {
-		t.Errorf("interfaces %v", res.names())
+	if strings.Join(names(res), ",") != strings.Join([]string{vrf, br, "vxlan-1100"}, ",") {
+		t.Errorf("interfaces %v", names(res))
 	}
 	vl, ok := mustLink(t, node, vrf).(*netlink.Vrf)
 	if !ok || vl.Table != 100 {
@@ -480,25 +440,25 @@ func TestVRF(t *testing.T) {
 	if mustLink(t, node, br).Attrs().MasterIndex != vl.Index {
 		t.Error("bridge not enslaved to the vrf")
 	}
-	testutil.MustRun(t, node.NetNS, inv("CHECK", "c1", pod, conf))
-	testutil.MustRun(t, node.NetNS, inv("ADD", "c2", pod, conf))
+	st.Check(t, "c1", pod, conf).OK(t)
+	st.Add(t, "c2", pod, conf).OK(t)
 
 	// Same VRF name, other table: refused.
-	other := netConf("1.1.0", "red", map[string]any{"vrf": map[string]any{"table": 101}, "vxlan": map[string]any{"vni": 1100}})
-	if e := testutil.Run(t, node.NetNS, inv("ADD", "c3", pod, other)).CNIError(t); e.Code != 7 {
+	other := testutil.Conf("1.1.0", "red", plugin).Keys(map[string]any{"vrf": map[string]any{"table": 101}, "vxlan": map[string]any{"vni": 1100}}).Bytes()
+	if e := st.Add(t, "c3", pod, other).CNIError(t); e.Code != 7 {
 		t.Errorf("table conflict: code %d (%s)", e.Code, e.Msg)
 	}
-	if e := testutil.Run(t, node.NetNS, inv("CHECK", "c1", pod, other)).CNIError(t); !strings.Contains(e.Msg, "table") {
+	if e := st.Check(t, "c1", pod, other).CNIError(t); !strings.Contains(e.Msg, "table") {
 		t.Errorf("CHECK with another table: %q", e.Msg)
 	}
 	// The bridge taken out of the VRF is caught by CHECK.
 	if _, err := node.In("ip", "link", "set", br, "nomaster"); err != nil {
 		t.Fatal(err)
 	}
-	testutil.Run(t, node.NetNS, inv("CHECK", "c1", pod, conf)).CNIError(t)
+	st.Check(t, "c1", pod, conf).CNIError(t)
 
-	gc := netConf("1.1.0", "red", map[string]any{"vrf": map[string]any{"table": 100}, "vxlan": map[string]any{"vni": 1100}, "cni.dev/valid-attachments": []any{}})
-	testutil.MustRun(t, node.NetNS, testutil.Invocation{Plugin: plugin, Command: "GC", Config: gc})
+	gc := testutil.Conf("1.1.0", "red", plugin).Keys(map[string]any{"vrf": map[string]any{"table": 100}, "vxlan": map[string]any{"vni": 1100}, "cni.dev/valid-attachments": []any{}}).Bytes()
+	st.GC(t, gc).OK(t)
 	for _, dev := range []string{vrf, br, "vxlan-1100"} {
 		if link(t, node, dev) != nil {
 			t.Errorf("GC left %s", dev)
@@ -509,12 +469,13 @@ func TestVRF(t *testing.T) {
 // TestVNIConflict: a foreign VXLAN device holding the same VNI and port is
 // reported clearly, by name, before the bridge is created.
 func TestVNIConflict(t *testing.T) {
-	node, pod := labNode(t, "vb-vni")
+	node, pod := testutil.NodeWithPod(t, "vb-vni")
+	st := testutil.Stage{Plugin: plugin, In: node.NetNS}
 	if _, err := node.In("ip", "link", "add", "foreign", "type", "vxlan", "id", "1200", "dstport", "4789", "dev", "eth0"); err != nil {
 		t.Fatal(err)
 	}
-	conf := netConf("1.1.0", "vni", map[string]any{"vxlan": map[string]any{"vni": 1200}})
-	e := testutil.Run(t, node.NetNS, inv("ADD", "c1", pod, conf)).CNIError(t)
+	conf := testutil.Conf("1.1.0", "vni", plugin).With("vxlan", map[string]any{"vni": 1200}).Bytes()
+	e := st.Add(t, "c1", pod, conf).CNIError(t)
 	if e.Code != 7 || !strings.Contains(e.Msg, "same VNI") {
 		t.Errorf("error %d %q, want 7 explaining the VNI conflict", e.Code, e.Msg)
 	}
@@ -539,10 +500,7 @@ func TestTraffic(t *testing.T) {
 				}
 				nodes = append(nodes, node)
 			}
-			pod, err := lab.AddNS("p1")
-			if err != nil {
-				t.Fatal(err)
-			}
+			pod := testutil.AddNS(t, lab, "p1")
 			br := naming.BridgeName("tr")
 			for i, node := range nodes {
 				vx := map[string]any{"vni": 1300}
@@ -551,7 +509,7 @@ func TestTraffic(t *testing.T) {
 				} else {
 					vx["remotes"] = []string{nodes[1-i].Addr.String()}
 				}
-				testutil.MustRun(t, node.NetNS, inv("ADD", "c1", pod, netConf("1.1.0", "tr", map[string]any{"vxlan": vx})))
+				testutil.Stage{Plugin: plugin, In: node.NetNS}.Add(t, "c1", pod, testutil.Conf("1.1.0", "tr", plugin).With("vxlan", vx).Bytes()).OK(t)
 				if _, err := node.In("ip", "addr", "add", fmt.Sprintf("10.99.0.%d/24", i+1), "dev", br); err != nil {
 					t.Fatal(err)
 				}
@@ -573,9 +531,10 @@ func TestTraffic(t *testing.T) {
 // neigh_suppress goes. (The behaviour across nodes is proven in
 // integration/cluster TestAnycastGateway.)
 func TestAnycastDevices(t *testing.T) {
-	node, pod := labNode(t, "vb-any")
-	conf := netConf("1.1.0", "any", map[string]any{"anycastGateway": true, "vxlan": map[string]any{"vni": 460, "remotes": []string{"198.18.0.22"}}})
-	testutil.MustRun(t, node.NetNS, inv("ADD", "c1", pod, conf))
+	node, pod := testutil.NodeWithPod(t, "vb-any")
+	st := testutil.Stage{Plugin: plugin, In: node.NetNS}
+	conf := testutil.Conf("1.1.0", "any", plugin).Keys(map[string]any{"anycastGateway": true, "vxlan": map[string]any{"vni": 460, "remotes": []string{"198.18.0.22"}}}).Bytes()
+	st.Add(t, "c1", pod, conf).OK(t)
 	mac := naming.AnycastGatewayMAC("any").String()
 	br := naming.BridgeName("any")
 	if got := mustLink(t, node, br).Attrs().HardwareAddr.String(); got != mac {
@@ -592,18 +551,18 @@ func TestAnycastDevices(t *testing.T) {
 	if !strings.Contains(string(out), pin) {
 		t.Errorf("no %q in the VXLAN FDB:\n%s", pin, out)
 	}
-	testutil.MustRun(t, node.NetNS, inv("CHECK", "c1", pod, conf))
-	testutil.MustRun(t, node.NetNS, inv("ADD", "c2", pod, conf)) // idempotent
+	st.Check(t, "c1", pod, conf).OK(t)
+	st.Add(t, "c2", pod, conf).OK(t) // idempotent
 	if _, err := node.In("bridge", "fdb", "del", mac, "dev", "vxlan-460", "self", "dst", node.Addr.String()); err != nil {
 		t.Fatal(err)
 	}
-	testutil.Run(t, node.NetNS, inv("CHECK", "c1", pod, conf)).CNIError(t)
-	testutil.MustRun(t, node.NetNS, inv("ADD", "c3", pod, conf)) // restores it
-	testutil.MustRun(t, node.NetNS, inv("CHECK", "c1", pod, conf))
+	st.Check(t, "c1", pod, conf).CNIError(t)
+	st.Add(t, "c3", pod, conf).OK(t) // restores it
+	st.Check(t, "c1", pod, conf).OK(t)
 	if _, err := node.In("bridge", "link", "set", "dev", "vxlan-460", "neigh_suppress", "off"); err != nil {
 		t.Fatal(err)
 	}
-	testutil.Run(t, node.NetNS, inv("CHECK", "c1", pod, conf)).CNIError(t)
+	st.Check(t, "c1", pod, conf).CNIError(t)
 }
 
 // TestVRFEgress: vrf.egress copies the node's default route into the VRF
@@ -611,11 +570,12 @@ func TestAnycastDevices(t *testing.T) {
 // table); CHECK notices the rule gone; GC removes rule and routes. (The
 // traffic is proven in integration/cluster TestTenantEgressVRF.)
 func TestVRFEgress(t *testing.T) {
-	node, pod := labNode(t, "vb-vegr")
+	node, pod := testutil.NodeWithPod(t, "vb-vegr")
+	st := testutil.Stage{Plugin: plugin, In: node.NetNS}
 	testutil.RequireVRF(t, node.NS)
 	vrf := map[string]any{"table": 300, "egress": true}
-	conf := netConf("1.1.0", "egr", map[string]any{"vrf": vrf, "vxlan": map[string]any{"vni": 1300}})
-	testutil.MustRun(t, node.NetNS, inv("ADD", "c1", pod, conf))
+	conf := testutil.Conf("1.1.0", "egr", plugin).Keys(map[string]any{"vrf": vrf, "vxlan": map[string]any{"vni": 1300}}).Bytes()
+	st.Add(t, "c1", pod, conf).OK(t)
 	out, err := node.In("ip", "route", "show", "table", "300")
 	if err != nil || !strings.Contains(string(out), "default via "+netsim.UnderlayGateway+" dev eth0") {
 		t.Errorf("table 300 lacks the egress default route: %s %v", out, err)
@@ -624,29 +584,22 @@ func TestVRFEgress(t *testing.T) {
 	if out, _ := node.In("ip", "rule", "show"); !strings.Contains(string(out), rule) {
 		t.Errorf("no rule %q:\n%s", rule, out)
 	}
-	testutil.MustRun(t, node.NetNS, inv("CHECK", "c1", pod, conf))
-	testutil.MustRun(t, node.NetNS, inv("ADD", "c2", pod, conf)) // idempotent
+	st.Check(t, "c1", pod, conf).OK(t)
+	st.Add(t, "c2", pod, conf).OK(t) // idempotent
 	if out, _ := node.In("ip", "rule", "show"); strings.Count(string(out), rule) != 1 {
 		t.Errorf("rule %q not exactly once after a second ADD:\n%s", rule, out)
 	}
 	if _, err := node.In("ip", "rule", "del", "pref", "900"); err != nil {
 		t.Fatal(err)
 	}
-	testutil.Run(t, node.NetNS, inv("CHECK", "c1", pod, conf)).CNIError(t)
-	gc := netConf("1.1.0", "egr", map[string]any{"vrf": vrf, "vxlan": map[string]any{"vni": 1300}, "cni.dev/valid-attachments": []any{}})
-	testutil.MustRun(t, node.NetNS, inv("ADD", "c3", pod, conf))
-	testutil.MustRun(t, node.NetNS, testutil.Invocation{Plugin: plugin, Command: "GC", Config: gc})
+	st.Check(t, "c1", pod, conf).CNIError(t)
+	gc := testutil.Conf("1.1.0", "egr", plugin).Keys(map[string]any{"vrf": vrf, "vxlan": map[string]any{"vni": 1300}, "cni.dev/valid-attachments": []any{}}).Bytes()
+	st.Add(t, "c3", pod, conf).OK(t)
+	st.GC(t, gc).OK(t)
 	if out, _ := node.In("ip", "rule", "show"); strings.Contains(string(out), "lookup 300") {
 		t.Errorf("GC left the rule:\n%s", out)
 	}
 	if out, _ := node.In("ip", "route", "show", "table", "300"); strings.TrimSpace(string(out)) != "" {
 		t.Errorf("GC left routes in table 300:\n%s", out)
 	}
-}
-
-// labNode makes a lab with one node and one pod namespace.
-func labNode(t *testing.T, name string) (*netsim.Node, *netsim.NS) {
-	t.Helper()
-	lab, node := testutil.NewNode(t, name)
-	return node, testutil.AddNS(t, lab, "p1")
 }

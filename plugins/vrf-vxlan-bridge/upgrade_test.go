@@ -9,13 +9,6 @@ import (
 	"github.com/vxvrf/cni/pkg/naming"
 )
 
-// prevInv is inv for the previous release's binary (testutil.PreviousPlugins).
-func prevInv(t *testing.T, cmd, cid string, pod *netsim.NS, config []byte) testutil.Invocation {
-	i := inv(cmd, cid, pod, config)
-	i.Dir = testutil.PreviousPlugins(t)
-	return i
-}
-
 // unmarked fails the test unless the devices exist without an alias (as
 // the previous release left them).
 func unmarked(t *testing.T, node *netsim.Node, devs ...string) {
@@ -33,7 +26,8 @@ func unmarked(t *testing.T, node *netsim.Node, devs ...string) {
 // too. An empty bridge under a name of the config's choosing cannot be
 // told from someone else's: refused, and left alone.
 func TestUpgradeDevices(t *testing.T) {
-	node, pod := labNode(t, "vb-upg")
+	node, pod := testutil.NodeWithPod(t, "vb-upg")
+	st := testutil.Stage{Plugin: plugin, In: node.NetNS}
 	for _, tc := range []struct {
 		network string
 		extra   map[string]any
@@ -46,17 +40,17 @@ func TestUpgradeDevices(t *testing.T) {
 		{"upd", map[string]any{"vxlan": map[string]any{"vni": 594}}, []string{naming.BridgeName("upd"), "vxlan-594"}, false},
 	} {
 		t.Run(tc.network, func(t *testing.T) {
-			conf := netConf("1.1.0", tc.network, tc.extra)
-			testutil.MustRun(t, node.NetNS, prevInv(t, "ADD", "c1", pod, conf))
+			conf := testutil.Conf("1.1.0", tc.network, plugin).Keys(tc.extra).Bytes()
+			testutil.Stage{Plugin: plugin, In: node.NetNS, Dir: testutil.PreviousPlugins(t)}.Add(t, "c1", pod, conf).OK(t)
 			unmarked(t, node, tc.devs...)
 			if tc.addNew {
-				testutil.MustRun(t, node.NetNS, inv("ADD", "c2", pod, conf))
+				st.Add(t, "c2", pod, conf).OK(t)
 				for _, dev := range tc.devs {
 					if a := alias(t, node, dev); a != naming.NetworkMark(tc.network) {
 						t.Errorf("after today's ADD %s has alias %q, want %q", dev, a, naming.NetworkMark(tc.network))
 					}
 				}
-				testutil.MustRun(t, node.NetNS, inv("CHECK", "c1", pod, conf))
+				st.Check(t, "c1", pod, conf).OK(t)
 			}
 			gcEmpty(t, node, tc.network, tc.extra)
 			for _, dev := range tc.devs {
@@ -67,9 +61,9 @@ func TestUpgradeDevices(t *testing.T) {
 		})
 	}
 	t.Run("empty custom bridge", func(t *testing.T) {
-		conf := netConf("1.1.0", "upe", map[string]any{"bridge": map[string]any{"name": "solo0"}})
-		testutil.MustRun(t, node.NetNS, prevInv(t, "ADD", "c1", pod, conf))
-		e := testutil.Run(t, node.NetNS, inv("ADD", "c2", pod, conf)).CNIError(t)
+		conf := testutil.Conf("1.1.0", "upe", plugin).With("bridge", map[string]any{"name": "solo0"}).Bytes()
+		testutil.Stage{Plugin: plugin, In: node.NetNS, Dir: testutil.PreviousPlugins(t)}.Add(t, "c1", pod, conf).OK(t)
+		e := st.Add(t, "c2", pod, conf).CNIError(t)
 		if e.Code != 7 || !strings.Contains(e.Msg, `bridge.name "solo0"`) {
 			t.Errorf("code %d %q, want 7 naming bridge.name", e.Code, e.Msg)
 		}
