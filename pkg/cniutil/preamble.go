@@ -1,8 +1,6 @@
 package cniutil
 
 import (
-	"errors"
-
 	"github.com/containernetworking/cni/pkg/skel"
 	"github.com/containernetworking/cni/pkg/types"
 	current "github.com/containernetworking/cni/pkg/types/100"
@@ -16,8 +14,7 @@ type Conf interface {
 
 // Preamble is the start of every stage's ADD and CHECK, in the project's
 // one order:
-//  1. the netns guard (GuardNetNS): the node's own netns is refused (code
-//     5), a CNI_NETNS that cannot be opened is code 4;
+//  1. the netns guard (GuardNetNS): the node's own netns is refused;
 //  2. the stage's parse of stdin, which validates the whole config;
 //  3. the limits of the derived names (CheckAttachment);
 //  4. prevResult (PrevResult): nil when the config has none.
@@ -26,10 +23,6 @@ type Conf interface {
 func Preamble[C Conf](args *skel.CmdArgs, parse func(stdin []byte) (C, error)) (C, *current.Result, error) {
 	var zero C
 	if err := GuardNetNS(args.Netns); err != nil {
-		var e *types.Error
-		if !errors.As(err, &e) {
-			err = Errorf(types.ErrInvalidEnvironmentVariables, "CNI_NETNS %q: %v", args.Netns, err)
-		}
 		return zero, nil, err
 	}
 	conf, err := parse(args.StdinData)
