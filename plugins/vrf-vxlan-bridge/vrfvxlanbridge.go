@@ -203,7 +203,8 @@ func (p *plan) egressUplink() (netlink.Link, error) {
 	return l, nil
 }
 
-// checkDevices verifies the devices exist with the configured attributes.
+// checkDevices verifies the devices exist with the configured attributes,
+// section by section.
 func checkDevices(conf *NetConf, u *underlay, mtu int) error {
 	var vrf netlink.Link
 	if conf.VRF != nil {
@@ -216,53 +217,71 @@ func checkDevices(conf *NetConf, u *underlay, mtu int) error {
 		}
 		vrf = l
 	}
+	br, err := checkBridge(conf, vrf, mtu)
+	if err != nil {
+		return err
+	}
+	if conf.VXLAN != nil {
+		if err := checkVXLAN(conf, u, br); err != nil {
+			return err
+		}
+	}
+	return checkNodeAddresses(br, conf.Bridge.nodeAddrs)
+}
+
+// checkBridge verifies the bridge: its type, VRF, MTU, MAC, state and
+// ports.
+func checkBridge(conf *NetConf, vrf netlink.Link, mtu int) (netlink.Link, error) {
 	br, err := netlinksafe.LinkByName(conf.Bridge.Name)
 	if err != nil {
-		return fmt.Errorf("bridge %s: %w", conf.Bridge.Name, err)
+		return nil, fmt.Errorf("bridge %s: %w", conf.Bridge.Name, err)
 	}
 	if br.Type() != "bridge" {
-		return fmt.Errorf("%s is a %s device, not a bridge", conf.Bridge.Name, br.Type())
+		return nil, fmt.Errorf("%s is a %s device, not a bridge", conf.Bridge.Name, br.Type())
 	}
 	a := br.Attrs()
 	if vrf != nil && a.MasterIndex != vrf.Attrs().Index {
-		return fmt.Errorf("bridge %s is not enslaved to vrf %s", a.Name, conf.VRF.Name)
+		return nil, fmt.Errorf("bridge %s is not enslaved to vrf %s", a.Name, conf.VRF.Name)
 	}
 	if a.MTU != mtu {
-		return fmt.Errorf("bridge %s has mtu %d, want %d", a.Name, a.MTU, mtu)
+		return nil, fmt.Errorf("bridge %s has mtu %d, want %d", a.Name, a.MTU, mtu)
 	}
 	if conf.Bridge.mac != nil && !bytes.Equal(a.HardwareAddr, conf.Bridge.mac) {
-		return fmt.Errorf("bridge %s has mac %s, want %s", a.Name, a.HardwareAddr, conf.Bridge.mac)
+		return nil, fmt.Errorf("bridge %s has mac %s, want %s", a.Name, a.HardwareAddr, conf.Bridge.mac)
 	}
 	if a.Flags&net.FlagUp == 0 {
-		return fmt.Errorf("bridge %s is down", a.Name)
+		return nil, fmt.Errorf("bridge %s is down", a.Name)
 	}
-	if err := checkPorts(br); err != nil {
-		return err
-	}
-	if conf.VXLAN == nil {
-		return checkNodeAddresses(br, conf.Bridge.nodeAddrs)
-	}
-	vx, err := netlinksafe.LinkByName(conf.VXLAN.Name())
+	return br, checkPorts(br)
+}
+
+// checkVXLAN verifies the VXLAN device: its attributes, port of the
+// bridge br, state, the BUM mode's work, neigh_suppress and the anycast
+// gateway's pin, or with node addresses that the bridge has left the
+// anycast MAC.
+func checkVXLAN(conf *NetConf, u *underlay, br netlink.Link) error {
+	c, a := conf.VXLAN, br.Attrs()
+	vx, err := netlinksafe.LinkByName(c.Name())
 	if err != nil {
-		return fmt.Errorf("vxlan %s: %w", conf.VXLAN.Name(), err)
+		return fmt.Errorf("vxlan %s: %w", c.Name(), err)
 	}
-	if err := checkVXLANLink(vx, conf.VXLAN, u); err != nil {
+	if err := checkVXLANLink(vx, c, u); err != nil {
 		return err
 	}
 	if vx.Attrs().MasterIndex != a.Index {
-		return fmt.Errorf("vxlan %s is not a port of bridge %s", conf.VXLAN.Name(), a.Name)
+		return fmt.Errorf("vxlan %s is not a port of bridge %s", c.Name(), a.Name)
 	}
 	if vx.Attrs().Flags&net.FlagUp == 0 {
-		return fmt.Errorf("vxlan %s is down", conf.VXLAN.Name())
+		return fmt.Errorf("vxlan %s is down", c.Name())
 	}
-	if err := conf.VXLAN.mode.check(vx, u.local); err != nil {
+	if err := c.mode.check(vx, u.local); err != nil {
 		return err
 	}
 	if err := checkNeighSuppress(vx); err != nil {
 		return err
 	}
 	if conf.anycast() {
-		return checkAnycast(vx, a.HardwareAddr, u.local, conf.VXLAN)
+		return checkAnycast(vx, a.HardwareAddr, u.local, c)
 	}
 	if len(conf.Bridge.nodeAddrs) > 0 {
 		shared, _, err := anycastLeft(conf.Name, br, vx, u.local)
@@ -273,7 +292,7 @@ func checkDevices(conf *NetConf, u *underlay, mtu int) error {
 			return fmt.Errorf("bridge %s still has the anycast gateway MAC %s every node's bridge shares (from bridge.mac or anycastGateway): with bridge.nodeAddresses it needs one of its own; the next ADD gives it one", a.Name, a.HardwareAddr)
 		}
 	}
-	return checkNodeAddresses(br, conf.Bridge.nodeAddrs)
+	return nil
 }
 
 // cmdStatus answers 50 when ADD would fail on this node's state: the VXLAN
