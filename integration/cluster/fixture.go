@@ -26,13 +26,14 @@ import (
 	"github.com/vxvrf/cni/conflist"
 	"github.com/vxvrf/cni/internal/chain"
 	"github.com/vxvrf/cni/internal/netsim"
+	"github.com/vxvrf/cni/pkg/bum"
 )
 
-// BUM modes of vrf-vxlan-bridge.
+// BUM modes of vrf-vxlan-bridge (pkg/bum).
 const (
-	Remotes = "remotes"
-	Group   = "group"
-	EVPN    = "evpn"
+	Remotes = string(bum.StaticPeers)
+	Group   = string(bum.Multicast)
+	EVPN    = string(bum.EVPN)
 )
 
 // Spec is one network (one conflist) of the cluster.

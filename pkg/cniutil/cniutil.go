@@ -55,9 +55,13 @@ func RequirePrevResult(conf *types.PluginConf, plugin string) (*current.Result, 
 		return nil, err
 	}
 	if res == nil {
-		return nil, Errorf(types.ErrInvalidNetworkConfig, "%s must be called as a chained plugin: missing prevResult", plugin)
+		return nil, missingPrevResult(plugin)
 	}
 	return res, nil
+}
+
+func missingPrevResult(plugin string) error {
+	return Errorf(types.ErrInvalidNetworkConfig, "%s must be called as a chained plugin: missing prevResult", plugin)
 }
 
 // NewResult returns prev, or an empty result, ready to be extended and

@@ -22,6 +22,7 @@ import (
 	"github.com/containernetworking/plugins/pkg/netlinksafe"
 	"github.com/vishvananda/netlink"
 
+	"github.com/vxvrf/cni/pkg/bum"
 	"github.com/vxvrf/cni/pkg/naming"
 	"github.com/vxvrf/cni/pkg/vxlanfdb"
 	"github.com/vxvrf/cni/plugins/lockfile-ipam/allocator"
@@ -83,7 +84,7 @@ type VXLAN struct {
 	Name     string   `json:"name"`
 	Present  bool     `json:"present"`
 	VNI      int      `json:"vni"`
-	Mode     string   `json:"mode"` // remotes, group, evpn or learning
+	Mode     string   `json:"mode"` // remotes, group, evpn (pkg/bum) or learning (none of them); invalid: more than one
 	Port     int      `json:"port,omitempty"`
 	MTU      int      `json:"mtu,omitempty"`
 	Local    string   `json:"local,omitempty"`
@@ -171,11 +172,9 @@ func loadConfig(file string) (*netConfig, error) {
 				NodeAddresses []string `json:"nodeAddresses"`
 			} `json:"bridge"`
 			VXLAN *struct {
-				VNI     int      `json:"vni"`
-				Port    int      `json:"port"`
-				Group   string   `json:"group"`
-				Remotes []string `json:"remotes"`
-				EVPN    bool     `json:"evpn"`
+				VNI  int `json:"vni"`
+				Port int `json:"port"`
+				bum.Keys
 			} `json:"vxlan"`
 			IPAM struct {
 				Type    string `json:"type"`
@@ -205,15 +204,15 @@ func loadConfig(file string) (*netConfig, error) {
 			}
 			if v := c.VXLAN; v != nil {
 				nc.vni, nc.port, nc.peers = v.VNI, v.Port, v.Remotes
-				switch {
-				case len(v.Remotes) > 0:
-					nc.mode = "remotes"
-				case v.Group != "":
-					nc.mode, nc.peers = "group", []string{v.Group}
-				case v.EVPN:
-					nc.mode = "evpn"
-				default:
+				switch mode, err := v.Select(); {
+				case err != nil:
+					nc.mode = "invalid"
+				case mode == bum.Multicast:
+					nc.mode, nc.peers = string(mode), []string{v.Group}
+				case mode == bum.StaticPeers && len(v.Remotes) == 0:
 					nc.mode = "learning"
+				default:
+					nc.mode = string(mode)
 				}
 			}
 		case "lockfile-ipam":
@@ -502,7 +501,7 @@ func readVXLAN(nc *netConfig, links map[string]netlink.Link) (*VXLAN, error) {
 		vx.Flood = append(vx.Flood, ip)
 	}
 	sort.Strings(vx.Flood)
-	if nc.mode == "remotes" {
+	if nc.mode == string(bum.StaticPeers) {
 		for _, p := range nc.peers {
 			if ip := net.ParseIP(p); ip != nil && !slices.Contains(vx.Flood, ip.String()) {
 				vx.Missing = append(vx.Missing, p)

@@ -29,6 +29,9 @@ type NetConf struct {
 	localIP net.IP
 }
 
+// Spec is the config's spec keys (cniutil.Preamble).
+func (c *NetConf) Spec() *types.PluginConf { return &c.PluginConf }
+
 // parseConfig decodes stdin, sets the defaults and validates.
 func parseConfig(stdin []byte) (*NetConf, error) {
 	conf := &NetConf{}

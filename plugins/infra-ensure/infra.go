@@ -18,14 +18,7 @@ import (
 )
 
 func cmdAdd(args *skel.CmdArgs) error {
-	if err := cniutil.GuardNetNS(args.Netns); err != nil {
-		return err
-	}
-	conf, err := parseConfig(args.StdinData)
-	if err != nil {
-		return err
-	}
-	prev, err := cniutil.PrevResult(&conf.PluginConf)
+	conf, prev, err := cniutil.Preamble(args, parseConfig)
 	if err != nil {
 		return err
 	}
@@ -59,14 +52,8 @@ func cmdDel(args *skel.CmdArgs) error {
 }
 
 func cmdCheck(args *skel.CmdArgs) error {
-	if err := cniutil.GuardNetNS(args.Netns); err != nil {
-		return err
-	}
-	conf, err := parseConfig(args.StdinData)
+	conf, _, err := cniutil.Preamble(args, parseConfig)
 	if err != nil {
-		return err
-	}
-	if _, err := cniutil.PrevResult(&conf.PluginConf); err != nil {
 		return err
 	}
 	if _, err := resolveUplink(conf, types.ErrInvalidNetworkConfig, types.ErrTryAgainLater); err != nil {

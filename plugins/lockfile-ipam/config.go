@@ -62,6 +62,9 @@ type NetConf struct {
 	DNS       types.DNS            `json:"-"`
 }
 
+// Spec is the config's spec keys (cniutil.Preamble).
+func (c *NetConf) Spec() *types.PluginConf { return &c.PluginConf }
+
 // envArgs is CNI_ARGS. Unknown keys (K8S_POD_*, ...) are always accepted.
 type envArgs struct {
 	types.CommonArgs

@@ -29,25 +29,17 @@ const (
 	ErrNoLease             uint = 103 // CHECK: no lease / prevResult lacks the leased addresses
 )
 
-// load is what ADD and CHECK start with: the config, the netns guard and,
-// in stage form, prevResult (parsed before anything is allocated, so a bad
-// one leaks nothing).
+// load is what ADD and CHECK start with: the command preamble
+// (cniutil.Preamble: prevResult is parsed before anything is allocated, so
+// a bad one leaks nothing). In delegated form prevResult is the calling
+// stage's and none of lockfile-ipam's business: load returns none.
 func load(args *skel.CmdArgs) (*NetConf, *current.Result, error) {
-	conf, err := parseConfig(args.StdinData, args.Args)
+	conf, prev, err := cniutil.Preamble(args, func(stdin []byte) (*NetConf, error) { return parseConfig(stdin, args.Args) })
 	if err != nil {
 		return nil, nil, err
 	}
-	if err := cniutil.CheckAttachment(args, conf.Name); err != nil {
-		return nil, nil, err
-	}
-	if err := cniutil.GuardNetNS(args.Netns); err != nil {
-		return nil, nil, err
-	}
-	var prev *current.Result
-	if conf.Stage {
-		if prev, err = cniutil.PrevResult(&conf.PluginConf); err != nil {
-			return nil, nil, err
-		}
+	if !conf.Stage {
+		prev = nil
 	}
 	return conf, prev, nil
 }

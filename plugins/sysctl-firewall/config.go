@@ -45,6 +45,9 @@ type NetConf struct {
 	Backend string `json:"backend,omitempty"`
 }
 
+// Spec is the config's spec keys (cniutil.Preamble).
+func (c *NetConf) Spec() *types.PluginConf { return &c.PluginConf }
+
 // maxZone is the largest conntrack zone (a 16-bit id).
 const maxZone = 65535
 

@@ -82,25 +82,11 @@ func makePlan(conf *NetConf, args *skel.CmdArgs, prev *current.Result, forCheck 
 	return p, nil
 }
 
-// load is what ADD and CHECK start with: the netns guard, the config, the
-// limits of the derived names, the required prevResult and the plan
-// derived from them. Nothing is changed.
+// load is what ADD and CHECK start with: the command preamble
+// (cniutil.ChainedPreamble: prevResult is required) and the plan derived
+// from it. Nothing is changed.
 func load(args *skel.CmdArgs, forCheck bool) (*NetConf, *current.Result, *plan, error) {
-	if err := cniutil.GuardNetNS(args.Netns); err != nil {
-		var e *types.Error
-		if !errors.As(err, &e) {
-			err = cniutil.Errorf(types.ErrInvalidEnvironmentVariables, "CNI_NETNS %q: %v", args.Netns, err)
-		}
-		return nil, nil, nil, err
-	}
-	conf, err := parseConfig(args.StdinData)
-	if err != nil {
-		return nil, nil, nil, err
-	}
-	if err := cniutil.CheckAttachment(args, conf.Name); err != nil {
-		return nil, nil, nil, err
-	}
-	prev, err := cniutil.RequirePrevResult(&conf.PluginConf, "sysctl-firewall")
+	conf, prev, err := cniutil.ChainedPreamble(args, "sysctl-firewall", parseConfig)
 	if err != nil {
 		return nil, nil, nil, err
 	}

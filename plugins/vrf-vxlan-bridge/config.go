@@ -7,6 +7,7 @@ import (
 	"github.com/containernetworking/cni/pkg/types"
 	"github.com/containernetworking/cni/pkg/utils"
 
+	"github.com/vxvrf/cni/pkg/bum"
 	"github.com/vxvrf/cni/pkg/cniutil"
 	"github.com/vxvrf/cni/pkg/naming"
 )
@@ -68,151 +69,152 @@ type BridgeConf struct {
 
 // VXLANConf configures the VXLAN device; absent means a single-node network.
 type VXLANConf struct {
-	VNI      int64    `json:"vni"`
-	Port     int      `json:"port,omitempty"`
-	Learning *bool    `json:"learning,omitempty"`
-	Group    string   `json:"group,omitempty"`
-	Remotes  []string `json:"remotes,omitempty"`
-	EVPN     bool     `json:"evpn,omitempty"`
-	Local    string   `json:"local,omitempty"`
-	Dev      string   `json:"dev,omitempty"`
+	VNI      int64 `json:"vni"`
+	Port     int   `json:"port,omitempty"`
+	Learning *bool `json:"learning,omitempty"`
+	// Keys select the BUM mode: group, remotes or evpn (see bum.go).
+	bum.Keys
+	Local string `json:"local,omitempty"`
+	Dev   string `json:"dev,omitempty"`
 
-	group   net.IP
-	remotes []net.IP
-	local   net.IP
+	mode  bumMode
+	local net.IP
 }
 
 // Name is the VXLAN device name of the configured VNI.
 func (v *VXLANConf) Name() string { return naming.VXLANName(uint32(v.VNI)) }
 
-// learning is the effective learning flag: the configured one, else on
-// (off with evpn).
+// learning is the effective learning flag: the configured one, else the
+// BUM mode's (on, off with evpn).
 func (v *VXLANConf) learning() bool {
 	if v.Learning != nil {
 		return *v.Learning
 	}
-	return !v.EVPN
+	return v.mode.learning()
 }
 
-// parseConfig decodes stdin, sets the defaults and validates. The bridge
-// MTU default depends on the uplink and is settled in the node namespace
-// (see bridgeMTU).
+// parseConfig decodes stdin, sets the defaults and validates, section by
+// section. The bridge MTU default depends on the uplink and is settled in
+// the node namespace (see bridgeMTU).
 func parseConfig(stdin []byte) (*NetConf, error) {
 	conf := &NetConf{}
 	if err := cniutil.DecodeStrict("vrf-vxlan-bridge", stdin, conf); err != nil {
 		return nil, err
 	}
-	bad := func(format string, a ...any) (*NetConf, error) {
-		return nil, cniutil.InvalidConfig(fmt.Errorf(format, a...))
-	}
 	if conf.VRF != nil {
-		if conf.VRF.Name == "" {
-			conf.VRF.Name = naming.VRFName(conf.Name)
-		}
-		if utils.ValidateInterfaceName(conf.VRF.Name) != nil {
-			return bad("vrf.name %q is not a valid interface name", conf.VRF.Name)
-		}
-		t := conf.VRF.Table
-		if t < 1 || t > MaxTable {
-			return bad("vrf.table %d: must be 1..%d", t, int64(MaxTable))
-		}
-		if r, ok := reservedTables[t]; ok {
-			return bad("vrf.table %d is the kernel's reserved %s table", t, r)
-		}
-		if conf.VRF.Egress && t > MaxEgressTable {
-			return bad("vrf.table %d: with vrf.egress the table is also the conntrack zone and mark, at most %d", t, MaxEgressTable)
+		if err := parseVRF(conf.VRF, conf.Name); err != nil {
+			return nil, err
 		}
 	}
-	if conf.Bridge.Name == "" {
-		conf.Bridge.Name = naming.BridgeName(conf.Name)
-	}
-	if utils.ValidateInterfaceName(conf.Bridge.Name) != nil {
-		return bad("bridge.name %q is not a valid interface name", conf.Bridge.Name)
-	}
-	if conf.Bridge.MTU != 0 && (conf.Bridge.MTU < 68 || conf.Bridge.MTU > 65535) {
-		return bad("bridge.mtu %d: must be 68..65535", conf.Bridge.MTU)
-	}
-	if conf.Bridge.MAC != "" {
-		mac, err := net.ParseMAC(conf.Bridge.MAC)
-		if err != nil || len(mac) != 6 {
-			return bad("bridge.mac %q is not an Ethernet MAC address", conf.Bridge.MAC)
-		}
-		if mac[0]&1 != 0 {
-			return bad("bridge.mac %s is a multicast address", conf.Bridge.MAC)
-		}
-		conf.Bridge.mac = mac
-	}
-	if err := parseNodeAddresses(conf); err != nil {
+	if err := parseBridge(conf); err != nil {
 		return nil, err
 	}
-	if conf.AnycastGateway && conf.Bridge.mac == nil {
-		conf.Bridge.mac = naming.AnycastGatewayMAC(conf.Name)
-	}
 	if conf.VRF != nil && conf.VRF.Name == conf.Bridge.Name {
-		return bad("vrf.name and bridge.name are both %q", conf.VRF.Name)
+		return nil, bad("vrf.name and bridge.name are both %q", conf.VRF.Name)
 	}
 	if v := conf.VXLAN; v != nil {
-		if v.VNI < 1 || v.VNI > MaxVNI {
-			return bad("vxlan.vni %d: must be 1..%d", v.VNI, MaxVNI)
-		}
-		if v.Port == 0 {
-			v.Port = DefaultVXLANPort
-		}
-		if v.Port < 1 || v.Port > 65535 {
-			return bad("vxlan.port %d: must be 1..65535", v.Port)
-		}
-		modes := 0
-		if v.Group != "" {
-			modes++
-			v.group = net.ParseIP(v.Group)
-			if v.group == nil || !v.group.IsMulticast() {
-				return bad("vxlan.group %q is not a multicast IP address", v.Group)
-			}
-		}
-		if len(v.Remotes) > 0 {
-			modes++
-			seen := map[string]bool{}
-			for _, r := range v.Remotes {
-				ip := net.ParseIP(r)
-				if ip == nil || !ip.IsGlobalUnicast() {
-					return bad("vxlan.remotes: %q is not a unicast IP address", r)
-				}
-				if !seen[ip.String()] {
-					seen[ip.String()] = true
-					v.remotes = append(v.remotes, ip)
-				}
-			}
-		}
-		if v.EVPN {
-			modes++
-			if v.Learning != nil && *v.Learning {
-				return bad("vxlan.learning must be false with evpn: the EVPN speaker fills the FDB")
-			}
-		}
-		if modes > 1 {
-			return bad("vxlan: group, remotes and evpn are alternatives; set at most one")
-		}
-		if v.Local != "" {
-			v.local = net.ParseIP(v.Local)
-			if v.local == nil || !v.local.IsGlobalUnicast() {
-				return bad("vxlan.local %q is not a unicast IP address", v.Local)
-			}
-		}
-		if v.Dev != "" && utils.ValidateInterfaceName(v.Dev) != nil {
-			return bad("vxlan.dev %q is not a valid interface name", v.Dev)
-		}
-		if v.local != nil {
-			for _, ip := range append([]net.IP{v.group}, v.remotes...) {
-				if ip != nil && (ip.To4() == nil) != (v.local.To4() == nil) {
-					return bad("vxlan: %s and local %s are of different IP families", ip, v.local)
-				}
-			}
+		if err := parseVXLAN(v); err != nil {
+			return nil, err
 		}
 		if conf.VRF != nil && conf.VRF.Name == v.Name() || conf.Bridge.Name == v.Name() {
-			return bad("device name %q is used twice", v.Name())
+			return nil, bad("device name %q is used twice", v.Name())
 		}
 	}
 	return conf, nil
+}
+
+// Spec is the config's spec keys (cniutil.Preamble).
+func (c *NetConf) Spec() *types.PluginConf { return &c.PluginConf }
+
+func bad(format string, a ...any) error {
+	return cniutil.InvalidConfig(fmt.Errorf(format, a...))
+}
+
+// parseVRF defaults the VRF name from the network's and validates the table.
+func parseVRF(v *VRFConf, network string) error {
+	if v.Name == "" {
+		v.Name = naming.VRFName(network)
+	}
+	if utils.ValidateInterfaceName(v.Name) != nil {
+		return bad("vrf.name %q is not a valid interface name", v.Name)
+	}
+	t := v.Table
+	if t < 1 || t > MaxTable {
+		return bad("vrf.table %d: must be 1..%d", t, int64(MaxTable))
+	}
+	if r, ok := reservedTables[t]; ok {
+		return bad("vrf.table %d is the kernel's reserved %s table", t, r)
+	}
+	if v.Egress && t > MaxEgressTable {
+		return bad("vrf.table %d: with vrf.egress the table is also the conntrack zone and mark, at most %d", t, MaxEgressTable)
+	}
+	return nil
+}
+
+// parseBridge defaults the bridge name and validates the bridge section
+// and anycastGateway (which gives the bridge its MAC).
+func parseBridge(conf *NetConf) error {
+	b := &conf.Bridge
+	if b.Name == "" {
+		b.Name = naming.BridgeName(conf.Name)
+	}
+	if utils.ValidateInterfaceName(b.Name) != nil {
+		return bad("bridge.name %q is not a valid interface name", b.Name)
+	}
+	if b.MTU != 0 && (b.MTU < 68 || b.MTU > 65535) {
+		return bad("bridge.mtu %d: must be 68..65535", b.MTU)
+	}
+	if b.MAC != "" {
+		mac, err := net.ParseMAC(b.MAC)
+		if err != nil || len(mac) != 6 {
+			return bad("bridge.mac %q is not an Ethernet MAC address", b.MAC)
+		}
+		if mac[0]&1 != 0 {
+			return bad("bridge.mac %s is a multicast address", b.MAC)
+		}
+		b.mac = mac
+	}
+	if err := parseNodeAddresses(conf); err != nil {
+		return err
+	}
+	if conf.AnycastGateway && b.mac == nil {
+		b.mac = naming.AnycastGatewayMAC(conf.Name)
+	}
+	return nil
+}
+
+// parseVXLAN validates the vxlan section, defaults the port and resolves
+// the BUM mode (parseBUM).
+func parseVXLAN(v *VXLANConf) error {
+	if v.VNI < 1 || v.VNI > MaxVNI {
+		return bad("vxlan.vni %d: must be 1..%d", v.VNI, MaxVNI)
+	}
+	if v.Port == 0 {
+		v.Port = DefaultVXLANPort
+	}
+	if v.Port < 1 || v.Port > 65535 {
+		return bad("vxlan.port %d: must be 1..65535", v.Port)
+	}
+	mode, err := parseBUM(v)
+	if err != nil {
+		return err
+	}
+	v.mode = mode
+	if v.Local != "" {
+		v.local = net.ParseIP(v.Local)
+		if v.local == nil || !v.local.IsGlobalUnicast() {
+			return bad("vxlan.local %q is not a unicast IP address", v.Local)
+		}
+	}
+	if v.Dev != "" && utils.ValidateInterfaceName(v.Dev) != nil {
+		return bad("vxlan.dev %q is not a valid interface name", v.Dev)
+	}
+	if v.local != nil {
+		if ip := otherFamily(mode, v.local); ip != nil {
+			return bad("vxlan: %s and local %s are of different IP families", ip, v.local)
+		}
+	}
+	return nil
 }
 
 // parseNodeAddresses validates bridge.nodeAddresses: unicast addresses in

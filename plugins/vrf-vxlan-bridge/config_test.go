@@ -134,8 +134,8 @@ func TestParseConfigGood(t *testing.T) {
 			t.Errorf("%s: %v", in, err)
 			continue
 		}
-		if conf.VXLAN != nil && len(conf.VXLAN.Remotes) == 3 && len(conf.VXLAN.remotes) != 2 {
-			t.Errorf("duplicate remote kept: %v", conf.VXLAN.remotes)
+		if conf.VXLAN != nil && len(conf.VXLAN.Remotes) == 3 && len(conf.VXLAN.mode.addresses()) != 2 {
+			t.Errorf("duplicate remote kept: %v", conf.VXLAN.mode.addresses())
 		}
 	}
 }

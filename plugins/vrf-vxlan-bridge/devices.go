@@ -17,7 +17,6 @@ import (
 	"github.com/vxvrf/cni/pkg/kernel"
 	"github.com/vxvrf/cni/pkg/sysctl"
 	"github.com/vxvrf/cni/pkg/uplink"
-	"github.com/vxvrf/cni/pkg/vxlanfdb"
 )
 
 // underlay is the resolved uplink of the VXLAN device.
@@ -93,11 +92,8 @@ func resolveUnderlay(conf *NetConf, prev *current.Result) (*underlay, error) {
 	if err != nil {
 		return nil, cniutil.Errorf(types.ErrInvalidNetworkConfig, "vxlan.local: %v", err)
 	}
-	v := conf.VXLAN
-	for _, ip := range append([]net.IP{v.group}, v.remotes...) {
-		if ip != nil && (ip.To4() == nil) != (local.To4() == nil) {
-			return nil, cniutil.Errorf(types.ErrInvalidNetworkConfig, "vxlan: %s and the VTEP address %s are of different IP families", ip, local)
-		}
+	if ip := otherFamily(conf.VXLAN.mode, local); ip != nil {
+		return nil, cniutil.Errorf(types.ErrInvalidNetworkConfig, "vxlan: %s and the VTEP address %s are of different IP families", ip, local)
 	}
 	return &underlay{link: link, local: local}, nil
 }
@@ -157,19 +153,26 @@ func setMaster(l, master netlink.Link) error {
 	}
 }
 
-// ensureVRF creates or verifies the network's VRF with its table.
-func ensureVRF(c *VRFConf, o *owned) (netlink.Link, bool, error) {
-	l, created, err := o.ensureLink(&netlink.Vrf{LinkAttrs: netlink.LinkAttrs{Name: c.Name}, Table: uint32(c.Table)}, "vrf.name")
+// ensureVRF creates or verifies the network's VRF with its table. A VRF it
+// creates goes again, with its table's egress, if the ADD fails (rb).
+func ensureVRF(c *VRFConf, o *owned, rb *rollback) (netlink.Link, error) {
+	l, created, err := o.addLink(&netlink.Vrf{LinkAttrs: netlink.LinkAttrs{Name: c.Name}, Table: uint32(c.Table)}, "vrf.name", rb)
 	if err != nil {
 		if errors.Is(err, syscall.EOPNOTSUPP) {
-			return nil, false, noVRF(c)
+			return nil, noVRF(c)
 		}
-		return l, created, err
+		return nil, err
 	}
 	if err := checkVRFLink(l, c); err != nil {
-		return l, created, err
+		return nil, err
 	}
-	return l, created, setUp(l)
+	if err := setUp(l); err != nil {
+		return nil, err
+	}
+	if created {
+		rb.push(func() { _ = deleteEgress(c.Table, nil) })
+	}
+	return l, nil
 }
 
 // probeVRF answers whether ADD can create the VRF: nothing to do when it
@@ -217,10 +220,10 @@ func checkVRFLink(l netlink.Link, c *VRFConf) error {
 
 // ensureBridge creates or adjusts the bridge (MTU, MAC), enslaves it to the
 // VRF and sets it up.
-func ensureBridge(c *BridgeConf, mtu int, vrf netlink.Link, anycast bool, o *owned) (netlink.Link, bool, error) {
-	l, created, err := o.ensureLink(&netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: c.Name, HardwareAddr: c.mac}}, "bridge.name")
+func ensureBridge(c *BridgeConf, mtu int, vrf netlink.Link, anycast bool, o *owned, rb *rollback) (netlink.Link, error) {
+	l, created, err := o.addLink(&netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: c.Name, HardwareAddr: c.mac}}, "bridge.name", rb)
 	if err != nil {
-		return l, created, err
+		return nil, err
 	}
 	// The kernel keeps a bridge MTU set through a change (not at creation)
 	// instead of following its smallest port, and back to 1500 when the
@@ -228,25 +231,25 @@ func ensureBridge(c *BridgeConf, mtu int, vrf netlink.Link, anycast bool, o *own
 	// bridge that already has the wanted MTU takes a step aside first.
 	if created && l.Attrs().MTU == mtu {
 		if err := netlink.LinkSetMTU(l, mtu-1); err != nil {
-			return l, created, fmt.Errorf("set mtu %d on bridge %s: %w", mtu-1, c.Name, err)
+			return nil, fmt.Errorf("set mtu %d on bridge %s: %w", mtu-1, c.Name, err)
 		}
 		l.Attrs().MTU = mtu - 1
 	}
 	if l.Attrs().MTU != mtu {
 		if err := netlink.LinkSetMTU(l, mtu); err != nil {
-			return l, created, fmt.Errorf("set mtu %d on bridge %s: %w", mtu, c.Name, err)
+			return nil, fmt.Errorf("set mtu %d on bridge %s: %w", mtu, c.Name, err)
 		}
 	}
 	if c.mac != nil && !bytes.Equal(l.Attrs().HardwareAddr, c.mac) {
 		if err := netlink.LinkSetHardwareAddr(l, c.mac); err != nil {
-			return l, created, fmt.Errorf("set mac %s on bridge %s: %w", c.mac, c.Name, err)
+			return nil, fmt.Errorf("set mac %s on bridge %s: %w", c.mac, c.Name, err)
 		}
 	} else if c.mac == nil && created {
 		// A bridge whose MAC was never set takes its lowest port's MAC, so
 		// the gateway's MAC would move as pods come and go. Setting the
 		// random MAC it was born with pins it.
 		if err := netlink.LinkSetHardwareAddr(l, l.Attrs().HardwareAddr); err != nil {
-			return l, created, fmt.Errorf("pin mac of bridge %s: %w", c.Name, err)
+			return nil, fmt.Errorf("pin mac of bridge %s: %w", c.Name, err)
 		}
 	}
 	if vrf != nil {
@@ -254,11 +257,11 @@ func ensureBridge(c *BridgeConf, mtu int, vrf netlink.Link, anycast bool, o *own
 		// (gateways) across that (plugins#1151).
 		if key := "net/ipv6/conf/" + c.Name + "/keep_addr_on_down"; l.Attrs().MasterIndex == 0 && sysctl.Exists(key) {
 			if err := sysctl.Set(key, "1"); err != nil {
-				return l, created, err
+				return nil, err
 			}
 		}
 		if err := setMaster(l, vrf); err != nil {
-			return l, created, err
+			return nil, err
 		}
 	}
 	if anycast {
@@ -267,41 +270,42 @@ func ensureBridge(c *BridgeConf, mtu int, vrf netlink.Link, anycast bool, o *own
 		// across the overlay would only mark it failed.
 		if key := "net/ipv6/conf/" + c.Name + "/accept_dad"; sysctl.Exists(key) {
 			if err := sysctl.Set(key, "0"); err != nil {
-				return l, created, err
+				return nil, err
 			}
 		}
 	}
-	return l, created, setUp(l)
+	return l, setUp(l)
 }
 
-// ensureVXLAN creates or verifies the VXLAN device and plugs it into the bridge.
-func ensureVXLAN(c *VXLANConf, u *underlay, mtu int, br netlink.Link, anycast bool, o *owned) (netlink.Link, bool, error) {
+// ensureVXLAN creates or verifies the VXLAN device, plugs it into the
+// bridge and does the BUM mode's work on it (bumMode.ensure).
+func ensureVXLAN(c *VXLANConf, u *underlay, mtu int, br netlink.Link, anycast bool, o *owned, rb *rollback) (netlink.Link, error) {
 	want := &netlink.Vxlan{
 		LinkAttrs:    netlink.LinkAttrs{Name: c.Name(), MTU: mtu},
 		VxlanId:      int(c.VNI),
 		VtepDevIndex: u.link.Attrs().Index,
 		SrcAddr:      u.local,
-		Group:        c.group,
+		Group:        c.mode.group(),
 		Port:         c.Port,
 		Learning:     c.learning(),
 	}
-	l, created, err := o.ensureLink(want, "vxlan.vni")
+	l, _, err := o.addLink(want, "vxlan.vni", rb)
 	if err != nil {
 		if errors.Is(err, syscall.EOPNOTSUPP) {
-			return nil, false, cniutil.Errorf(types.ErrInvalidNetworkConfig, "vxlan %s: the kernel has no VXLAN support (CONFIG_VXLAN)", c.Name())
+			return nil, cniutil.Errorf(types.ErrInvalidNetworkConfig, "vxlan %s: the kernel has no VXLAN support (CONFIG_VXLAN)", c.Name())
 		}
-		return l, created, err
+		return nil, err
 	}
 	if err := checkVXLANLink(l, c, u); err != nil {
-		return l, created, err
+		return nil, err
 	}
 	if l.Attrs().MTU != mtu {
 		if err := netlink.LinkSetMTU(l, mtu); err != nil {
-			return l, created, fmt.Errorf("set mtu %d on %s: %w", mtu, c.Name(), err)
+			return nil, fmt.Errorf("set mtu %d on %s: %w", mtu, c.Name(), err)
 		}
 	}
 	if err := setMaster(l, br); err != nil {
-		return l, created, err
+		return nil, err
 	}
 	// The network's gateway address is on every node's bridge: ARP/ND for
 	// it must be answered by the pod's own node, never flooded into the
@@ -311,21 +315,17 @@ func ensureVXLAN(c *VXLANConf, u *underlay, mtu int, br netlink.Link, anycast bo
 	// the port (it also answers requests for neighbours it knows behind
 	// the port, which is what EVPN speakers expect).
 	if err := netlink.LinkSetBrNeighSuppress(l, true); err != nil {
-		return l, created, fmt.Errorf("neigh_suppress on %s: %w", c.Name(), err)
+		return nil, fmt.Errorf("neigh_suppress on %s: %w", c.Name(), err)
 	}
 	if anycast {
 		if err := ensureAnycast(l, br.Attrs().HardwareAddr, u.local, c); err != nil {
-			return l, created, err
+			return nil, err
 		}
 	}
-	if c.EVPN {
-		// What an EVPN speaker (FRR) expects of the bridge port: no MAC
-		// learning on it (and neigh_suppress, above).
-		if err := netlink.LinkSetLearning(l, false); err != nil {
-			return l, created, fmt.Errorf("bridge port learning off on %s: %w", c.Name(), err)
-		}
+	if err := c.mode.ensure(l, u.local); err != nil {
+		return nil, err
 	}
-	return l, created, setUp(l)
+	return l, setUp(l)
 }
 
 // checkVXLANLink compares an existing VXLAN device with the config.
@@ -344,8 +344,8 @@ func checkVXLANLink(l netlink.Link, c *VXLANConf, u *underlay) error {
 	if vx.Learning != c.learning() {
 		diffs = append(diffs, fmt.Sprintf("learning %t (want %t)", vx.Learning, c.learning()))
 	}
-	if !ipEqual(vx.Group, c.group) {
-		diffs = append(diffs, fmt.Sprintf("group %s (want %s)", vx.Group, c.group))
+	if !ipEqual(vx.Group, c.mode.group()) {
+		diffs = append(diffs, fmt.Sprintf("group %s (want %s)", vx.Group, c.mode.group()))
 	}
 	if u != nil {
 		if !ipEqual(vx.SrcAddr, u.local) {
@@ -379,45 +379,6 @@ func fdbEntry(vx netlink.Link, mac net.HardwareAddr, dst net.IP) *netlink.Neigh 
 		HardwareAddr: mac,
 		IP:           dst,
 	}
-}
-
-// peers is the remotes list without the node's own VTEP address, so every
-// node can carry the same list (all nodes): a flood entry pointing at
-// oneself would hand every flooded frame back to this node.
-func peers(remotes []net.IP, local net.IP) []net.IP {
-	out := make([]net.IP, 0, len(remotes))
-	for _, ip := range remotes {
-		if !ip.Equal(local) {
-			out = append(out, ip)
-		}
-	}
-	return out
-}
-
-// ensureRemotes makes the all-zero FDB entries of the VXLAN device equal
-// the configured remotes (pkg/vxlanfdb, shared with vxvrf-agent): missing
-// ones are appended, ones no longer listed are removed. The list in the
-// config is the truth. It returns what it added and removed.
-func ensureRemotes(vx netlink.Link, remotes []net.IP) (added, removed []string, err error) {
-	return vxlanfdb.Sync(vx, remotes)
-}
-
-// checkRemotes verifies every configured remote has its flood entry.
-func checkRemotes(vx netlink.Link, remotes []net.IP) error {
-	have, err := vxlanfdb.Flood(vx)
-	if err != nil {
-		return err
-	}
-	var missing []string
-	for _, ip := range remotes {
-		if _, ok := have[ip.String()]; !ok {
-			missing = append(missing, ip.String())
-		}
-	}
-	if len(missing) > 0 {
-		return fmt.Errorf("vxlan %s lacks the flood (all-zero fdb) entries for remotes %v", vx.Attrs().Name, missing)
-	}
-	return nil
 }
 
 func hostInterface(l netlink.Link) *current.Interface {

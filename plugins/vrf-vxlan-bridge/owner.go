@@ -12,6 +12,7 @@ import (
 	"github.com/vishvananda/netlink"
 
 	"github.com/vxvrf/cni/pkg/cniutil"
+	vlog "github.com/vxvrf/cni/pkg/log"
 	"github.com/vxvrf/cni/pkg/naming"
 )
 
@@ -308,4 +309,19 @@ func (o *owned) ensureLink(want netlink.Link, key string) (netlink.Link, bool, e
 		}
 		return l, created, nil
 	}
+}
+
+// addLink is ensureLink for ADD: a link it creates is deleted again if the
+// ADD fails (rb), and the log line lists the link as created or reused.
+func (o *owned) addLink(want netlink.Link, key string, rb *rollback) (netlink.Link, bool, error) {
+	l, created, err := o.ensureLink(want, key)
+	switch {
+	case l == nil:
+	case created:
+		rb.push(func() { _ = netlink.LinkDel(l) })
+		vlog.Did("created", l.Attrs().Name)
+	default:
+		vlog.Did("reused", l.Attrs().Name)
+	}
+	return l, created, err
 }

@@ -17,129 +17,135 @@ import (
 	"github.com/vxvrf/cni/pkg/uplink"
 )
 
-// load is what ADD and CHECK start with: the netns guard, the config,
-// prevResult, the underlay (with VXLAN) and the bridge MTU. For ADD it
-// also refuses a chain that runs this stage after the pod interface
-// exists: the bridge is what the stage creating it plugs the pod into.
-func load(args *skel.CmdArgs, add bool) (conf *NetConf, prev *current.Result, u *underlay, mtu int, err error) {
-	if err = cniutil.GuardNetNS(args.Netns); err != nil {
-		return
-	}
-	if conf, err = parseConfig(args.StdinData); err != nil {
-		return
-	}
-	if err = cniutil.CheckAttachment(args, conf.Name); err != nil {
-		return
-	}
-	if prev, err = cniutil.PrevResult(&conf.PluginConf); err != nil {
-		return
-	}
-	if add {
-		if err = cniutil.BeforePod(prev, "vrf-vxlan-bridge", "veth-attach"); err != nil {
-			return
-		}
-	}
-	if conf.VXLAN != nil {
-		if u, err = resolveUnderlay(conf, prev); err != nil {
-			return
-		}
-	}
-	mtu, err = bridgeMTU(conf, prev, u)
-	return
+// plan is what ADD and CHECK work from: the config, prevResult and what
+// the node resolves them to.
+type plan struct {
+	conf *NetConf
+	prev *current.Result
+	u    *underlay // the VXLAN device's uplink; nil without VXLAN
+	mtu  int       // the bridge MTU (bridgeMTU)
 }
 
+// load is what ADD and CHECK start with: the command preamble
+// (cniutil.Preamble), the underlay (with VXLAN) and the bridge MTU. For ADD
+// it also refuses a chain that runs this stage after the pod interface
+// exists: the bridge is what the stage creating it plugs the pod into.
+func load(args *skel.CmdArgs, add bool) (*plan, error) {
+	conf, prev, err := cniutil.Preamble(args, parseConfig)
+	if err != nil {
+		return nil, err
+	}
+	if add {
+		if err := cniutil.BeforePod(prev, "vrf-vxlan-bridge", "veth-attach"); err != nil {
+			return nil, err
+		}
+	}
+	p := &plan{conf: conf, prev: prev}
+	if conf.VXLAN != nil {
+		if p.u, err = resolveUnderlay(conf, prev); err != nil {
+			return nil, err
+		}
+	}
+	if p.mtu, err = bridgeMTU(conf, prev, p.u); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// cmdAdd creates or adjusts the network's VRF, bridge and VXLAN device and
+// the VRF's egress. A failed ADD changes nothing: what it created is
+// removed again.
 func cmdAdd(args *skel.CmdArgs) error {
-	conf, prev, u, mtu, err := load(args, true)
+	p, err := load(args, true)
 	if err != nil {
 		return err
 	}
-	var up netlink.Link
-	if conf.VRF != nil && conf.VRF.Egress {
-		if up, err = egressUplink(conf, prev, u); err != nil {
-			return err
-		}
+	up, err := p.egressUplink()
+	if err != nil {
+		return err
 	}
 	// Refuse names held by devices that are not this network's before
 	// anything changes.
-	own, err := judge(conf.devices())
+	own, err := judge(p.conf.devices())
 	if err != nil {
 		return wrap(err)
 	}
-
-	// A failed ADD changes nothing: what it created is removed again.
 	var rb rollback
 	defer rb.unlessDone()
-	// The log line lists the devices as created or reused (each key shown
-	// even when empty).
-	vlog.Did("created")
-	vlog.Did("reused")
-	track := func(l netlink.Link, isNew bool) {
-		switch {
-		case l == nil:
-		case isNew:
-			rb.push(func() { _ = netlink.LinkDel(l) })
-			vlog.Did("created", l.Attrs().Name)
-		default:
-			vlog.Did("reused", l.Attrs().Name)
-		}
-	}
-
-	var names []string
-	var vrf netlink.Link
-	if conf.VRF != nil {
-		l, isNew, err := ensureVRF(conf.VRF, own)
-		track(l, isNew)
-		if err != nil {
-			return wrap(err)
-		}
-		if isNew {
-			rb.push(func() { _ = deleteEgress(conf.VRF.Table, nil) })
-		}
-		vrf = l
-		names = append(names, conf.VRF.Name)
-	}
-	br, isNew, err := ensureBridge(&conf.Bridge, mtu, vrf, conf.anycast(), own)
-	track(br, isNew)
+	names, err := p.ensureDevices(own, &rb)
 	if err != nil {
 		return wrap(err)
 	}
-	if err := ensureNodeAddresses(br, conf.Bridge.nodeAddrs); err != nil {
+	if err := p.ensureEgress(up); err != nil {
 		return wrap(err)
 	}
-	names = append(names, conf.Bridge.Name)
-	if conf.VXLAN != nil {
-		vx, isNew, err := ensureVXLAN(conf.VXLAN, u, mtu, br, conf.anycast(), own)
-		track(vx, isNew)
+	if err := p.printResult(names); err != nil {
+		return err
+	}
+	rb.done()
+	return nil
+}
+
+// ensureDevices creates or adjusts the VRF, the bridge (with the node's
+// addresses) and the VXLAN device (with its BUM mode), in that order, and
+// returns their names. What it creates is deleted again unless rb is done.
+// The log line lists the devices as created or reused (each key shown even
+// when empty).
+func (p *plan) ensureDevices(own *owned, rb *rollback) ([]string, error) {
+	c := p.conf
+	vlog.Did("created")
+	vlog.Did("reused")
+	var names []string
+	var vrf netlink.Link
+	if c.VRF != nil {
+		l, err := ensureVRF(c.VRF, own, rb)
 		if err != nil {
-			return wrap(err)
+			return nil, err
 		}
-		if len(conf.Bridge.nodeAddrs) > 0 {
-			if err := leaveAnycast(conf.Name, br, vx, u.local); err != nil {
-				return wrap(err)
-			}
-		}
-		if len(conf.VXLAN.remotes) > 0 {
-			added, removed, err := ensureRemotes(vx, peers(conf.VXLAN.remotes, u.local))
-			vlog.Did("fdb_added", added...)
-			if len(removed) > 0 {
-				vlog.Did("fdb_removed", removed...)
-			}
-			if err != nil {
-				return wrap(err)
-			}
-		}
-		vlog.L().Debug("vxlan", "name", conf.VXLAN.Name(), "vni", conf.VXLAN.VNI, "local", u.local.String(), "uplink", u.link.Attrs().Name, "mtu", mtu)
-		names = append(names, conf.VXLAN.Name())
+		vrf = l
+		names = append(names, c.VRF.Name)
 	}
-
-	if up != nil {
-		if err := ensureEgress(conf.VRF, up); err != nil {
-			return wrap(err)
-		}
-		vlog.Set("egress", up.Attrs().Name)
+	br, err := ensureBridge(&c.Bridge, p.mtu, vrf, c.anycast(), own, rb)
+	if err != nil {
+		return nil, err
 	}
+	if err := ensureNodeAddresses(br, c.Bridge.nodeAddrs); err != nil {
+		return nil, err
+	}
+	names = append(names, c.Bridge.Name)
+	if c.VXLAN == nil {
+		return names, nil
+	}
+	vx, err := ensureVXLAN(c.VXLAN, p.u, p.mtu, br, c.anycast(), own, rb)
+	if err != nil {
+		return nil, err
+	}
+	if len(c.Bridge.nodeAddrs) > 0 {
+		if err := leaveAnycast(c.Name, br, vx, p.u.local); err != nil {
+			return nil, err
+		}
+	}
+	vlog.L().Debug("vxlan", "name", c.VXLAN.Name(), "vni", c.VXLAN.VNI, "bum", c.VXLAN.mode.name(), "local", p.u.local.String(), "uplink", p.u.link.Attrs().Name, "mtu", p.mtu)
+	return append(names, c.VXLAN.Name()), nil
+}
 
-	result := cniutil.NewResult(prev)
+// ensureEgress routes the VRF's traffic for outside the overlay through
+// the uplink up (nil: no vrf.egress, nothing to do).
+func (p *plan) ensureEgress(up netlink.Link) error {
+	if up == nil {
+		return nil
+	}
+	if err := ensureEgress(p.conf.VRF, up); err != nil {
+		return err
+	}
+	vlog.Set("egress", up.Attrs().Name)
+	return nil
+}
+
+// printResult prints prevResult with the named devices added, as the
+// kernel has them now.
+func (p *plan) printResult(names []string) error {
+	result := cniutil.NewResult(p.prev)
 	for _, n := range names {
 		l, err := netlinksafe.LinkByName(n)
 		if err != nil {
@@ -147,11 +153,7 @@ func cmdAdd(args *skel.CmdArgs) error {
 		}
 		result.Interfaces = append(result.Interfaces, hostInterface(l))
 	}
-	if err := types.PrintResult(result, conf.CNIVersion); err != nil {
-		return err
-	}
-	rb.done()
-	return nil
+	return types.PrintResult(result, p.conf.CNIVersion)
 }
 
 // wrap keeps a *types.Error and turns anything else into an internal error
@@ -165,41 +167,44 @@ func wrap(err error) error {
 }
 
 func cmdCheck(args *skel.CmdArgs) error {
-	conf, prev, u, mtu, err := load(args, false)
+	p, err := load(args, false)
 	if err != nil {
 		return err
 	}
-	if err := checkDevices(conf, u, mtu); err != nil {
+	if err := checkDevices(p.conf, p.u, p.mtu); err != nil {
 		return wrap(fmt.Errorf("check: %w", err))
 	}
-	if _, err := judge(conf.devices()); err != nil {
+	if _, err := judge(p.conf.devices()); err != nil {
 		return wrap(err)
 	}
-	if conf.VRF != nil && conf.VRF.Egress {
-		up, err := egressUplink(conf, prev, u)
-		if err != nil {
-			return err
-		}
-		if err := checkEgress(conf.VRF, up); err != nil {
-			return wrap(fmt.Errorf("check: %w", err))
-		}
+	up, err := p.egressUplink()
+	if err != nil || up == nil {
+		return err
+	}
+	if err := checkEgress(p.conf.VRF, up); err != nil {
+		return wrap(fmt.Errorf("check: %w", err))
 	}
 	return nil
 }
 
-// egressUplink is the VXLAN uplink, else the uplink found as for VXLAN.
-func egressUplink(conf *NetConf, prev *current.Result, u *underlay) (netlink.Link, error) {
-	if u != nil {
-		return u.link, nil
+// egressUplink is the uplink of vrf.egress: the VXLAN uplink, else the
+// uplink found as for VXLAN; nil without vrf.egress.
+func (p *plan) egressUplink() (netlink.Link, error) {
+	if p.conf.VRF == nil || !p.conf.VRF.Egress {
+		return nil, nil
 	}
-	l, err := findUplink(conf, prev)
+	if p.u != nil {
+		return p.u.link, nil
+	}
+	l, err := findUplink(p.conf, p.prev)
 	if err != nil {
 		return nil, cniutil.Errorf(types.ErrInvalidNetworkConfig, "vrf.egress: %v", err)
 	}
 	return l, nil
 }
 
-// checkDevices verifies the devices exist with the configured attributes.
+// checkDevices verifies the devices exist with the configured attributes,
+// section by section.
 func checkDevices(conf *NetConf, u *underlay, mtu int) error {
 	var vrf netlink.Link
 	if conf.VRF != nil {
@@ -212,53 +217,71 @@ func checkDevices(conf *NetConf, u *underlay, mtu int) error {
 		}
 		vrf = l
 	}
+	br, err := checkBridge(conf, vrf, mtu)
+	if err != nil {
+		return err
+	}
+	if conf.VXLAN != nil {
+		if err := checkVXLAN(conf, u, br); err != nil {
+			return err
+		}
+	}
+	return checkNodeAddresses(br, conf.Bridge.nodeAddrs)
+}
+
+// checkBridge verifies the bridge: its type, VRF, MTU, MAC, state and
+// ports.
+func checkBridge(conf *NetConf, vrf netlink.Link, mtu int) (netlink.Link, error) {
 	br, err := netlinksafe.LinkByName(conf.Bridge.Name)
 	if err != nil {
-		return fmt.Errorf("bridge %s: %w", conf.Bridge.Name, err)
+		return nil, fmt.Errorf("bridge %s: %w", conf.Bridge.Name, err)
 	}
 	if br.Type() != "bridge" {
-		return fmt.Errorf("%s is a %s device, not a bridge", conf.Bridge.Name, br.Type())
+		return nil, fmt.Errorf("%s is a %s device, not a bridge", conf.Bridge.Name, br.Type())
 	}
 	a := br.Attrs()
 	if vrf != nil && a.MasterIndex != vrf.Attrs().Index {
-		return fmt.Errorf("bridge %s is not enslaved to vrf %s", a.Name, conf.VRF.Name)
+		return nil, fmt.Errorf("bridge %s is not enslaved to vrf %s", a.Name, conf.VRF.Name)
 	}
 	if a.MTU != mtu {
-		return fmt.Errorf("bridge %s has mtu %d, want %d", a.Name, a.MTU, mtu)
+		return nil, fmt.Errorf("bridge %s has mtu %d, want %d", a.Name, a.MTU, mtu)
 	}
 	if conf.Bridge.mac != nil && !bytes.Equal(a.HardwareAddr, conf.Bridge.mac) {
-		return fmt.Errorf("bridge %s has mac %s, want %s", a.Name, a.HardwareAddr, conf.Bridge.mac)
+		return nil, fmt.Errorf("bridge %s has mac %s, want %s", a.Name, a.HardwareAddr, conf.Bridge.mac)
 	}
 	if a.Flags&net.FlagUp == 0 {
-		return fmt.Errorf("bridge %s is down", a.Name)
+		return nil, fmt.Errorf("bridge %s is down", a.Name)
 	}
-	if err := checkPorts(br); err != nil {
-		return err
-	}
-	if conf.VXLAN == nil {
-		return checkNodeAddresses(br, conf.Bridge.nodeAddrs)
-	}
-	vx, err := netlinksafe.LinkByName(conf.VXLAN.Name())
+	return br, checkPorts(br)
+}
+
+// checkVXLAN verifies the VXLAN device: its attributes, port of the
+// bridge br, state, the BUM mode's work, neigh_suppress and the anycast
+// gateway's pin, or with node addresses that the bridge has left the
+// anycast MAC.
+func checkVXLAN(conf *NetConf, u *underlay, br netlink.Link) error {
+	c, a := conf.VXLAN, br.Attrs()
+	vx, err := netlinksafe.LinkByName(c.Name())
 	if err != nil {
-		return fmt.Errorf("vxlan %s: %w", conf.VXLAN.Name(), err)
+		return fmt.Errorf("vxlan %s: %w", c.Name(), err)
 	}
-	if err := checkVXLANLink(vx, conf.VXLAN, u); err != nil {
+	if err := checkVXLANLink(vx, c, u); err != nil {
 		return err
 	}
 	if vx.Attrs().MasterIndex != a.Index {
-		return fmt.Errorf("vxlan %s is not a port of bridge %s", conf.VXLAN.Name(), a.Name)
+		return fmt.Errorf("vxlan %s is not a port of bridge %s", c.Name(), a.Name)
 	}
 	if vx.Attrs().Flags&net.FlagUp == 0 {
-		return fmt.Errorf("vxlan %s is down", conf.VXLAN.Name())
+		return fmt.Errorf("vxlan %s is down", c.Name())
 	}
-	if err := checkRemotes(vx, peers(conf.VXLAN.remotes, u.local)); err != nil {
+	if err := c.mode.check(vx, u.local); err != nil {
 		return err
 	}
 	if err := checkNeighSuppress(vx); err != nil {
 		return err
 	}
 	if conf.anycast() {
-		return checkAnycast(vx, a.HardwareAddr, u.local, conf.VXLAN)
+		return checkAnycast(vx, a.HardwareAddr, u.local, c)
 	}
 	if len(conf.Bridge.nodeAddrs) > 0 {
 		shared, _, err := anycastLeft(conf.Name, br, vx, u.local)
@@ -269,7 +292,7 @@ func checkDevices(conf *NetConf, u *underlay, mtu int) error {
 			return fmt.Errorf("bridge %s still has the anycast gateway MAC %s every node's bridge shares (from bridge.mac or anycastGateway): with bridge.nodeAddresses it needs one of its own; the next ADD gives it one", a.Name, a.HardwareAddr)
 		}
 	}
-	return checkNodeAddresses(br, conf.Bridge.nodeAddrs)
+	return nil
 }
 
 // cmdStatus answers 50 when ADD would fail on this node's state: the VXLAN

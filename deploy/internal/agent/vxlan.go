@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 
+	"github.com/vxvrf/cni/pkg/bum"
 	"github.com/vxvrf/cni/pkg/naming"
 )
 
@@ -18,19 +19,17 @@ type floodSpec struct {
 }
 
 // floodSpecs reads a rendered conflist: one spec per vrf-vxlan-bridge in
-// remotes mode (a vxlan object without group or evpn). group and evpn
-// modes have no flood list for the agent to keep.
+// the static peers mode (pkg/bum; a vxlan object without group or evpn).
+// The other modes have no flood list for the agent to keep.
 func floodSpecs(conflist []byte) ([]floodSpec, error) {
 	var list struct {
 		Name    string `json:"name"`
 		Plugins []struct {
 			Type  string `json:"type"`
 			VXLAN *struct {
-				VNI     uint32   `json:"vni"`
-				Group   string   `json:"group"`
-				EVPN    bool     `json:"evpn"`
-				Local   string   `json:"local"`
-				Remotes []string `json:"remotes"`
+				VNI   uint32 `json:"vni"`
+				Local string `json:"local"`
+				bum.Keys
 			} `json:"vxlan"`
 		} `json:"plugins"`
 	}
@@ -39,7 +38,10 @@ func floodSpecs(conflist []byte) ([]floodSpec, error) {
 	}
 	var out []floodSpec
 	for _, p := range list.Plugins {
-		if p.Type != "vrf-vxlan-bridge" || p.VXLAN == nil || p.VXLAN.Group != "" || p.VXLAN.EVPN {
+		if p.Type != "vrf-vxlan-bridge" || p.VXLAN == nil {
+			continue
+		}
+		if mode, err := p.VXLAN.Select(); err != nil || mode != bum.StaticPeers {
 			continue
 		}
 		local := net.ParseIP(p.VXLAN.Local)

@@ -8,6 +8,8 @@ import (
 	"net"
 
 	"github.com/containernetworking/cni/libcni"
+
+	"github.com/vxvrf/cni/pkg/bum"
 )
 
 // NodeView is the resolved per-node input of Render.
@@ -126,8 +128,9 @@ func sameCIDRs(a, b []string) bool {
 //   - infra-ensure: `localAddress` = the node address; `uplink` = the node's
 //     uplink when the cluster config gives one;
 //   - vrf-vxlan-bridge with a `vxlan` object: `vxlan.local` = the node
-//     address; unless `vxlan.group` or `vxlan.evpn` chooses another BUM mode,
-//     `vxlan.remotes` = the other nodes' addresses (same family);
+//     address; when the section selects the static peers BUM mode
+//     (pkg/bum: neither `vxlan.group` nor `vxlan.evpn`), `vxlan.remotes` =
+//     the other nodes' addresses (same family);
 //   - every plugin's `ipam.ranges` (lockfile-ipam as a stage or delegated,
 //     host-local): each range set holds one range whose subnet contains one
 //     of the node's pod CIDRs; it gets rangeStart/rangeEnd spanning that pod
@@ -224,12 +227,12 @@ func Render(c *Cluster, v *NodeView) ([]byte, error) {
 	return buf.Bytes(), nil
 }
 
+// fillVXLAN sets vxlan.local and, when the section selects the static
+// peers mode (pkg/bum), vxlan.remotes. A section vrf-vxlan-bridge refuses
+// (more than one mode) is left for it to refuse at ADD.
 func fillVXLAN(vx map[string]any, v *NodeView, where string) error {
 	vx["local"] = v.Address.String()
-	if g, _ := vx["group"].(string); g != "" {
-		return nil
-	}
-	if e, _ := vx["evpn"].(bool); e {
+	if mode, err := bum.KeysOf(vx).Select(); err != nil || mode != bum.StaticPeers {
 		return nil
 	}
 	if !v.Listed {
