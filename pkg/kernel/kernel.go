@@ -1,7 +1,7 @@
 // Package kernel answers whether the running kernel has a feature, without
 // loading modules or creating devices (vxvrf doctor, and infra-ensure for
 // bridge and vxlan), and holds the netlink dump netlinksafe does not wrap
-// (NeighList).
+// (NeighList) and dumps the kernel filters (LinksOfKind, TableRoutes).
 package kernel
 
 import (
