@@ -21,37 +21,53 @@ import (
 // the request carries IFLA_LINKINFO/IFLA_INFO_KIND, as `ip link show type
 // KIND`, and the kernel serializes only those links. A kernel that does
 // not know the kind (its module not loaded) does not filter; the kind is
-// checked here as well. Retried while the kernel reports the dump
-// interrupted, as netlinksafe does.
+// checked here as well.
 func LinksOfKind(kind string) ([]netlink.Link, error) {
+	info := nl.NewRtAttr(unix.IFLA_LINKINFO, nil)
+	info.AddRtAttr(nl.IFLA_INFO_KIND, nl.ZeroTerminated(kind))
+	return filteredLinks(info, func(l netlink.Link) bool { return l.Type() == kind })
+}
+
+// LinksOfMaster lists the ports of the link with index master (IFLA_MASTER
+// in the request, as `ip link show master DEV`), the kernel filtering.
+func LinksOfMaster(master int) ([]netlink.Link, error) {
+	return filteredLinks(nl.NewRtAttr(unix.IFLA_MASTER, nl.Uint32Attr(uint32(master))),
+		func(l netlink.Link) bool { return l.Attrs().MasterIndex == master })
+}
+
+// filteredLinks is a link dump with filter in the request, keeping the
+// links that match; retried while the kernel reports it interrupted, as
+// netlinksafe does.
+func filteredLinks(filter *nl.RtAttr, match func(netlink.Link) bool) ([]netlink.Link, error) {
 	var links []netlink.Link
 	var err error
 	for range dumpAttempts {
-		links, err = linksOfKind(kind)
+		links, err = dumpLinks(filter, match)
 		if !errors.Is(err, netlink.ErrDumpInterrupted) {
 			break
 		}
 	}
-	return links, err
+	if err != nil {
+		return nil, fmt.Errorf("list links: %w", err)
+	}
+	return links, nil
 }
 
-func linksOfKind(kind string) ([]netlink.Link, error) {
+func dumpLinks(filter *nl.RtAttr, match func(netlink.Link) bool) ([]netlink.Link, error) {
 	req := nl.NewNetlinkRequest(unix.RTM_GETLINK, unix.NLM_F_DUMP)
 	req.AddData(nl.NewIfInfomsg(unix.AF_UNSPEC))
-	info := nl.NewRtAttr(unix.IFLA_LINKINFO, nil)
-	info.AddRtAttr(nl.IFLA_INFO_KIND, nl.ZeroTerminated(kind))
-	req.AddData(info)
+	req.AddData(filter)
 	msgs, err := req.Execute(unix.NETLINK_ROUTE, unix.RTM_NEWLINK)
 	if err != nil {
-		return nil, fmt.Errorf("list %s links: %w", kind, err)
+		return nil, err
 	}
 	var out []netlink.Link
 	for _, m := range msgs {
 		l, err := netlink.LinkDeserialize(nil, m)
 		if err != nil {
-			return nil, fmt.Errorf("list %s links: %w", kind, err)
+			return nil, err
 		}
-		if l.Type() == kind {
+		if match(l) {
 			out = append(out, l)
 		}
 	}

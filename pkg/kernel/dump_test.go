@@ -13,7 +13,8 @@ import (
 )
 
 // TestLinksOfKind: only the links of the kind come back (the kernel
-// filters; the kind is checked here too), none for a kind with no link.
+// filters; the kind is checked here too), none for a kind with no link;
+// LinksOfMaster: only the ports of that bridge.
 func TestLinksOfKind(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("needs root")
@@ -49,6 +50,33 @@ func TestLinksOfKind(t *testing.T) {
 		}
 		sort.Strings(out)
 		return strings.Join(out, ",")
+	}
+	var br []netlink.Link
+	var ports []string
+	err := node.Do(func(ns.NetNS) error {
+		var err error
+		if br, err = LinksOfKind("bridge"); err != nil {
+			return err
+		}
+		for _, b := range br {
+			if b.Attrs().Name != "br-k1" {
+				continue
+			}
+			ls, err := LinksOfMaster(b.Attrs().Index)
+			if err != nil {
+				return err
+			}
+			for _, l := range ls {
+				ports = append(ports, l.Attrs().Name)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Join(ports, ",") != "vk1" {
+		t.Errorf("LinksOfMaster(br-k1) = %v, want [vk1]", ports)
 	}
 	for kind, want := range map[string]string{
 		"bridge": "br-k1,br-k2",
