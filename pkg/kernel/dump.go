@@ -3,6 +3,7 @@ package kernel
 import (
 	"errors"
 	"fmt"
+	"net"
 
 	"github.com/containernetworking/plugins/pkg/netlinksafe"
 	"github.com/vishvananda/netlink"
@@ -87,4 +88,69 @@ func TableRoutes(family, table int) ([]netlink.Route, error) {
 	defer h.Close()
 	_ = h.SetStrictCheck(true)
 	return h.RouteListFiltered(family, &netlink.Route{Table: table}, netlink.RT_FILTER_TABLE)
+}
+
+// LinkAddrs returns the addresses (IFA_LOCAL, else IFA_ADDRESS) of the
+// link with index idx, family FAMILY_V4, FAMILY_V6 or FAMILY_ALL, from a
+// dump the kernel filters by ifindex (strict checking on; netlink.AddrList
+// dumps every address of the netns, one IPv6 link-local per pod's host
+// veth, and filters afterwards). On a kernel without strict checking the
+// filter here gives the same answer.
+func LinkAddrs(idx, family int) ([]net.IP, error) {
+	var ips []net.IP
+	var err error
+	for range dumpAttempts {
+		ips, err = linkAddrs(idx, family)
+		if !errors.Is(err, netlink.ErrDumpInterrupted) {
+			break
+		}
+	}
+	if err != nil {
+		return nil, fmt.Errorf("list addresses of link %d: %w", idx, err)
+	}
+	return ips, nil
+}
+
+func linkAddrs(idx, family int) ([]net.IP, error) {
+	s, err := nl.Subscribe(unix.NETLINK_ROUTE) // no groups: a plain socket of our own
+	if err != nil {
+		return nil, err
+	}
+	defer s.Close()
+	_ = unix.SetsockoptInt(s.GetFd(), unix.SOL_NETLINK, unix.NETLINK_GET_STRICT_CHK, 1)
+	req := nl.NewNetlinkRequest(unix.RTM_GETADDR, unix.NLM_F_DUMP)
+	req.Sockets = map[int]*nl.SocketHandle{unix.NETLINK_ROUTE: {Socket: s}}
+	msg := nl.NewIfAddrmsg(family)
+	msg.Index = uint32(idx)
+	req.AddData(msg)
+	msgs, err := req.Execute(unix.NETLINK_ROUTE, unix.RTM_NEWADDR)
+	if err != nil {
+		return nil, err
+	}
+	var out []net.IP
+	for _, m := range msgs {
+		am := nl.DeserializeIfAddrmsg(m)
+		if int(am.Index) != idx {
+			continue
+		}
+		attrs, err := nl.ParseRouteAttr(m[am.Len():])
+		if err != nil {
+			return nil, err
+		}
+		var local, address net.IP
+		for _, a := range attrs {
+			switch a.Attr.Type {
+			case unix.IFA_LOCAL:
+				local = net.IP(a.Value)
+			case unix.IFA_ADDRESS:
+				address = net.IP(a.Value)
+			}
+		}
+		if local != nil {
+			out = append(out, local)
+		} else if address != nil {
+			out = append(out, address)
+		}
+	}
+	return out, nil
 }

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/containernetworking/plugins/pkg/netlinksafe"
 	"github.com/containernetworking/plugins/pkg/ns"
 	"github.com/vishvananda/netlink"
 
@@ -144,6 +145,56 @@ func TestTableRoutes(t *testing.T) {
 	} {
 		if got := dsts(c.family, c.table); got != c.want {
 			t.Errorf("TableRoutes(%d, %d) = %q, want %q", c.family, c.table, got, c.want)
+		}
+	}
+}
+
+// TestLinkAddrs: the addresses of that link only, by family.
+func TestLinkAddrs(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root")
+	}
+	_, node := testutil.NewNode(t, "kaddr")
+	for _, c := range [][]string{
+		{"link", "add", "br-ka", "type", "bridge"},
+		{"link", "add", "br-kb", "type", "bridge"},
+		{"addr", "add", "10.64.0.1/24", "dev", "br-ka"},
+		{"addr", "add", "10.64.1.1/24", "dev", "br-ka"},
+		{"-6", "addr", "add", "fd64::1/64", "dev", "br-ka", "nodad"},
+		{"addr", "add", "10.65.0.1/24", "dev", "br-kb"},
+		{"-6", "addr", "add", "fd65::1/64", "dev", "br-kb", "nodad"},
+	} {
+		if out, err := node.In("ip", c...); err != nil {
+			t.Fatalf("ip %v: %v %s", c, err, out)
+		}
+	}
+	addrs := func(family int) string {
+		t.Helper()
+		var out []string
+		err := node.Do(func(ns.NetNS) error {
+			l, err := netlinksafe.LinkByName("br-ka")
+			if err != nil {
+				return err
+			}
+			ips, err := LinkAddrs(l.Attrs().Index, family)
+			for _, ip := range ips {
+				out = append(out, ip.String())
+			}
+			return err
+		})
+		if err != nil {
+			t.Fatalf("LinkAddrs(br-ka, %d): %v", family, err)
+		}
+		sort.Strings(out)
+		return strings.Join(out, ",")
+	}
+	for family, want := range map[int]string{
+		netlink.FAMILY_ALL: "10.64.0.1,10.64.1.1,fd64::1",
+		netlink.FAMILY_V4:  "10.64.0.1,10.64.1.1",
+		netlink.FAMILY_V6:  "fd64::1",
+	} {
+		if got := addrs(family); got != want {
+			t.Errorf("LinkAddrs(br-ka, %d) = %q, want %q", family, got, want)
 		}
 	}
 }
