@@ -1,7 +1,7 @@
 // Package kernel answers whether the running kernel has a feature, without
 // loading modules or creating devices (vxvrf doctor, and infra-ensure for
 // bridge and vxlan), and holds the netlink dump netlinksafe does not wrap
-// (NeighList).
+// (NeighList) and dumps the kernel filters (LinksOfKind, LinksOfMaster, TableRoutes).
 package kernel
 
 import (
@@ -35,9 +35,17 @@ func (s Support) String() string {
 	return [...]string{"unknown", "missing", "loaded", "available (built in or loadable)"}[s]
 }
 
+// InSysModule reports whether module name is in /sys/module: loaded, or built
+// in with parameters or a version (bridge, vxlan and vrf declare one). One
+// stat; no module lists are read.
+func InSysModule(name string) bool {
+	_, err := os.Stat(filepath.Join("/sys/module", name))
+	return err == nil
+}
+
 // Has reports whether module name is loaded, built in or loadable.
 func Has(name string) Support {
-	if _, err := os.Stat(filepath.Join("/sys/module", name)); err == nil {
+	if InSysModule(name) {
 		return Loaded
 	}
 	lists := 0

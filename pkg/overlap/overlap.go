@@ -8,10 +8,10 @@ import (
 	"fmt"
 	"net"
 
-	"github.com/containernetworking/plugins/pkg/netlinksafe"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
+	"github.com/vxvrf/cni/pkg/kernel"
 	"github.com/vxvrf/cni/pkg/naming"
 )
 
@@ -41,7 +41,9 @@ func Check(br netlink.Link, subnets []*net.IPNet) error {
 		}
 		table, where = int(v.Table), fmt.Sprintf("the routing table %d of %s", v.Table, v.Name)
 	}
-	routes, err := netlinksafe.RouteListFiltered(netlink.FAMILY_ALL, &netlink.Route{Table: table}, netlink.RT_FILTER_TABLE)
+	// Only that table, filtered by the kernel: a plain dump carries the
+	// local table's entries of every host veth too.
+	routes, err := kernel.TableRoutes(netlink.FAMILY_ALL, table)
 	if err != nil {
 		return fmt.Errorf("list routes of table %d: %w", table, err)
 	}
@@ -94,9 +96,10 @@ func Owner(l netlink.Link) string {
 }
 
 // NetworkBridge is the bridge that carries the network's mark
-// (vrf-vxlan-bridge made it), or nil.
+// (vrf-vxlan-bridge made it), or nil. Only bridges are listed (the kernel
+// filters), not every pod's host veth.
 func NetworkBridge(network string) (netlink.Link, error) {
-	ls, err := netlinksafe.LinkList()
+	ls, err := kernel.LinksOfKind("bridge")
 	if err != nil {
 		return nil, fmt.Errorf("list links: %w", err)
 	}

@@ -11,6 +11,7 @@ import (
 	"github.com/containernetworking/plugins/pkg/netlinksafe"
 	"github.com/vishvananda/netlink"
 
+	"github.com/vxvrf/cni/pkg/kernel"
 	"github.com/vxvrf/cni/pkg/naming"
 )
 
@@ -48,26 +49,28 @@ func Find(name string) (netlink.Link, error) {
 // Address returns the first global unicast address of link, preferring
 // IPv4. want, when set, must be one of the link's addresses.
 func Address(link netlink.Link, want net.IP) (net.IP, error) {
-	addrs, err := netlinksafe.AddrList(link, netlink.FAMILY_ALL)
+	// That link's addresses only, filtered by the kernel (a plain dump
+	// lists every pod's host veth's link-local too).
+	addrs, err := kernel.LinkAddrs(link.Attrs().Index, netlink.FAMILY_ALL)
 	if err != nil {
 		return nil, fmt.Errorf("list addresses of %s: %w", link.Attrs().Name, err)
 	}
 	var v6 net.IP
-	for _, a := range addrs {
+	for _, ip := range addrs {
 		if want != nil {
-			if a.IP.Equal(want) {
+			if ip.Equal(want) {
 				return want, nil
 			}
 			continue
 		}
-		if !a.IP.IsGlobalUnicast() {
+		if !ip.IsGlobalUnicast() {
 			continue
 		}
-		if a.IP.To4() != nil {
-			return a.IP, nil
+		if ip.To4() != nil {
+			return ip, nil
 		}
 		if v6 == nil {
-			v6 = a.IP
+			v6 = ip
 		}
 	}
 	if want != nil {

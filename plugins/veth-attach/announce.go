@@ -1,40 +1,49 @@
 package main
 
 import (
-	"encoding/binary"
+	"errors"
 	"fmt"
 	"net"
 	"os"
+	"time"
 
 	current "github.com/containernetworking/cni/pkg/types/100"
+	"github.com/containernetworking/plugins/pkg/netlinksafe"
 	"github.com/containernetworking/plugins/pkg/ns"
+	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
 	"github.com/vxvrf/cni/pkg/cniutil"
+	"github.com/vxvrf/cni/pkg/sysctl"
 )
 
 // announce tells the segment (the node's bridge, other pods, other nodes
-// through the VXLAN) which MAC now owns each of the pod's addresses: one
-// gratuitous ARP per IPv4 address, one unsolicited Neighbor Advertisement
-// (override) per IPv6 address, sent from inside the pod netns. Neighbours
-// that still cache an old MAC for a reused address update it at once
-// (new entries are not created: arp_accept=0 and accept_untracked_na=0 by
-// default). Best effort: failures go to stderr, never fail the ADD.
+// through the VXLAN) which MAC now owns each of the pod's addresses, from
+// inside the pod netns: one gratuitous ARP per IPv4 address, sent by the
+// kernel (notifyARP), and one unsolicited Neighbor Advertisement
+// (override) per IPv6 address. Neighbours that still cache an old MAC for
+// a reused address update it at once (new entries are not created:
+// arp_accept=0 and accept_untracked_na=0 by default). Best effort:
+// failures go to stderr, never fail the ADD.
 func announce(podNS ns.NetNS, podIf net.Interface, ips []*current.IPConfig) {
 	if len(ips) == 0 {
 		return
 	}
 	err := cniutil.InNS(podNS, func(ns.NetNS) error {
+		v4 := false
 		for _, ipc := range ips {
 			addr := ipc.Address.IP
-			var err error
 			if addr.To4() != nil {
-				err = sendGARP(podIf, addr)
-			} else {
-				err = sendNA(podIf, addr)
+				v4 = true
+				continue
 			}
-			if err != nil {
+			if err := sendNA(podIf, addr); err != nil {
 				fmt.Fprintf(os.Stderr, "veth-attach: announce %s on %q: %v\n", addr, podIf.Name, err)
+			}
+		}
+		if v4 {
+			if err := notifyARP(podIf); err != nil {
+				fmt.Fprintf(os.Stderr, "veth-attach: announce the IPv4 addresses of %q: %v\n", podIf.Name, err)
 			}
 		}
 		return nil
@@ -44,30 +53,37 @@ func announce(podNS ns.NetNS, podIf net.Interface, ips []*current.IPConfig) {
 	}
 }
 
-// htons converts a host-order uint16 to network order (for sll_protocol).
-func htons(v uint16) uint16 {
-	return binary.NativeEndian.Uint16(binary.BigEndian.AppendUint16(nil, v))
-}
-
-// sendGARP sends one gratuitous ARP for ip out of ifc through an AF_PACKET
-// socket. Protocol 0: the socket is send-only and queues nothing it sees.
-func sendGARP(ifc net.Interface, ip net.IP) error {
-	frame, err := garpFrame(ifc.HardwareAddr, ip)
+// notifyARP makes the kernel send one gratuitous ARP (request, sender IP =
+// target IP = the address, sender MAC = the interface's, broadcast) for
+// every IPv4 address of ifc: with arp_notify on, setting the interface's
+// MAC, even to the one it has, is NETDEV_CHANGEADDR, on which the kernel
+// announces each address (inetdev_event). arp_notify is turned on for
+// that only and put back as it was. It replaces an AF_PACKET socket whose
+// close waits out an RCU grace period (packet_release → synchronize_net:
+// ~15 ms on a loaded node, half of veth-attach's ADD). The one trace: the
+// interface's addr_assign_type reads 3 ("set") as after any MAC change.
+func notifyARP(ifc net.Interface) error {
+	key := "net/ipv4/conf/" + ifc.Name + "/arp_notify"
+	old, err := sysctl.Get(key)
 	if err != nil {
 		return err
 	}
-	fd, err := unix.Socket(unix.AF_PACKET, unix.SOCK_RAW|unix.SOCK_CLOEXEC, 0)
+	if old == "0" {
+		if err := sysctl.Set(key, "1"); err != nil {
+			return err
+		}
+		defer func() {
+			if rerr := sysctl.Set(key, old); rerr != nil {
+				fmt.Fprintf(os.Stderr, "veth-attach: put arp_notify of %q back: %v\n", ifc.Name, rerr)
+			}
+		}()
+	}
+	l, err := netlinksafe.LinkByName(ifc.Name)
 	if err != nil {
-		return fmt.Errorf("packet socket: %w", err)
+		return err
 	}
-	defer unix.Close(fd)
-	if err := unix.Bind(fd, &unix.SockaddrLinklayer{Ifindex: ifc.Index}); err != nil {
-		return fmt.Errorf("bind packet socket to %q: %w", ifc.Name, err)
-	}
-	to := &unix.SockaddrLinklayer{Protocol: htons(etherTypeARP), Ifindex: ifc.Index, Halen: 6}
-	copy(to.Addr[:], frame[:6])
-	if err := unix.Sendto(fd, frame, 0, to); err != nil {
-		return fmt.Errorf("send gratuitous arp: %w", err)
+	if err := netlink.LinkSetHardwareAddr(l, l.Attrs().HardwareAddr); err != nil {
+		return fmt.Errorf("set MAC %s (to announce it): %w", l.Attrs().HardwareAddr, err)
 	}
 	return nil
 }
@@ -98,8 +114,24 @@ func sendNA(ifc net.Interface, ip net.IP) error {
 	}
 	to := &unix.SockaddrInet6{ZoneId: uint32(ifc.Index)}
 	copy(to.Addr[:], net.IPv6linklocalallnodes)
-	if err := unix.Sendto(fd, msg, 0, to); err != nil {
+	// The route to ff02::1 (ff00::/8 of the interface) exists once the
+	// kernel's linkwatch work has found the link up and addrconf set it
+	// up: asynchronous to the link's coming up, and not part of what the
+	// bridge port's forwarding state shows. Until then the send fails
+	// with ENETUNREACH: try again in 1 ms steps, bounded.
+	deadline := time.Now().Add(naRouteWait)
+	for {
+		err = unix.Sendto(fd, msg, 0, to)
+		if !errors.Is(err, unix.ENETUNREACH) || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if err != nil {
 		return fmt.Errorf("send neighbor advertisement: %w", err)
 	}
 	return nil
 }
+
+// naRouteWait bounds the wait for the interface's multicast route.
+const naRouteWait = time.Second

@@ -36,6 +36,9 @@ func TestAnnounce(t *testing.T) {
 			t.Fatalf("stale entry for %s not in place: %q", a, n)
 		}
 	}
+	// The kernel sends the gratuitous ARP (arp_notify, only while ADD
+	// announces): the pod interface keeps the netns default afterwards.
+	arpNotify := strings.TrimSpace(mustIn(t, pod, "cat", "/proc/sys/net/ipv4/conf/default/arp_notify"))
 	// Stage form, no routes: ADD itself is the only thing that talks.
 	prev := map[string]any{
 		"cniVersion": "1.0.0",
@@ -56,6 +59,9 @@ func TestAnnounce(t *testing.T) {
 	mac := r.Interfaces[len(r.Interfaces)-1].Mac
 	if mac == "" || mac == oldMAC {
 		t.Fatalf("pod mac %q", mac)
+	}
+	if got := strings.TrimSpace(mustIn(t, pod, "cat", "/proc/sys/net/ipv4/conf/eth0/arp_notify")); got != arpNotify {
+		t.Errorf("pod eth0 arp_notify after ADD: %s, want the default %s", got, arpNotify)
 	}
 	for _, a := range []string{v4, v6} {
 		if n, ok := waitNeigh(t, node.NS, a, mac); !ok {

@@ -1,45 +1,16 @@
 package main
 
 import (
-	"encoding/binary"
 	"fmt"
 	"net"
 )
 
-// EtherTypes, ARP and ICMPv6 constants of the announcement packets.
+// ICMPv6 constants of the Neighbor Advertisement.
 const (
-	etherTypeARP   = 0x0806
-	etherTypeIPv4  = 0x0800
-	arpHWEther     = 1
-	arpOpRequest   = 1
 	icmpv6NA       = 136  // Neighbor Advertisement
 	naFlagOverride = 0x20 // first flags byte: R=0x80, S=0x40, O=0x20
 	ndOptTargetLL  = 2    // option: target link-layer address
 )
-
-// garpFrame builds a gratuitous ARP request as a whole Ethernet frame
-// (for an AF_PACKET SOCK_RAW socket): broadcast destination, source =
-// mac; ARP request with sender and target IP = ip, sender MAC = mac and
-// target MAC zero, as the kernel's own arp_notify sends it.
-func garpFrame(mac net.HardwareAddr, ip net.IP) ([]byte, error) {
-	ip4 := ip.To4()
-	if len(mac) != 6 || ip4 == nil {
-		return nil, fmt.Errorf("gratuitous arp needs an ethernet mac and an ipv4 address, got %q %q", mac, ip)
-	}
-	b := make([]byte, 0, 42)
-	b = append(b, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff)
-	b = append(b, mac...)
-	b = binary.BigEndian.AppendUint16(b, etherTypeARP)
-	b = binary.BigEndian.AppendUint16(b, arpHWEther)
-	b = binary.BigEndian.AppendUint16(b, etherTypeIPv4)
-	b = append(b, 6, 4)
-	b = binary.BigEndian.AppendUint16(b, arpOpRequest)
-	b = append(b, mac...)
-	b = append(b, ip4...)
-	b = append(b, 0, 0, 0, 0, 0, 0)
-	b = append(b, ip4...)
-	return b, nil
-}
 
 // unsolicitedNA builds the ICMPv6 part of an unsolicited Neighbor
 // Advertisement (RFC 4861 4.4, 7.2.6) for ip: override flag set, router

@@ -12,6 +12,7 @@ import (
 	"github.com/vishvananda/netlink"
 
 	"github.com/vxvrf/cni/pkg/cniutil"
+	"github.com/vxvrf/cni/pkg/kernel"
 	vlog "github.com/vxvrf/cni/pkg/log"
 	"github.com/vxvrf/cni/pkg/naming"
 )
@@ -63,13 +64,96 @@ func readLinks() (*nodeLinks, error) {
 	if err != nil {
 		return nil, fmt.Errorf("list links: %w", err)
 	}
-	n := &nodeLinks{byName: map[string]netlink.Link{}, byIndex: map[int]netlink.Link{}, ports: map[int][]netlink.Link{}}
+	n := newNodeLinks()
+	n.add(ls...)
+	return n, nil
+}
+
+func newNodeLinks() *nodeLinks {
+	return &nodeLinks{byName: map[string]netlink.Link{}, byIndex: map[int]netlink.Link{}, ports: map[int][]netlink.Link{}}
+}
+
+// add records links not recorded yet.
+func (n *nodeLinks) add(ls ...netlink.Link) {
 	for _, l := range ls {
 		a := l.Attrs()
+		if n.byIndex[a.Index] != nil {
+			continue
+		}
 		n.byName[a.Name] = l
 		n.byIndex[a.Index] = l
 		if a.MasterIndex != 0 {
 			n.ports[a.MasterIndex] = append(n.ports[a.MasterIndex], l)
+		}
+	}
+}
+
+// readNetworkLinks reads what judge needs to know of the node's links
+// without listing them all (every pod adds a host veth: ~1.5 KB of a full
+// dump, hundreds of KB read and parsed on a full node): the bridges, the
+// VXLAN devices and, when the config names a VRF or a table, the VRFs
+// (each a dump the kernel filters by kind; a kind whose module is not in
+// the kernel has no devices); the devices under the configured names,
+// whatever their kind; the masters of all of those; and every port of a
+// configured bridge or VRF that does not carry the network's mark (the
+// previous release's devices are recognised by their ports). GC reads
+// every link (readLinks).
+func readNetworkLinks(d netDevices) (*nodeLinks, error) {
+	n := newNodeLinks()
+	kinds := []string{"bridge", "vxlan"}
+	if d.vrf != "" || d.table != 0 {
+		kinds = append(kinds, "vrf")
+	}
+	for _, k := range kinds {
+		if !kernel.InSysModule(k) {
+			continue
+		}
+		ls, err := kernel.LinksOfKind(k)
+		if err != nil {
+			return nil, err
+		}
+		n.add(ls...)
+	}
+	for _, name := range []string{d.vrf, d.bridge, d.vxlan} {
+		if name == "" || n.byName[name] != nil {
+			continue
+		}
+		l, err := netlinksafe.LinkByName(name)
+		if err != nil {
+			var nf netlink.LinkNotFoundError
+			if errors.As(err, &nf) {
+				continue
+			}
+			return nil, fmt.Errorf("link %s: %w", name, err)
+		}
+		n.add(l)
+	}
+	for _, name := range []string{d.bridge, d.vrf} {
+		l := n.byName[name]
+		if name == "" || l == nil || l.Attrs().Alias == d.mark {
+			continue
+		}
+		ports, err := kernel.LinksOfMaster(l.Attrs().Index)
+		if err != nil {
+			return nil, err
+		}
+		n.add(ports...)
+	}
+	// Masters, and theirs (a bridge's VRF), for the messages and the
+	// legacy rules.
+	for more := true; more; {
+		more = false
+		for _, l := range n.byIndex {
+			m := l.Attrs().MasterIndex
+			if m == 0 || n.byIndex[m] != nil {
+				continue
+			}
+			ml, err := netlink.LinkByIndex(m)
+			if err != nil {
+				continue // gone since: as in a full listing taken now
+			}
+			n.add(ml)
+			more = true
 		}
 	}
 	return n, nil
@@ -221,7 +305,7 @@ type owned struct {
 func judge(d netDevices) (*owned, error) {
 	deadline := time.Now().Add(markWait)
 	for {
-		n, err := readLinks()
+		n, err := readNetworkLinks(d)
 		if err != nil {
 			return nil, err
 		}
