@@ -75,7 +75,7 @@ LINT_TAGS ?=
 .PHONY: lint
 lint:
 	./scripts/install-deps.sh --lint
-	$(TOOLS)/bin/golangci-lint run $(if $(LINT_TAGS),--build-tags $(LINT_TAGS)) ./...
+	$(TOOLS)/bin/golangci-lint run --allow-parallel-runners $(if $(LINT_TAGS),--build-tags $(LINT_TAGS)) ./...
 
 # The cost of one pod's ADD and DEL: our chain (both firewall backends)
 # against the reference chains, as the node fills, concurrent, per stage,

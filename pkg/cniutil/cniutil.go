@@ -48,18 +48,6 @@ func Decode(stdin []byte, v any) error {
 	return nil
 }
 
-// RequirePrevResult is PrevResult for stages that cannot work without one.
-func RequirePrevResult(conf *types.PluginConf, plugin string) (*current.Result, error) {
-	res, err := PrevResult(conf)
-	if err != nil {
-		return nil, err
-	}
-	if res == nil {
-		return nil, missingPrevResult(plugin)
-	}
-	return res, nil
-}
-
 func missingPrevResult(plugin string) error {
 	return Errorf(types.ErrInvalidNetworkConfig, "%s must be called as a chained plugin: missing prevResult", plugin)
 }

@@ -40,7 +40,7 @@ func Preamble[C Conf](args *skel.CmdArgs, parse func(stdin []byte) (C, error)) (
 }
 
 // ChainedPreamble is Preamble for a stage that needs prevResult: a config
-// without one is code 7 (see RequirePrevResult).
+// without one is code 7 ("<plugin> must be called as a chained plugin").
 func ChainedPreamble[C Conf](args *skel.CmdArgs, plugin string, parse func(stdin []byte) (C, error)) (C, *current.Result, error) {
 	conf, prev, err := Preamble(args, parse)
 	if err == nil && prev == nil {

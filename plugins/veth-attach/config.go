@@ -38,6 +38,9 @@ type NetConf struct {
 	} `json:"args,omitempty"`
 }
 
+// Spec is the CNI part of the config (cniutil.Preamble).
+func (c *NetConf) Spec() *types.PluginConf { return &c.PluginConf }
+
 // macArgs is the CNI_ARGS form of the requested pod MAC.
 type macArgs struct {
 	types.CommonArgs

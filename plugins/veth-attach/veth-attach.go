@@ -18,21 +18,11 @@ import (
 )
 
 func cmdAdd(args *skel.CmdArgs) error {
-	conf, err := parseConfig(args.StdinData)
+	conf, prev, err := cniutil.Preamble(args, parseConfig)
 	if err != nil {
-		return err
-	}
-	if err := cniutil.CheckAttachment(args, conf.Name); err != nil {
 		return err
 	}
 	ipamD, err := newDelegate(conf.IPAM.Type)
-	if err != nil {
-		return err
-	}
-	if err := cniutil.GuardNetNS(args.Netns); err != nil {
-		return err
-	}
-	prev, err := cniutil.PrevResult(&conf.PluginConf)
 	if err != nil {
 		return err
 	}
@@ -188,21 +178,11 @@ func cmdDel(args *skel.CmdArgs) error {
 }
 
 func cmdCheck(args *skel.CmdArgs) error {
-	conf, err := parseConfig(args.StdinData)
+	conf, prev, err := cniutil.ChainedPreamble(args, "veth-attach", parseConfig)
 	if err != nil {
-		return err
-	}
-	if err := cniutil.CheckAttachment(args, conf.Name); err != nil {
-		return err
-	}
-	if err := cniutil.GuardNetNS(args.Netns); err != nil {
 		return err
 	}
 	ipamD, err := newDelegate(conf.IPAM.Type)
-	if err != nil {
-		return err
-	}
-	prev, err := cniutil.RequirePrevResult(&conf.PluginConf, "veth-attach")
 	if err != nil {
 		return err
 	}
