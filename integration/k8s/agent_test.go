@@ -94,9 +94,10 @@ func (n *agentNode) binDir() string   { return filepath.Join(n.root, "opt/cni/bi
 func (n *agentNode) confDir() string  { return filepath.Join(n.root, "etc/cni/net.d") }
 func (n *agentNode) conflist() string { return filepath.Join(n.confDir(), "10-vxvrf.conflist") }
 
-// flood is the node's flood list of the VXLAN device (nil: no device).
-func (n *agentNode) flood() ([]string, error) {
-	out, err := n.In("bridge", "fdb", "show", "dev", vxlanDev)
+// floodList is the flood list of the VXLAN device in namespace in (nil:
+// no device).
+func floodList(in *netsim.NS) ([]string, error) {
+	out, err := in.In("bridge", "fdb", "show", "dev", vxlanDev)
 	if err != nil {
 		if strings.Contains(string(out), "does not exist") || strings.Contains(err.Error(), "does not exist") {
 			return nil, nil
@@ -114,11 +115,12 @@ func (n *agentNode) flood() ([]string, error) {
 	return list, nil
 }
 
-func (n *agentNode) wantFlood(t *testing.T, d time.Duration, want ...string) time.Duration {
+// waitFlood waits until the flood list in namespace in is want.
+func waitFlood(t *testing.T, name string, in *netsim.NS, d time.Duration, want ...string) time.Duration {
 	t.Helper()
-	slices.Sort(want)
-	return eventually(t, d, n.name+" flood list", func() error {
-		got, err := n.flood()
+	want = slices.Sorted(slices.Values(want))
+	return eventually(t, d, name+" flood list", func() error {
+		got, err := floodList(in)
 		if err != nil {
 			return err
 		}
@@ -129,9 +131,20 @@ func (n *agentNode) wantFlood(t *testing.T, d time.Duration, want ...string) tim
 	})
 }
 
-// rendered reads the node's conflist: vxlan local/remotes and the IPAM range.
+func (n *agentNode) wantFlood(t *testing.T, d time.Duration, want ...string) time.Duration {
+	t.Helper()
+	return waitFlood(t, n.name, n.NS, d, want...)
+}
+
+// rendered reads the node's conflist: see readRendered.
 func (n *agentNode) rendered() (local string, remotes []string, start string, err error) {
-	b, err := os.ReadFile(n.conflist())
+	return readRendered(n.conflist())
+}
+
+// readRendered reads a rendered conflist: vxlan local/remotes (sorted) and
+// the first IPAM range's start.
+func readRendered(path string) (local string, remotes []string, start string, err error) {
+	b, err := os.ReadFile(path)
 	if err != nil {
 		return "", nil, "", err
 	}

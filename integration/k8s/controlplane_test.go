@@ -92,6 +92,14 @@ func start(t *testing.T, in *netsim.NS, dir, name string, env []string, bin stri
 // dir/name.log; the process is killed when the test ends.
 func startArgv(t *testing.T, dir, name string, env []string, argv []string) *proc {
 	t.Helper()
+	p := spawn(t, dir, name, env, argv)
+	t.Cleanup(func() { p.Stop(syscall.SIGTERM) })
+	return p
+}
+
+// spawn is startArgv without the cleanup: the caller stops the process.
+func spawn(t *testing.T, dir, name string, env []string, argv []string) *proc {
+	t.Helper()
 	logPath := filepath.Join(dir, name+".log")
 	f, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
@@ -111,7 +119,6 @@ func startArgv(t *testing.T, dir, name string, env []string, argv []string) *pro
 		f.Close()
 		close(p.done)
 	}()
-	t.Cleanup(func() { p.Stop(syscall.SIGTERM) })
 	return p
 }
 
