@@ -52,7 +52,7 @@ type dsCluster struct {
 	lab       *netsim.Cluster
 	dir       string
 	image     string   // the image of `make image`, as its archive names it
-	imageTars []string // that archive, and the upgrade image's
+	imageTars []string // the archives every node imports
 	nodes     []*kubeletNode
 }
 
@@ -110,18 +110,7 @@ func newDSCluster(t *testing.T, nodes, labNodes int) *dsCluster {
 		t.Skip(msg)
 	}
 	t0 := time.Now()
-	c := &dsCluster{dir: t.TempDir(), image: archiveImage(t, archive)}
-	// The upgrade's image: the same sources built with another VERSION
-	// and tag, by the same script as `make image`.
-	up := filepath.Join(c.dir, "upgrade-image")
-	cmd := exec.Command(repoFile(t, "deploy/build-image.sh"), "-o", up, "-i", upgradeImage)
-	cmd.Env = append(os.Environ(), "VERSION="+upgradeVersion)
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("build the upgrade image: %v\n%s", err, out)
-	}
-	c.imageTars = []string{archive, filepath.Join(up, "vxvrf-cni.oci.tar")}
-	t.Logf("image %s from %s; upgrade image %s built in %s", c.image, archive, upgradeImage, time.Since(t0).Round(time.Second))
-
+	c := &dsCluster{dir: t.TempDir(), image: archiveImage(t, archive), imageTars: []string{archive}}
 	saveHostState(t)
 	mountPoints(t)
 	lab, err := netsim.NewCluster("k8d", labNodes)
@@ -199,15 +188,6 @@ func (c *dsCluster) apply(t *testing.T, file, image string) {
 		t.Fatal(err)
 	}
 	t.Logf("kubectl apply -f %s (image %s):\n%s", file, image, strings.TrimSpace(string(out)))
-}
-
-func (c *dsCluster) node(name string) *kubeletNode {
-	for _, k := range c.nodes {
-		if k.name == name {
-			return k
-		}
-	}
-	return nil
 }
 
 func (c *dsCluster) others(k *kubeletNode) []string {
@@ -309,9 +289,6 @@ func (k *kubeletNode) containerPID(id string) (int, error) {
 	}
 	return st.Info.PID, nil
 }
-
-// flood is the node's flood list of the VXLAN device (nil: no device).
-func (k *kubeletNode) flood() ([]string, error) { return floodList(k.NS) }
 
 func (k *kubeletNode) wantFlood(t *testing.T, d time.Duration, want ...string) time.Duration {
 	t.Helper()
@@ -869,6 +846,21 @@ func (k *kubeletNode) attachments() (leases []json.RawMessage, veths []string, e
 // started afterwards runs.
 func testUpgrade(t *testing.T, c *dsCluster) {
 	ctx := context.Background()
+	// The upgrade's image: the same sources built with another VERSION
+	// and tag, by the same script as `make image`, imported on every node.
+	t0 := time.Now()
+	up := filepath.Join(c.dir, "upgrade-image")
+	cmd := exec.Command(repoFile(t, "deploy/build-image.sh"), "-o", up, "-i", upgradeImage)
+	cmd.Env = append(os.Environ(), "VERSION="+upgradeVersion)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("build the upgrade image: %v\n%s", err, out)
+	}
+	for _, k := range c.nodes {
+		if out, err := k.run("ctr", "-a", k.sock, "-n", "k8s.io", "images", "import", filepath.Join(up, "vxvrf-cni.oci.tar")); err != nil {
+			t.Fatalf("import: %v %s", err, out)
+		}
+	}
+	t.Logf("upgrade image %s built and imported in %s", upgradeImage, time.Since(t0).Round(100*time.Millisecond))
 	from, to := c.nodes[0], c.nodes[1]
 	ip := c.podReady(t, "web-"+to.name)
 	id, err := from.container("default", "web-"+from.name)
@@ -883,7 +875,7 @@ func testUpgrade(t *testing.T, c *dsCluster) {
 		t.Fatal(err)
 	}
 	time.Sleep(time.Second)
-	t0 := time.Now()
+	t0 = time.Now()
 	if _, err := c.kubectl(nil, "-n", "kube-system", "set", "image", "ds/vxvrf-agent", "agent="+upgradeImage); err != nil {
 		t.Fatal(err)
 	}
