@@ -303,7 +303,7 @@ func (s *setup) patchNode(t *testing.T, name, patch string, sub ...string) {
 
 // addPod runs the node's rendered conflist from the binaries the agent
 // installed, in a new pod namespace, as the node's runtime would.
-func (s *setup) addPod(t *testing.T, n *agentNode, i int) (*chain.Chain, chain.RuntimeConf, net.IP) {
+func (s *setup) addPod(t *testing.T, n *agentNode, i int) net.IP {
 	t.Helper()
 	list, err := chain.Load(n.conflist())
 	if err != nil {
@@ -326,7 +326,7 @@ func (s *setup) addPod(t *testing.T, n *agentNode, i int) (*chain.Chain, chain.R
 	if len(ips) == 0 {
 		t.Fatalf("no pod address on %s: %+v", n.name, res)
 	}
-	return ch, rt, ips[0].Address.IP
+	return ips[0].Address.IP
 }
 
 func ping(from *netsim.NS, to net.IP) error {
@@ -386,8 +386,11 @@ func TestAgentFollowsNodes(t *testing.T) {
 	for _, n := range []*agentNode{n1, n2} {
 		eventually(t, 10*time.Second, n.name+" ready", func() error {
 			code, body, err := n.health("/readyz")
-			if err != nil || code != http.StatusOK {
-				return fmt.Errorf("%d %s %v", code, body, err)
+			if err != nil {
+				return err
+			}
+			if code != http.StatusOK {
+				return fmt.Errorf("%d %s", code, body)
 			}
 			return nil
 		})
@@ -395,8 +398,8 @@ func TestAgentFollowsNodes(t *testing.T) {
 
 	// A pod on each node, from the rendered conflist and the binaries the
 	// agent installed: they reach each other over VXLAN.
-	_, _, ip1 := s.addPod(t, n1, 0)
-	_, _, ip2 := s.addPod(t, n2, 1)
+	ip1 := s.addPod(t, n1, 0)
+	ip2 := s.addPod(t, n2, 1)
 	pod1 := &netsim.NS{Name: s.lab.Name + "-n1-p"}
 	pod2 := &netsim.NS{Name: s.lab.Name + "-n2-p"}
 	if err := ping(pod1, ip2); err != nil {
@@ -424,7 +427,7 @@ func TestAgentFollowsNodes(t *testing.T) {
 		}
 		return nil
 	})
-	_, _, ip3 := s.addPod(t, n3, 2)
+	ip3 := s.addPod(t, n3, 2)
 	pod3 := &netsim.NS{Name: s.lab.Name + "-n3-p"}
 	for _, c := range []struct {
 		from *netsim.NS

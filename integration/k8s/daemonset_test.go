@@ -284,15 +284,18 @@ func (k *kubeletNode) containerPID(id string) (int, error) {
 			PID int `json:"pid"`
 		} `json:"info"`
 	}
-	if err := json.Unmarshal(out, &st); err != nil || st.Info.PID == 0 {
-		return 0, fmt.Errorf("crictl inspect %s: no pid: %v", id, err)
+	if err := json.Unmarshal(out, &st); err != nil {
+		return 0, fmt.Errorf("crictl inspect %s: %w", id, err)
+	}
+	if st.Info.PID == 0 {
+		return 0, fmt.Errorf("crictl inspect %s: no pid", id)
 	}
 	return st.Info.PID, nil
 }
 
-func (k *kubeletNode) wantFlood(t *testing.T, d time.Duration, want ...string) time.Duration {
+func (k *kubeletNode) wantFlood(t *testing.T, d time.Duration, want ...string) {
 	t.Helper()
-	return waitFlood(t, k.name, k.NS, d, want...)
+	waitFlood(t, k.name, k.NS, d, want...)
 }
 
 // webPod is a busybox httpd with a readiness probe (the kubelet, in the
@@ -359,8 +362,11 @@ func (c *dsCluster) deletePods(t *testing.T, selector metav1.ListOptions) {
 	}
 	eventually(t, 90*time.Second, "pods "+selector.LabelSelector+selector.FieldSelector+" gone", func() error {
 		pods, err := c.cp.Admin.CoreV1().Pods("default").List(ctx, selector)
-		if err != nil || len(pods.Items) > 0 {
-			return fmt.Errorf("%v: %d left", err, len(pods.Items))
+		if err != nil {
+			return err
+		}
+		if len(pods.Items) > 0 {
+			return fmt.Errorf("%d left", len(pods.Items))
 		}
 		return nil
 	})
@@ -369,16 +375,23 @@ func (c *dsCluster) deletePods(t *testing.T, selector metav1.ListOptions) {
 // ping pings ip once from pod on node k.
 func (k *kubeletNode) ping(pod, ip string) error {
 	if out, err := k.exec(pod, "ping", "-c", "1", "-W", "2", ip); err != nil {
-		return fmt.Errorf("%v %s", err, out)
+		return fmt.Errorf("%w %s", err, out)
 	}
 	return nil
 }
 
 // fetch GETs / from ip:port in the pod.
 func (k *kubeletNode) fetch(pod, ip string, port int) error {
-	out, err := k.exec(pod, "sh", "-c", httpGet(ip, port))
-	if err != nil || !strings.Contains(string(out), "vxvrf e2e") {
-		return fmt.Errorf("%v %s", err, out)
+	return served(k.exec(pod, "sh", "-c", httpGet(ip, port)))
+}
+
+// served checks the output of httpGet for the web pods' page.
+func served(out []byte, err error) error {
+	if err != nil {
+		return fmt.Errorf("%w %s", err, out)
+	}
+	if !strings.Contains(string(out), "vxvrf e2e") {
+		return fmt.Errorf("not the web page: %s", out)
 	}
 	return nil
 }
@@ -601,11 +614,7 @@ func testServices(t *testing.T, c *dsCluster) {
 	t.Logf("ClusterIP %s (endpoint on %s) reached from %s %s after the Service was created", svc.Spec.ClusterIP, k.name, client, took.Round(time.Millisecond))
 	port := int(svc.Spec.Ports[0].NodePort)
 	eventually(t, 30*time.Second, fmt.Sprintf("external host → NodePort %s:%d", k.Addr, port), func() error {
-		out, err := c.lab.External.In("busybox", "sh", "-c", httpGet(k.Addr.String(), port))
-		if err != nil || !strings.Contains(string(out), "vxvrf e2e") {
-			return fmt.Errorf("%v %s", err, out)
-		}
-		return nil
+		return served(c.lab.External.In("busybox", "sh", "-c", httpGet(k.Addr.String(), port)))
 	})
 	if os.Getenv(crossNodeEnv) == "1" {
 		crossNodeServices(t, c, client)
@@ -636,11 +645,7 @@ func crossNodeServices(t *testing.T, c *dsCluster, client string) {
 	}
 	port := int(svc2.Spec.Ports[0].NodePort)
 	eventually(t, 30*time.Second, fmt.Sprintf("external host → NodePort %s:%d (endpoint on %s)", k.Addr, port, c.nodes[1].name), func() error {
-		out, err := c.lab.External.In("busybox", "sh", "-c", httpGet(k.Addr.String(), port))
-		if err != nil || !strings.Contains(string(out), "vxvrf e2e") {
-			return fmt.Errorf("%v %s", err, out)
-		}
-		return nil
+		return served(c.lab.External.In("busybox", "sh", "-c", httpGet(k.Addr.String(), port)))
 	})
 }
 
@@ -961,8 +966,11 @@ func testUninstall(t *testing.T, c *dsCluster) {
 	for _, k := range c.nodes {
 		eventually(t, 2*time.Minute, k.name+": the kubelet removes the deleted pods' sandboxes", func() error {
 			out, err := k.crictl("pods", "-q", "--namespace", "default")
-			if s := strings.TrimSpace(string(out)); err != nil || s != "" {
-				return fmt.Errorf("%v: left %q", err, s)
+			if err != nil {
+				return err
+			}
+			if s := strings.TrimSpace(string(out)); s != "" {
+				return fmt.Errorf("left: %s", s)
 			}
 			return nil
 		})
@@ -1024,8 +1032,11 @@ func testUninstall(t *testing.T, c *dsCluster) {
 	}
 	eventually(t, time.Minute, "uninstall pods gone", func() error {
 		pods, err := c.cp.Admin.CoreV1().Pods("kube-system").List(ctx, metav1.ListOptions{})
-		if err != nil || len(pods.Items) > 0 {
-			return fmt.Errorf("%v %d left", err, len(pods.Items))
+		if err != nil {
+			return err
+		}
+		if len(pods.Items) > 0 {
+			return fmt.Errorf("%d left", len(pods.Items))
 		}
 		return nil
 	})

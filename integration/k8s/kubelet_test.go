@@ -414,9 +414,9 @@ func (c *dsCluster) startKubeletNode(t *testing.T, i int, name string) *kubeletN
 
 // waitReady waits until the node's Ready condition is want; with want
 // false, also that the kubelet blames the missing CNI config.
-func (c *dsCluster) waitReady(t *testing.T, k *kubeletNode, want bool) time.Duration {
+func (c *dsCluster) waitReady(t *testing.T, k *kubeletNode, want bool) {
 	t.Helper()
-	return eventually(t, 2*time.Minute, fmt.Sprintf("%s Ready=%v", k.name, want), func() error {
+	eventually(t, 2*time.Minute, fmt.Sprintf("%s Ready=%v", k.name, want), func() error {
 		if k.kubelet.Exited() {
 			t.Fatalf("kubelet exited:\n%s", k.kubelet.tail())
 		}
