@@ -34,6 +34,17 @@ import (
 // Version is the Kubernetes release scripts/k8s-setup.sh builds.
 const Version = "v1.35.4"
 
+// The cluster is dual-stack: the Service ranges and the pod ranges
+// (--cluster-cidr) of both families. The IPv4 pod range lies inside the
+// ConfigMap's subnet 10.244.0.0/16; the IPv6 one is what an operator adds
+// to the ConfigMap for IPv6 pods (testDualStack).
+const (
+	serviceCIDRs     = "10.96.0.0/16,fd00:10:96::/112"
+	clusterCIDRs     = "10.244.0.0/16,fd00:10:244::/56"
+	clusterCIDRv6    = "fd00:10:244::/56"
+	clusterGatewayv6 = "fd00:10:244:ff::fffe"
+)
+
 // prefix is where scripts/e2e-setup.sh and scripts/k8s-setup.sh install.
 func prefix() string {
 	if p := os.Getenv("E2E_PREFIX"); p != "" {
@@ -281,7 +292,7 @@ func startControlPlane(t *testing.T, in *netsim.NS, addr string) *ControlPlane {
 		"--authorization-mode=Node,RBAC",
 		"--service-account-issuer=https://kubernetes.default.svc.cluster.local",
 		"--service-account-key-file="+saPubFile, "--service-account-signing-key-file="+saKeyFile,
-		"--service-cluster-ip-range=10.96.0.0/16", "--allow-privileged=true",
+		"--service-cluster-ip-range="+serviceCIDRs, "--allow-privileged=true",
 		"--kubelet-client-certificate="+adminCert, "--kubelet-client-key="+adminKey,
 		"--profiling=false", "--cert-dir="+filepath.Join(dir, "apiserver-certs"), "--v=1")
 	cp.AdminFile = cp.kubeconfig(t, "admin", &clientcmdapi.AuthInfo{ClientCertificate: adminCert, ClientKey: adminKey})

@@ -31,10 +31,7 @@ import (
 )
 
 const (
-	// clusterCIDR is the controller-manager's --cluster-cidr: inside the
-	// ConfigMap's subnet 10.244.0.0/16.
-	clusterCIDR = "10.244.0.0/16"
-	conflist    = "/etc/cni/net.d/10-vxvrf.conflist"
+	conflist = "/etc/cni/net.d/10-vxvrf.conflist"
 	// upgradeVersion is the VERSION of the second image, the rolling
 	// upgrade's target; the binaries carry it.
 	upgradeVersion = "vxvrf-upgrade-test"
@@ -125,8 +122,8 @@ func newDSCluster(t *testing.T, nodes, labNodes int) *dsCluster {
 		"--controllers=nodeipam,nodelifecycle,endpointslice,deployment,replicaset,daemonset-controller,"+
 			"garbage-collector-controller,serviceaccount-controller,root-ca-certificate-publisher-controller",
 		"--root-ca-file="+c.cp.PKI.CAFile,
-		"--allocate-node-cidrs=true", "--cluster-cidr="+clusterCIDR, "--node-cidr-mask-size=24",
-		"--service-cluster-ip-range=10.96.0.0/16", "--bind-address=127.0.0.1", "--secure-port=10257")
+		"--allocate-node-cidrs=true", "--cluster-cidr="+clusterCIDRs, "--node-cidr-mask-size-ipv4=24", "--node-cidr-mask-size-ipv6=64",
+		"--service-cluster-ip-range="+serviceCIDRs, "--bind-address=127.0.0.1", "--secure-port=10257")
 	sched := start(t, lab.Router, c.cp.Dir, "kube-scheduler", nil, k8sBin("kube-scheduler"),
 		"--kubeconfig="+c.cp.AdminFile, "--leader-elect=false", "--bind-address=127.0.0.1", "--secure-port=10259")
 	t.Cleanup(func() {
@@ -425,6 +422,7 @@ func TestDaemonSetCluster(t *testing.T) {
 		{"NodeJoinsAndLeaves", testJoinLeave},
 		{"AgentKilledDuringChurn", testAgentKilled},
 		{"RollingUpgrade", testUpgrade},
+		{"DualStack", testDualStack},
 		{"Uninstall", testUninstall},
 	}
 	for _, s := range steps {
@@ -929,6 +927,97 @@ func testUpgrade(t *testing.T, c *dsCluster) {
 	c.runPod(t, webPod("after-upgrade", to.name))
 }
 
+// testDualStack: the cluster allocates pod CIDRs of both families, and the
+// manifest's ConfigMap has an IPv4 range only. An operator adds an IPv6
+// range (and default route) to it: every agent sees the ConfigMap change
+// and re-renders its node's conflist with a second range set from the
+// node's IPv6 pod CIDR. New pods then get an address of each family, each
+// inside its node's spec.podCIDRs, and reach each other across nodes over
+// IPv6 as over IPv4; the older pods keep their IPv4 traffic.
+func testDualStack(t *testing.T, c *dsCluster) {
+	ctx := context.Background()
+	cms := c.cp.Admin.CoreV1().ConfigMaps("kube-system")
+	cm, err := cms.Get(ctx, "vxvrf-cluster", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cfg map[string]any
+	if err := json.Unmarshal([]byte(cm.Data["cluster.json"]), &cfg); err != nil {
+		t.Fatal(err)
+	}
+	found := false
+	for _, p := range cfg["conflist"].(map[string]any)["plugins"].([]any) {
+		ipam, ok := p.(map[string]any)["ipam"].(map[string]any)
+		if !ok {
+			continue
+		}
+		ipam["ranges"] = append(ipam["ranges"].([]any), []any{map[string]any{"subnet": clusterCIDRv6, "gateway": clusterGatewayv6}})
+		ipam["routes"] = append(ipam["routes"].([]any), map[string]any{"dst": "::/0"})
+		found = true
+	}
+	if !found {
+		t.Fatal("no ipam in the ConfigMap's conflist")
+	}
+	b, _ := json.MarshalIndent(cfg, "", "  ")
+	cm.Data["cluster.json"] = string(b)
+	t0 := time.Now()
+	if _, err := cms.Update(ctx, cm, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range c.nodes {
+		eventually(t, 3*time.Minute, k.name+" renders both families", func() error {
+			b, err := os.ReadFile(k.host(conflist))
+			if err != nil {
+				return err
+			}
+			if !strings.Contains(string(b), clusterCIDRv6) {
+				return fmt.Errorf("no IPv6 range yet")
+			}
+			return nil
+		})
+	}
+	t.Logf("ConfigMap edited: every node's conflist has the IPv6 range after %s (the kubelet's ConfigMap volume sync, then the agent's inotify)", time.Since(t0).Round(100*time.Millisecond))
+	v6 := map[string]string{}
+	for _, k := range c.nodes[:2] {
+		name := "dual-" + k.name
+		c.runPod(t, webPod(name, k.name))
+		p, err := c.cp.Admin.CoreV1().Pods("default").Get(ctx, name, metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		n, err := c.cp.Admin.CoreV1().Nodes().Get(ctx, k.name, metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(p.Status.PodIPs) != 2 || len(n.Spec.PodCIDRs) != 2 {
+			t.Fatalf("%s: pod IPs %v, node pod CIDRs %v: want one of each family", name, p.Status.PodIPs, n.Spec.PodCIDRs)
+		}
+		for _, ip := range p.Status.PodIPs {
+			in := false
+			for _, c := range n.Spec.PodCIDRs {
+				_, cidr, _ := net.ParseCIDR(c)
+				in = in || cidr.Contains(net.ParseIP(ip.IP))
+			}
+			if !in {
+				t.Errorf("%s: %s outside %s's pod CIDRs %v", name, ip.IP, k.name, n.Spec.PodCIDRs)
+			}
+			if net.ParseIP(ip.IP).To4() == nil {
+				v6[k.name] = ip.IP
+			}
+		}
+	}
+	a, b2 := c.nodes[0], c.nodes[1]
+	for _, pr := range [][2]*kubeletNode{{a, b2}, {b2, a}} {
+		if err := pr[0].ping("dual-"+pr[0].name, v6[pr[1].name]); err != nil {
+			t.Errorf("pod on %s → pod on %s over IPv6 (%s): %v", pr[0].name, pr[1].name, v6[pr[1].name], err)
+		}
+	}
+	t.Logf("dual-stack pods %v reach each other over IPv6 across nodes", v6)
+	if err := a.ping("web-"+a.name, c.podReady(t, "web-"+b2.name)); err != nil {
+		t.Errorf("an IPv4-only pod after the ConfigMap change: %v", err)
+	}
+}
+
 // testUninstall: the documented path (deploy/README.md, "Uninstall"):
 // kubectl delete -f vxvrf.yaml, the workloads deleted, then the uninstall
 // DaemonSet applied; once it is rolled out every node is as the README
@@ -1011,13 +1100,15 @@ func testUninstall(t *testing.T, c *dsCluster) {
 		// What stays of the firewall (plugins/sysctl-firewall/README.md):
 		// the three empty project chains and their jumps (iptables), the
 		// empty vxvrf tables (nftables); nothing of the network.
-		out, err := k.run("iptables-save")
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, l := range strings.Split(grepLines(string(out), "vxvrf"), "\n") {
-			if l != "" && !projectHook.MatchString(l) {
-				t.Errorf("%s: iptables object of vxvrf left: %s", k.name, l)
+		for _, save := range []string{"iptables-save", "ip6tables-save"} {
+			out, err := k.run(save)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, l := range strings.Split(grepLines(string(out), "vxvrf"), "\n") {
+				if l != "" && !projectHook.MatchString(l) {
+					t.Errorf("%s: %s: object of vxvrf left: %s", k.name, save, l)
+				}
 			}
 		}
 		if out, err := k.run("nft", "list", "ruleset"); err == nil && strings.Contains(string(out), "masq-") {

@@ -139,7 +139,8 @@ disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapsho
 // failCgroupV1: false, since this machine has cgroup v1, which a v1.35
 // kubelet refuses by default. The crash-loop back-off is capped at 1 s so
 // that the agent, killed over and over by the fault test, comes back at
-// once (a node setting, beta and on by default in v1.35).
+// once (a node setting, beta and on by default in v1.35); syncFrequency
+// 10 s (default 1 min) lets a ConfigMap edit reach the pods' volumes sooner.
 const kubeletConfig = `apiVersion: kubelet.config.k8s.io/v1beta1
 kind: KubeletConfiguration
 cgroupDriver: cgroupfs
@@ -155,6 +156,7 @@ healthzPort: 0
 containerRuntimeEndpoint: unix://%s
 crashLoopBackOff:
   maxContainerRestartPeriod: 1s
+syncFrequency: 10s
 authentication:
   anonymous:
     enabled: true
@@ -406,7 +408,7 @@ func (c *dsCluster) startKubeletNode(t *testing.T, i int, name string) *kubeletN
 	// kube-proxy in iptables mode, the default.
 	k.start(t, "kube-proxy", k8sBin("kube-proxy"),
 		"--kubeconfig="+c.cp.AdminFile, "--hostname-override="+name, "--proxy-mode=iptables",
-		"--cluster-cidr="+clusterCIDR, "--conntrack-max-per-core=0",
+		"--cluster-cidr="+clusterCIDRs, "--conntrack-max-per-core=0",
 		"--conntrack-tcp-timeout-established=0", "--conntrack-tcp-timeout-close-wait=0",
 		"--metrics-bind-address=127.0.0.1:10249", "--healthz-bind-address=127.0.0.1:10256")
 	return k
