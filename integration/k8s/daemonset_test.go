@@ -610,6 +610,12 @@ func testServices(t *testing.T, c *dsCluster) {
 		return k.fetch(client, svc.Spec.ClusterIP, 80)
 	})
 	t.Logf("ClusterIP %s (endpoint on %s) reached from %s %s after the Service was created", svc.Spec.ClusterIP, k.name, client, took.Round(time.Millisecond))
+	// Hairpin: the endpoint itself reaches its Service (kube-proxy DNATs
+	// the packet back to it; the bridge port must send it back out).
+	took = eventually(t, 10*time.Second, "web-node-1 → its own Service's ClusterIP (hairpin)", func() error {
+		return k.fetch("web-"+k.name, svc.Spec.ClusterIP, 80)
+	})
+	t.Logf("the endpoint web-%s reaches its own Service (hairpin) after %s", k.name, took.Round(time.Millisecond))
 	port := int(svc.Spec.Ports[0].NodePort)
 	eventually(t, 30*time.Second, fmt.Sprintf("external host → NodePort %s:%d", k.Addr, port), func() error {
 		return served(c.lab.External.In("busybox", "sh", "-c", httpGet(k.Addr.String(), port)))
