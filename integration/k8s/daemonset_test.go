@@ -108,6 +108,7 @@ func newDSCluster(t *testing.T, nodes, labNodes int) *dsCluster {
 	}
 	t0 := time.Now()
 	c := &dsCluster{dir: t.TempDir(), image: archiveImage(t, archive), imageTars: []string{archive}}
+	sweepShims(t)
 	saveHostState(t)
 	mountPoints(t)
 	lab, err := netsim.NewCluster("k8d", labNodes)

@@ -6,9 +6,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -105,6 +107,60 @@ func mountPoints(t *testing.T) {
 			}
 		}
 	})
+}
+
+// sweepShims kills what an earlier run killed hard (a go test timeout, so
+// no cleanup ran) left behind: containerd shims of this package's kubelet
+// nodes, found by their -address under a test temp dir, whose containerd
+// is gone (its socket refuses connections), and their containers. Shims of
+// a run in progress are left alone. That run's temp dir goes too; the
+// namespaces go with netsim.Sweep.
+func sweepShims(t *testing.T) {
+	t.Helper()
+	stale := map[string]bool{}
+	ents, _ := os.ReadDir("/proc")
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+		if err != nil {
+			continue
+		}
+		args := strings.Split(string(b), "\x00")
+		if !strings.HasSuffix(args[0], "containerd-shim-runc-v2") {
+			continue
+		}
+		i := slices.Index(args, "-address")
+		if i < 0 || i+1 >= len(args) {
+			continue
+		}
+		sock := args[i+1]
+		if !strings.HasPrefix(sock, filepath.Join(os.TempDir(), "Test")) || !strings.HasSuffix(sock, "/containerd/containerd.sock") {
+			continue
+		}
+		if c, err := net.DialTimeout("unix", sock, time.Second); err == nil {
+			c.Close()
+			continue
+		}
+		children, _ := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/children", pid, pid))
+		for _, f := range strings.Fields(string(children)) {
+			if c, err := strconv.Atoi(f); err == nil {
+				_ = syscall.Kill(c, syscall.SIGKILL)
+			}
+		}
+		_ = syscall.Kill(pid, syscall.SIGKILL)
+		t.Logf("killed shim %d of an earlier run (%s)", pid, sock)
+		// That run's temp dir: /tmp/TestX123/001/node-1/containerd/containerd.sock.
+		stale[filepath.Join(os.TempDir(), strings.Split(strings.TrimPrefix(sock, os.TempDir()+"/"), "/")[0])] = true
+	}
+	for d := range stale {
+		time.Sleep(200 * time.Millisecond) // the killed shims release their files
+		if err := os.RemoveAll(d); err != nil {
+			t.Logf("remove %s of an earlier run: %v", d, err)
+		}
+	}
 }
 
 const containerdConfig = `version = 2
