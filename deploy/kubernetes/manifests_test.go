@@ -188,7 +188,16 @@ func TestRBAC(t *testing.T) {
 }
 
 type plugin struct {
-	Type  string `json:"type"`
+	Type   string `json:"type"`
+	Bridge *struct {
+		MAC           string   `json:"mac"`
+		NodeAddresses []string `json:"nodeAddresses"`
+	} `json:"bridge"`
+	IPAM *struct {
+		Ranges [][]struct {
+			RangeStart string `json:"rangeStart"`
+		} `json:"ranges"`
+	} `json:"ipam"`
 	VXLAN *struct {
 		Local   string   `json:"local"`
 		Remotes []string `json:"remotes"`
@@ -242,6 +251,17 @@ func TestConfigMapRendersForEveryNode(t *testing.T) {
 		vx := r.Plugins[i].VXLAN
 		if vx.Local != n.Address || slices.Contains(vx.Remotes, n.Address) || len(vx.Remotes) != len(c.Nodes)-1 {
 			t.Errorf("%s: vxlan local %s remotes %v: want its own address as local and every other node as a remote", n.Name, vx.Local, vx.Remotes)
+		}
+		// Per-node bridge MACs and the node's own address on the bridge
+		// (bridge.nodeAddresses), so Services with endpoints on other
+		// nodes work; the node's range starts after it.
+		node, start := strings.Replace(n.PodCIDRs[0], ".0/24", ".1/16", 1), strings.Replace(n.PodCIDRs[0], ".0/24", ".2", 1)
+		if b := r.Plugins[i].Bridge; b == nil || b.MAC != "" || !slices.Equal(b.NodeAddresses, []string{node}) {
+			t.Errorf("%s: bridge %+v, want no mac and nodeAddresses [%s]", n.Name, b, node)
+		}
+		j := slices.IndexFunc(r.Plugins, func(p plugin) bool { return p.IPAM != nil })
+		if j < 0 || r.Plugins[j].IPAM.Ranges[0][0].RangeStart != start {
+			t.Errorf("%s: IPAM %+v, want rangeStart %s (after the node address)", n.Name, r.Plugins[j].IPAM, start)
 		}
 	}
 }

@@ -22,8 +22,9 @@ import (
 // lab's): the installer copies the built plugins into each node's own
 // DESTDIR root and renders that node's conflist, the chain runs from exactly
 // those files through libcni, each pod gets an address from its node's
-// range, and the pods reach each other across the VXLAN peers the installer
-// filled in.
+// range, the pods reach each other across the VXLAN peers the installer
+// filled in, and each node reaches the other node's pod from its own
+// address on the bridge.
 func TestInstalledChainAcrossNodes(t *testing.T) {
 	if testing.Short() {
 		t.Skip("privileged multi-node test")
@@ -122,6 +123,26 @@ func TestInstalledChainAcrossNodes(t *testing.T) {
 		}
 		if err != nil {
 			t.Errorf("pod on n%d cannot reach %s on the other node: %v\n%s", i+1, peer, err, out)
+		}
+	}
+	// Node -> pod on the other node (what a Service DNAT, a NodePort or a
+	// probe from the node needs), from the node's own address on the
+	// bridge (bridge.nodeAddresses, rendered by the installer).
+	for i, n := range nodes {
+		peer := pods[1-i].addr.String()
+		var out []byte
+		var err error
+		for try := 0; try < 5; try++ {
+			if out, err = n.In("ping", "-c", "1", "-W", "1", peer); err == nil {
+				break
+			}
+		}
+		if err != nil {
+			t.Errorf("node n%d cannot reach the pod %s on the other node: %v\n%s", i+1, peer, err, out)
+		}
+		want := fmt.Sprintf("src 10.244.%d.1", i)
+		if out, _ := n.In("ip", "-4", "route", "get", peer); !strings.Contains(string(out), want) {
+			t.Errorf("node n%d: route to %s %q, want %s (its node address)", i+1, peer, out, want)
 		}
 	}
 	if t.Failed() {

@@ -376,15 +376,26 @@ func Lines(s string, sub ...string) []string {
 // masquerading node's uplink address when it works). The reply (a line
 // carrying that address) must come back for it to succeed.
 func (c *Cluster) Egress(from *netsim.NS) (net.IP, error) {
+	return TCPPeer(c.External, net.JoinHostPort(netsim.ExternalHost, "0"), from, "")
+}
+
+// TCPPeer listens on listen (host:port) in server, dials dial (host:port;
+// "" = the listener's own address) from client and returns the source
+// address the server saw. The server sends it back as a line, which the
+// client must read: the reply path must work too.
+func TCPPeer(server *netsim.NS, listen string, client *netsim.NS, dial string) (net.IP, error) {
 	var ln net.Listener
-	if err := c.External.Do(func(ns.NetNS) error {
+	if err := server.Do(func(ns.NetNS) error {
 		var err error
-		ln, err = net.Listen("tcp", net.JoinHostPort(netsim.ExternalHost, "0"))
+		ln, err = net.Listen("tcp", listen)
 		return err
 	}); err != nil {
-		return nil, fmt.Errorf("listen on the external host: %w", err)
+		return nil, fmt.Errorf("listen on %s in %s: %w", listen, server.Name, err)
 	}
 	defer ln.Close()
+	if dial == "" {
+		dial = ln.Addr().String()
+	}
 	seen := make(chan net.IP, 1)
 	go func() {
 		conn, err := ln.Accept()
@@ -398,16 +409,16 @@ func (c *Cluster) Egress(from *netsim.NS) (net.IP, error) {
 		_, _ = io.WriteString(conn, peer.String()+"\n")
 	}()
 	var got string
-	err := from.Do(func(ns.NetNS) error {
-		conn, err := net.DialTimeout("tcp", ln.Addr().String(), 3*time.Second)
+	err := client.Do(func(ns.NetNS) error {
+		conn, err := net.DialTimeout("tcp", dial, 3*time.Second)
 		if err != nil {
-			return fmt.Errorf("dial %s: %w", ln.Addr(), err)
+			return fmt.Errorf("dial %s: %w", dial, err)
 		}
 		defer conn.Close()
 		_ = conn.SetDeadline(time.Now().Add(3 * time.Second))
 		line, err := bufio.NewReader(conn).ReadString('\n')
 		if err != nil {
-			return fmt.Errorf("no reply from %s: %w", ln.Addr(), err)
+			return fmt.Errorf("no reply from %s: %w", dial, err)
 		}
 		got = strings.TrimSpace(line)
 		return nil
@@ -418,7 +429,7 @@ func (c *Cluster) Egress(from *netsim.NS) (net.IP, error) {
 	}
 	peer := <-seen
 	if peer == nil || peer.String() != got {
-		return nil, fmt.Errorf("the external host saw %v but the reply said %q", peer, got)
+		return nil, fmt.Errorf("%s saw %v but the reply said %q", server.Name, peer, got)
 	}
 	return peer, nil
 }

@@ -71,6 +71,10 @@ type Bridge struct {
 	Addrs   []string `json:"addrs,omitempty"`
 	Master  string   `json:"master,omitempty"`
 	Ports   []string `json:"ports,omitempty"`
+	// NodeAddrs is the configured bridge.nodeAddresses (the node's own
+	// addresses on the bridge); MissingNodeAddrs those the bridge lacks.
+	NodeAddrs        []string `json:"nodeAddresses,omitempty"`
+	MissingNodeAddrs []string `json:"nodeAddressesMissing,omitempty"`
 }
 
 // VXLAN is the network's VXLAN device and its flood list against the
@@ -135,6 +139,7 @@ type netConfig struct {
 	vrfTable             uint32
 	hasVRF               bool
 	bridge               string
+	nodeAddrs            []string
 	vni, port            int
 	mode                 string
 	peers                []string
@@ -162,7 +167,8 @@ func loadConfig(file string) (*netConfig, error) {
 				Table uint32 `json:"table"`
 			} `json:"vrf"`
 			Bridge struct {
-				Name string `json:"name"`
+				Name          string   `json:"name"`
+				NodeAddresses []string `json:"nodeAddresses"`
 			} `json:"bridge"`
 			VXLAN *struct {
 				VNI     int      `json:"vni"`
@@ -190,6 +196,12 @@ func loadConfig(file string) (*netConfig, error) {
 			}
 			if c.Bridge.Name != "" {
 				nc.bridge = c.Bridge.Name
+			}
+			for _, a := range c.Bridge.NodeAddresses {
+				if ip, n, err := net.ParseCIDR(a); err == nil {
+					a = (&net.IPNet{IP: ip, Mask: n.Mask}).String()
+				}
+				nc.nodeAddrs = append(nc.nodeAddrs, a)
 			}
 			if v := c.VXLAN; v != nil {
 				nc.vni, nc.port, nc.peers = v.VNI, v.Port, v.Remotes
@@ -270,10 +282,16 @@ func collectNetwork(nc *netConfig, links map[string]netlink.Link, fw *Firewall, 
 		}
 	}
 	n.Bridge.Name = nc.bridge
+	n.Bridge.NodeAddrs = nc.nodeAddrs
 	if l, ok := links[nc.bridge]; ok {
 		a := l.Attrs()
 		n.Bridge.Present, n.Bridge.MTU, n.Bridge.MAC = true, a.MTU, a.HardwareAddr.String()
 		n.Bridge.Addrs = addrs(l)
+		for _, a := range nc.nodeAddrs {
+			if !slices.Contains(n.Bridge.Addrs, a) {
+				n.Bridge.MissingNodeAddrs = append(n.Bridge.MissingNodeAddrs, a)
+			}
+		}
 		n.Bridge.Master = masterName(links, a.MasterIndex)
 		for name, p := range links {
 			if p.Attrs().MasterIndex == a.Index {

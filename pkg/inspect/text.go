@@ -36,6 +36,12 @@ func (r *Report) WriteText(w io.Writer) {
 			fmt.Fprintf(w, " ports %d", len(b.Ports))
 		}
 		fmt.Fprintln(w)
+		if len(b.NodeAddrs) > 0 {
+			fmt.Fprintf(w, "  node addr %s (bridge.nodeAddresses)\n", strings.Join(b.NodeAddrs, ", "))
+		}
+		if len(b.MissingNodeAddrs) > 0 {
+			fmt.Fprintf(w, "  !         node addresses missing from the bridge: %s (the next ADD adds them)\n", strings.Join(b.MissingNodeAddrs, ", "))
+		}
 		if v := n.VXLAN; v != nil {
 			fmt.Fprintf(w, "  vxlan     %s vni %d mode %s%s", v.Name, v.VNI, v.Mode, missing(v.Present))
 			if v.Present {

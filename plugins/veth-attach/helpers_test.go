@@ -62,6 +62,19 @@ func hostLocal(dataDir string, rangeStart, rangeEnd string) map[string]any {
 	}
 }
 
+// dualStack is a host-local ipam block with its own dataDir, the IPv4 test
+// subnet and the IPv6 subnet sub6 with gateway gw6, and default routes of
+// both families.
+func dualStack(dataDir, sub6, gw6 string) map[string]any {
+	ipam := hostLocal(dataDir, "", "")
+	ipam["ranges"] = []any{
+		[]map[string]any{{"subnet": subnet, "gateway": gateway}},
+		[]map[string]any{{"subnet": sub6, "gateway": gw6}},
+	}
+	ipam["routes"] = []map[string]any{{"dst": "0.0.0.0/0"}, {"dst": "::/0"}}
+	return ipam
+}
+
 // bridgePrev is a prevResult as vrf-vxlan-bridge leaves it: uplink, bridge.
 func bridgePrev(ver string) map[string]any {
 	return map[string]any{

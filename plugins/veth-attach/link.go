@@ -17,6 +17,7 @@ import (
 	"github.com/containernetworking/plugins/pkg/ns"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netlink/nl"
+	"golang.org/x/sys/unix"
 
 	"github.com/vxvrf/cni/pkg/cniutil"
 	"github.com/vxvrf/cni/pkg/naming"
@@ -279,7 +280,11 @@ func ensureGateways(br netlink.Link, ips []*current.IPConfig) error {
 			if ipc.Gateway.To4() == nil {
 				addr.Flags = ifaNoDAD
 			}
-			if err := netlink.AddrAdd(br, addr); err != nil && !errors.Is(err, syscall.EEXIST) {
+			err := netlink.AddrAdd(br, addr)
+			if addr.IP.To4() == nil && (err == nil || errors.Is(err, syscall.EEXIST)) {
+				err = deprecateGateway(br, addr)
+			}
+			if err != nil && !errors.Is(err, syscall.EEXIST) {
 				return fmt.Errorf("add gateway %s to bridge %q: %w", addr.IPNet, br.Attrs().Name, err)
 			}
 		}
@@ -288,6 +293,46 @@ func ensureGateways(br netlink.Link, ips []*current.IPConfig) error {
 				return err
 			}
 		}
+	}
+	return nil
+}
+
+// Address lifetimes (IFA_CACHEINFO): valid forever, preferred never.
+const (
+	lifetimeForever = 0xffffffff
+	lifetimeNone    = 0
+)
+
+// deprecateGateway makes the IPv6 gateway gw on the bridge deprecated
+// (preferred_lft 0, valid forever) when the bridge also has a node address
+// in the gateway's subnet (vrf-vxlan-bridge's bridge.nodeAddresses): a
+// deprecated address still answers neighbour solicitations and takes the
+// pods' traffic, but the kernel picks it as source only when nothing
+// else fits, so the node's own traffic into the subnet leaves with the
+// node address instead of the address every node shares. A gateway added
+// before the node address (a network from before the key) is changed in
+// place. Without a node address it does nothing.
+func deprecateGateway(br netlink.Link, gw *netlink.Addr) error {
+	list, err := netlinksafe.AddrList(br, netlink.FAMILY_V6)
+	if err != nil {
+		return fmt.Errorf("list addresses of bridge %q: %w", br.Attrs().Name, err)
+	}
+	node, deprecated := false, false
+	for _, a := range list {
+		switch {
+		case a.IP.Equal(gw.IP):
+			deprecated = a.PreferedLft == lifetimeNone
+		case a.IP.IsGlobalUnicast() && a.Mask.String() == gw.Mask.String() && gw.IPNet.Contains(a.IP) && a.Flags&unix.IFA_F_DEPRECATED == 0:
+			node = true
+		}
+	}
+	if !node || deprecated {
+		return nil
+	}
+	d := *gw
+	d.ValidLft, d.PreferedLft = lifetimeForever, lifetimeNone
+	if err := netlink.AddrReplace(br, &d); err != nil {
+		return fmt.Errorf("deprecate gateway %s on bridge %q: %w", gw.IPNet, br.Attrs().Name, err)
 	}
 	return nil
 }

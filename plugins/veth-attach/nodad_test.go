@@ -14,12 +14,7 @@ import (
 func TestNoDADAddressesUsableAtOnce(t *testing.T) {
 	lab, node := newNode(t, "va-nd")
 	e := env(t)
-	ipam := hostLocal(t.TempDir(), "", "")
-	ipam["ranges"] = []any{
-		[]map[string]any{{"subnet": subnet, "gateway": gateway}},
-		[]map[string]any{{"subnet": "fd78::/64", "gateway": "fd78::1"}},
-	}
-	ipam["routes"] = []map[string]any{{"dst": "0.0.0.0/0"}, {"dst": "::/0"}}
+	ipam := dualStack(t.TempDir(), "fd78::/64", "fd78::1")
 	for _, c := range []struct {
 		name      string
 		enableDad bool

@@ -57,8 +57,13 @@ type BridgeConf struct {
 	Name string `json:"name,omitempty"`
 	MTU  int    `json:"mtu,omitempty"`
 	MAC  string `json:"mac,omitempty"`
+	// NodeAddresses are this node's own addresses on the bridge, at most
+	// one per family, with the prefix length of the network's subnet
+	// (see ensureNodeAddresses).
+	NodeAddresses []string `json:"nodeAddresses,omitempty"`
 
-	mac net.HardwareAddr
+	mac       net.HardwareAddr
+	nodeAddrs []*net.IPNet
 }
 
 // VXLANConf configures the VXLAN device; absent means a single-node network.
@@ -137,6 +142,9 @@ func parseConfig(stdin []byte) (*NetConf, error) {
 		}
 		conf.Bridge.mac = mac
 	}
+	if err := parseNodeAddresses(conf); err != nil {
+		return nil, err
+	}
 	if conf.AnycastGateway && conf.Bridge.mac == nil {
 		conf.Bridge.mac = naming.AnycastGatewayMAC(conf.Name)
 	}
@@ -205,4 +213,41 @@ func parseConfig(stdin []byte) (*NetConf, error) {
 		}
 	}
 	return conf, nil
+}
+
+// parseNodeAddresses validates bridge.nodeAddresses: unicast addresses in
+// CIDR form, at most one per family, and a bridge MAC of this node's own.
+// With one MAC on every bridge (bridge.mac, anycastGateway) a pod's reply
+// to the node's ARP/ND would be taken by its own node's bridge.
+func parseNodeAddresses(conf *NetConf) error {
+	seen := map[bool]string{}
+	for _, s := range conf.Bridge.NodeAddresses {
+		ip, n, err := net.ParseCIDR(s)
+		if err != nil {
+			return cniutil.InvalidConfig(fmt.Errorf("bridge.nodeAddresses: %q is not an address with a prefix length (e.g. \"10.244.1.1/16\", the subnet's prefix)", s))
+		}
+		if !ip.IsGlobalUnicast() {
+			return cniutil.InvalidConfig(fmt.Errorf("bridge.nodeAddresses: %s is not a unicast address", s))
+		}
+		v4 := ip.To4() != nil
+		if v4 {
+			ip = ip.To4()
+		}
+		if ip.Equal(n.IP) {
+			return cniutil.InvalidConfig(fmt.Errorf("bridge.nodeAddresses: %s is the network address of %s, not a host address", s, n))
+		}
+		if o, dup := seen[v4]; dup {
+			return cniutil.InvalidConfig(fmt.Errorf("bridge.nodeAddresses: %s and %s are of the same family; give at most one per family", o, s))
+		}
+		seen[v4] = s
+		conf.Bridge.nodeAddrs = append(conf.Bridge.nodeAddrs, &net.IPNet{IP: ip, Mask: n.Mask})
+	}
+	if len(conf.Bridge.nodeAddrs) > 0 && conf.anycast() {
+		key := "bridge.mac"
+		if conf.AnycastGateway {
+			key = "anycastGateway"
+		}
+		return cniutil.InvalidConfig(fmt.Errorf("bridge.nodeAddresses needs a bridge MAC of this node's own, but %s gives every node's bridge the same MAC: a pod's reply to the node's ARP/ND would be taken by the pod's own node. Remove %s (the bridge then keeps the random MAC it was born with) or remove bridge.nodeAddresses", key, key))
+	}
+	return nil
 }

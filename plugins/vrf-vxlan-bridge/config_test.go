@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"net"
+	"strings"
 	"testing"
 
 	"github.com/containernetworking/cni/pkg/types"
@@ -92,6 +93,13 @@ func TestParseConfigErrors(t *testing.T) {
 		{"bridge mac", `{"bridge":{"mac":"zz"}}`, 7},
 		{"bridge multicast mac", `{"bridge":{"mac":"01:00:5e:00:00:01"}}`, 7},
 		{"same names", `{"vrf":{"name":"x","table":10},"bridge":{"name":"x"}}`, 7},
+		{"node address without prefix", `{"bridge":{"nodeAddresses":["10.244.1.1"]}}`, 7},
+		{"node address not an address", `{"bridge":{"nodeAddresses":["nope/16"]}}`, 7},
+		{"node address network address", `{"bridge":{"nodeAddresses":["10.244.0.0/16"]}}`, 7},
+		{"node address multicast", `{"bridge":{"nodeAddresses":["239.0.0.1/8"]}}`, 7},
+		{"node address link-local", `{"bridge":{"nodeAddresses":["fe80::1/64"]}}`, 7},
+		{"two node addresses of a family", `{"bridge":{"nodeAddresses":["10.244.1.1/16","10.244.1.2/16"]}}`, 7},
+		{"node addresses not a list", `{"bridge":{"nodeAddresses":"10.244.1.1/16"}}`, 7},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -168,5 +176,36 @@ func TestParseConfigEgress(t *testing.T) {
 	var te *types.Error
 	if !errors.As(err, &te) || te.Code != 7 {
 		t.Errorf("table 70000 with egress: %v, want code 7", err)
+	}
+}
+
+func TestParseConfigNodeAddresses(t *testing.T) {
+	conf, err := parseConfig([]byte(`{"cniVersion":"1.0.0","name":"red","type":"x","bridge":{"nodeAddresses":["10.244.1.1/16","fd00:10:244:1::1/56"]}}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, a := range conf.Bridge.nodeAddrs {
+		got = append(got, a.String())
+	}
+	if len(got) != 2 || got[0] != "10.244.1.1/16" || got[1] != "fd00:10:244:1::1/56" || len(conf.Bridge.nodeAddrs[0].IP) != 4 {
+		t.Errorf("node addresses %v, want [10.244.1.1/16 fd00:10:244:1::1/56] (IPv4 in 4 bytes)", got)
+	}
+	// A node address needs a bridge MAC of the node's own: refused with
+	// bridge.mac or anycastGateway, naming both keys and the fix.
+	for key, in := range map[string]string{
+		"bridge.mac":     `"bridge":{"mac":"02:00:0a:f4:00:01","nodeAddresses":["10.244.1.1/16"]}`,
+		"anycastGateway": `"anycastGateway":true,"bridge":{"nodeAddresses":["10.244.1.1/16"]}`,
+	} {
+		_, err := parseConfig([]byte(`{"cniVersion":"1.0.0","name":"red","type":"x",` + in + `}`))
+		var te *types.Error
+		if !errors.As(err, &te) || te.Code != types.ErrInvalidNetworkConfig {
+			t.Fatalf("%s with nodeAddresses: %v, want code 7", key, err)
+		}
+		for _, want := range []string{"bridge.nodeAddresses", key, "Remove " + key} {
+			if !strings.Contains(te.Msg, want) {
+				t.Errorf("%s: message %q lacks %q", key, te.Msg, want)
+			}
+		}
 	}
 }

@@ -467,14 +467,9 @@ func checkAnycast(vx netlink.Link, gw net.HardwareAddr, local net.IP, c *VXLANCo
 	if !c.learning() {
 		return nil
 	}
-	list, err := kernel.NeighList(vx.Attrs().Index, syscall.AF_BRIDGE)
-	if err != nil {
-		return fmt.Errorf("list fdb of %s: %w", vx.Attrs().Name, err)
-	}
-	for _, n := range list {
-		if bytes.Equal(n.HardwareAddr, gw) && n.Flags&netlink.NTF_SELF != 0 && n.State&netlink.NUD_PERMANENT != 0 && ipEqual(n.IP, local) {
-			return nil
-		}
+	pinned, err := hasFDB(vx, anycastNeigh(vx, gw, local))
+	if err != nil || pinned {
+		return err
 	}
 	return fmt.Errorf("vxlan %s lacks the permanent fdb entry %s dst %s for the anycast gateway", vx.Attrs().Name, gw, local)
 }

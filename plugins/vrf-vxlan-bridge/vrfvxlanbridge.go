@@ -93,12 +93,20 @@ func cmdAdd(args *skel.CmdArgs) error {
 	if err != nil {
 		return wrap(err)
 	}
+	if err := ensureNodeAddresses(br, conf.Bridge.nodeAddrs); err != nil {
+		return wrap(err)
+	}
 	names = append(names, conf.Bridge.Name)
 	if conf.VXLAN != nil {
 		vx, isNew, err := ensureVXLAN(conf.VXLAN, u, mtu, br, conf.anycast(), own)
 		track(vx, isNew)
 		if err != nil {
 			return wrap(err)
+		}
+		if len(conf.Bridge.nodeAddrs) > 0 {
+			if err := leaveAnycast(conf.Name, br, vx, u.local); err != nil {
+				return wrap(err)
+			}
 		}
 		if len(conf.VXLAN.remotes) > 0 {
 			if err := ensureRemotes(vx, peers(conf.VXLAN.remotes, u.local)); err != nil {
@@ -211,7 +219,7 @@ func checkDevices(conf *NetConf, u *underlay, mtu int) error {
 		return err
 	}
 	if conf.VXLAN == nil {
-		return nil
+		return checkNodeAddresses(br, conf.Bridge.nodeAddrs)
 	}
 	vx, err := netlinksafe.LinkByName(conf.VXLAN.Name())
 	if err != nil {
@@ -235,7 +243,16 @@ func checkDevices(conf *NetConf, u *underlay, mtu int) error {
 	if conf.anycast() {
 		return checkAnycast(vx, a.HardwareAddr, u.local, conf.VXLAN)
 	}
-	return nil
+	if len(conf.Bridge.nodeAddrs) > 0 {
+		shared, _, err := anycastLeft(conf.Name, br, vx, u.local)
+		if err != nil {
+			return err
+		}
+		if shared {
+			return fmt.Errorf("bridge %s still has the anycast gateway MAC %s every node's bridge shares (from bridge.mac or anycastGateway): with bridge.nodeAddresses it needs one of its own; the next ADD gives it one", a.Name, a.HardwareAddr)
+		}
+	}
+	return checkNodeAddresses(br, conf.Bridge.nodeAddrs)
 }
 
 // cmdStatus answers 50 when ADD would fail on this node's state: the VXLAN

@@ -97,7 +97,8 @@ func TestNodesBecomePeersAndRanges(t *testing.T) {
 		t.Errorf("peers %v", got)
 	}
 	b, _ := json.Marshal(list)
-	for _, want := range []string{`"local":"192.0.2.11"`, `"rangeStart":"10.244.1.1"`, `"rangeEnd":"10.244.1.254"`, `"rangeStart":"fd00:244:0:1::1"`, `"localAddress":"192.0.2.11"`} {
+	for _, want := range []string{`"local":"192.0.2.11"`, `"rangeStart":"10.244.1.2"`, `"rangeEnd":"10.244.1.254"`, `"rangeStart":"fd00:244:0:1::2"`,
+		`"nodeAddresses":["10.244.1.1/16","fd00:244:0:1::1/56"]`, `"localAddress":"192.0.2.11"`} {
 		if !strings.Contains(string(b), want) {
 			t.Errorf("rendered conflist lacks %s: %s", want, b)
 		}

@@ -133,6 +133,14 @@ func sameCIDRs(a, b []string) bool {
 //     of the node's pod CIDRs; it gets rangeStart/rangeEnd spanning that pod
 //     CIDR (its first address + 1 to its broadcast − 1, or its last address
 //     for IPv6), so every node allocates from its own part of the shared subnet.
+//   - vrf-vxlan-bridge with a `vxlan` object and a bridge MAC of the node's
+//     own (no `bridge.mac`, no `anycastGateway`): `bridge.nodeAddresses` =
+//     per family, the first host address of the node's pod CIDR (the next
+//     one when that is the range's gateway) with the shared subnet's prefix
+//     length, and the range starts after it. A `nodeAddresses` key in the
+//     cluster config is left alone when empty (`[]` turns the node
+//     addresses off) and refused otherwise: the conflist is the same on
+//     every node, and so would the address be.
 //
 // The output is deterministic (keys sorted) and loads with libcni.
 func Render(c *Cluster, v *NodeView) ([]byte, error) {
@@ -146,6 +154,19 @@ func Render(c *Cluster, v *NodeView) ([]byte, error) {
 	if !ok || len(plugins) == 0 {
 		return nil, fmt.Errorf("cluster config: conflist has no plugins list")
 	}
+	var bridge map[string]any // the vrf-vxlan-bridge plugin that gets node addresses; nil: none
+	for i, p := range plugins {
+		if pm, ok := p.(map[string]any); ok && pm["type"] == "vrf-vxlan-bridge" {
+			want, err := wantsNodeAddresses(pm, fmt.Sprintf("conflist plugins[%d] (vrf-vxlan-bridge)", i))
+			if err != nil {
+				return nil, err
+			}
+			if want {
+				bridge = pm
+			}
+		}
+	}
+	nodeAddrs := map[bool]string{} // by family (IPv4: true)
 	for i, p := range plugins {
 		pm, ok := p.(map[string]any)
 		if !ok {
@@ -167,10 +188,28 @@ func Render(c *Cluster, v *NodeView) ([]byte, error) {
 			}
 		}
 		if ipam, ok := pm["ipam"].(map[string]any); ok {
-			if err := fillRanges(ipam, v, where); err != nil {
+			addrs := nodeAddrs
+			if bridge == nil {
+				addrs = nil
+			}
+			if err := fillRanges(ipam, v, where, addrs); err != nil {
 				return nil, err
 			}
 		}
+	}
+	if bridge != nil && len(nodeAddrs) > 0 {
+		var list []any
+		for _, v4 := range []bool{true, false} {
+			if a, ok := nodeAddrs[v4]; ok {
+				list = append(list, a)
+			}
+		}
+		b, ok := bridge["bridge"].(map[string]any)
+		if !ok {
+			b = map[string]any{}
+			bridge["bridge"] = b
+		}
+		b["nodeAddresses"] = list
 	}
 	var buf bytes.Buffer
 	enc := json.NewEncoder(&buf)
@@ -207,7 +246,40 @@ func fillVXLAN(vx map[string]any, v *NodeView, where string) error {
 	return nil
 }
 
-func fillRanges(ipam map[string]any, v *NodeView, where string) error {
+// wantsNodeAddresses says whether the vrf-vxlan-bridge plugin pm gets
+// node addresses: not without VXLAN, not with an anycast bridge MAC
+// (bridge.mac, anycastGateway), not with nodeAddresses: [] in the cluster
+// config; a non-empty list there is an error.
+func wantsNodeAddresses(pm map[string]any, where string) (bool, error) {
+	if _, ok := pm["vxlan"].(map[string]any); !ok {
+		return false, nil
+	}
+	if a, _ := pm["anycastGateway"].(bool); a {
+		return false, nil
+	}
+	b, ok := pm["bridge"].(map[string]any)
+	if !ok {
+		_, present := pm["bridge"]
+		return !present, nil // present but not an object: the plugin refuses it
+	}
+	if m, _ := b["mac"].(string); m != "" {
+		return false, nil
+	}
+	if na, present := b["nodeAddresses"]; present {
+		if l, ok := na.([]any); ok && len(l) == 0 {
+			return false, nil
+		}
+		return false, fmt.Errorf("%s: bridge.nodeAddresses is a per-node value and the conflist is the same on every node: leave it out (each node gets the first address of its pod CIDR) or set it to [] (no node addresses)", where)
+	}
+	return true, nil
+}
+
+// fillRanges sets each range's rangeStart/rangeEnd from the node's pod
+// CIDR. With nodeAddrs (not nil) the first host address of the pod CIDR
+// (the next one when that is the range's gateway) is the node's own, with
+// the subnet's prefix length, recorded once per family, and the range
+// starts after it.
+func fillRanges(ipam map[string]any, v *NodeView, where string, nodeAddrs map[bool]string) error {
 	if _, legacy := ipam["subnet"]; legacy {
 		return fmt.Errorf("%s: ipam uses the legacy single-range form (subnet); write it as ranges: [[{subnet, gateway}]] so a per-node range can be filled in", where)
 	}
@@ -252,6 +324,25 @@ func fillRanges(ipam map[string]any, v *NodeView, where string) error {
 		if err != nil {
 			return fmt.Errorf("%s: node %q: %w", where, v.Name, err)
 		}
+		if nodeAddrs != nil {
+			v4 := sub.IP.To4() != nil
+			gw := next(sub.IP) // lockfile-ipam's and host-local's default
+			if g, _ := r["gateway"].(string); g != "" {
+				gw = net.ParseIP(g)
+			}
+			node := start
+			if node.Equal(gw) {
+				node = next(node)
+			}
+			start = next(node)
+			if bigIP(start).Cmp(bigIP(end)) > 0 {
+				return fmt.Errorf("%s: node %q: pod CIDR %s has no room for the node address and a pod; use a larger pod CIDR or set bridge.nodeAddresses to []", where, v.Name, v.PodCIDRs[found])
+			}
+			if _, done := nodeAddrs[v4]; !done {
+				ones, _ := sub.Mask.Size()
+				nodeAddrs[v4] = fmt.Sprintf("%s/%d", node, ones)
+			}
+		}
 		r["rangeStart"] = start.String()
 		r["rangeEnd"] = end.String()
 	}
@@ -280,4 +371,20 @@ func toIP(i *big.Int, n int) net.IP {
 	ip := make(net.IP, n)
 	copy(ip[n-len(b):], b)
 	return ip
+}
+
+func bigIP(ip net.IP) *big.Int {
+	if v4 := ip.To4(); v4 != nil {
+		ip = v4
+	}
+	return new(big.Int).SetBytes(ip)
+}
+
+// next is the address after ip.
+func next(ip net.IP) net.IP {
+	n := len(ip)
+	if v4 := ip.To4(); v4 != nil {
+		n = 4
+	}
+	return toIP(new(big.Int).Add(bigIP(ip), big.NewInt(1)), n)
 }

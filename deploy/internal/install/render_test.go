@@ -245,3 +245,76 @@ func TestSingleNodeExample(t *testing.T) {
 		t.Errorf("range %+v", g)
 	}
 }
+
+// bridge.nodeAddresses: filled per node from its pod CIDR (the first host
+// address, or the next one when that is the range's gateway) with the
+// subnet's prefix, the range starting after it; not with an anycast bridge
+// MAC, nor without VXLAN, nor with nodeAddresses: [] in the cluster
+// config; a non-empty list there is refused.
+func TestRenderNodeAddresses(t *testing.T) {
+	perNodeMAC := strings.Replace(threeNodes, `"bridge": {"mac": "02:00:0a:f4:00:01"}, `, ``, 1)
+	bridge := func(out []byte) map[string]any {
+		var l struct {
+			Plugins []map[string]any `json:"plugins"`
+		}
+		if err := json.Unmarshal(out, &l); err != nil {
+			t.Fatal(err)
+		}
+		b, _ := l.Plugins[1]["bridge"].(map[string]any)
+		return b
+	}
+	for _, tc := range []struct {
+		name, cluster, node string
+		addrs               []any
+		v4s, v6s            string
+	}{
+		{"per-node MAC", perNodeMAC, "node-b", []any{"10.244.1.1/16", "fd00:10:244:1::1/48"}, "10.244.1.2", "fd00:10:244:1::2"},
+		{"default gateway is the first host", strings.Replace(perNodeMAC, `, "gateway": "10.244.255.254"`, ``, 1), "node-a",
+			[]any{"10.244.0.2/16", "fd00:10:244::1/48"}, "10.244.0.3", "fd00:10:244::2"},
+		{"anycast bridge.mac", threeNodes, "node-b", nil, "10.244.1.1", "fd00:10:244:1::1"},
+		{"anycastGateway", strings.Replace(perNodeMAC, `"type": "vrf-vxlan-bridge", `, `"type": "vrf-vxlan-bridge", "anycastGateway": true, `, 1), "node-b", nil, "10.244.1.1", "fd00:10:244:1::1"},
+		{"turned off", strings.Replace(perNodeMAC, `"vrf": {"table": 100}, `, `"vrf": {"table": 100}, "bridge": {"nodeAddresses": []}, `, 1), "node-b", []any{}, "10.244.1.1", "fd00:10:244:1::1"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r, out := render(t, tc.cluster, Local{Name: tc.node})
+			got, _ := bridge(out)["nodeAddresses"].([]any)
+			if tc.addrs == nil && got != nil || tc.addrs != nil && !slices.Equal(got, tc.addrs) {
+				t.Errorf("nodeAddresses %v, want %v", got, tc.addrs)
+			}
+			rs := r.Plugins[2].IPAM.Ranges
+			if rs[0][0].RangeStart != tc.v4s || rs[1][0].RangeStart != tc.v6s {
+				t.Errorf("rangeStart %s, %s, want %s, %s", rs[0][0].RangeStart, rs[1][0].RangeStart, tc.v4s, tc.v6s)
+			}
+		})
+	}
+	// Without VXLAN (one node) the bridge gets no node address.
+	single := strings.Replace(perNodeMAC, `, "vxlan": {"vni": 4244, "port": 4789}`, ``, 1)
+	if _, out := render(t, single, Local{Name: "node-a"}); bridge(out)["nodeAddresses"] != nil {
+		t.Errorf("no VXLAN, but node addresses: %s", out)
+	}
+	// A list in the cluster config would be the same on every node.
+	c, err := ParseCluster([]byte(strings.Replace(perNodeMAC, `"vrf": {"table": 100}, `, `"vrf": {"table": 100}, "bridge": {"nodeAddresses": ["10.244.0.1/16"]}, `, 1)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := c.Resolve(Local{Name: "node-a"}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Render(c, v); err == nil || !strings.Contains(err.Error(), "per-node value") {
+		t.Errorf("a shared nodeAddresses list: %v, want refused as a per-node value", err)
+	}
+	// A /30 pod CIDR holds the node address and one pod; a /30 whose
+	// first host is the gateway has no room left.
+	tiny := strings.NewReplacer(`10.244.1.0/24`, `10.244.1.0/30`, `"gateway": "10.244.255.254"`, `"gateway": "10.244.1.1"`).Replace(perNodeMAC)
+	c, err = ParseCluster([]byte(tiny))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v, err = c.Resolve(Local{Name: "node-b"}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Render(c, v); err == nil || !strings.Contains(err.Error(), "no room") {
+		t.Errorf("/30 with the gateway inside: %v, want no room", err)
+	}
+}
