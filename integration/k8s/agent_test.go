@@ -365,13 +365,15 @@ func TestAgentFollowsNodes(t *testing.T) {
 		t.Fatalf("healthz while waiting: %d %s %v", code, body, err)
 	}
 
-	// The pod CIDR arrives: both nodes render, each with the other as peer.
+	// The pod CIDR arrives: both nodes render, each with the other as peer;
+	// the range starts after the node's own address on the bridge
+	// (bridge.nodeAddresses, the pod CIDR's first address).
 	s.patchNode(t, "node-1", `{"spec":{"podCIDR":"10.244.1.0/24","podCIDRs":["10.244.1.0/24"]}}`)
 	took := eventually(t, 10*time.Second, "node-1 and node-2 render", func() error {
 		for _, c := range []struct {
 			n           *agentNode
 			peer, start string
-		}{{n1, addr(n2), "10.244.1.1"}, {n2, addr(n1), "10.244.2.1"}} {
+		}{{n1, addr(n2), "10.244.1.2"}, {n2, addr(n1), "10.244.2.2"}} {
 			local, remotes, start, err := c.n.rendered()
 			if err != nil {
 				return err
