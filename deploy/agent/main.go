@@ -37,7 +37,7 @@ func run(args []string) error {
 	var (
 		cfg        agent.Config
 		kubeconfig = fl.String("kubeconfig", os.Getenv("KUBECONFIG"), "kubeconfig file; empty: the in-cluster service account")
-		healthAddr = fl.String("health-addr", "127.0.0.1:9466", "address of /healthz and /readyz; empty: none")
+		healthAddr = fl.String("health-addr", "127.0.0.1:9466", "address of /healthz and /readyz (with --uninstall --wait: served once the node is clean); empty: none")
 		uninstall  = fl.Bool("uninstall", false, "remove the conflist; once the node has no attachment of the network, also its shared devices, firewall objects, state and the binaries; then exit (or wait, with --wait)")
 		wait       = fl.Bool("wait", false, "with --uninstall: stay running after the uninstall (a DaemonSet's pod must not exit)")
 		chroot     = fl.String("chroot", "", "with --uninstall: the host's root mounted here; uninstall from inside it, so the plugins' GC finds the host's iptables and state directories")
@@ -88,6 +88,14 @@ func run(args []string) error {
 		}
 		if *wait {
 			log.Print("uninstall done; waiting for SIGTERM")
+			if *healthAddr != "" {
+				// Only now: a Ready uninstall pod means a clean node.
+				go func() {
+					if err := agent.ServeUninstalled(ctx, *healthAddr); err != nil {
+						log.Print(err)
+					}
+				}()
+			}
 			<-ctx.Done()
 		}
 		return nil

@@ -7,6 +7,7 @@ package kubernetes_test
 import (
 	"encoding/json"
 	"fmt"
+	"net"
 	"path"
 	"slices"
 	"strings"
@@ -295,6 +296,13 @@ func TestUninstallManifest(t *testing.T) {
 		if _, ok := args[k]; !ok {
 			t.Errorf("args %v lack %s", c.Args, k)
 		}
+	}
+	// Ready only once the node is clean: the probe asks what --uninstall
+	// --wait serves after the uninstall, on its own port.
+	if p := c.ReadinessProbe; p == nil || p.HTTPGet == nil || net.JoinHostPort(p.HTTPGet.Host, p.HTTPGet.Port.String()) != args["--health-addr"] || p.HTTPGet.Path != "/readyz" {
+		t.Errorf("readiness probe %+v does not ask --health-addr=%s /readyz", p, args["--health-addr"])
+	} else if args["--health-addr"] == "127.0.0.1:9466" {
+		t.Error("the uninstall's --health-addr is the agent's")
 	}
 	root := ""
 	for _, m := range c.VolumeMounts {

@@ -94,9 +94,10 @@ func (n *agentNode) binDir() string   { return filepath.Join(n.root, "opt/cni/bi
 func (n *agentNode) confDir() string  { return filepath.Join(n.root, "etc/cni/net.d") }
 func (n *agentNode) conflist() string { return filepath.Join(n.confDir(), "10-vxvrf.conflist") }
 
-// flood is the node's flood list of the VXLAN device (nil: no device).
-func (n *agentNode) flood() ([]string, error) {
-	out, err := n.In("bridge", "fdb", "show", "dev", vxlanDev)
+// floodList is the flood list of the VXLAN device in namespace in (nil:
+// no device).
+func floodList(in *netsim.NS) ([]string, error) {
+	out, err := in.In("bridge", "fdb", "show", "dev", vxlanDev)
 	if err != nil {
 		if strings.Contains(string(out), "does not exist") || strings.Contains(err.Error(), "does not exist") {
 			return nil, nil
@@ -114,11 +115,12 @@ func (n *agentNode) flood() ([]string, error) {
 	return list, nil
 }
 
-func (n *agentNode) wantFlood(t *testing.T, d time.Duration, want ...string) time.Duration {
+// waitFlood waits until the flood list in namespace in is want.
+func waitFlood(t *testing.T, name string, in *netsim.NS, d time.Duration, want ...string) time.Duration {
 	t.Helper()
-	slices.Sort(want)
-	return eventually(t, d, n.name+" flood list", func() error {
-		got, err := n.flood()
+	want = slices.Sorted(slices.Values(want))
+	return eventually(t, d, name+" flood list", func() error {
+		got, err := floodList(in)
 		if err != nil {
 			return err
 		}
@@ -129,9 +131,20 @@ func (n *agentNode) wantFlood(t *testing.T, d time.Duration, want ...string) tim
 	})
 }
 
-// rendered reads the node's conflist: vxlan local/remotes and the IPAM range.
+func (n *agentNode) wantFlood(t *testing.T, d time.Duration, want ...string) time.Duration {
+	t.Helper()
+	return waitFlood(t, n.name, n.NS, d, want...)
+}
+
+// rendered reads the node's conflist: see readRendered.
 func (n *agentNode) rendered() (local string, remotes []string, start string, err error) {
-	b, err := os.ReadFile(n.conflist())
+	return readRendered(n.conflist())
+}
+
+// readRendered reads a rendered conflist: vxlan local/remotes (sorted) and
+// the first IPAM range's start.
+func readRendered(path string) (local string, remotes []string, start string, err error) {
+	b, err := os.ReadFile(path)
 	if err != nil {
 		return "", nil, "", err
 	}
@@ -290,7 +303,7 @@ func (s *setup) patchNode(t *testing.T, name, patch string, sub ...string) {
 
 // addPod runs the node's rendered conflist from the binaries the agent
 // installed, in a new pod namespace, as the node's runtime would.
-func (s *setup) addPod(t *testing.T, n *agentNode, i int) (*chain.Chain, chain.RuntimeConf, net.IP) {
+func (s *setup) addPod(t *testing.T, n *agentNode, i int) net.IP {
 	t.Helper()
 	list, err := chain.Load(n.conflist())
 	if err != nil {
@@ -313,7 +326,7 @@ func (s *setup) addPod(t *testing.T, n *agentNode, i int) (*chain.Chain, chain.R
 	if len(ips) == 0 {
 		t.Fatalf("no pod address on %s: %+v", n.name, res)
 	}
-	return ch, rt, ips[0].Address.IP
+	return ips[0].Address.IP
 }
 
 func ping(from *netsim.NS, to net.IP) error {
@@ -352,13 +365,15 @@ func TestAgentFollowsNodes(t *testing.T) {
 		t.Fatalf("healthz while waiting: %d %s %v", code, body, err)
 	}
 
-	// The pod CIDR arrives: both nodes render, each with the other as peer.
+	// The pod CIDR arrives: both nodes render, each with the other as peer;
+	// the range starts after the node's own address on the bridge
+	// (bridge.nodeAddresses, the pod CIDR's first address).
 	s.patchNode(t, "node-1", `{"spec":{"podCIDR":"10.244.1.0/24","podCIDRs":["10.244.1.0/24"]}}`)
 	took := eventually(t, 10*time.Second, "node-1 and node-2 render", func() error {
 		for _, c := range []struct {
 			n           *agentNode
 			peer, start string
-		}{{n1, addr(n2), "10.244.1.1"}, {n2, addr(n1), "10.244.2.1"}} {
+		}{{n1, addr(n2), "10.244.1.2"}, {n2, addr(n1), "10.244.2.2"}} {
 			local, remotes, start, err := c.n.rendered()
 			if err != nil {
 				return err
@@ -373,8 +388,11 @@ func TestAgentFollowsNodes(t *testing.T) {
 	for _, n := range []*agentNode{n1, n2} {
 		eventually(t, 10*time.Second, n.name+" ready", func() error {
 			code, body, err := n.health("/readyz")
-			if err != nil || code != http.StatusOK {
-				return fmt.Errorf("%d %s %v", code, body, err)
+			if err != nil {
+				return err
+			}
+			if code != http.StatusOK {
+				return fmt.Errorf("%d %s", code, body)
 			}
 			return nil
 		})
@@ -382,8 +400,8 @@ func TestAgentFollowsNodes(t *testing.T) {
 
 	// A pod on each node, from the rendered conflist and the binaries the
 	// agent installed: they reach each other over VXLAN.
-	_, _, ip1 := s.addPod(t, n1, 0)
-	_, _, ip2 := s.addPod(t, n2, 1)
+	ip1 := s.addPod(t, n1, 0)
+	ip2 := s.addPod(t, n2, 1)
 	pod1 := &netsim.NS{Name: s.lab.Name + "-n1-p"}
 	pod2 := &netsim.NS{Name: s.lab.Name + "-n2-p"}
 	if err := ping(pod1, ip2); err != nil {
@@ -411,7 +429,7 @@ func TestAgentFollowsNodes(t *testing.T) {
 		}
 		return nil
 	})
-	_, _, ip3 := s.addPod(t, n3, 2)
+	ip3 := s.addPod(t, n3, 2)
 	pod3 := &netsim.NS{Name: s.lab.Name + "-n3-p"}
 	for _, c := range []struct {
 		from *netsim.NS

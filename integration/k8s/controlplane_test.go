@@ -34,6 +34,17 @@ import (
 // Version is the Kubernetes release scripts/k8s-setup.sh builds.
 const Version = "v1.35.4"
 
+// The cluster is dual-stack: the Service ranges and the pod ranges
+// (--cluster-cidr) of both families. The IPv4 pod range lies inside the
+// ConfigMap's subnet 10.244.0.0/16; the IPv6 one is what an operator adds
+// to the ConfigMap for IPv6 pods (testDualStack).
+const (
+	serviceCIDRs     = "10.96.0.0/16,fd00:10:96::/112"
+	clusterCIDRs     = "10.244.0.0/16,fd00:10:244::/56"
+	clusterCIDRv6    = "fd00:10:244::/56"
+	clusterGatewayv6 = "fd00:10:244:ff::fffe"
+)
+
 // prefix is where scripts/e2e-setup.sh and scripts/k8s-setup.sh install.
 func prefix() string {
 	if p := os.Getenv("E2E_PREFIX"); p != "" {
@@ -92,6 +103,14 @@ func start(t *testing.T, in *netsim.NS, dir, name string, env []string, bin stri
 // dir/name.log; the process is killed when the test ends.
 func startArgv(t *testing.T, dir, name string, env []string, argv []string) *proc {
 	t.Helper()
+	p := spawn(t, dir, name, env, argv)
+	t.Cleanup(func() { p.Stop(syscall.SIGTERM) })
+	return p
+}
+
+// spawn is startArgv without the cleanup: the caller stops the process.
+func spawn(t *testing.T, dir, name string, env []string, argv []string) *proc {
+	t.Helper()
 	logPath := filepath.Join(dir, name+".log")
 	f, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
@@ -111,7 +130,6 @@ func startArgv(t *testing.T, dir, name string, env []string, argv []string) *pro
 		f.Close()
 		close(p.done)
 	}()
-	t.Cleanup(func() { p.Stop(syscall.SIGTERM) })
 	return p
 }
 
@@ -274,7 +292,7 @@ func startControlPlane(t *testing.T, in *netsim.NS, addr string) *ControlPlane {
 		"--authorization-mode=Node,RBAC",
 		"--service-account-issuer=https://kubernetes.default.svc.cluster.local",
 		"--service-account-key-file="+saPubFile, "--service-account-signing-key-file="+saKeyFile,
-		"--service-cluster-ip-range=10.96.0.0/16", "--allow-privileged=true",
+		"--service-cluster-ip-range="+serviceCIDRs, "--allow-privileged=true",
 		"--kubelet-client-certificate="+adminCert, "--kubelet-client-key="+adminKey,
 		"--profiling=false", "--cert-dir="+filepath.Join(dir, "apiserver-certs"), "--v=1")
 	cp.AdminFile = cp.kubeconfig(t, "admin", &clientcmdapi.AuthInfo{ClientCertificate: adminCert, ClientKey: adminKey})

@@ -97,7 +97,30 @@ func (a *Agent) ServeHealth(ctx context.Context, addr string) error {
 		}
 		reply(w, s, bad)
 	})
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	return serve(ctx, ln, mux)
+}
+
+// ServeUninstalled answers 200 on /healthz and /readyz at addr until ctx
+// ends: what `--uninstall --wait` serves once the node is clean, so the
+// uninstall DaemonSet's readiness probe says exactly that.
+func ServeUninstalled(ctx context.Context, addr string) error {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("health endpoint: %w", err)
+	}
+	mux := http.NewServeMux()
+	done := func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write([]byte(`{"uninstalled":true}` + "\n"))
+	}
+	mux.HandleFunc("/healthz", done)
+	mux.HandleFunc("/readyz", done)
+	return serve(ctx, ln, mux)
+}
+
+// serve runs an HTTP server on ln until ctx ends.
+func serve(ctx context.Context, ln net.Listener, h http.Handler) error {
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second}
 	go func() {
 		<-ctx.Done()
 		_ = srv.Close()
