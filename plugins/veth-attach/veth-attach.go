@@ -22,128 +22,173 @@ func cmdAdd(args *skel.CmdArgs) error {
 	if err != nil {
 		return err
 	}
-	ipamD, err := newDelegate(conf.IPAM.Type)
+	a, err := prepare(args, conf, prev)
 	if err != nil {
 		return err
 	}
-	mac, err := conf.podMAC(args.Args)
-	if err != nil {
+	defer a.close()
+	var rb cniutil.Rollback
+	defer rb.UnlessDone()
+	if err := a.addresses(&rb); err != nil {
 		return err
 	}
-	podNS, err := ns.GetNS(args.Netns)
-	if err != nil {
-		return cniutil.Errorf(types.ErrInvalidEnvironmentVariables, "veth-attach: CNI_NETNS %q: %v", args.Netns, err)
+	if err := a.ensureLinks(&rb); err != nil {
+		return err
 	}
-	defer podNS.Close()
-	hostNS, err := ns.GetCurrentNS()
-	if err != nil {
-		return fmt.Errorf("open node netns: %w", err)
+	if err := a.configure(); err != nil {
+		return err
 	}
-	defer hostNS.Close()
+	rb.Done()
+	return types.PrintResult(a.res, conf.CNIVersion)
+}
 
-	br, err := findBridge(conf.Bridge, prev)
-	if err != nil {
-		return err
-	}
-	mtu := conf.MTU
-	if mtu == 0 {
-		mtu = br.Attrs().MTU
-	}
-	hostName := naming.HostVethName(conf.Name, args.ContainerID, args.IfName)
-	vlog.Set("host_veth", hostName)
-	vlog.Set("bridge", br.Attrs().Name)
-	// Refuse before creating anything: a second ADD must not touch the first.
-	if err := checkFree(podNS, args.IfName, hostName); err != nil {
-		return err
-	}
+// attachment is one ADD's work: what prepare found, and what the steps
+// add (the result, the pod's addresses and routes, its links).
+type attachment struct {
+	args          *skel.CmdArgs
+	conf          *NetConf
+	ipam          *delegate
+	mac           string
+	podNS, hostNS ns.NetNS
+	br            netlink.Link
+	mtu           int
+	hostName      string
+	res           *current.Result
+	newIPs        []*current.IPConfig
+	routes        []*types.Route
+	hostIf, podIf net.Interface
+}
 
-	// Addresses: delegated IPAM, else the prevResult ips nobody owns yet.
-	// The IPAM runs first, so that its addresses are checked against the
-	// MTU before any link exists.
-	success := false
-	res := cniutil.NewResult(prev)
-	var newIPs []*current.IPConfig
-	var routes []*types.Route
-	if ipamD != nil {
-		vlog.Set("ipam", conf.IPAM.Type)
-		ipamRes, err := ipamD.add(args.StdinData)
+// prepare resolves everything ADD needs before it changes anything: the
+// IPAM delegate, the pod's MAC, both namespaces, the bridge and MTU, the
+// host veth's name; and refuses when the interface names are taken (a
+// second ADD must not touch the first).
+func prepare(args *skel.CmdArgs, conf *NetConf, prev *current.Result) (*attachment, error) {
+	a := &attachment{args: args, conf: conf, res: cniutil.NewResult(prev)}
+	var err error
+	if a.ipam, err = newDelegate(conf.IPAM.Type); err != nil {
+		return nil, err
+	}
+	if a.mac, err = conf.podMAC(args.Args); err != nil {
+		return nil, err
+	}
+	if a.podNS, err = ns.GetNS(args.Netns); err != nil {
+		return nil, cniutil.Errorf(types.ErrInvalidEnvironmentVariables, "veth-attach: CNI_NETNS %q: %v", args.Netns, err)
+	}
+	if a.hostNS, err = ns.GetCurrentNS(); err != nil {
+		a.close()
+		return nil, fmt.Errorf("open node netns: %w", err)
+	}
+	if a.br, err = findBridge(conf.Bridge, prev); err != nil {
+		a.close()
+		return nil, err
+	}
+	a.mtu = conf.MTU
+	if a.mtu == 0 {
+		a.mtu = a.br.Attrs().MTU
+	}
+	a.hostName = naming.HostVethName(conf.Name, args.ContainerID, args.IfName)
+	vlog.Set("host_veth", a.hostName)
+	vlog.Set("bridge", a.br.Attrs().Name)
+	if err := checkFree(a.podNS, args.IfName, a.hostName); err != nil {
+		a.close()
+		return nil, err
+	}
+	return a, nil
+}
+
+func (a *attachment) close() {
+	for _, n := range []ns.NetNS{a.podNS, a.hostNS} {
+		if n != nil {
+			n.Close()
+		}
+	}
+}
+
+// addresses gets the pod's addresses — from the delegated IPAM (released
+// again by the rollback), else the prevResult ips nobody owns yet — and
+// checks them, with their routes, against the MTU, each other and the
+// node's other networks before any link exists.
+func (a *attachment) addresses(rb *cniutil.Rollback) error {
+	if a.ipam != nil {
+		vlog.Set("ipam", a.conf.IPAM.Type)
+		ipamRes, err := a.ipam.add(a.args.StdinData)
 		if err != nil {
 			return err
 		}
-		defer func() {
-			if !success {
-				_ = ipamD.del(args.StdinData)
-			}
-		}()
-		if err := checkIPAMResult(conf.IPAM.Type, ipamRes); err != nil {
+		rb.Push(func() { _ = a.ipam.del(a.args.StdinData) })
+		if err := checkIPAMResult(a.conf.IPAM.Type, ipamRes); err != nil {
 			return err
 		}
-		newIPs, routes = ipamRes.IPs, ipamRes.Routes
-		res.IPs = append(res.IPs, ipamRes.IPs...)
-		res.Routes = append(res.Routes, ipamRes.Routes...)
-		cniutil.MergeDNS(&res.DNS, ipamRes.DNS)
+		a.newIPs, a.routes = ipamRes.IPs, ipamRes.Routes
+		a.res.IPs = append(a.res.IPs, ipamRes.IPs...)
+		a.res.Routes = append(a.res.Routes, ipamRes.Routes...)
+		cniutil.MergeDNS(&a.res.DNS, ipamRes.DNS)
 	} else {
-		for _, ipc := range res.IPs {
+		for _, ipc := range a.res.IPs {
 			if ipc.Interface == nil {
-				newIPs = append(newIPs, ipc)
+				a.newIPs = append(a.newIPs, ipc)
 			}
 		}
-		routes = res.Routes
+		a.routes = a.res.Routes
 	}
-	if err := checkMTU(conf.MTU, br, mtu, newIPs); err != nil {
+	if err := checkMTU(a.conf.MTU, a.br, a.mtu, a.newIPs); err != nil {
 		return err
 	}
-	if err := checkPodIPs(newIPs); err != nil {
+	if err := checkPodIPs(a.newIPs); err != nil {
 		return err
 	}
-	if err := checkPodRoutes(newIPs, routes); err != nil {
+	if err := checkPodRoutes(a.newIPs, a.routes); err != nil {
 		return err
 	}
-	if err := checkOverlap(br, newIPs); err != nil {
-		return err
-	}
+	return checkOverlap(a.br, a.newIPs)
+}
 
-	hostIf, podIf, err := ensureVeth(podNS, hostNS, args.IfName, hostName, mtu, mac)
+// ensureLinks creates the veth pair (deleted again by the rollback), puts
+// its host end on the bridge and records both ends in the result.
+func (a *attachment) ensureLinks(rb *cniutil.Rollback) error {
+	var err error
+	a.hostIf, a.podIf, err = ensureVeth(a.podNS, a.hostNS, a.args.IfName, a.hostName, a.mtu, a.mac)
 	if err != nil {
 		return err
 	}
-	vlog.Did("created", hostName, args.IfName)
-	vlog.L().Debug("veth", "host", hostName, "pod", args.IfName, "mac", podIf.HardwareAddr.String(), "mtu", podIf.MTU)
-	defer func() {
-		if !success {
-			_ = deleteHostVeth(hostName)
-		}
-	}()
-	tag := naming.AttachmentTag(conf.Name, args.ContainerID, args.IfName)
-	if err := ensurePort(hostName, tag, br, conf.Hairpin); err != nil {
+	vlog.Did("created", a.hostName, a.args.IfName)
+	vlog.L().Debug("veth", "host", a.hostName, "pod", a.args.IfName, "mac", a.podIf.HardwareAddr.String(), "mtu", a.podIf.MTU)
+	rb.Push(func() { _ = deleteHostVeth(a.hostName) })
+	tag := naming.AttachmentTag(a.conf.Name, a.args.ContainerID, a.args.IfName)
+	if err := ensurePort(a.hostName, tag, a.br, a.conf.Hairpin); err != nil {
 		return err
 	}
-
-	res.Interfaces = append(res.Interfaces,
-		&current.Interface{Name: hostIf.Name, Mac: hostIf.HardwareAddr.String(), Mtu: hostIf.MTU},
-		&current.Interface{Name: podIf.Name, Mac: podIf.HardwareAddr.String(), Mtu: podIf.MTU, Sandbox: args.Netns})
-	podIdx := len(res.Interfaces) - 1
-	for _, ipc := range newIPs {
+	h, p := a.hostIf, a.podIf
+	a.res.Interfaces = append(a.res.Interfaces,
+		&current.Interface{Name: h.Name, Mac: h.HardwareAddr.String(), Mtu: h.MTU},
+		&current.Interface{Name: p.Name, Mac: p.HardwareAddr.String(), Mtu: p.MTU, Sandbox: a.args.Netns})
+	podIdx := len(a.res.Interfaces) - 1
+	for _, ipc := range a.newIPs {
 		ipc.Interface = current.Int(podIdx)
 	}
+	return nil
+}
 
-	if err := configurePod(podNS, podIf, newIPs, routes, conf.EnableDAD); err != nil {
+// configure gives the pod its addresses and routes, the bridge the
+// gateways, waits for the port to forward and announces the pod's
+// addresses (they may be reused with a new MAC).
+func (a *attachment) configure() error {
+	if err := configurePod(a.podNS, a.podIf, a.newIPs, a.routes, a.conf.EnableDAD); err != nil {
 		return err
 	}
-	vlog.Did("addresses", ipConfigStrings(newIPs)...)
-	for _, r := range routes {
+	vlog.Did("addresses", ipConfigStrings(a.newIPs)...)
+	for _, r := range a.routes {
 		vlog.L().Debug("pod route", "dst", r.Dst.String(), "gw", r.GW)
 	}
-	if err := ensureGateways(br, newIPs); err != nil {
+	if err := ensureGateways(a.br, a.newIPs); err != nil {
 		return err
 	}
-	if err := waitForwarding(hostName); err != nil {
+	if err := waitForwarding(a.hostName); err != nil {
 		return err
 	}
-	// Addresses may be reused with a new MAC: refresh neighbours' caches.
-	announce(podNS, podIf, newIPs)
-	success = true
-	return types.PrintResult(res, conf.CNIVersion)
+	announce(a.podNS, a.podIf, a.newIPs)
+	return nil
 }
 
 // cmdDel reads only the network name and ipam.type (parseTeardown): a

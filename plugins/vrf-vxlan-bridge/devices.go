@@ -155,7 +155,7 @@ func setMaster(l, master netlink.Link) error {
 
 // ensureVRF creates or verifies the network's VRF with its table. A VRF it
 // creates goes again, with its table's egress, if the ADD fails (rb).
-func ensureVRF(c *VRFConf, o *owned, rb *rollback) (netlink.Link, error) {
+func ensureVRF(c *VRFConf, o *owned, rb *cniutil.Rollback) (netlink.Link, error) {
 	l, created, err := o.addLink(&netlink.Vrf{LinkAttrs: netlink.LinkAttrs{Name: c.Name}, Table: uint32(c.Table)}, "vrf.name", rb)
 	if err != nil {
 		if errors.Is(err, syscall.EOPNOTSUPP) {
@@ -170,7 +170,7 @@ func ensureVRF(c *VRFConf, o *owned, rb *rollback) (netlink.Link, error) {
 		return nil, err
 	}
 	if created {
-		rb.push(func() { _ = deleteEgress(c.Table, nil) })
+		rb.Push(func() { _ = deleteEgress(c.Table, nil) })
 	}
 	return l, nil
 }
@@ -220,7 +220,7 @@ func checkVRFLink(l netlink.Link, c *VRFConf) error {
 
 // ensureBridge creates or adjusts the bridge (MTU, MAC), enslaves it to the
 // VRF and sets it up.
-func ensureBridge(c *BridgeConf, mtu int, vrf netlink.Link, anycast bool, o *owned, rb *rollback) (netlink.Link, error) {
+func ensureBridge(c *BridgeConf, mtu int, vrf netlink.Link, anycast bool, o *owned, rb *cniutil.Rollback) (netlink.Link, error) {
 	l, created, err := o.addLink(&netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: c.Name, HardwareAddr: c.mac}}, "bridge.name", rb)
 	if err != nil {
 		return nil, err
@@ -279,7 +279,7 @@ func ensureBridge(c *BridgeConf, mtu int, vrf netlink.Link, anycast bool, o *own
 
 // ensureVXLAN creates or verifies the VXLAN device, plugs it into the
 // bridge and does the BUM mode's work on it (bumMode.ensure).
-func ensureVXLAN(c *VXLANConf, u *underlay, mtu int, br netlink.Link, anycast bool, o *owned, rb *rollback) (netlink.Link, error) {
+func ensureVXLAN(c *VXLANConf, u *underlay, mtu int, br netlink.Link, anycast bool, o *owned, rb *cniutil.Rollback) (netlink.Link, error) {
 	want := &netlink.Vxlan{
 		LinkAttrs:    netlink.LinkAttrs{Name: c.Name(), MTU: mtu},
 		VxlanId:      int(c.VNI),

@@ -397,12 +397,12 @@ func (o *owned) ensureLink(want netlink.Link, key string) (netlink.Link, bool, e
 
 // addLink is ensureLink for ADD: a link it creates is deleted again if the
 // ADD fails (rb), and the log line lists the link as created or reused.
-func (o *owned) addLink(want netlink.Link, key string, rb *rollback) (netlink.Link, bool, error) {
+func (o *owned) addLink(want netlink.Link, key string, rb *cniutil.Rollback) (netlink.Link, bool, error) {
 	l, created, err := o.ensureLink(want, key)
 	switch {
 	case l == nil:
 	case created:
-		rb.push(func() { _ = netlink.LinkDel(l) })
+		rb.Push(func() { _ = netlink.LinkDel(l) })
 		vlog.Did("created", l.Attrs().Name)
 	default:
 		vlog.Did("reused", l.Attrs().Name)

@@ -70,8 +70,8 @@ func cmdAdd(args *skel.CmdArgs) error {
 	if err != nil {
 		return wrap(err)
 	}
-	var rb rollback
-	defer rb.unlessDone()
+	var rb cniutil.Rollback
+	defer rb.UnlessDone()
 	names, err := p.ensureDevices(own, &rb)
 	if err != nil {
 		return wrap(err)
@@ -82,7 +82,7 @@ func cmdAdd(args *skel.CmdArgs) error {
 	if err := p.printResult(names); err != nil {
 		return err
 	}
-	rb.done()
+	rb.Done()
 	return nil
 }
 
@@ -91,7 +91,7 @@ func cmdAdd(args *skel.CmdArgs) error {
 // returns their names. What it creates is deleted again unless rb is done.
 // The log line lists the devices as created or reused (each key shown even
 // when empty).
-func (p *plan) ensureDevices(own *owned, rb *rollback) ([]string, error) {
+func (p *plan) ensureDevices(own *owned, rb *cniutil.Rollback) ([]string, error) {
 	c := p.conf
 	vlog.Did("created")
 	vlog.Did("reused")

@@ -1,4 +1,4 @@
-package main
+package cniutil
 
 import (
 	"slices"
@@ -8,16 +8,16 @@ import (
 func TestRollbackOrder(t *testing.T) {
 	run := func(succeed, panics bool) (ran []int) {
 		defer func() { _ = recover() }()
-		var rb rollback
-		defer rb.unlessDone()
+		var rb Rollback
+		defer rb.UnlessDone()
 		for i := 1; i <= 3; i++ {
-			rb.push(func() { ran = append(ran, i) })
+			rb.Push(func() { ran = append(ran, i) })
 		}
 		if panics {
 			panic("add")
 		}
 		if succeed {
-			rb.done()
+			rb.Done()
 		}
 		return ran
 	}
