@@ -36,14 +36,19 @@ func Flood(vx netlink.Link) (map[string]net.IP, error) {
 	return out, nil
 }
 
-func floodNeigh(vx netlink.Link, ip net.IP) *netlink.Neigh {
+func floodNeigh(vx netlink.Link, ip net.IP) *netlink.Neigh { return Entry(vx, zeroMAC, ip) }
+
+// Entry is a permanent FDB entry of the VXLAN device vx itself ("bridge
+// fdb ... dev VX self permanent"): frames for mac go to the VTEP dst. The
+// flood list is the entries for the all-zero MAC.
+func Entry(vx netlink.Link, mac net.HardwareAddr, dst net.IP) *netlink.Neigh {
 	return &netlink.Neigh{
 		LinkIndex:    vx.Attrs().Index,
 		Family:       syscall.AF_BRIDGE,
 		Flags:        netlink.NTF_SELF,
 		State:        netlink.NUD_PERMANENT,
-		HardwareAddr: zeroMAC,
-		IP:           ip,
+		HardwareAddr: mac,
+		IP:           dst,
 	}
 }
 

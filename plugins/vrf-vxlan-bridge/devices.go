@@ -17,6 +17,7 @@ import (
 	"github.com/vxvrf/cni/pkg/kernel"
 	"github.com/vxvrf/cni/pkg/sysctl"
 	"github.com/vxvrf/cni/pkg/uplink"
+	"github.com/vxvrf/cni/pkg/vxlanfdb"
 )
 
 // underlay is the resolved uplink of the VXLAN device.
@@ -368,19 +369,6 @@ func ipEqual(a, b net.IP) bool {
 	return a.Equal(b)
 }
 
-// fdbEntry is a permanent FDB entry of the VXLAN device itself ("bridge
-// fdb ... dev VX self permanent"): frames for mac go to the VTEP dst.
-func fdbEntry(vx netlink.Link, mac net.HardwareAddr, dst net.IP) *netlink.Neigh {
-	return &netlink.Neigh{
-		LinkIndex:    vx.Attrs().Index,
-		Family:       syscall.AF_BRIDGE,
-		Flags:        netlink.NTF_SELF,
-		State:        netlink.NUD_PERMANENT,
-		HardwareAddr: mac,
-		IP:           dst,
-	}
-}
-
 func hostInterface(l netlink.Link) *current.Interface {
 	a := l.Attrs()
 	return &current.Interface{Name: a.Name, Mac: a.HardwareAddr.String(), Mtu: a.MTU}
@@ -407,7 +395,7 @@ func ensureAnycast(vx netlink.Link, gw net.HardwareAddr, local net.IP, c *VXLANC
 
 // anycastNeigh pins the anycast gateway's MAC to this node's VTEP.
 func anycastNeigh(vx netlink.Link, gw net.HardwareAddr, local net.IP) *netlink.Neigh {
-	return fdbEntry(vx, gw, local)
+	return vxlanfdb.Entry(vx, gw, local)
 }
 
 // checkNeighSuppress verifies neigh_suppress on the VXLAN port.
