@@ -1,6 +1,11 @@
 // Package sysctl reads and writes network sysctls of the calling thread's
 // network namespace. Keys are limited to the net.* tree: a key that does not
 // resolve to a path below /proc/sys/net is refused.
+//
+// Not containernetworking/plugins/pkg/utils/sysctl: that one joins any key
+// to /proc/sys, so "net/../../kernel/x" reaches outside net.*; keys here
+// come from users' configs (sysctl-firewall's sysctls), so they are
+// confined to net.* and the path is checked element by element.
 package sysctl
 
 import (

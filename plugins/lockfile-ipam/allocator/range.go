@@ -1,6 +1,14 @@
 // Package allocator is the pure part of lockfile-ipam: host-local compatible
 // ranges and range sets, their validation and defaults, and allocation over
 // an in-memory State. It does no I/O; the store package persists State.
+//
+// Range and RangeSet have the JSON shape of host-local's
+// (containernetworking/plugins .../host-local/backend/allocator), on
+// purpose, but are not those types: host-local's Canonicalize accepts a
+// rangeStart after rangeEnd, and its messages do not
+// name the config keys ("RangeStart ... not in network ..."), while every
+// refusal here must name the user's key (code 7). The arithmetic on
+// addresses is the library's (pkg/ip).
 package allocator
 
 import (
