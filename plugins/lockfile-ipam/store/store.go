@@ -305,7 +305,11 @@ func tempName(network string) string { return "." + naming.LeaseFile(network) + 
 // Save writes the state atomically: temp file (0600) in the data dir,
 // write, fsync, rename over the state file, fsync the directory. A temp
 // file left by a crashed writer is removed first (the lock makes it
-// stale); so are the randomly named ones earlier versions left.
+// stale); so are the randomly named ones earlier versions left. Not
+// google/renameio: every step here goes through the data directory's file
+// descriptor (openat with O_NOFOLLOW, renameat, fsync of that descriptor),
+// so a symlink swapped into the path cannot redirect the write; renameio
+// works on path names.
 func (s *Store) Save(st *allocator.State) error {
 	data, err := Encode(st)
 	if err != nil {
