@@ -40,7 +40,13 @@ func TestInNSRecoversPanicOnNetNSGoroutine(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer func() { _ = testutils.UnmountNS(target); _ = target.Close() }()
+	defer func() {
+		// Close first: an open handle keeps the bind mount busy.
+		_ = target.Close()
+		if err := testutils.UnmountNS(target); err != nil {
+			t.Errorf("remove the test netns: %v", err)
+		}
+	}()
 	err = InNS(target, func(ns.NetNS) error {
 		var p *struct{ x int }
 		_ = p.x // nil dereference on the netns goroutine
