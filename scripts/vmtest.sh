@@ -26,6 +26,7 @@
 #   VMTEST_CACHE             image cache (default /var/cache/vxvrf-vmtest)
 #   VMTEST_REFRESH=1         re-download the kernel and rebuild the image
 #   VMTEST_TIMEOUT=900       seconds before the VM is killed (exit 124)
+#   VMTEST_BOOT_TIMEOUT=180  seconds without any console output before a hung boot is retried (once)
 #   VMTEST_ACCEL=auto|kvm|tcg  auto: KVM when it boots the guest (probed once), else TCG
 #   VMTEST_TSC_KHZ=N         guest TSC rate under TCG (default from the host; 0 = unknown)
 #   VMTEST_MEM=1024 VMTEST_SMP=2
@@ -56,6 +57,7 @@ EXTRA_MODULES="dummy macvlan 8021q xfrm_user
  xt_addrtype xt_physdev xt_state xt_LOG xt_limit xt_REDIRECT ipt_REJECT ip6t_REJECT"
 HOST_PKGS="qemu-system-x86 cpio kmod xz-utils iproute2 iptables iputils-ping"
 TIMEOUT=${VMTEST_TIMEOUT:-900}
+BOOT_TIMEOUT=${VMTEST_BOOT_TIMEOUT:-180}
 VERBOSE=${VMTEST_VERBOSE:-0}
 t0=${EPOCHREALTIME/./}
 
@@ -380,24 +382,50 @@ rm -rf "$RUN/root"
 
 qemu_cmd "$accel" "$RUN/initrd"
 vlog "${QEMU[*]}"
-tv=${EPOCHREALTIME/./}
 # Console -> CRs stripped -> log file, and live to stdout without the exit
 # marker (nor the blank line before it) and the kernel's "reboot: Power down".
-mkfifo "$RUN/console"
-awk -v logf="$RUN/console.log" -v marker="VMTEST_EXIT_CODE_${nonce}=" -v verbose="$VERBOSE" '
+# The guest's first line (the test binary's "=== RUN", or init's) comes
+# within seconds of a boot; a TCG guest that has printed nothing after
+# BOOT_TIMEOUT hung while booting (seen now and then here): it is killed and
+# started once more.
+run_vm() {
+	rm -f "$RUN/console" "$RUN/console.log"
+	mkfifo "$RUN/console"
+	awk -v logf="$RUN/console.log" -v marker="VMTEST_EXIT_CODE_${nonce}=" -v verbose="$VERBOSE" '
 	{ sub(/\r$/, ""); print > logf; fflush(logf) }
 	$0 == "" { blanks++; next }
 	index($0, marker) == 1 { blanks = 0; next }
 	verbose != 1 && /^\[ *[0-9.]+\] reboot: (Power down|Restarting system)$/ { next }
 	{ for (; blanks > 0; blanks--) print ""; print; fflush() }
 	END { for (; blanks > 0; blanks--) print "" }' <"$RUN/console" &
-apid=$!
-timeout -k 5 "$TIMEOUT" "${QEMU[@]}" </dev/null >"$RUN/console" 2>"$RUN/qemu.err" &
-qpid=$!
-qst=0
-wait "$qpid" || qst=$?
-qpid=
-wait "$apid" || true
+	apid=$!
+	timeout -k 5 "$TIMEOUT" "${QEMU[@]}" </dev/null >"$RUN/console" 2>"$RUN/qemu.err" &
+	qpid=$!
+	local waited=0
+	while kill -0 "$qpid" 2>/dev/null && [[ ! -s $RUN/console.log ]]; do
+		if ((waited >= BOOT_TIMEOUT)); then
+			kill "$qpid" 2>/dev/null
+			wait "$qpid" 2>/dev/null
+			qpid=
+			wait "$apid" 2>/dev/null
+			return 2
+		fi
+		sleep 1
+		waited=$((waited + 1))
+	done
+	qst=0
+	wait "$qpid" || qst=$?
+	qpid=
+	wait "$apid" || true
+}
+tv=${EPOCHREALTIME/./}
+for attempt in 1 2; do
+	if run_vm; then
+		break
+	fi
+	log "no console output from the VM after ${BOOT_TIMEOUT}s: it hung while booting (attempt $attempt)"
+	qst=124
+done
 grep -v 'externally provided fw_cfg' "$RUN/qemu.err" >&2 || true
 
 rc=$(sed -n "s/^VMTEST_EXIT_CODE_${nonce}=\([0-9]*\)$/\1/p" "$RUN/console.log" | tail -1)
