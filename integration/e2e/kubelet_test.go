@@ -220,19 +220,29 @@ func TestKubeletStaticPod(t *testing.T) {
 		t.Fatal(err)
 	}
 	// The kubelet has fixed host paths: pod logs under /var/log/pods
-	// (written by containerd) and /var/lib/kubelet/device-plugins whatever
-	// --root-dir says. Remove what this test created there.
-	for _, d := range []string{"/var/log/pods", "/var/lib/kubelet"} {
-		if _, err := os.Stat(d); os.IsNotExist(err) {
+	// (written by containerd) and their links in /var/log/containers, and
+	// /var/lib/kubelet/device-plugins, whatever --root-dir says. Remove
+	// what this test created there: a directory it created, else the
+	// entries that were not there before.
+	for _, d := range []string{"/var/log/pods", "/var/log/containers", "/var/lib/kubelet"} {
+		before, err := os.ReadDir(d)
+		if os.IsNotExist(err) {
 			t.Cleanup(func() { _ = os.RemoveAll(d) })
+			continue
 		}
+		had := map[string]bool{}
+		for _, e := range before {
+			had[e.Name()] = true
+		}
+		t.Cleanup(func() {
+			after, _ := os.ReadDir(d)
+			for _, e := range after {
+				if !had[e.Name()] {
+					_ = os.RemoveAll(filepath.Join(d, e.Name()))
+				}
+			}
+		})
 	}
-	t.Cleanup(func() {
-		logs, _ := filepath.Glob("/var/log/pods/default_e2e-static-e2e-node_*")
-		for _, d := range logs {
-			_ = os.RemoveAll(d)
-		}
-	})
 	saveSysctls(t, kubeletSysctls)
 
 	logf, err := os.Create(filepath.Join(work, "kubelet.log"))
