@@ -34,6 +34,7 @@ export GOFLAGS=${GOFLAGS:--buildvcs=false}
 command -v "$GO" >/dev/null || export PATH=/usr/local/go/bin:$PATH
 
 log() { printf '[e2e-setup] %s\n' "$*" >&2; }
+. "$(dirname "$0")/apt.sh"
 [ "$(id -u)" = 0 ] || { log "run as root"; exit 1; }
 start=$(date +%s)
 mkdir -p "$PREFIX/bin" "$PREFIX/images" "$PREFIX/src"
@@ -41,17 +42,11 @@ mkdir -p "$PREFIX/bin" "$PREFIX/images" "$PREFIX/src"
 # ---------------------------------------------------------------- apt
 pkgs="containerd runc busybox-static jq iproute2 iptables iputils-ping util-linux"
 [ "$WITH_PODMAN" = 1 ] && pkgs="$pkgs podman"
-missing=""
-for p in $pkgs; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing="$missing $p"
-done
-if [ -n "$missing" ]; then
-  log "apt-get install:$missing"
-  apt-get update -qq
-  # --no-install-recommends: podman would pull crun/fuse-overlayfs/slirp4netns;
-  # crun 1.8 refuses this machine's hybrid cgroups, we use runc.
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $missing >/dev/null
-fi
+# --no-install-recommends (apt_ensure): podman would pull
+# crun/fuse-overlayfs/slirp4netns; crun 1.8 refuses this machine's hybrid
+# cgroups, we use runc.
+# shellcheck disable=SC2086 # one word per package
+apt_ensure $pkgs
 # The Debian containerd package starts no daemon here (no systemd); if an init
 # system did start one, it uses its own socket and we never talk to it.
 

@@ -20,6 +20,7 @@ TOOLS=${TOOLS:-$PWD/.tools}
 export GOFLAGS=${GOFLAGS:--buildvcs=false}
 
 log() { printf '[deps] %s\n' "$*" >&2; }
+. "$(dirname "$0")/apt.sh"
 
 # mod_version BINARY MODULE: the module version a Go binary was built from.
 mod_version() { [ -x "$1" ] && go version -m "$1" 2>/dev/null | awk -v m="$2" '$1=="mod" && $2==m {print $3}'; }
@@ -41,16 +42,8 @@ pkgs="iproute2 iptables iputils-ping procps"
 # The race detector needs cgo (a C compiler and libc headers);
 # deploy/build-image.sh needs GNU tar and gzip (both are in every Debian).
 [ "${1:-}" = --demo ] || pkgs="$pkgs gcc libc6-dev tar gzip"
-missing=""
-for p in $pkgs; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing="$missing $p"
-done
-if [ -n "$missing" ]; then
-  [ "$(id -u)" = 0 ] || { log "needs root to install:$missing"; exit 1; }
-  log "apt-get install:$missing"
-  apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $missing >/dev/null
-fi
+# shellcheck disable=SC2086 # one word per package
+apt_ensure $pkgs || exit 1
 
 [ "${1:-}" = --demo ] && exit 0
 

@@ -30,19 +30,12 @@ COMPONENTS=${K8S_COMPONENTS:-kube-apiserver kube-controller-manager kube-schedul
 BIN=$PREFIX/k8s/$K8S_VERSION/bin
 
 log() { printf '[k8s-setup] %s\n' "$*" >&2; }
+. "$(dirname "$0")/apt.sh"
 [ "$(id -u)" = 0 ] || { log "run as root"; exit 1; }
 start=$(date +%s)
 
 # ---------------------------------------------------------------- apt
-missing=""
-for p in etcd-server jq; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing="$missing $p"
-done
-if [ -n "$missing" ]; then
-  log "apt-get install:$missing"
-  apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $missing >/dev/null
-fi
+apt_ensure etcd-server jq
 # The package may start a system etcd where an init system runs; the tests
 # never use it: they start their own etcd inside a namespace they create.
 
