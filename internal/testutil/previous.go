@@ -21,6 +21,7 @@ var prevDir string // guarded by mu
 // or that commit (a source tarball) the test skips, saying so.
 func PreviousPlugins(t testing.TB) string {
 	t.Helper()
+	cleanPreviousLock(t)
 	if d := os.Getenv("VXVRF_PREV_BIN"); d != "" {
 		abs, err := filepath.Abs(d)
 		if err != nil {
@@ -60,4 +61,21 @@ func PreviousPlugins(t testing.TB) string {
 	_ = os.RemoveAll(src)
 	prevDir = bin
 	return bin
+}
+
+// previousLockDir is where the previous release's sysctl-firewall kept its
+// node lock, a hard-coded host path (today's uses an abstract socket).
+const previousLockDir = "/run/vxvrf"
+
+// cleanPreviousLock removes, when the test ends, the lock file the
+// previous release's sysctl-firewall leaves in the host's /run/vxvrf, and
+// the directory, when the test found no such directory.
+func cleanPreviousLock(t testing.TB) {
+	if _, err := os.Stat(previousLockDir); !os.IsNotExist(err) {
+		return
+	}
+	t.Cleanup(func() {
+		_ = os.Remove(filepath.Join(previousLockDir, "sysctl-firewall.lock"))
+		_ = os.Remove(previousLockDir) // only when empty
+	})
 }
