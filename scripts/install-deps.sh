@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what the tests and the demo need on a fresh Debian machine:
 # system packages (iproute2, iptables, ping; for the tests also gcc and
-# libc6-dev for `make race`, tar and gzip for `make image`) and, through the
+# libc6-dev for `make race`, tar and gzip for `make image`, nft to read the
+# nftables backend's ruleset as an operator does) and, through the
 # Go toolchain, cnitool and the reference plugins used by the swap tests,
 # into .tools/, and FRR (unpacked) for the evpn test, and golangci-lint for
 # `make lint`. The runtime and Kubernetes suites install theirs with
@@ -41,7 +42,9 @@ fi
 pkgs="iproute2 iptables iputils-ping procps"
 # The race detector needs cgo (a C compiler and libc headers);
 # deploy/build-image.sh needs GNU tar and gzip (both are in every Debian).
-[ "${1:-}" = --demo ] || pkgs="$pkgs gcc libc6-dev tar gzip"
+# nft (package nftables) only reads: TestNftListReadable checks that our
+# sets list readably; the plugins never exec it.
+[ "${1:-}" = --demo ] || pkgs="$pkgs gcc libc6-dev tar gzip nftables"
 # shellcheck disable=SC2086 # one word per package
 apt_ensure $pkgs || exit 1
 

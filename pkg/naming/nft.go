@@ -46,3 +46,10 @@ func NftZoneRestoreChain(network string) string { return NftZonePrefix(network) 
 
 // NftZoneTag is the comment of a network's zone map elements.
 func NftZoneTag(network string) string { return "vxvrf-zone:" + hash(network)[:8] }
+
+// NftAttachmentKey is the key of an attachment's element in the nftables
+// set "attachments": 15 hex digits of the hash NftTag ends with (an
+// ifname-typed key, shown as a string by nft).
+func NftAttachmentKey(network, containerID, ifName string) string {
+	return hash(network, containerID, ifName)[:15]
+}

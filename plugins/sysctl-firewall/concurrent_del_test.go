@@ -28,7 +28,7 @@ func TestNftDelRaceWithConcurrentDelete(t *testing.T) {
 	err := n.NS.NetNS.Do(func(ns.NetNS) error {
 		return retryGone(func(c *nftables.Conn) error {
 			attempts++
-			els, err := elementsOf(c, func(s string) bool { return s == tag })
+			els, err := elementsOf(c, func(s string) bool { return tagOf(s) == tag })
 			if err != nil || len(els) == 0 {
 				return err
 			}
@@ -38,14 +38,14 @@ func TestNftDelRaceWithConcurrentDelete(t *testing.T) {
 				if err != nil {
 					return err
 				}
-				if err := deleteFound(other, els[:1]); err != nil {
+				if err := deleteElems(other, els[:1]); err != nil {
 					return err
 				}
 				if err := other.Flush(); err != nil {
 					return err
 				}
 			}
-			return deleteFound(c, els)
+			return deleteElems(c, els)
 		})
 	})
 	if err != nil {

@@ -329,11 +329,11 @@ func (n *node) nftDelElements(t testing.TB, set string, bridge bool, network, ci
 	t.Helper()
 	tag := naming.NftTag(network, cid, "eth0")
 	n.nft(t, func(c *nftables.Conn) error {
-		els, err := elementsOf(c, func(s string) bool { return s == tag })
+		els, err := elementsOf(c, func(s string) bool { return tagOf(s) == tag })
 		if err != nil {
 			return err
 		}
-		var del []found
+		var del []nftElem
 		for _, f := range els {
 			if f.set.name == set && f.set.bridge == bridge {
 				del = append(del, f)
@@ -342,7 +342,7 @@ func (n *node) nftDelElements(t testing.TB, set string, bridge bool, network, ci
 		if len(del) == 0 {
 			return fmt.Errorf("no element of %s in %s", tag, set)
 		}
-		return deleteFound(c, del)
+		return deleteElems(c, del)
 	})
 }
 

@@ -81,7 +81,7 @@ var (
 	setRestoreJump = nftSet{name: "restorejump", keys: []nftables.SetDatatype{nftables.TypeMark}, isMap: true}
 
 	inetSets = []nftSet{setFwd4, setFwd6, setMasq4, setMasq6, setGuard4, setGuard6, setAllow4, setAllow6,
-		setZoneJump, setMarkJump, setRestoreJump}
+		setZoneJump, setMarkJump, setRestoreJump, setAttach}
 	bridgeSets = []nftSet{setBGuard4, setBGuard6, setBAllow4, setBAllow6}
 )
 
@@ -97,11 +97,17 @@ func (s nftSet) table() *nftables.Table {
 	return nftInet
 }
 
+// is: s and o are the same set.
+func (s nftSet) is(o nftSet) bool { return s.name == o.name && s.bridge == o.bridge }
+
 // object is the set as the library wants it (created or referenced).
 func (s nftSet) object() *nftables.Set {
 	set := &nftables.Set{Table: s.table(), Name: s.name, IsMap: s.isMap, Concatenation: len(s.keys) > 1}
 	if len(s.keys) == 1 {
 		set.KeyType = s.keys[0]
+		// ifname and mark are host-order types: without this, nft shows
+		// an interface name as "" and a mark byte-swapped.
+		set.KeyByteOrder = binaryutil.NativeEndian
 	} else {
 		set.KeyType, _ = nftables.ConcatSetType(s.keys...)
 	}
@@ -156,11 +162,17 @@ func (m masqRule) String() string {
 	return s
 }
 
-// planNft computes the attachment's elements. Pure (TestPlanNft).
-// planAttachment is the attachment's plan and the tag of its elements.
+// planAttachment is the attachment's plan, its index element last, and
+// the tag of its elements.
 func planAttachment(a attachment, p *Policy) (*nftPlan, string) {
-	return planNft(a.Network, p), naming.NftTag(a.Network, a.ContainerID, a.IfName)
+	plan := planNft(a.Network, p)
+	if e, ok := indexEntry(a, p); ok {
+		plan.elems = append(plan.elems, e)
+	}
+	return plan, naming.NftTag(a.Network, a.ContainerID, a.IfName)
 }
+
+// planNft computes the attachment's elements. Pure (TestPlanNft).
 
 func planNft(network string, p *Policy) *nftPlan {
 	out := &nftPlan{masq: map[string]masqRule{}}
@@ -294,8 +306,7 @@ func (nftBackend) holds(a attachment) bool {
 		return false
 	}
 	defer c.CloseLasting()
-	tag := naming.NftTag(a.Network, a.ContainerID, a.IfName)
-	els, _ := elementsOf(c, func(s string) bool { return s == tag })
+	els, _ := attachmentElems(c, a, naming.NftTag(a.Network, a.ContainerID, a.IfName))
 	return len(els) > 0
 }
 
@@ -308,12 +319,22 @@ func (nftBackend) holds(a attachment) bool {
 // transaction), so concurrent first ADDs need no lock.
 func (b nftBackend) Add(a attachment, p *Policy) error {
 	plan, tag := planAttachment(a, p)
+	stale, err := staleElems(a, plan, tag)
+	if err != nil {
+		return err
+	}
 	c, err := nftConn()
 	if err != nil {
 		return err
 	}
 	defer c.CloseLasting()
-	if err := addElems(c, plan.elems, tag); err != nil {
+	queue := func() error {
+		if err := deleteElems(c, stale); err != nil {
+			return err
+		}
+		return addElems(c, plan.elems, tag)
+	}
+	if err := queue(); err != nil {
 		return err
 	}
 	if c.Flush() == nil {
@@ -331,7 +352,7 @@ func (b nftBackend) Add(a attachment, p *Policy) error {
 		ensureBase(c)
 		ensureMasq(c, plan.masq)
 		ensureZoneMark(c, plan.zone)
-		if err := addElems(c, plan.elems, tag); err != nil {
+		if err := queue(); err != nil {
 			return err
 		}
 		if err := c.Flush(); err != nil {
@@ -345,6 +366,47 @@ func (b nftBackend) Add(a attachment, p *Policy) error {
 	// The zone chain's rule goes in a transaction of its own (addZoneRule):
 	// concurrent first ADDs of a network serialise on the lock.
 	return withLock(ensure)
+}
+
+// staleElems is what an earlier ADD of the attachment left that plan
+// does not hold. When the attachment's index element differs from plan's
+// (a repeated ADD with another policy): that index element, and the
+// elements it names that carry the tag and are not in plan. ADD deletes
+// them in its transaction before adding plan's, so the index element
+// names exactly what DEL must remove.
+func staleElems(a attachment, plan *nftPlan, tag string) ([]nftElem, error) {
+	g, err := newElemGetter()
+	if err != nil {
+		return nil, err
+	}
+	defer g.Close()
+	comment, ok, err := g.comment(setAttach, attachmentKey(a))
+	if err != nil || !ok || plan.has(nftElem{set: setAttach, key: attachmentKey(a), comment: comment}) {
+		return nil, err
+	}
+	old, err := indexedElems(g, a, tag, comment)
+	if err != nil {
+		// Unreadable: replace the index element only.
+		return []nftElem{{set: setAttach, key: attachmentKey(a)}}, nil
+	}
+	var out []nftElem
+	for _, e := range old {
+		if e.set.is(setAttach) || !plan.has(e) {
+			out = append(out, e)
+		}
+	}
+	return out, nil
+}
+
+// has: plan holds an element of e's set with e's key (and, for the index
+// element, e's comment).
+func (p *nftPlan) has(e nftElem) bool {
+	for _, x := range p.elems {
+		if x.set.is(e.set) && bytes.Equal(x.key, e.key) && (!e.set.is(setAttach) || x.comment == e.comment) {
+			return true
+		}
+	}
+	return false
 }
 
 // ensureZoneChain makes sure the zone chain exists and holds its rule
@@ -376,7 +438,7 @@ func replaceZoneElems(c *nftables.Conn, network, zoneChain string) error {
 	if err != nil {
 		return err
 	}
-	if err := deleteFound(c, els); err != nil {
+	if err := deleteElems(c, els); err != nil {
 		return err
 	}
 	chains, err := c.ListChainsOfTableFamily(nftables.TableFamilyINet)
@@ -697,16 +759,10 @@ func masqExprs(r masqRule) []expr.Any {
 	return append(out, &expr.Masq{})
 }
 
-// found is one element of ours in the kernel.
-type found struct {
-	set nftSet
-	el  nftables.SetElement
-}
-
 // elementsOf dumps every set of our tables and returns the elements whose
 // comment satisfies match. A missing table has none.
-func elementsOf(c *nftables.Conn, match func(comment string) bool) ([]found, error) {
-	var out []found
+func elementsOf(c *nftables.Conn, match func(comment string) bool) ([]nftElem, error) {
+	var out []nftElem
 	var errs []error
 	for _, sets := range [][]nftSet{inetSets, bridgeSets} {
 		t, err := c.ListTableOfFamily(naming.NftTable, sets[0].table().Family)
@@ -733,7 +789,7 @@ func elementsOf(c *nftables.Conn, match func(comment string) bool) ([]found, err
 			}
 			for _, el := range els {
 				if match(el.Comment) {
-					out = append(out, found{set: s, el: el})
+					out = append(out, nftElem{set: s, key: el.Key, comment: el.Comment})
 				}
 			}
 		}
@@ -741,26 +797,78 @@ func elementsOf(c *nftables.Conn, match func(comment string) bool) ([]found, err
 	return out, errors.Join(errs...)
 }
 
-// deleteFound queues the deletion of elements (by key).
-func deleteFound(c *nftables.Conn, els []found) error {
-	for _, f := range els {
-		if err := c.SetDeleteElements(f.set.object(), []nftables.SetElement{{Key: f.el.Key}}); err != nil {
+// attachmentElems are the attachment's elements in the kernel: those its
+// index element names that carry its tag (a few lookups by key), or,
+// without a readable index element, those a dump of every set finds by
+// the tag.
+func attachmentElems(c *nftables.Conn, a attachment, tag string) ([]nftElem, error) {
+	g, err := newElemGetter()
+	if err != nil {
+		return nil, err
+	}
+	defer g.Close()
+	comment, ok, err := g.comment(setAttach, attachmentKey(a))
+	if err != nil {
+		return nil, err
+	}
+	if ok {
+		if els, err := indexedElems(g, a, tag, comment); err == nil {
+			return els, nil
+		}
+	}
+	return elementsOf(c, func(s string) bool { return tagOf(s) == tag })
+}
+
+// indexedElems are the elements the index comment names (the index
+// element included) that are in the kernel with the attachment's tag.
+func indexedElems(g *elemGetter, a attachment, tag, comment string) ([]nftElem, error) {
+	t, p, err := parseReceipt(comment)
+	if err != nil {
+		return nil, err
+	}
+	if t != tag {
+		return nil, fmt.Errorf("index element of %s carries tag %s", tag, t)
+	}
+	var out []nftElem
+	for _, e := range planNft(a.Network, p).elems {
+		if e.comment != "" {
+			continue // the network's zone elements
+		}
+		c, ok, err := g.comment(e.set, e.key)
+		if err != nil {
+			return nil, err
+		}
+		if ok && c == tag {
+			out = append(out, e)
+		}
+	}
+	return append(out, nftElem{set: setAttach, key: attachmentKey(a), comment: comment}), nil
+}
+
+func attachmentKey(a attachment) []byte {
+	return ifnameBytes(naming.NftAttachmentKey(a.Network, a.ContainerID, a.IfName))
+}
+
+// deleteElems queues the deletion of elements (by key).
+func deleteElems(c *nftables.Conn, els []nftElem) error {
+	for _, e := range els {
+		if err := c.SetDeleteElements(e.set.object(), []nftables.SetElement{{Key: e.key}}); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-// Del deletes the elements commented with the attachment's tag: one dump
-// per set, one transaction.
+// Del deletes the attachment's elements (attachmentElems) in one
+// transaction.
 func (nftBackend) Del(a attachment, _ *teardownConf) error {
 	tag := naming.NftTag(a.Network, a.ContainerID, a.IfName)
 	err := retryGone(func(c *nftables.Conn) error {
-		els, err := elementsOf(c, func(s string) bool { return s == tag })
+		els, err := attachmentElems(c, a, tag)
 		if err != nil || len(els) == 0 {
 			return err
 		}
-		return deleteFound(c, els)
+		return deleteElems(c, els)
 	})
 	if err != nil {
 		return fmt.Errorf("nftables: delete %s: %w", tag, err)
@@ -779,12 +887,12 @@ func (nftBackend) GC(network string, valid map[cniutil.Attachment]bool) error {
 	zoneTag := naming.NftZoneTag(network)
 	err := retryGone(func(c *nftables.Conn) error {
 		els, err := elementsOf(c, func(s string) bool {
-			return (strings.HasPrefix(s, prefix) && !keep[s]) || (len(valid) == 0 && s == zoneTag)
+			return (strings.HasPrefix(s, prefix) && !keep[tagOf(s)]) || (len(valid) == 0 && s == zoneTag)
 		})
 		if err != nil {
 			return err
 		}
-		if err := deleteFound(c, els); err != nil {
+		if err := deleteElems(c, els); err != nil {
 			return err
 		}
 		if len(valid) > 0 {
@@ -881,26 +989,30 @@ func (nftBackend) Check(a attachment, p *Policy) error {
 			}
 		}
 	}
-	zoneTag := naming.NftZoneTag(a.Network)
-	have, err := elementsOf(c, func(s string) bool { return s == tag || s == zoneTag })
+	g, err := newElemGetter()
 	if err != nil {
 		return err
 	}
+	defer g.Close()
 	for _, e := range plan.elems {
-		ok := false
-		for _, h := range have {
-			// (A map element's verdict does not come back in the dump;
-			// its chain is checked above.)
-			if h.set.name == e.set.name && h.set.bridge == e.set.bridge && bytes.Equal(h.el.Key, e.key) {
-				ok = true
-				break
-			}
+		if e.set.is(setAttach) {
+			continue // the index only speeds up DEL
+		}
+		want, what := tag, "element"
+		if e.comment != "" {
+			want, what = e.comment, "conntrack zone element"
+		}
+		// (A map element's verdict is not compared; its chain is checked
+		// above.)
+		comment, ok, err := g.comment(e.set, e.key)
+		if err != nil {
+			return err
 		}
 		if !ok {
-			if e.comment != "" {
-				return fmt.Errorf("nftables conntrack zone element missing in %s: %x", e.set.name, e.key)
-			}
-			return fmt.Errorf("nftables element missing in %s: %x", e.set.name, e.key)
+			return fmt.Errorf("nftables %s missing in %s: %x", what, e.set.name, e.key)
+		}
+		if comment != want {
+			return fmt.Errorf("nftables %s in %s: %x belongs to %q, not %s", what, e.set.name, e.key, comment, want)
 		}
 	}
 	return nil

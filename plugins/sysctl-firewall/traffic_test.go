@@ -303,8 +303,8 @@ func testConcurrentAdd(t *testing.T, be string) {
 		// Every attachment's elements are there, the node-wide rules once.
 		dump := dumpNft(t, n)
 		for i := range pods {
-			if s := n.attState(t, be, testNet, fmt.Sprintf("sf-par-%d", i)); strings.Count(s, "\n")+1 != 4 {
-				t.Fatalf("attachment %d has %q, want 4 elements", i, s)
+			if s := n.attState(t, be, testNet, fmt.Sprintf("sf-par-%d", i)); strings.Count(s, "\n")+1 != 5 {
+				t.Fatalf("attachment %d has %q, want 5 elements (fwd, masq, guard, allow, index)", i, s)
 			}
 		}
 		for chain, rules := range baseRuleCount() {

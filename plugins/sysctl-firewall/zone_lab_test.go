@@ -278,13 +278,13 @@ func TestConntrackZoneNft(t *testing.T) {
 		if err != nil {
 			return err
 		}
-		var jump []found
+		var jump []nftElem
 		for _, f := range els {
 			if f.set.name == setZoneJump.name {
 				jump = append(jump, f)
 			}
 		}
-		return deleteFound(c, jump)
+		return deleteElems(c, jump)
 	})
 	if e := n.stage().Check(t, "sfz-1", p1.NS, conf1).CNIError(t); !strings.Contains(e.Msg, "zonejump") {
 		t.Fatalf("CHECK without the zone element: %s", e.Msg)
