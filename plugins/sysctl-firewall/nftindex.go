@@ -144,8 +144,7 @@ func (g *elemGetter) comment(s nftSet, key []byte) (string, bool, error) {
 			Type:  netlink.HeaderType(unix.NFNL_SUBSYS_NFTABLES<<8 | unix.NFT_MSG_GETSETELEM),
 			Flags: netlink.Request,
 		},
-		// nfgenmsg: family, version, resource id.
-		Data: append([]byte{byte(s.table().Family), unix.NFNETLINK_V0, 0, 0}, data...),
+		Data: append(nfgen(byte(s.table().Family), 0), data...),
 	})
 	if errors.Is(err, unix.ENOENT) {
 		return "", false, nil
