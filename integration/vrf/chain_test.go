@@ -472,7 +472,7 @@ func TestFullChainVRF(t *testing.T) {
 				}
 				var out []string
 				for _, o := range objs {
-					if o.Comment == naming.NftTag(tn.name, cid, "eth0") {
+					if naming.NftTagOf(o.Comment) == naming.NftTag(tn.name, cid, "eth0") {
 						out = append(out, o.String())
 					}
 				}

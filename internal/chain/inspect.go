@@ -293,7 +293,7 @@ func (c *Chain) Orphans(node *netsim.NS, live []Attachment, stateDirs ...string)
 		left = append(left, "nftables: "+err.Error())
 	}
 	for _, o := range nft {
-		if o.Set != "" && strings.HasPrefix(o.Comment, naming.NftNetworkTag(network)) && !nftTags[o.Comment] {
+		if o.Set != "" && strings.HasPrefix(o.Comment, naming.NftNetworkTag(network)) && !nftTags[naming.NftTagOf(o.Comment)] {
 			left = append(left, fmt.Sprintf("%s: tagged for no live attachment", o))
 		}
 	}

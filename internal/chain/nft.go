@@ -31,7 +31,7 @@ func nftLeftovers(objs []NftObject, network, cid, ifName string) []string {
 	var left []string
 	for _, o := range objs {
 		switch {
-		case o.Set != "" && cid != "" && o.Comment == naming.NftTag(network, cid, ifName):
+		case o.Set != "" && cid != "" && naming.NftTagOf(o.Comment) == naming.NftTag(network, cid, ifName):
 			left = append(left, cid+": "+o.String())
 		case o.Set != "" && cid == "" && strings.HasPrefix(o.Comment, naming.NftNetworkTag(network)):
 			left = append(left, o.String())

@@ -354,7 +354,7 @@ func collectNetwork(nc *netConfig, links map[string]netlink.Link, fw *Firewall, 
 		nftTag := naming.NftTag(nc.name, a.ContainerID, a.IfName)
 		nftTags[nftTag] = true
 		for _, o := range fw.Nft {
-			if o.Set != "" && o.Comment == nftTag {
+			if o.Set != "" && naming.NftTagOf(o.Comment) == nftTag {
 				a.Firewall = append(a.Firewall, o.String())
 			}
 		}

@@ -84,7 +84,7 @@ func nftKey(set string, key []byte) string {
 		return ip(key[:len(key)-ifsz]) + " . " + ifname(key[len(key)-ifsz:])
 	case strings.HasPrefix(set, "allow") && (len(key) == ifsz+4 || len(key) == ifsz+16):
 		return ifname(key[:ifsz]) + " . " + ip(key[ifsz:])
-	case (strings.HasPrefix(set, "guard") || strings.HasSuffix(set, "jump")) && len(key) == ifsz:
+	case (strings.HasPrefix(set, "guard") || strings.HasSuffix(set, "jump") || set == "attachments") && len(key) == ifsz:
 		return ifname(key)
 	}
 	return fmt.Sprintf("0x%x", key)
@@ -92,7 +92,8 @@ func nftKey(set string, key []byte) string {
 
 // nftOwner says whose an object is: the network hash (8 hex digits) of a
 // per-network chain or a tagged element, and for an attachment's element
-// its tag (naming.NftTag). Base chains and untagged elements are nobody's.
+// its tag (naming.NftTag, read with naming.NftTagOf). Base chains and
+// untagged elements are nobody's.
 func nftOwner(o NftObject) (netHash, attTag string) {
 	if o.Set == "" {
 		for _, p := range []string{"masq-", "z-"} {
@@ -107,7 +108,7 @@ func nftOwner(o NftObject) (netHash, attTag string) {
 	}
 	if rest, ok := strings.CutPrefix(o.Comment, "vxvrf:"); ok {
 		if h, _, ok := strings.Cut(rest, ":"); ok {
-			return h, o.Comment
+			return h, naming.NftTagOf(o.Comment)
 		}
 	}
 	return "", ""

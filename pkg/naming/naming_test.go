@@ -98,6 +98,12 @@ func TestNftNames(t *testing.T) {
 	if n := len(NftTag(long, strings.Repeat("c", 200), "eth0")); n > 64 {
 		t.Fatalf("tag of a long attachment is %d bytes", n)
 	}
+	if NftTagOf(a) != a || NftTagOf(a+" veth=v1 10.0.0.2") != a || NftTagOf(a+" x") == b {
+		t.Fatalf("NftTagOf does not read the tag of %q or of its index comment", a)
+	}
+	if k := NftAttachmentKey("net", "c1", "eth0"); len(k) != 15 || !strings.Contains(a, k) {
+		t.Fatalf("attachment key %q is not 15 digits of the tag %q", k, a)
+	}
 	m := NftMasqChain("net", "ipv4 10.0.0.0/24 !br0")
 	if !strings.HasPrefix(m, NftMasqPrefix("net")) || m == NftMasqChain("net", "ipv4 10.0.1.0/24 !br0") {
 		t.Fatalf("masq chain %q", m)

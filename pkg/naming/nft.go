@@ -1,6 +1,9 @@
 package naming
 
-import "strconv"
+import (
+	"strconv"
+	"strings"
+)
 
 // NftTable is the name of sysctl-firewall's nftables tables (one in the
 // inet family, one in the bridge family).
@@ -16,6 +19,14 @@ func NftNetworkTag(network string) string { return "vxvrf:" + hash(network)[:8] 
 // GC find the elements from (network, containerID, ifname) alone.
 func NftTag(network, containerID, ifName string) string {
 	return NftNetworkTag(network) + hash(network, containerID, ifName)[:16]
+}
+
+// NftTagOf is the attachment tag an element's comment starts with: the
+// whole comment, or, for an attachment's index element (sysctl-firewall's
+// set "attachments"), what comes before the first space.
+func NftTagOf(comment string) string {
+	tag, _, _ := strings.Cut(comment, " ")
+	return tag
 }
 
 // NftMasqChain is a network's masquerade chain for one (family, subnet,

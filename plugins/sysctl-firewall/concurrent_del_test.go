@@ -28,7 +28,7 @@ func TestNftDelRaceWithConcurrentDelete(t *testing.T) {
 	err := n.NS.NetNS.Do(func(ns.NetNS) error {
 		return retryGone(func(c *nftables.Conn) error {
 			attempts++
-			els, err := elementsOf(c, func(s string) bool { return tagOf(s) == tag })
+			els, err := elementsOf(c, func(s string) bool { return naming.NftTagOf(s) == tag })
 			if err != nil || len(els) == 0 {
 				return err
 			}

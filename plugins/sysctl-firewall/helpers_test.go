@@ -329,7 +329,7 @@ func (n *node) nftDelElements(t testing.TB, set string, bridge bool, network, ci
 	t.Helper()
 	tag := naming.NftTag(network, cid, "eth0")
 	n.nft(t, func(c *nftables.Conn) error {
-		els, err := elementsOf(c, func(s string) bool { return tagOf(s) == tag })
+		els, err := elementsOf(c, func(s string) bool { return naming.NftTagOf(s) == tag })
 		if err != nil {
 			return err
 		}

@@ -816,7 +816,7 @@ func attachmentElems(c *nftables.Conn, a attachment, tag string) ([]nftElem, err
 			return els, nil
 		}
 	}
-	return elementsOf(c, func(s string) bool { return tagOf(s) == tag })
+	return elementsOf(c, func(s string) bool { return naming.NftTagOf(s) == tag })
 }
 
 // indexedElems are the elements the index comment names (the index
@@ -887,7 +887,7 @@ func (nftBackend) GC(network string, valid map[cniutil.Attachment]bool) error {
 	zoneTag := naming.NftZoneTag(network)
 	err := retryGone(func(c *nftables.Conn) error {
 		els, err := elementsOf(c, func(s string) bool {
-			return (strings.HasPrefix(s, prefix) && !keep[tagOf(s)]) || (len(valid) == 0 && s == zoneTag)
+			return (strings.HasPrefix(s, prefix) && !keep[naming.NftTagOf(s)]) || (len(valid) == 0 && s == zoneTag)
 		})
 		if err != nil {
 			return err

@@ -98,13 +98,6 @@ func parseReceipt(comment string) (string, *Policy, error) {
 	return f[0], p, nil
 }
 
-// tagOf is the attachment tag an element's comment starts with (an index
-// element's comment goes on after a space).
-func tagOf(comment string) string {
-	tag, _, _ := strings.Cut(comment, " ")
-	return tag
-}
-
 // elemGetter looks elements up by key on a netlink socket of its own
 // (google/nftables v0.3.0 only dumps a whole set).
 type elemGetter struct{ conn *netlink.Conn }

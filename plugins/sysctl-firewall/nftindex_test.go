@@ -24,8 +24,8 @@ func TestReceipt(t *testing.T) {
 	tag := naming.NftTag("blue", "cid", "eth0")
 	c := receipt(tag, p)
 	gotTag, got, err := parseReceipt(c)
-	if err != nil || gotTag != tag || tagOf(c) != tag {
-		t.Fatalf("parseReceipt(%q) = %q, %v; tagOf %q", c, gotTag, err, tagOf(c))
+	if err != nil || gotTag != tag || naming.NftTagOf(c) != tag {
+		t.Fatalf("parseReceipt(%q) = %q, %v; tagOf %q", c, gotTag, err, naming.NftTagOf(c))
 	}
 	if !reflect.DeepEqual(planNft("blue", got).elems, planNft("blue", p).elems) {
 		t.Fatalf("the receipt %q plans other elements than the policy", c)
