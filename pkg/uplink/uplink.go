@@ -10,6 +10,7 @@ import (
 
 	"github.com/containernetworking/plugins/pkg/netlinksafe"
 	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
 
 	"github.com/vxvrf/cni/pkg/kernel"
 	"github.com/vxvrf/cni/pkg/naming"
@@ -29,7 +30,9 @@ func Find(name string) (netlink.Link, error) {
 		return l, nil
 	}
 	for _, family := range []int{netlink.FAMILY_V4, netlink.FAMILY_V6} {
-		routes, err := netlinksafe.RouteListFiltered(family, &netlink.Route{Table: 254}, netlink.RT_FILTER_TABLE)
+		// The main table only, filtered by the kernel (a plain dump also
+		// reads the local table's entries of every pod's host veth).
+		routes, err := kernel.TableRoutes(family, unix.RT_TABLE_MAIN)
 		if err != nil {
 			return nil, fmt.Errorf("list routes: %w", err)
 		}
