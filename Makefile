@@ -55,8 +55,9 @@ demo-cluster: build
 	$(GO) run ./integration/cluster-demo -bin $(BIN)
 
 # Everything; as root (the tests create network namespaces, never touching the host's own).
-# Estimated 30-40 min on a fresh 2-core machine (budget: 45), 15-25 of them
-# building Kubernetes once (scripts/k8s-setup.sh, cached under /opt/vxvrf-e2e);
+# 22 min measured on a fresh 2-core machine (budget: 45; apt packages were
+# already installed), 5 of them building Kubernetes once (scripts/k8s-setup.sh,
+# cached under /opt/vxvrf-e2e);
 # about 9 min with everything cached. See docs/development.md, Time budget.
 test: build deps vet lint
 	set -o pipefail; VXVRF_BIN=$(BIN) VXVRF_REF_BIN=$(TOOLS)/cni PATH=$(TOOLS)/bin:$$PATH \

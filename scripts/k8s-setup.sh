@@ -9,7 +9,7 @@
 #   $E2E_PREFIX/k8s/$K8S_VERSION/bin/{kube-apiserver,kube-controller-manager,
 #        kube-scheduler,kube-proxy,kubelet,kubectl}
 #        built in ONE `go build` so the shared packages compile once
-#        (about 15 min on 2 cores; cached afterwards). kubectl is what the
+#        (5-15 min on 2 cores; cached afterwards). kubectl is what the
 #        k8s suite applies the manifests in deploy/ with, as an operator does.
 #
 # Why this version: v1.35 is the newest Kubernetes whose kubelet still runs on
@@ -50,7 +50,7 @@ if ! have; then
   # k8s.io/kubernetes' ./staging replaces are left out of the module zip the
   # proxy serves; point them at the published k8s.io/* modules of the same
   # release (v0.MINOR.PATCH), as scripts/e2e-setup.sh does for crictl.
-  log "building $COMPONENTS $K8S_VERSION in one go build (about 15 min on 2 cores; cached in $BIN)"
+  log "building $COMPONENTS $K8S_VERSION in one go build (5-15 min on 2 cores; cached in $BIN)"
   t=$(date +%s)
   src=$(cd /tmp && "$GO" mod download -json "k8s.io/kubernetes@$K8S_VERSION" | jq -r .Dir)
   minor=${K8S_VERSION#v1.}; minor=${minor%%.*}
