@@ -211,3 +211,31 @@ func TestNftListReadable(t *testing.T) {
 		}
 	}
 }
+
+// FuzzParseReceipt: an index comment is read back from the kernel, so any
+// string must parse or be refused without a panic; one that parses plans
+// elements, and its policy written again reads back the same.
+func FuzzParseReceipt(f *testing.F) {
+	tag := naming.NftTag("blue", "cid", "eth0")
+	f.Add(tag + " veth=veth0a1b2c3d br=br-blue vrf=vrf-blue masquerade antispoofing 10.1.0.5 fd00::5")
+	f.Add(tag)
+	f.Add(tag + " veth= br==x 1.2.3.4 ::ffff:1.2.3.4 masquerade masquerade")
+	f.Add(" \t ")
+	f.Fuzz(func(t *testing.T, comment string) {
+		gotTag, p, err := parseReceipt(comment)
+		if err != nil {
+			return
+		}
+		planNft("blue", p)
+		tag2, p2, err := parseReceipt(receipt(gotTag, p))
+		if err != nil || tag2 != gotTag || p2.HostVeth != p.HostVeth || p2.Bridge != p.Bridge || p2.VRF != p.VRF ||
+			p2.Masquerade != p.Masquerade || p2.AntiSpoofing != p.AntiSpoofing || len(p2.Addrs) != len(p.Addrs) {
+			t.Fatalf("%q: written again it reads %q %+v, %v; want %q %+v", comment, tag2, p2, err, gotTag, p)
+		}
+		for i := range p.Addrs {
+			if !p.Addrs[i].IP.Equal(p2.Addrs[i].IP) {
+				t.Fatalf("%q: address %d reads back as %v, want %v", comment, i, p2.Addrs[i].IP, p.Addrs[i].IP)
+			}
+		}
+	})
+}
