@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 
 	"github.com/containernetworking/cni/pkg/skel"
@@ -150,69 +151,127 @@ func kernelHas(name string) bool {
 	return false
 }
 
-// setting is one node sysctl the topology needs.
-type setting struct{ key, value string }
-
-// nodeSysctls lists the sysctls to hold in the node namespace. Keys the
-// kernel does not have (no IPv6, no L3 master devices) are left out.
-func nodeSysctls() []setting {
-	s := []setting{{"net.ipv4.ip_forward", "1"}}
-	if sysctl.Exists("net.ipv6.conf.all.forwarding") {
-		s = append(s, setting{"net.ipv6.conf.all.forwarding", "1"})
-	}
-	// L3 master device (VRF) support: sockets bound in the default VRF
-	// accept connections arriving through a VRF.
-	if sysctl.Exists("net.ipv4.tcp_l3mdev_accept") {
-		s = append(s, setting{"net.ipv4.tcp_l3mdev_accept", "1"})
-		if sysctl.Exists("net.ipv4.udp_l3mdev_accept") {
-			s = append(s, setting{"net.ipv4.udp_l3mdev_accept", "1"})
-		}
-	}
-	return s
+// setting is one node sysctl the topology needs; an optional one is
+// skipped where the kernel lacks it (no IPv6, no L3 master devices).
+type setting struct {
+	key, value string
+	optional   bool
 }
 
-// ensureSysctls writes the node sysctls, skipping those already right.
-// Before IPv6 forwarding goes on, an uplink that accepts router
-// advertisements (accept_ra=1) is switched to accept_ra=2, so the node
-// keeps its SLAAC address and default route. The verb line lists the
-// sysctls it set and those that were already right (unchanged); the
-// values are at debug level.
+// ipv6Forwarding is the setting ensureSysctls guards with accept_ra.
+const ipv6Forwarding = "net.ipv6.conf.all.forwarding"
+
+// nodeSysctls lists the sysctls to hold in the node namespace.
+func nodeSysctls() []setting {
+	return []setting{
+		{"net.ipv4.ip_forward", "1", false},
+		{ipv6Forwarding, "1", true},
+		// L3 master device (VRF) support: sockets bound in the default
+		// VRF accept connections arriving through a VRF.
+		{"net.ipv4.tcp_l3mdev_accept", "1", true},
+		{"net.ipv4.udp_l3mdev_accept", "1", true},
+	}
+}
+
+// openSetting opens s's sysctl; nil, nil for an optional one the kernel
+// lacks.
+func openSetting(o *sysctl.Opener, s setting) (*sysctl.File, error) {
+	f, err := o.Open(s.key)
+	if s.optional && errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	return f, err
+}
+
+// ensureSysctls writes the node sysctls, skipping those already right,
+// with one open of each and one walk of each directory (sysctl.Opener). Before IPv6 forwarding goes on, an
+// uplink that accepts router advertisements (accept_ra=1) is switched to
+// accept_ra=2, so the node keeps its SLAAC address and default route. The
+// verb line lists the sysctls it set and those that were already right
+// (unchanged); the values are at debug level.
 func ensureSysctls(uplinkName string) error {
 	vlog.Did("set")
 	vlog.Did("unchanged")
-	raKey := "net/ipv6/conf/" + uplinkName + "/accept_ra"
-	if sysctl.Exists("net.ipv6.conf.all.forwarding") && sysctl.Exists(raKey) {
-		if fwd, _ := sysctl.Get("net.ipv6.conf.all.forwarding"); fwd != "1" {
-			if ra, _ := sysctl.Get(raKey); ra == "1" {
-				if err := sysctl.Set(raKey, "2"); err != nil {
-					return cniutil.Errorf(types.ErrInternal, "infra-ensure: %v", err)
-				}
-				vlog.Did("set", "net.ipv6.conf."+uplinkName+".accept_ra")
-				vlog.L().Debug("sysctl set", "key", raKey, "value", "2", "was", ra)
-			}
-		}
-	}
+	o := sysctl.NewOpener()
+	defer o.Close()
 	for _, s := range nodeSysctls() {
-		if sysctl.Check(s.key, s.value) == nil {
-			vlog.Did("unchanged", s.key)
-			continue
-		}
-		if err := sysctl.Set(s.key, s.value); err != nil {
+		if err := ensureSetting(o, s, uplinkName); err != nil {
 			return cniutil.Errorf(types.ErrInternal, "infra-ensure: %v", err)
 		}
-		vlog.Did("set", s.key)
-		vlog.L().Debug("sysctl set", "key", s.key, "value", s.value)
 	}
+	return nil
+}
+
+func ensureSetting(o *sysctl.Opener, s setting, uplinkName string) error {
+	f, err := openSetting(o, s)
+	if err != nil || f == nil {
+		return err
+	}
+	defer f.Close()
+	was, err := f.Get()
+	if err != nil {
+		return err
+	}
+	if was == s.value {
+		vlog.Did("unchanged", s.key)
+		return nil
+	}
+	if s.key == ipv6Forwarding {
+		if err := keepRouterAdvertisements(o, uplinkName); err != nil {
+			return err
+		}
+	}
+	if err := f.Set(s.value); err != nil {
+		return err
+	}
+	vlog.Did("set", s.key)
+	vlog.L().Debug("sysctl set", "key", s.key, "value", s.value, "was", was)
+	return nil
+}
+
+// keepRouterAdvertisements switches the uplink's accept_ra from 1 to 2
+// (accept them with forwarding on); absent or other values stay.
+func keepRouterAdvertisements(o *sysctl.Opener, uplinkName string) error {
+	key := "net/ipv6/conf/" + uplinkName + "/accept_ra"
+	f, err := o.Open(key)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	if ra, err := f.Get(); err != nil || ra != "1" {
+		return err
+	}
+	if err := f.Set("2"); err != nil {
+		return err
+	}
+	vlog.Did("set", "net.ipv6.conf."+uplinkName+".accept_ra")
+	vlog.L().Debug("sysctl set", "key", key, "value", "2", "was", "1")
 	return nil
 }
 
 // checkSysctls verifies every node sysctl holds.
 func checkSysctls() error {
 	var errs []error
+	o := sysctl.NewOpener()
+	defer o.Close()
 	for _, s := range nodeSysctls() {
-		if err := sysctl.Check(s.key, s.value); err != nil {
+		f, err := openSetting(o, s)
+		if err != nil {
 			errs = append(errs, err)
+			continue
 		}
+		if f == nil {
+			continue
+		}
+		if got, err := f.Get(); err != nil {
+			errs = append(errs, err)
+		} else if got != s.value {
+			errs = append(errs, fmt.Errorf("sysctl %s is %q, want %q", s.key, got, s.value))
+		}
+		_ = f.Close()
 	}
 	return errors.Join(errs...)
 }

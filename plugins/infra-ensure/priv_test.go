@@ -100,6 +100,42 @@ func TestLifecycle(t *testing.T) {
 	}
 }
 
+// TestAcceptRA: turning IPv6 forwarding on switches an uplink that accepts
+// router advertisements (accept_ra=1) to accept_ra=2, so the node keeps its
+// SLAAC address and default route; with forwarding already on, accept_ra
+// is left as it is. The verb line names what was set.
+func TestAcceptRA(t *testing.T) {
+	node, pod := testutil.NodeWithPod(t, "ie-ra")
+	st := testutil.Stage{Plugin: plugin, In: node.NetNS}
+	logFile := filepath.Join(t.TempDir(), "cni.log")
+	conf := st.Conf("1.1.0", "ie").With("stateDir", t.TempDir()).
+		With("log", map[string]any{"file": logFile, "level": "info"}).Bytes()
+	set := func(kv ...string) {
+		t.Helper()
+		for _, s := range kv {
+			if _, err := node.In("sysctl", "-qw", s); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	set("net.ipv6.conf.all.forwarding=0", "net.ipv6.conf.eth0.accept_ra=1")
+	st.Add(t, "c1", pod, conf).OK(t)
+	if got := nodeSysctl(t, node, "net.ipv6.conf.eth0.accept_ra"); got != "2" {
+		t.Errorf("accept_ra = %s after ADD turned IPv6 forwarding on, want 2", got)
+	}
+	if got := nodeSysctl(t, node, "net.ipv6.conf.all.forwarding"); got != "1" {
+		t.Errorf("IPv6 forwarding = %s, want 1", got)
+	}
+	if b, err := os.ReadFile(logFile); err != nil || !strings.Contains(string(b), "net.ipv6.conf.eth0.accept_ra") {
+		t.Errorf("the verb line does not name accept_ra (%v):\n%s", err, b)
+	}
+	set("net.ipv6.conf.eth0.accept_ra=1")
+	st.Add(t, "c2", pod, conf).OK(t)
+	if got := nodeSysctl(t, node, "net.ipv6.conf.eth0.accept_ra"); got != "1" {
+		t.Errorf("accept_ra = %s after an ADD with forwarding already on, want 1 (left alone)", got)
+	}
+}
+
 // TestPrevResult: a prevResult is passed through with the uplink appended.
 func TestPrevResult(t *testing.T) {
 	node, pod := testutil.NodeWithPod(t, "ie-prev")
