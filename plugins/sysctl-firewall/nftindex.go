@@ -43,7 +43,7 @@ func indexEntry(a attachment, p *Policy) (nftElem, bool) {
 	if len(c) > maxComment {
 		return nftElem{}, false
 	}
-	return nftElem{set: setAttach, key: ifnameBytes(naming.NftAttachmentKey(a.Network, a.ContainerID, a.IfName)), comment: c}, true
+	return nftElem{set: setAttach, key: attachmentKey(a), comment: c}, true
 }
 
 // receipt is the index comment: the tag, then the policy fields the
