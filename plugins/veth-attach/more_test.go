@@ -262,7 +262,7 @@ func TestConcurrentAdds(t *testing.T) {
 			t.Errorf("DEL %d: %v %s", i, o.Err, o.Stdout)
 		}
 	}
-	if out := mustIn(t, node.NS, "ip", "-o", "link", "show", "type", "veth"); strings.Count(out, "\n") != 1 {
+	if out := mustIn(t, node.NS, "ip", "-o", "link", "show", "type", "veth"); len(linkLine.FindAllString(out, -1)) != 1 {
 		t.Errorf("veths left: %s", out)
 	}
 	if l := leases(t, data); len(l) != 0 {
