@@ -48,11 +48,12 @@ func Get(key string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	b, err := os.ReadFile(p)
+	f, err := os.Open(p)
 	if err != nil {
 		return "", fmt.Errorf("read sysctl %s: %w", key, err)
 	}
-	return strings.TrimSpace(string(b)), nil
+	defer f.Close()
+	return (&File{key: key, f: f}).Get()
 }
 
 // Set writes value to key and reads it back, through one open of its file.
@@ -143,9 +144,11 @@ func (o *Opener) Close() {
 	}
 }
 
-// Get returns the value, trimmed (read from offset 0).
+// Get returns the whole value, trimmed. It is read in one pread at
+// offset 0 into a buffer larger than any sysctl value: some handlers
+// (bitmaps, lists) do not continue a read at another offset.
 func (s *File) Get() (string, error) {
-	buf := make([]byte, 256)
+	buf := make([]byte, 64<<10)
 	n, err := s.f.ReadAt(buf, 0)
 	if err != nil && !errors.Is(err, io.EOF) {
 		return "", fmt.Errorf("read sysctl %s: %w", s.key, err)

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"strings"
 	"testing"
 
 	"github.com/containernetworking/plugins/pkg/ns"
@@ -68,6 +69,18 @@ func TestOpener(t *testing.T) {
 		}
 		if err := Set("net.ipv4.ip_forward", "1"); err != nil {
 			return err
+		}
+		// A value longer than one small read comes back whole.
+		var ports []string
+		for p := 10000; p < 10400; p += 2 {
+			ports = append(ports, fmt.Sprint(p))
+		}
+		long := strings.Join(ports, ",")
+		if err := Set("net.ipv4.ip_local_reserved_ports", long); err != nil {
+			return fmt.Errorf("a %d-byte value: %w", len(long), err)
+		}
+		if got, err := Get("net.ipv4.ip_local_reserved_ports"); err != nil || got != long {
+			return fmt.Errorf("Get of a %d-byte value: %d bytes back: %w", len(long), len(got), err)
 		}
 		return Check("net.ipv4.ip_forward", "1")
 	})
