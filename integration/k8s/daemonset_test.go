@@ -352,6 +352,23 @@ func podIsReady(p *corev1.Pod) bool {
 	return false
 }
 
+// noRestarts fails the test for every container of the selected pods that
+// restarted.
+func (c *dsCluster) noRestarts(t *testing.T, selector metav1.ListOptions) {
+	t.Helper()
+	pods, err := c.cp.Admin.CoreV1().Pods("default").List(context.Background(), selector)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range pods.Items {
+		for _, cs := range p.Status.ContainerStatuses {
+			if cs.RestartCount != 0 {
+				t.Errorf("%s restarted %d times", p.Name, cs.RestartCount)
+			}
+		}
+	}
+}
+
 func (c *dsCluster) deletePods(t *testing.T, selector metav1.ListOptions) {
 	t.Helper()
 	ctx := context.Background()
@@ -666,17 +683,7 @@ func testJoinLeave(t *testing.T, c *dsCluster) {
 		})
 	}
 	t.Logf("node-4 joined: its pod reaches every other node's pod and back %s after its kubelet started", time.Since(t0).Round(100*time.Millisecond))
-	pods, err := c.cp.Admin.CoreV1().Pods("default").List(ctx, metav1.ListOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, p := range pods.Items {
-		for _, cs := range p.Status.ContainerStatuses {
-			if cs.RestartCount != 0 {
-				t.Errorf("%s restarted %d times", p.Name, cs.RestartCount)
-			}
-		}
-	}
+	c.noRestarts(t, metav1.ListOptions{})
 
 	// Leaves: drained, its kubelet and runtime gone, its Node deleted (and
 	// its pods with it, as the pod GC would).
@@ -820,7 +827,6 @@ func (k *kubeletNode) attachments() (leases []json.RawMessage, veths []string, e
 // not one ping is lost, every node's binaries are the new ones, and a pod
 // started afterwards runs.
 func testUpgrade(t *testing.T, c *dsCluster) {
-	ctx := context.Background()
 	// The upgrade's image: the same sources built with another VERSION
 	// and tag, by the same script as `make image`, imported on every node.
 	t0 := time.Now()
@@ -885,17 +891,7 @@ func testUpgrade(t *testing.T, c *dsCluster) {
 			t.Errorf("%s: agent pod %s runs %s", name, p.Name, p.Spec.Containers[0].Image)
 		}
 	}
-	pods, err := c.cp.Admin.CoreV1().Pods("default").List(ctx, metav1.ListOptions{LabelSelector: "app=web"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, p := range pods.Items {
-		for _, cs := range p.Status.ContainerStatuses {
-			if cs.RestartCount != 0 {
-				t.Errorf("%s restarted %d times", p.Name, cs.RestartCount)
-			}
-		}
-	}
+	c.noRestarts(t, metav1.ListOptions{LabelSelector: "app=web"})
 	c.runPod(t, webPod("after-upgrade", to.name))
 }
 
